@@ -1,0 +1,239 @@
+r"""The objective (THEORY.md §5): plan evaluation and the W2 distance.
+
+The final student operator is :math:`S = \prod_{\text{segments}} \mathrm{value(root)}`, the teacher's
+:math:`T = T(N \to 0)`. For a spectrum :math:`(\lambda_i, \omega_i)`:
+
+* ``target="teacher"`` (default): :math:`W_2^2 = \sum_i \omega_i \|v_{N,i}\|^2 (S_i - T_i)^2`;
+* ``target="data"``: :math:`W_2^2 = \sum_i \omega_i (|S_i|\,\|v_{N,i}\| - \sqrt{\lambda_i})^2`.
+
+Both are the Wasserstein-2 distance between centred Gaussians with diagonal covariances in the
+eigenbasis (input :math:`z_N` of variance :math:`\|v_N\|^2` per direction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .model import StudentModel, ddim_jump_table, retention_table
+from .plans import MergeNode, Plan, Tree
+from .schedules import Schedule, signal_noise_norm_sq
+from .teacher import SOLVERS, check_lam, exact_flow, step_operators
+
+__all__ = ["TARGETS", "Problem", "PlanEvaluation", "evaluate_plan", "w2_distance"]
+
+TARGETS = ("teacher", "data")
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    r"""Everything that fixes the objective: schedule, spectrum, student model, solver, target.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array of shape (d,)
+        Eigenvalues :math:`\lambda_i \ge 0`.
+    weights : array of shape (d,), optional
+        Multiplicities :math:`\omega_i \ge 0` (default 1).
+    model : StudentModel
+    solver : {"ddim", "heun"}
+        Teacher sampler whose steps are the leaves.
+    target : {"teacher", "data"}
+    segments : int
+        Number of student steps ``M`` (``1 <= M <= N``).
+
+    Attributes (derived, read-only)
+    -------------------------------
+    step_values : (d, N + 1) teacher step operators, entry 0 = 1.
+    retention : (d, N + 1) retention :math:`r_j` per input time (``per-merge`` budget).
+    jump : (d, N + 1, N + 1) ``jump[:, i, j] = D(j -> i)`` (only for ``init="ddim"``, else ``None``).
+    teacher : (d,) :math:`T(N\to 0)`; exact : (d,) :math:`E(N \to 0)`; norm_noise : (d,) :math:`\|v_N\|`.
+    goal : (d,) the value that :math:`S` (``teacher``) or :math:`|S|` (``data``) should reach.
+    scale : (d,) :math:`\omega_i \|v_{N,i}\|^2`, so that :math:`W_2^2 = \sum_i \mathrm{scale}_i (S_i - \mathrm{goal}_i)^2`.
+    """
+
+    schedule: Schedule
+    lam: np.ndarray
+    weights: np.ndarray | None = None
+    model: StudentModel = field(default_factory=StudentModel)
+    solver: str = "ddim"
+    target: str = "teacher"
+    segments: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.schedule, Schedule):
+            raise TypeError(f"schedule must be an opmerge Schedule, got {type(self.schedule).__name__}")
+        if not isinstance(self.model, StudentModel):
+            raise TypeError(f"model must be a StudentModel, got {type(self.model).__name__}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        lam = np.atleast_1d(check_lam(self.lam)).astype(np.float64)
+        if lam.ndim != 1:
+            raise ValueError(f"lam must be a scalar or a 1-D array, got shape {lam.shape}")
+        if self.weights is None:
+            weights = np.ones_like(lam)
+        else:
+            weights = np.atleast_1d(np.asarray(self.weights, dtype=np.float64))
+            if weights.shape != lam.shape:
+                raise ValueError(f"weights must have the shape of lam {lam.shape}, got {weights.shape}")
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError("weights must be finite and >= 0")
+        n_steps = self.schedule.steps
+        if isinstance(self.segments, bool) or not isinstance(self.segments, (int, np.integer)):
+            raise TypeError(f"segments must be an int, got {type(self.segments).__name__}")
+        if not (1 <= int(self.segments) <= n_steps):
+            raise ValueError(f"segments must be in [1, N] = [1, {n_steps}], got {self.segments}")
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("segments", int(self.segments))
+        set_("lam", _readonly(lam))
+        set_("weights", _readonly(weights))
+        steps = step_operators(self.schedule, lam, self.solver)
+        set_("step_values", _readonly(steps))
+        set_("retention", _readonly(retention_table(self.schedule, lam, self.model, self.solver, n_merges=1)))
+        set_("jump", _readonly(ddim_jump_table(self.schedule, lam)) if self.model.init == "ddim" else None)
+        set_("teacher", _readonly(np.prod(steps[:, 1:], axis=1)))
+        set_("exact", _readonly(np.atleast_1d(exact_flow(self.schedule, lam))))
+        norm_sq = signal_noise_norm_sq(self.schedule, lam)
+        set_("norm_noise", _readonly(np.sqrt(norm_sq[..., -1])))
+        goal = self.teacher if self.target == "teacher" else np.sqrt(lam) / self.norm_noise
+        set_("goal", _readonly(np.asarray(goal, dtype=np.float64)))
+        set_("scale", _readonly(weights * norm_sq[..., -1]))
+
+    @property
+    def steps(self) -> int:
+        """Number of teacher steps ``N``."""
+        return self.schedule.steps
+
+    @property
+    def dim(self) -> int:
+        """Number of eigen-directions ``d``."""
+        return int(self.lam.shape[0])
+
+    def retention_for(self, n_merges: int) -> np.ndarray:
+        """Retention table for a plan with ``n_merges`` merge nodes (differs from ``retention`` only for ``budget='total'``)."""
+        if self.model.budget != "total":
+            return self.retention
+        return retention_table(self.schedule, self.lam, self.model, self.solver, n_merges=n_merges)
+
+    def w2_of(self, student) -> float:
+        r""":math:`W_2` of a student operator vector ``S`` (shape ``(d,)``)."""
+        return w2_distance(self, student)
+
+    def config(self) -> dict:
+        """The full configuration as a JSON-friendly dict."""
+        return {
+            "schedule": self.schedule.to_dict(),
+            "lam": self.lam.tolist(),
+            "weights": self.weights.tolist(),
+            "model": self.model.to_dict(),
+            "solver": self.solver,
+            "target": self.target,
+            "segments": self.segments,
+        }
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    arr.setflags(write=False)
+    return arr
+
+
+def w2_distance(problem: Problem, student) -> float:
+    r"""W2 of the student operators ``student`` (shape ``(d,)``) for ``problem.target``.
+
+    ``teacher``: :math:`\sqrt{\sum_i \omega_i\|v_{N,i}\|^2 (S_i - T_i)^2}`;
+    ``data``: :math:`\sqrt{\sum_i \omega_i (|S_i|\|v_{N,i}\| - \sqrt{\lambda_i})^2}`.
+    """
+    student = np.asarray(student, dtype=np.float64)
+    value = np.abs(student) if problem.target == "data" else student
+    return float(np.sqrt(np.sum(problem.scale * (value - problem.goal) ** 2)))
+
+
+@dataclass(frozen=True, eq=False)
+class PlanEvaluation:
+    r"""Result of :func:`evaluate_plan`.
+
+    Attributes
+    ----------
+    plan : Plan
+    node_values : dict mapping each MergeNode (post-order) to its student values, shape (d,)
+    segment_values : (M, d) value of each segment root
+    student : (d,) :math:`S`; teacher : (d,) :math:`T`; exact : (d,) :math:`E`; w2 : float
+    """
+
+    plan: Plan
+    node_values: dict
+    segment_values: np.ndarray
+    student: np.ndarray
+    teacher: np.ndarray
+    exact: np.ndarray
+    w2: float
+
+
+def _right_product(factors: list) -> np.ndarray:
+    """``f_1 * (f_2 * (... * f_k))``: the association used by the solvers' kernels (bit-identical results)."""
+    out = factors[-1]
+    for factor in reversed(factors[:-1]):
+        out = factor * out
+    return out
+
+
+def merge_value(problem: Problem, retention: np.ndarray, top: int, bottom: int, children: list) -> np.ndarray:
+    r"""Value of a merge node over ``top -> bottom`` from its children values (THEORY.md §4).
+
+    :math:`a = (1 - r_j)\, c_1 R + r_j a_0` with :math:`R = c_2 (c_3 (\cdots c_k))`, which equals
+    :math:`P + (a_0 - P) r_j`; written in this association so that plan evaluation and the
+    Numba kernels agree to the last bit.
+    """
+    rest = _right_product(children[1:])
+    init = problem.model.init
+    if init == "warm":
+        a0 = children[0]
+    elif init == "ddim":
+        a0 = problem.jump[:, bottom, top]
+    elif init == "zero":
+        a0 = np.zeros(problem.dim)
+    else:
+        a0 = np.ones(problem.dim)
+    r = retention[:, top]
+    return (1.0 - r) * (children[0] * rest) + r * a0
+
+
+def evaluate_plan(problem: Problem, plan: Plan) -> PlanEvaluation:
+    r"""Evaluate a merge plan bottom-up with the student model of THEORY.md §4.
+
+    A leaf ``n`` is the teacher step :math:`A_n`; a node over :math:`j \to i` with children
+    values :math:`c_1..c_k` gets :math:`a = P + (a_0 - P) r_j`; :math:`S = \prod` segment values.
+    """
+    if not isinstance(plan, Plan):
+        raise TypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")
+    if plan.steps != problem.steps:
+        raise ValueError(f"plan is for N = {plan.steps} steps but the schedule has N = {problem.steps}")
+    if plan.n_segments != problem.segments:
+        raise ValueError(f"plan has {plan.n_segments} segment(s) but the problem asks for segments = {problem.segments}")
+    retention = problem.retention_for(plan.n_merges)
+    values: dict = {}
+
+    def value_of(tree: Tree) -> np.ndarray:
+        if isinstance(tree, MergeNode):
+            return values[tree]
+        return problem.step_values[:, tree]
+
+    for node in plan.merge_nodes():
+        children = [value_of(child) for child in node.children]
+        values[node] = merge_value(problem, retention, node.top, node.bottom, children)
+    segment_values = np.array([value_of(seg) for seg in plan.segments])
+    student = _right_product(list(segment_values))
+    return PlanEvaluation(
+        plan=plan,
+        node_values=values,
+        segment_values=segment_values,
+        student=student,
+        teacher=np.array(problem.teacher),
+        exact=np.array(problem.exact),
+        w2=w2_distance(problem, student),
+    )

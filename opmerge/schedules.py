@@ -1,0 +1,219 @@
+r"""Noise schedules on a discrete grid (THEORY.md §1).
+
+A schedule is a grid ``n = 0, 1, ..., N`` (0 = data side, N = noise side) with
+coefficients :math:`(\alpha_n, \sigma_n)` such that
+
+.. math:: z_n = \alpha_n x_0 + \sigma_n \varepsilon .
+
+Required: :math:`\alpha_n \ge 0`, :math:`\sigma_n > 0` for every :math:`n \ge 1`,
+and the signal-to-noise ratio :math:`\alpha_n / \sigma_n` strictly decreasing in ``n``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "SCHEDULE_NAMES",
+    "Schedule",
+    "make_schedule",
+    "custom_schedule",
+    "signal_noise_norm_sq",
+]
+
+SCHEDULE_NAMES = ("vp-cosine", "vp-linear", "rf", "edm")
+
+#: EDM (Karras et al. 2022) constants fixed by THEORY.md §1.
+EDM_RHO = 7.0
+EDM_SIGMA_MIN = 0.002
+EDM_SIGMA_MAX = 80.0
+#: DDPM linear-beta constants fixed by THEORY.md §1.
+DDPM_BETA_START = 1e-4
+DDPM_BETA_END = 0.02
+DDPM_TIMESTEPS = 1000
+
+
+def _frozen_copy(values: np.ndarray) -> np.ndarray:
+    out = np.ascontiguousarray(values, dtype=np.float64).copy()
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    r"""A validated discrete schedule :math:`(\alpha_n, \sigma_n)_{n=0..N}`.
+
+    Parameters
+    ----------
+    alpha, sigma : ndarray of shape (N + 1,)
+        Signal and noise coefficients, index 0 on the data side.
+    name : str
+        ``"vp-cosine"``, ``"vp-linear"``, ``"rf"``, ``"edm"`` or ``"custom"``.
+
+    Notes
+    -----
+    The arrays are stored as read-only contiguous float64 copies. Equality compares the
+    name and the arrays exactly.
+    """
+
+    alpha: np.ndarray
+    sigma: np.ndarray
+    name: str = "custom"
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        alpha = _frozen_copy(self.alpha)
+        sigma = _frozen_copy(self.sigma)
+        _validate(alpha, sigma)
+        object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "sigma", sigma)
+        object.__setattr__(self, "_hash", hash((self.name, alpha.tobytes(), sigma.tobytes())))
+
+    @property
+    def steps(self) -> int:
+        """Number of teacher steps ``N`` (the grid has ``N + 1`` points)."""
+        return int(self.alpha.shape[0] - 1)
+
+    def snr(self) -> np.ndarray:
+        r"""Signal-to-noise ratio :math:`\alpha_n / \sigma_n` (``inf`` where :math:`\sigma_n = 0`)."""
+        with np.errstate(divide="ignore"):
+            return np.where(self.sigma > 0, self.alpha / np.where(self.sigma > 0, self.sigma, 1.0), np.inf)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly description (name, steps and, for custom schedules, the arrays)."""
+        out: dict = {"name": self.name, "steps": self.steps}
+        if self.name == "custom":
+            out["alpha"] = self.alpha.tolist()
+            out["sigma"] = self.sigma.tolist()
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and np.array_equal(self.alpha, other.alpha)
+            and np.array_equal(self.sigma, other.sigma)
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Schedule(name={self.name!r}, steps={self.steps})"
+
+
+def _validate(alpha: np.ndarray, sigma: np.ndarray) -> None:
+    if alpha.ndim != 1 or sigma.ndim != 1:
+        raise ValueError(f"alpha and sigma must be 1-D arrays, got shapes {alpha.shape} and {sigma.shape}")
+    if alpha.shape != sigma.shape:
+        raise ValueError(f"alpha and sigma must have the same length N + 1, got {alpha.shape[0]} and {sigma.shape[0]}")
+    if alpha.shape[0] < 2:
+        raise ValueError(f"a schedule needs N >= 1 steps (N + 1 >= 2 grid points), got {alpha.shape[0]} point(s)")
+    if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(sigma))):
+        raise ValueError("alpha and sigma must be finite (no NaN or inf)")
+    if np.any(alpha < 0):
+        n = int(np.argmax(alpha < 0))
+        raise ValueError(f"alpha must be >= 0 at every grid index; alpha[{n}] = {alpha[n]!r}")
+    if np.any(sigma[1:] <= 0):
+        n = 1 + int(np.argmax(sigma[1:] <= 0))
+        raise ValueError(f"sigma must be > 0 for every n >= 1; sigma[{n}] = {sigma[n]!r}")
+    if sigma[0] < 0:
+        raise ValueError(f"sigma must be >= 0; sigma[0] = {sigma[0]!r}")
+    if sigma[0] == 0 and alpha[0] == 0:
+        raise ValueError("alpha[0] and sigma[0] cannot both be 0 (the data-side grid point would carry nothing)")
+    # SNR strictly decreasing: alpha_{n-1} sigma_n > alpha_n sigma_{n-1} (cross-multiplied, exact for sigma_0 = 0)
+    lhs = alpha[:-1] * sigma[1:]
+    rhs = alpha[1:] * sigma[:-1]
+    bad = ~(lhs > rhs)
+    if np.any(bad):
+        n = 1 + int(np.argmax(bad))
+        raise ValueError(
+            "the signal-to-noise ratio alpha_n / sigma_n must be strictly decreasing in n; "
+            f"it does not decrease from n = {n - 1} to n = {n}"
+        )
+
+
+def make_schedule(name: str, steps: int) -> Schedule:
+    r"""Build a named schedule on ``steps + 1`` grid points (THEORY.md §1).
+
+    =============  ======================================  =====================  =====================
+    name           grid                                    :math:`\alpha_n`       :math:`\sigma_n`
+    =============  ======================================  =====================  =====================
+    ``vp-cosine``  :math:`t_n = n/N`                        :math:`\cos(\pi t_n/2)`  :math:`\sin(\pi t_n/2)`
+    ``vp-linear``  DDPM :math:`k_n = \mathrm{rint}(1000 n/N)`  :math:`\sqrt{\bar\alpha(k_n)}`  :math:`\sqrt{1-\bar\alpha(k_n)}`
+    ``rf``         :math:`t_n = n/N`                        :math:`1 - t_n`          :math:`t_n`
+    ``edm``        Karras, :math:`\rho = 7`                 :math:`1`                Karras :math:`\sigma_n`, :math:`\sigma_0 = 0`
+    =============  ======================================  =====================  =====================
+
+    with :math:`\bar\alpha(k) = \prod_{i \le k}(1 - \beta_i)`, :math:`\beta = \mathrm{linspace}(10^{-4}, 0.02, 1000)`,
+    and for EDM (:math:`n \ge 1`)
+    :math:`\sigma_n = (\sigma_{\max}^{1/\rho} + \tfrac{N-n}{N-1}(\sigma_{\min}^{1/\rho} - \sigma_{\max}^{1/\rho}))^\rho`
+    (:math:`\sigma_1 = \sigma_{\max}` when :math:`N = 1`).
+
+    The endpoints that are exact zeros mathematically are stored as exact zeros:
+    ``vp-cosine`` has :math:`\alpha_N = \cos(\pi/2) = 0` and :math:`\sigma_0 = 0` (floating point would
+    give ``6e-17`` for the former; see ``docs/theory.md``).
+
+    Parameters
+    ----------
+    name : {"vp-cosine", "vp-linear", "rf", "edm"}
+    steps : int
+        Number of teacher steps ``N >= 1``.
+
+    Returns
+    -------
+    Schedule
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"schedule name must be a str, got {type(name).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    n = np.arange(steps + 1, dtype=np.float64)
+    if name == "vp-cosine":
+        t = n / steps
+        alpha = np.cos(np.pi * t / 2.0)
+        sigma = np.sin(np.pi * t / 2.0)
+        alpha[-1] = 0.0
+        sigma[0] = 0.0
+    elif name == "vp-linear":
+        betas = np.linspace(DDPM_BETA_START, DDPM_BETA_END, DDPM_TIMESTEPS)
+        alpha_bar = np.concatenate([[1.0], np.cumprod(1.0 - betas)])
+        k = np.rint(DDPM_TIMESTEPS * n / steps).astype(np.int64)
+        alpha = np.sqrt(alpha_bar[k])
+        sigma = np.sqrt(1.0 - alpha_bar[k])
+    elif name == "rf":
+        t = n / steps
+        alpha = 1.0 - t
+        sigma = t.copy()
+    elif name == "edm":
+        alpha = np.ones(steps + 1)
+        sigma = np.zeros(steps + 1)
+        if steps == 1:
+            sigma[1] = EDM_SIGMA_MAX
+        else:
+            lo = EDM_SIGMA_MIN ** (1.0 / EDM_RHO)
+            hi = EDM_SIGMA_MAX ** (1.0 / EDM_RHO)
+            idx = np.arange(1, steps + 1, dtype=np.float64)
+            sigma[1:] = (hi + (steps - idx) / (steps - 1) * (lo - hi)) ** EDM_RHO
+    else:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULE_NAMES)} or pass alpha/sigma arrays")
+    return Schedule(alpha=alpha, sigma=sigma, name=name)
+
+
+def custom_schedule(alpha, sigma) -> Schedule:
+    r"""A schedule from user arrays :math:`(\alpha_n, \sigma_n)_{n=0..N}`, validated as in THEORY.md §1."""
+    return Schedule(alpha=np.asarray(alpha, dtype=np.float64), sigma=np.asarray(sigma, dtype=np.float64), name="custom")
+
+
+def signal_noise_norm_sq(schedule: Schedule, lam: float) -> np.ndarray:
+    r"""Variance of :math:`z_n` along an eigen-direction: :math:`\|v_n\|^2 = \alpha_n^2\lambda + \sigma_n^2`.
+
+    Returns an array of shape ``(N + 1,)``.
+    """
+    return schedule.alpha**2 * lam + schedule.sigma**2

@@ -1,0 +1,304 @@
+r"""The optimal merge plan: interval dynamic program plus certified branch and bound.
+
+Every node value is bilinear in its children, so :func:`achievable_range` computes, exactly and in
+:math:`O(N^3)`, the interval :math:`[S_{\min}, S_{\max}]` of student operators over *all* plans with
+``M`` segments (one interval per eigen-direction). For one direction whose goal lies outside it,
+the optimum is the nearest extreme and is read off by backtracking. Otherwise (the range
+*straddles* the goal, THEORY.md §6) or for several directions, :func:`solve` runs a branch and
+bound over partial plans whose bounds come from the same tables. It always returns a certificate:
+``lower_bound`` :math:`\le W_2^\star \le` ``w2``, and ``exact = True`` when
+``w2 - lower_bound <= tol`` with ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)``.
+
+Ties (plans whose W2 agree within ``tol``) are broken in favour of the first plan met in this order:
+canonical ``vanilla``, ``boot``, ``cd``, ``pd`` (uniform segments), the DP's extreme plans, then the
+search order; a later plan replaces the incumbent only when it is better by more than ``tol``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..objective import PlanEvaluation, Problem, evaluate_plan
+from ..plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan
+from .._util import deep_recursion
+from ._kernels import range_dp
+from ._search import PlanSearch
+
+__all__ = ["Solution", "range_tables", "achievable_range", "extreme_plan", "solve", "DEFAULT_NODE_BUDGET", "DEFAULT_TIME_BUDGET"]
+
+DEFAULT_NODE_BUDGET = 2_000_000
+DEFAULT_TIME_BUDGET = 10.0
+_INIT_CODES = {"warm": 0, "ddim": 1, "zero": 2, "identity": 3}
+_TABLE_NAMES = (
+    "v_lo", "v_hi", "f_lo", "f_hi",
+    "v_lo_m", "v_hi_m", "f_lo_m", "f_hi_m",
+    "v_lo_b", "v_hi_b", "f_lo_b", "f_hi_b",
+    "g_lo", "g_hi", "g_lo_m", "g_hi_m", "g_lo_b", "g_hi_b",
+)
+
+
+def _merge_count_range(problem: Problem) -> range:
+    n, m = problem.steps, problem.segments
+    return range(0, 1) if m == n else range(1, n - m + 1)
+
+
+def _dp_one(problem: Problem, direction: int, retention: np.ndarray) -> dict:
+    jump = problem.jump[direction] if problem.jump is not None else np.zeros((1, 1))
+    out = range_dp(
+        np.ascontiguousarray(problem.step_values[direction]),
+        np.ascontiguousarray(retention[direction]),
+        _INIT_CODES[problem.model.init],
+        np.ascontiguousarray(jump),
+        problem.segments,
+    )
+    return dict(zip(_TABLE_NAMES, out))
+
+
+def range_tables(problem: Problem) -> dict:
+    r"""Value ranges of trees ``V``, forests ``F`` and segment sequences ``G`` for every direction.
+
+    Returns a dict of arrays with the direction axis first: ``v_lo, v_hi, f_lo, f_hi`` of shape
+    ``(d, N + 1, N + 1)`` (entry ``[., i, j]`` for the steps ``j -> i``), ``g_lo, g_hi`` of shape
+    ``(d, M + 1, N + 1)`` and, for ``budget='per-merge'``, the backtracking choices. For
+    ``budget='total'`` the ranges enclose the union over the possible merge counts (no choices).
+    """
+    if problem.model.budget != "total":
+        per_direction = [_dp_one(problem, d, problem.retention) for d in range(problem.dim)]
+        return {name: np.stack([t[name] for t in per_direction]) for name in _TABLE_NAMES}
+    tables: dict = {}
+    for count in _merge_count_range(problem):
+        retention = problem.retention_for(count)
+        per_direction = [_dp_one(problem, d, retention) for d in range(problem.dim)]
+        for name in ("v_lo", "f_lo", "g_lo"):
+            stacked = np.stack([t[name] for t in per_direction])
+            tables[name] = stacked if name not in tables else np.minimum(tables[name], stacked)
+        for name in ("v_hi", "f_hi", "g_hi"):
+            stacked = np.stack([t[name] for t in per_direction])
+            tables[name] = stacked if name not in tables else np.maximum(tables[name], stacked)
+    return tables
+
+
+def achievable_range(problem: Problem, tables: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Exact :math:`[\min_{\text{plans}} S_i, \max_{\text{plans}} S_i]` per direction (``per-merge`` budget;
+    an enclosing interval for ``total``)."""
+    tables = range_tables(problem) if tables is None else tables
+    return tables["g_lo"][:, problem.segments, problem.steps].copy(), tables["g_hi"][:, problem.segments, problem.steps].copy()
+
+
+def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables: dict | None = None) -> Plan:
+    """A plan attaining the minimum (``side='lo'``) or maximum (``'hi'``) student value of one direction."""
+    if problem.model.budget == "total":
+        raise ValueError("extreme plans are read off the DP only for budget='per-merge'")
+    if side not in ("lo", "hi"):
+        raise ValueError(f"side must be 'lo' or 'hi', got {side!r}")
+    if not 0 <= direction < problem.dim:
+        raise ValueError(f"direction must be in [0, {problem.dim - 1}], got {direction}")
+    t = range_tables(problem) if tables is None else tables
+    d = direction
+
+    def pick(prefix, s):
+        tag = "lo" if s == 0 else "hi"
+        return t[f"{prefix}_{tag}_m"][d], t[f"{prefix}_{tag}_b"][d]
+
+    def tree(i, j, s):
+        # iterative over the first-child chain would complicate the code; depth <= N is fine
+        if j == i + 1:
+            return j
+        m_arr, b_arr = pick("v", s)
+        m, bits = int(m_arr[i, j]), int(b_arr[i, j])
+        return MergeNode((tree(m, j, bits & 1), *forest(i, m, (bits >> 1) & 1)))
+
+    def forest(i, j, s):
+        out = []
+        while True:
+            if j == i + 1:
+                out.append(j)
+                return out
+            m_arr, b_arr = pick("f", s)
+            m, bits = int(m_arr[i, j]), int(b_arr[i, j])
+            if m < 0:
+                out.append(tree(i, j, s))
+                return out
+            out.append(tree(m, j, bits & 1))
+            i, j, s = i, m, (bits >> 1) & 1
+
+    with deep_recursion(4 * problem.steps):
+        segments = []
+        k, j, s = problem.segments, problem.steps, 0 if side == "lo" else 1
+        while k > 1:
+            m_arr, b_arr = pick("g", s)
+            m, bits = int(m_arr[k, j]), int(b_arr[k, j])
+            segments.append(tree(m, j, bits & 1))
+            k, j, s = k - 1, m, (bits >> 1) & 1
+        segments.append(tree(0, j, s))
+        return Plan(tuple(segments))
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    r"""The optimal plan with its certificate.
+
+    Attributes
+    ----------
+    plan : Plan
+    evaluation : PlanEvaluation   (student values, ``S``, ``T``, ``E``, ``w2``)
+    w2 : float                    W2 of ``plan``
+    lower_bound : float           certified: no plan has W2 below it
+    exact : bool                  ``w2 - lower_bound <= tol``
+    tol : float
+    method : str                  ``"extreme"`` (goal outside the range) or ``"search"``
+    nodes : int                   branch-and-bound expansions
+    student_range : (lo, hi)      achievable ``S`` per direction (see :func:`achievable_range`)
+    elapsed : float               seconds
+    problem : Problem
+    """
+
+    plan: Plan
+    evaluation: PlanEvaluation
+    w2: float
+    lower_bound: float
+    exact: bool
+    tol: float
+    method: str
+    nodes: int
+    student_range: tuple
+    elapsed: float
+    problem: Problem = field(repr=False)
+
+    @property
+    def gap(self) -> float:
+        """``w2 - lower_bound`` (0 when the bound is attained)."""
+        return max(0.0, self.w2 - self.lower_bound)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary (plan in text notation, per-direction lists, certificate, configuration)."""
+        ev = self.evaluation
+        return {
+            "plan": str(self.plan),
+            "student": ev.student.tolist(),
+            "teacher": ev.teacher.tolist(),
+            "exact_flow": ev.exact.tolist(),
+            "w2": self.w2,
+            "exact": self.exact,
+            "lower_bound": self.lower_bound,
+            "tolerance": self.tol,
+            "method": self.method,
+            "nodes": self.nodes,
+            "student_range": {"min": self.student_range[0].tolist(), "max": self.student_range[1].tolist()},
+            "seconds": self.elapsed,
+            "n_merges": self.plan.n_merges,
+        }
+
+
+def _seed_plans(problem: Problem, tables: dict) -> list[Plan]:
+    plans = [canonical_plan(kind, problem.steps, problem.segments) for kind in CANONICAL_KINDS]
+    if problem.model.budget != "total":
+        for d in range(problem.dim):
+            for side in ("lo", "hi"):
+                plans.append(extreme_plan(problem, d, side, tables))
+    return plans
+
+
+def solve(
+    problem: Problem,
+    *,
+    node_budget: int = DEFAULT_NODE_BUDGET,
+    time_budget: float = DEFAULT_TIME_BUDGET,
+    rtol: float = 1e-12,
+    atol: float = 1e-15,
+) -> Solution:
+    r"""Find the plan with ``M`` segments that minimises :math:`W_2` (THEORY.md §5), with a certificate.
+
+    Parameters
+    ----------
+    problem : Problem
+    node_budget : int
+        Maximum branch-and-bound expansions; when exhausted the best plan found is returned
+        with ``exact=False`` and a certified ``lower_bound``.
+    time_budget : float
+        Seconds, same effect as ``node_budget``.
+    rtol, atol : float
+        Optimality tolerance on W2: ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)``.
+
+    Returns
+    -------
+    Solution
+    """
+    for label, value in (("node_budget", node_budget), ("time_budget", time_budget)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{label} must be > 0, got {value!r}")
+    if not (rtol >= 0 and atol >= 0):
+        raise ValueError("rtol and atol must be >= 0")
+    start = time.perf_counter()
+    tables = range_tables(problem)
+    lo, hi = achievable_range(problem, tables)
+    tol = atol + rtol * math.sqrt(float(np.sum(problem.scale * problem.goal**2)))
+
+    def tol_sq(best_sq: float) -> float:
+        root = math.sqrt(best_sq) - tol
+        return root * root if root > 0 else 0.0
+
+    best_plan, best_eval = None, None
+    best_sq = math.inf
+    for plan in _seed_plans(problem, tables):
+        ev = evaluate_plan(problem, plan)
+        if ev.w2 * ev.w2 < tol_sq(best_sq) or best_plan is None:
+            best_plan, best_eval, best_sq = plan, ev, ev.w2 * ev.w2
+
+    search = PlanSearch(
+        tables={k: np.ascontiguousarray(np.moveaxis(tables[k], 0, -1)) for k in ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")},
+        step_values=problem.step_values,
+        r_lo=_retention_bound(problem, np.minimum),
+        r_hi=_retention_bound(problem, np.maximum),
+        init_code=_INIT_CODES[problem.model.init],
+        jump=problem.jump,
+        goal=problem.goal,
+        scale=problem.scale,
+        data_target=problem.target == "data",
+        segments=problem.segments,
+    )
+    exact_total = problem.model.budget == "total"
+
+    def evaluate_exact(expr):
+        with deep_recursion(4 * problem.steps):
+            plan = search.to_plan(expr)
+        if exact_total:
+            ev = evaluate_plan(problem, plan)
+            return ev.w2 * ev.w2, plan
+        return search.bound_sq(expr), plan
+
+    root_bound = search.bound_sq(search.root())
+    method = "extreme" if problem.dim == 1 and root_bound >= tol_sq(best_sq) else "search"
+    found_sq, found_plan, lower_sq, nodes, _complete = search.run(best_sq, tol_sq, evaluate_exact, node_budget, time_budget)
+    if found_plan is not None:
+        best_plan = found_plan
+        best_eval = evaluate_plan(problem, best_plan)
+    w2 = best_eval.w2
+    lower = math.sqrt(max(0.0, min(lower_sq, w2 * w2)))
+    return Solution(
+        plan=best_plan,
+        evaluation=best_eval,
+        w2=w2,
+        lower_bound=lower,
+        exact=bool(w2 - lower <= tol),
+        tol=tol,
+        method=method,
+        nodes=nodes,
+        student_range=(lo, hi),
+        elapsed=time.perf_counter() - start,
+        problem=problem,
+    )
+
+
+def _retention_bound(problem: Problem, reduce) -> np.ndarray:
+    if problem.model.budget != "total":
+        return np.asarray(problem.retention)
+    tables = [problem.retention_for(count) for count in _merge_count_range(problem)]
+    out = tables[0]
+    for t in tables[1:]:
+        out = reduce(out, t)
+    return out

@@ -1,0 +1,176 @@
+r"""Teacher sampling operators in the linear regime (THEORY.md §2).
+
+On Gaussian data every sampler step is a scalar per eigen-direction :math:`\lambda`
+of the data covariance. With the signal-noise vector :math:`v_n = (\alpha_n\sqrt\lambda, \sigma_n)`:
+
+* DDIM step :math:`n \to n-1`: :math:`A_n = \langle v_{n-1}, v_n\rangle / \|v_n\|^2`
+  (project :math:`v_{n-1}` on :math:`v_n`, rescale: :math:`A_n = \tfrac{\|v_{n-1}\|}{\|v_n\|}\cos\theta_n`);
+* single DDIM jump :math:`j \to i`: :math:`D(j\to i) = \langle v_i, v_j\rangle / \|v_j\|^2`;
+* Heun step (EDM): Euler predictor, trapezoid corrector in :math:`y = z/\alpha`, :math:`s = \sigma/\alpha`;
+* exact flow :math:`E(j\to i) = \|v_i\| / \|v_j\|`;
+* composite :math:`T(j\to i) = \prod_{n=i+1}^{j} A_n`.
+
+Every function accepts a scalar ``lam`` or an array of eigenvalues; array results carry the
+eigenvalue axes first and the grid axis last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .schedules import Schedule, signal_noise_norm_sq
+
+__all__ = [
+    "SOLVERS",
+    "check_lam",
+    "ddim_step",
+    "heun_step",
+    "step_operators",
+    "ddim_jump",
+    "exact_flow",
+    "teacher_composite",
+    "composite_table",
+]
+
+SOLVERS = ("ddim", "heun")
+
+
+def check_lam(lam, name: str = "lam") -> np.ndarray:
+    """Validate eigenvalues: finite and ``>= 0``. Returns a float64 array (0-d for a scalar)."""
+    if isinstance(lam, (str, bytes)) or lam is None:
+        raise TypeError(f"{name} must be a number or an array of numbers, got {type(lam).__name__}")
+    try:
+        arr = np.asarray(lam, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number or an array of numbers") from exc
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite (no NaN or inf); allowed range is [0, inf)")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0 (an eigenvalue of a covariance); got {float(arr.min())!r}")
+    return arr
+
+
+def _check_schedule(schedule) -> None:
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be an opmerge Schedule, got {type(schedule).__name__}")
+
+
+def _check_solver(solver: str) -> None:
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+
+
+def _check_span(schedule: Schedule, top: int, bottom: int) -> tuple[int, int]:
+    n_steps = schedule.steps
+    for label, value in (("top", top), ("bottom", bottom)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{label} must be an int grid index, got {type(value).__name__}")
+    top, bottom = int(top), int(bottom)
+    if not (0 <= bottom <= top <= n_steps):
+        raise ValueError(f"need 0 <= bottom <= top <= N = {n_steps}; got top = {top}, bottom = {bottom}")
+    return top, bottom
+
+
+def ddim_step(schedule: Schedule, lam) -> np.ndarray:
+    r"""DDIM step operators :math:`A_n = \frac{\alpha_{n-1}\alpha_n\lambda + \sigma_{n-1}\sigma_n}{\alpha_n^2\lambda + \sigma_n^2}`.
+
+    Uses the exact posterior-mean denoiser :math:`\hat x_0 = \alpha\lambda/(\alpha^2\lambda+\sigma^2)\,z`.
+
+    Returns
+    -------
+    ndarray of shape ``lam.shape + (N + 1,)``
+        Entry ``n`` is :math:`A_n` for ``n = 1..N``; entry 0 is 1 (the empty step).
+    """
+    _check_schedule(schedule)
+    lam_arr = check_lam(lam)[..., None]
+    a, s = schedule.alpha, schedule.sigma
+    out = np.ones(lam_arr.shape[:-1] + (schedule.steps + 1,))
+    out[..., 1:] = (a[:-1] * a[1:] * lam_arr + s[:-1] * s[1:]) / (a[1:] ** 2 * lam_arr + s[1:] ** 2)
+    return out
+
+
+def heun_step(schedule: Schedule, lam) -> np.ndarray:
+    r"""Heun (EDM second-order) step operators, one scalar per step.
+
+    In :math:`y = z/\alpha`, :math:`s = \sigma/\alpha` the exact denoiser is
+    :math:`D(y, s) = \lambda/(\lambda+s^2)\,y` and the slope :math:`d = (y - D)/s = s\,y/(\lambda+s^2)`.
+    For a step :math:`s \to s'` the Euler predictor has factor
+    :math:`e = (\lambda + s s')/(\lambda + s^2)` and the trapezoid corrector gives
+
+    .. math:: h = 1 + \frac{s'-s}{2}\Big(\frac{s}{\lambda+s^2} + e\,\frac{s'}{\lambda+s'^2}\Big),
+              \qquad H_n = \frac{\alpha_{n-1}}{\alpha_n}\, h ,
+
+    except into :math:`s' = 0`, a plain Euler step (:math:`H_n = \alpha_{n-1} e/\alpha_n`), as in EDM.
+    The closed form is derived symbolically in :mod:`opmerge.symbolic`. Requires :math:`\alpha_n > 0`.
+    """
+    _check_schedule(schedule)
+    a, sig = schedule.alpha, schedule.sigma
+    if np.any(a <= 0):
+        n = int(np.argmax(a <= 0))
+        raise ValueError(
+            f"the Heun solver needs alpha_n > 0 at every grid index (it works in y = z / alpha); "
+            f"schedule {schedule.name!r} has alpha[{n}] = {a[n]!r}. Use solver='ddim' for this schedule"
+        )
+    lam_arr = check_lam(lam)[..., None]
+    s = sig[1:] / a[1:]
+    s_next = sig[:-1] / a[:-1]
+    euler = (lam_arr + s * s_next) / (lam_arr + s**2)
+    corrected = 1.0 + 0.5 * (s_next - s) * (s / (lam_arr + s**2) + euler * s_next / (lam_arr + s_next**2))
+    ratio = np.where(s_next > 0, corrected, euler)
+    out = np.ones(lam_arr.shape[:-1] + (schedule.steps + 1,))
+    out[..., 1:] = (a[:-1] / a[1:]) * ratio
+    return out
+
+
+def step_operators(schedule: Schedule, lam, solver: str = "ddim") -> np.ndarray:
+    """Per-step teacher operators for ``solver`` (``"ddim"``: :func:`ddim_step`, ``"heun"``: :func:`heun_step`)."""
+    _check_solver(solver)
+    return ddim_step(schedule, lam) if solver == "ddim" else heun_step(schedule, lam)
+
+
+def ddim_jump(schedule: Schedule, lam, top: int, bottom: int) -> np.ndarray:
+    r"""Single DDIM jump :math:`D(j \to i) = \langle v_i, v_j\rangle / \|v_j\|^2` (``top = j``, ``bottom = i``)."""
+    _check_schedule(schedule)
+    top, bottom = _check_span(schedule, top, bottom)
+    lam_arr = check_lam(lam)
+    a, s = schedule.alpha, schedule.sigma
+    return (a[bottom] * a[top] * lam_arr + s[bottom] * s[top]) / (a[top] ** 2 * lam_arr + s[top] ** 2)
+
+
+def exact_flow(schedule: Schedule, lam, top: int | None = None, bottom: int = 0) -> np.ndarray:
+    r"""Probability-flow ODE solved exactly: :math:`E(j \to i) = \|v_i\| / \|v_j\|` (default :math:`j = N`, :math:`i = 0`)."""
+    _check_schedule(schedule)
+    top = schedule.steps if top is None else top
+    top, bottom = _check_span(schedule, top, bottom)
+    lam_arr = check_lam(lam)
+    norm_sq = signal_noise_norm_sq(schedule, lam_arr[..., None])
+    return np.sqrt(norm_sq[..., bottom] / norm_sq[..., top])
+
+
+def teacher_composite(schedule: Schedule, lam, top: int | None = None, bottom: int = 0, solver: str = "ddim") -> np.ndarray:
+    r"""Teacher composite :math:`T(j \to i) = \prod_{n=i+1}^{j} A_n` (default :math:`j = N`, :math:`i = 0`).
+
+    ``solver="heun"`` multiplies Heun steps instead of DDIM steps. An empty product (``top == bottom``) is 1.
+    """
+    top = schedule.steps if top is None else top
+    top, bottom = _check_span(schedule, top, bottom)
+    ops = step_operators(schedule, lam, solver)
+    return np.prod(ops[..., bottom + 1 : top + 1], axis=-1)
+
+
+def composite_table(step_values: np.ndarray) -> np.ndarray:
+    r"""Suffix products of step operators: ``out[..., j] = T(N -> j) = prod_{n=j+1}^{N} A_n`` (``out[..., N] = 1``).
+
+    Parameters
+    ----------
+    step_values : ndarray (..., N + 1)
+        Output of :func:`step_operators`.
+    """
+    step_values = np.asarray(step_values, dtype=np.float64)
+    n_steps = step_values.shape[-1] - 1
+    out = np.ones_like(step_values)
+    for j in range(n_steps - 1, -1, -1):
+        out[..., j] = out[..., j + 1] * step_values[..., j + 1]
+    return out
