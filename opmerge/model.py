@@ -83,13 +83,12 @@ class StudentModel:
         ):
             if value not in allowed:
                 raise ValueError(f"{label} must be one of {', '.join(allowed)}, got {value!r}")
-        if self.training == "flow":
-            if isinstance(self.eta_tau, bool) or not isinstance(self.eta_tau, (int, float, np.floating, np.integer)):
-                raise TypeError(f"eta_tau must be a number, got {type(self.eta_tau).__name__}")
-            if not (math.isfinite(self.eta_tau) and self.eta_tau > 0):
-                raise ValueError(f"eta_tau must be finite and > 0, got {self.eta_tau!r}")
-            object.__setattr__(self, "eta_tau", float(self.eta_tau))
-        else:
+        if isinstance(self.eta_tau, bool) or not isinstance(self.eta_tau, (int, float, np.floating, np.integer)):
+            raise TypeError(f"eta_tau must be a number, got {type(self.eta_tau).__name__}")
+        if not (math.isfinite(self.eta_tau) and self.eta_tau > 0):
+            raise ValueError(f"eta_tau must be finite and > 0, got {self.eta_tau!r}")
+        object.__setattr__(self, "eta_tau", float(self.eta_tau))
+        if self.training == "gd":
             if self.budget == "total":
                 raise ValueError("budget='total' is only defined for training='flow' (gd has a fixed step count per node)")
             if self.lr is None or self.gd_steps is None:

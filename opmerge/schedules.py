@@ -182,6 +182,8 @@ def make_schedule(name: str, steps: int) -> Schedule:
         alpha[-1] = 0.0
         sigma[0] = 0.0
     elif name == "vp-linear":
+        if steps > DDPM_TIMESTEPS:
+            raise ValueError(f"vp-linear lives on the {DDPM_TIMESTEPS}-step DDPM grid, so steps must be <= {DDPM_TIMESTEPS}, got {steps}")
         betas = np.linspace(DDPM_BETA_START, DDPM_BETA_END, DDPM_TIMESTEPS)
         alpha_bar = np.concatenate([[1.0], np.cumprod(1.0 - betas)])
         k = np.rint(DDPM_TIMESTEPS * n / steps).astype(np.int64)

@@ -117,7 +117,9 @@ def heun_step(schedule: Schedule, lam) -> np.ndarray:
     s = sig[1:] / a[1:]
     s_next = sig[:-1] / a[:-1]
     euler = (lam_arr + s * s_next) / (lam_arr + s**2)
-    corrected = 1.0 + 0.5 * (s_next - s) * (s / (lam_arr + s**2) + euler * s_next / (lam_arr + s_next**2))
+    # the corrector's slope at s' = 0 is never used (plain Euler there); a safe denominator avoids 0/0
+    safe_den = np.where(s_next > 0, lam_arr + s_next**2, 1.0)
+    corrected = 1.0 + 0.5 * (s_next - s) * (s / (lam_arr + s**2) + euler * s_next / safe_den)
     ratio = np.where(s_next > 0, corrected, euler)
     out = np.ones(lam_arr.shape[:-1] + (schedule.steps + 1,))
     out[..., 1:] = (a[:-1] / a[1:]) * ratio
@@ -136,6 +138,8 @@ def ddim_jump(schedule: Schedule, lam, top: int, bottom: int) -> np.ndarray:
     top, bottom = _check_span(schedule, top, bottom)
     lam_arr = check_lam(lam)
     a, s = schedule.alpha, schedule.sigma
+    if top == bottom:
+        return np.ones_like(lam_arr)
     return (a[bottom] * a[top] * lam_arr + s[bottom] * s[top]) / (a[top] ** 2 * lam_arr + s[top] ** 2)
 
 
@@ -145,8 +149,10 @@ def exact_flow(schedule: Schedule, lam, top: int | None = None, bottom: int = 0)
     top = schedule.steps if top is None else top
     top, bottom = _check_span(schedule, top, bottom)
     lam_arr = check_lam(lam)
+    if top == bottom:
+        return np.ones_like(lam_arr)
     norm_sq = signal_noise_norm_sq(schedule, lam_arr[..., None])
-    return np.sqrt(norm_sq[..., bottom] / norm_sq[..., top])
+    return np.sqrt(norm_sq[..., bottom]) / np.sqrt(norm_sq[..., top])
 
 
 def teacher_composite(schedule: Schedule, lam, top: int | None = None, bottom: int = 0, solver: str = "ddim") -> np.ndarray:
