@@ -185,3 +185,38 @@ def range_dp(step_values, retention, init_code, jump, segments):
         v_lo_b, v_hi_b, f_lo_b, f_hi_b,
         g_lo, g_hi, g_lo_m, g_hi_m, g_lo_b, g_hi_b,
     )
+
+
+@njit(cache=True)
+def closest_pair(values_1, values_2, a, b, c, d, goal):
+    r"""Closest value to ``goal`` of :math:`S = a h_1 h_2 + b h_1 + c h_2 + d` over sorted lists.
+
+    For each :math:`h_1` (``values_1``) the value is affine in :math:`h_2`, so the best
+    :math:`h_2` is a neighbour of the root in the sorted ``values_2`` (binary search):
+    :math:`O(n_1 \log n_2)`. Returns ``(distance, index_1, index_2)``.
+    """
+    best = np.inf
+    best_1 = -1
+    best_2 = -1
+    n2 = values_2.shape[0]
+    for i1 in range(values_1.shape[0]):
+        h1 = values_1[i1]
+        slope = a * h1 + c
+        intercept = b * h1 + d
+        if slope == 0.0:
+            dist = abs(intercept - goal)
+            if dist < best:
+                best = dist
+                best_1 = i1
+                best_2 = 0
+            continue
+        root = (goal - intercept) / slope
+        pos = np.searchsorted(values_2, root)
+        for i2 in (pos - 1, pos):
+            if 0 <= i2 < n2:
+                dist = abs(slope * values_2[i2] + intercept - goal)
+                if dist < best:
+                    best = dist
+                    best_1 = i1
+                    best_2 = i2
+    return best, best_1, best_2

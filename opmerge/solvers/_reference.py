@@ -56,3 +56,14 @@ def range_dp_reference(step_values, retention, init_code: int, jump, segments: i
             ]
             g_lo[k][j], g_hi[k][j] = min(vals), max(vals)
     return tuple(np.array(x) for x in (v_lo, v_hi, f_lo, f_hi, g_lo, g_hi))
+
+
+def closest_pair_reference(values_1, values_2, a: float, b: float, c: float, d: float, goal: float):
+    """Brute force over all pairs: ``min |a h1 h2 + b h1 + c h2 + d - goal|``; returns ``(distance, i1, i2)``."""
+    best = (math.inf, -1, -1)
+    for i1, h1 in enumerate(values_1):
+        for i2, h2 in enumerate(values_2):
+            dist = abs(a * h1 * h2 + b * h1 + c * h2 + d - goal)
+            if dist < best[0]:
+                best = (dist, i1, i2)
+    return best

@@ -16,11 +16,14 @@ plan whose bound cannot beat the incumbent by more than the tolerance.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 
+from .._util import deep_recursion
 from ..plans import MergeNode, Plan
+from ._kernels import closest_pair
 
 LEAF, HOLE_V, HOLE_F, HOLE_G, NODE, PROD = range(6)
 
@@ -90,7 +93,7 @@ class PlanSearch:
         return _Expr(HOLE_G, k, j, None, None, self.t["g_lo"][k, j], self.t["g_hi"][k, j], 1, 0)
 
     def prod(self, first, rest):
-        if first.holes == 0 and rest.holes == 0:
+        if first.holes == 0 and rest.holes == 0 and self.same_r:
             value = first.lo * rest.lo
             lo = hi = value
         else:
@@ -142,6 +145,11 @@ class PlanSearch:
         dist = np.maximum(0.0, np.maximum(lo - self.goal, self.goal - hi))
         return float(np.sum(self.scale * dist * dist))
 
+    def centrality(self, expr) -> float:
+        """Search-order heuristic: how far the goal sits from the middle of the range, in half-widths."""
+        width = np.maximum(expr.hi - expr.lo, 1e-300)
+        return float(np.sum(np.abs(0.5 * (expr.lo + expr.hi) - self.goal) / width))
+
     # -- expansion of the first hole in pre-order ----------------------------------------
     def expand(self, expr):
         kind = expr.kind
@@ -167,12 +175,17 @@ class PlanSearch:
         return [self.prod(expr.first, v) for v in variants]
 
     # -- plan reconstruction ---------------------------------------------------------------
-    def to_plan(self, expr) -> Plan:
+    def to_plan(self, expr, fill=None) -> Plan:
+        """The plan of a complete expression; ``fill`` maps ``id(hole)`` to a tree (V hole) or a list of trees (F hole)."""
+        fill = fill or {}
+
         def tree(e):
             if e.kind == LEAF:
                 return e.j
             if e.kind == NODE:
                 return MergeNode((tree(e.first), *forest(e.rest)))
+            if e.kind == HOLE_V:
+                return fill[id(e)]
             raise ValueError("expression is not a tree")
 
         def forest(e):
@@ -180,17 +193,33 @@ class PlanSearch:
             while e.kind == PROD:
                 out.append(tree(e.first))
                 e = e.rest
-            out.append(tree(e))
+            if e.kind == HOLE_F:
+                out.extend(fill[id(e)])
+            else:
+                out.append(tree(e))
             return out
 
-        return Plan(tuple(forest(expr)))
+        with deep_recursion(4 * self.n):
+            return Plan(tuple(forest(expr)))
 
     # -- the search ------------------------------------------------------------------------
+    #: how far an estimate from :meth:`resolve` may sit above the exact W2 (rounding); 0 when exact
+    estimate_slack = 0.0
+
+    def resolve(self, expr):
+        """Best completion of ``expr`` as ``(estimated w2_sq, callable returning its plan)``, or ``None``.
+
+        Here only complete plans are resolved; :class:`LineSearch1D` also resolves up to two holes.
+        """
+        if expr.holes == 0:
+            return self.bound_sq(expr), lambda: self.to_plan(expr)
+        return None
+
     def run(self, best_sq: float, tol_sq_fn, evaluate_exact, node_budget: int, time_budget: float):
         """Depth-first branch and bound.
 
         ``tol_sq_fn(best_sq)`` gives the prune threshold ``(sqrt(best_sq) - tol)^2``;
-        ``evaluate_exact(expr) -> (w2_sq, plan)`` scores a complete plan exactly.
+        ``evaluate_exact(plan) -> (w2_sq, plan)`` scores a complete plan exactly.
         Returns ``(best_sq, best_plan or None, lower_bound_sq, nodes, complete)``; the lower bound
         is the smallest bound of everything pruned or left open, so it is certified.
         """
@@ -206,13 +235,20 @@ class PlanSearch:
             if bound >= threshold:
                 min_pruned = min(min_pruned, bound)
                 continue
-            if expr.holes == 0:
-                value_sq, plan = evaluate_exact(expr)
-                if value_sq < threshold:
-                    best_sq, best_plan = value_sq, plan
-                    threshold = tol_sq_fn(best_sq)
+            resolved = self.resolve(expr)
+            if resolved is not None:
+                estimate_sq, make_plan = resolved
+                near = math.sqrt(estimate_sq) - self.estimate_slack
+                if estimate_sq < threshold or near * near <= min_pruned:
+                    value_sq, plan = evaluate_exact(make_plan())
+                    if value_sq < threshold:
+                        best_sq, best_plan = value_sq, plan
+                        threshold = tol_sq_fn(best_sq)
+                    else:
+                        min_pruned = min(min_pruned, value_sq)
                 else:
-                    min_pruned = min(min_pruned, value_sq)
+                    # far from the incumbent: the rounding slack cannot matter, keep the estimate's bound
+                    min_pruned = min(min_pruned, max(0.0, near) ** 2)
                 continue
             nodes += 1
             if nodes > node_budget or (nodes & 255 == 0 and time.perf_counter() - start > time_budget):
@@ -223,9 +259,265 @@ class PlanSearch:
             for child in self.expand(expr):
                 child_bound = self.bound_sq(child)
                 if child_bound < threshold:
-                    children.append((child_bound, child))
+                    children.append((child_bound, self.centrality(child), child))
                 else:
                     min_pruned = min(min_pruned, child_bound)
-            children.sort(key=lambda bc: -bc[0])
-            stack.extend(children)
+            children.sort(key=lambda bc: (-bc[0], -bc[1]))
+            stack.extend((b, c) for b, _, c in children)
         return best_sq, best_plan, min(best_sq, min_pruned), nodes, True
+
+
+class ValueLists:
+    """Sorted lists of *all* values of trees ``V(i, j)`` and forests ``F(i, j)`` over short intervals (1-D).
+
+    Entry ``k`` of a list carries back-pointers so that its plan can be rebuilt: for ``V`` the split
+    ``m`` and the indices into ``V(m, j)`` and ``F(i, m)``; for ``F`` either ``m = -1`` and the index
+    into ``V(i, j)`` (a single tree) or ``m`` and the indices into ``V(m, j)`` and ``F(i, m)``.
+    Lists are built on demand and kept (sizes: little and large Schröder numbers).
+    """
+
+    def __init__(self, step_values, retention, init_code, jump):
+        self.steps = step_values
+        self.retention = retention
+        self.init_code = init_code
+        self.jump = jump
+        self.cache = {}
+
+    def get(self, kind: str, i: int, j: int):
+        key = (kind, i, j)
+        hit = self.cache.get(key)
+        if hit is None:
+            hit = self._build(kind, i, j)
+            self.cache[key] = hit
+        return hit
+
+    def _build(self, kind, i, j):
+        if j == i + 1:
+            value = np.array([self.steps[j]])
+            marker = np.array([-2 if kind == "V" else -1], dtype=np.int64)
+            return value, marker, np.zeros(1, np.int64), np.zeros(1, np.int64)
+        values, splits, first_idx, rest_idx = [], [], [], []
+        if kind == "F":
+            v_vals = self.get("V", i, j)[0]
+            values.append(v_vals)
+            splits.append(np.full(v_vals.shape[0], -1, np.int64))
+            first_idx.append(np.arange(v_vals.shape[0], dtype=np.int64))
+            rest_idx.append(np.zeros(v_vals.shape[0], np.int64))
+        r = self.retention[j]
+        for m in range(i + 1, j):
+            a_vals = self.get("V", m, j)[0]
+            b_vals = self.get("F", i, m)[0]
+            prod = np.multiply.outer(a_vals, b_vals)
+            if kind == "V":
+                if self.init_code == 0:
+                    a0 = a_vals[:, None]
+                elif self.init_code == 1:
+                    a0 = self.jump[i, j]
+                else:
+                    a0 = 0.0 if self.init_code == 2 else 1.0
+                vals = (1.0 - r) * prod + r * a0
+            else:
+                vals = prod
+            values.append(np.ravel(vals))
+            splits.append(np.full(prod.size, m, np.int64))
+            first_idx.append(np.repeat(np.arange(a_vals.shape[0], dtype=np.int64), b_vals.shape[0]))
+            rest_idx.append(np.tile(np.arange(b_vals.shape[0], dtype=np.int64), a_vals.shape[0]))
+        values = np.concatenate(values)
+        order = np.argsort(values, kind="stable")
+        return (
+            np.ascontiguousarray(values[order]),
+            np.concatenate(splits)[order],
+            np.concatenate(first_idx)[order],
+            np.concatenate(rest_idx)[order],
+        )
+
+    def tree(self, i, j, index):
+        """The tree of entry ``index`` of ``V(i, j)``."""
+        if j == i + 1:
+            return j
+        _, splits, first_idx, rest_idx = self.get("V", i, j)
+        m = int(splits[index])
+        return MergeNode((self.tree(m, j, int(first_idx[index])), *self.forest(i, m, int(rest_idx[index]))))
+
+    def forest(self, i, j, index):
+        """The list of trees of entry ``index`` of ``F(i, j)``."""
+        out = []
+        while j > i + 1:
+            _, splits, first_idx, rest_idx = self.get("F", i, j)
+            m = int(splits[index])
+            if m < 0:
+                out.append(self.tree(i, j, int(first_idx[index])))
+                return out
+            out.append(self.tree(m, j, int(first_idx[index])))
+            j, index = m, int(rest_idx[index])
+        out.append(j)
+        return out
+
+
+class LineSearch1D(PlanSearch):
+    """Branch and bound for one direction that resolves the last one or two short holes exactly.
+
+    Holes longer than ``list_length`` steps are expanded first (longest first). Once every hole is
+    short, the shortest are expanded until at most two remain; then :math:`S` is affine (one hole)
+    or bilinear (two holes) in the holes' values, and the best completion is found by binary
+    search in the holes' sorted value lists (:func:`~opmerge.solvers._kernels.closest_pair`) instead
+    of enumerating up to ``|V| x |F|`` completions one by one.
+    """
+
+    def __init__(self, *args, list_length: int = 9, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.dim != 1 or not self.same_r:
+            raise ValueError("LineSearch1D needs one direction and a per-merge budget")
+        self.list_length = list_length
+        jump = None if self.jump is None else self.jump[:, :, 0]
+        self.lists = ValueLists(self.steps_t[:, 0], self.r_lo[:, 0], self.init_code, jump)
+        self.goal0 = float(self.goal[0])
+        self.scale0 = float(self.scale[0])
+        self._one = np.ones(1)
+        # the affine/bilinear read-out of a resolved completion rounds differently from plan evaluation
+        eps = np.finfo(np.float64).eps
+        self.estimate_slack = 8.0 * self.n * eps * math.sqrt(self.scale0) * (abs(self.goal0) + 1.0)
+        # plain floats: with one direction, numpy scalars only add overhead
+        self.step_f = [float(x) for x in self.steps_t[:, 0]]
+        self.ret_f = [float(x) for x in self.r_lo[:, 0]]
+        self.jump_f = None if jump is None else jump.tolist()
+        self.tab_f = {k: v[..., 0].tolist() for k, v in self.t.items()}
+
+    # float versions of the constructors ------------------------------------------------------
+    def leaf(self, n):
+        value = self.step_f[n]
+        return _Expr(LEAF, n - 1, n, None, None, value, value, 0, 0)
+
+    def hole_v(self, i, j):
+        if j == i + 1:
+            return self.leaf(j)
+        return _Expr(HOLE_V, i, j, None, None, self.tab_f["v_lo"][i][j], self.tab_f["v_hi"][i][j], 1, 0)
+
+    def hole_f(self, i, j):
+        if j == i + 1:
+            return self.leaf(j)
+        return _Expr(HOLE_F, i, j, None, None, self.tab_f["f_lo"][i][j], self.tab_f["f_hi"][i][j], 1, 0)
+
+    def hole_g(self, k, j):
+        if k == 1:
+            return self.hole_v(0, j)
+        return _Expr(HOLE_G, k, j, None, None, self.tab_f["g_lo"][k][j], self.tab_f["g_hi"][k][j], 1, 0)
+
+    def prod(self, first, rest):
+        a, b, c, d = first.lo * rest.lo, first.lo * rest.hi, first.hi * rest.lo, first.hi * rest.hi
+        return _Expr(PROD, rest.i, first.j, first, rest, min(a, b, c, d), max(a, b, c, d),
+                     first.holes + rest.holes, first.merges + rest.merges)
+
+    def node(self, i, j, first, rest):
+        r = self.ret_f[j]
+        w = 1.0 - r
+        init = self.init_code
+        if init == 0:
+            vals = (w * (first.lo * rest.lo) + r * first.lo, w * (first.lo * rest.hi) + r * first.lo,
+                    w * (first.hi * rest.lo) + r * first.hi, w * (first.hi * rest.hi) + r * first.hi)
+        else:
+            a0 = self.jump_f[i][j] if init == 1 else (0.0 if init == 2 else 1.0)
+            vals = (w * (first.lo * rest.lo) + r * a0, w * (first.lo * rest.hi) + r * a0,
+                    w * (first.hi * rest.lo) + r * a0, w * (first.hi * rest.hi) + r * a0)
+        return _Expr(NODE, i, j, first, rest, min(vals), max(vals), first.holes + rest.holes,
+                     first.merges + rest.merges + 1)
+
+    def bound_sq(self, expr) -> float:
+        lo, hi = expr.lo, expr.hi
+        if self.data_target:
+            lo, hi = (lo, hi) if lo >= 0 else ((-hi, -lo) if hi <= 0 else (0.0, max(-lo, hi)))
+        dist = max(0.0, lo - self.goal0, self.goal0 - hi)
+        return self.scale0 * dist * dist
+
+    def centrality(self, expr) -> float:
+        width = max(expr.hi - expr.lo, 1e-300)
+        return abs(0.5 * (expr.lo + expr.hi) - self.goal0) / width
+
+    def _holes(self, expr, path, out):
+        if expr.kind in (HOLE_V, HOLE_F, HOLE_G):
+            length = 1 << 30 if expr.kind == HOLE_G else expr.j - expr.i
+            out.append((length, path, expr))
+        elif expr.holes:
+            if expr.first.holes:
+                self._holes(expr.first, path + (0,), out)
+            if expr.rest.holes:
+                self._holes(expr.rest, path + (1,), out)
+        return out
+
+    def _rebuild(self, expr, path, variants):
+        if not path:
+            return variants
+        if path[0] == 0:
+            subs = self._rebuild(expr.first, path[1:], variants)
+            make = (lambda v: self.node(expr.i, expr.j, v, expr.rest)) if expr.kind == NODE else (lambda v: self.prod(v, expr.rest))
+        else:
+            subs = self._rebuild(expr.rest, path[1:], variants)
+            make = (lambda v: self.node(expr.i, expr.j, expr.first, v)) if expr.kind == NODE else (lambda v: self.prod(expr.first, v))
+        return [make(v) for v in subs]
+
+    def expand(self, expr):
+        holes = self._holes(expr, (), [])
+        long_holes = [h for h in holes if h[0] > self.list_length]
+        if long_holes:
+            _, path, hole = max(long_holes, key=lambda h: h[0])
+        else:
+            _, path, hole = min(holes, key=lambda h: h[0])
+        return self._rebuild(expr, path, PlanSearch.expand(self, hole))
+
+    def _value(self, expr, subs):
+        kind = expr.kind
+        if kind == LEAF:
+            return expr.lo
+        if kind in (HOLE_V, HOLE_F):
+            return subs[id(expr)]
+        first = self._value(expr.first, subs)
+        rest = self._value(expr.rest, subs)
+        if kind == PROD:
+            return first * rest
+        r = self.ret_f[expr.j]
+        if self.init_code == 0:
+            a0 = first
+        elif self.init_code == 1:
+            a0 = self.jump_f[expr.i][expr.j]
+        else:
+            a0 = 0.0 if self.init_code == 2 else 1.0
+        return (1.0 - r) * (first * rest) + r * a0
+
+    def _fill(self, hole, index):
+        kind = "V" if hole.kind == HOLE_V else "F"
+        if kind == "V":
+            return self.lists.tree(hole.i, hole.j, index)
+        return self.lists.forest(hole.i, hole.j, index)
+
+    def resolve(self, expr):
+        if expr.holes == 0:
+            return self.bound_sq(expr), lambda: self.to_plan(expr)
+        holes = self._holes(expr, (), [])
+        if len(holes) > 2 or any(h[0] > self.list_length for h in holes):
+            return None
+        goals = (self.goal0, -self.goal0) if self.data_target else (self.goal0,)
+        if len(holes) == 1:
+            hole = holes[0][2]
+            values = self.lists.get("V" if hole.kind == HOLE_V else "F", hole.i, hole.j)[0]
+            s0 = self._value(expr, {id(hole): 0.0})
+            s1 = self._value(expr, {id(hole): 1.0})
+            best = min(closest_pair(self._one, values, 0.0, 0.0, s1 - s0, s0, goal) for goal in goals)
+            return self.scale0 * best[0] ** 2, lambda: self.to_plan(expr, {id(hole): self._fill(hole, int(best[2]))})
+        hole_1, hole_2 = holes[0][2], holes[1][2]
+        values_1 = self.lists.get("V" if hole_1.kind == HOLE_V else "F", hole_1.i, hole_1.j)[0]
+        values_2 = self.lists.get("V" if hole_2.kind == HOLE_V else "F", hole_2.i, hole_2.j)[0]
+        s00 = self._value(expr, {id(hole_1): 0.0, id(hole_2): 0.0})
+        s10 = self._value(expr, {id(hole_1): 1.0, id(hole_2): 0.0})
+        s01 = self._value(expr, {id(hole_1): 0.0, id(hole_2): 1.0})
+        s11 = self._value(expr, {id(hole_1): 1.0, id(hole_2): 1.0})
+        coef_a, coef_b, coef_c = s11 - s10 - s01 + s00, s10 - s00, s01 - s00
+        swap = values_1.shape[0] > values_2.shape[0]
+        if swap:  # iterate over the shorter list
+            values_1, values_2, coef_b, coef_c = values_2, values_1, coef_c, coef_b
+        best = min(closest_pair(values_1, values_2, coef_a, coef_b, coef_c, s00, goal) for goal in goals)
+        index_1, index_2 = (int(best[2]), int(best[1])) if swap else (int(best[1]), int(best[2]))
+
+        def make_plan():
+            return self.to_plan(expr, {id(hole_1): self._fill(hole_1, index_1), id(hole_2): self._fill(hole_2, index_2)})
+
+        return self.scale0 * best[0] ** 2, make_plan

@@ -26,7 +26,7 @@ from ..objective import PlanEvaluation, Problem, evaluate_plan
 from ..plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan
 from .._util import deep_recursion
 from ._kernels import range_dp
-from ._search import PlanSearch
+from ._search import LineSearch1D, PlanSearch
 
 __all__ = ["Solution", "range_tables", "achievable_range", "extreme_plan", "solve", "DEFAULT_NODE_BUDGET", "DEFAULT_TIME_BUDGET"]
 
@@ -208,8 +208,9 @@ def solve(
     *,
     node_budget: int = DEFAULT_NODE_BUDGET,
     time_budget: float = DEFAULT_TIME_BUDGET,
-    rtol: float = 1e-12,
-    atol: float = 1e-15,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    list_length: int = 9,
 ) -> Solution:
     r"""Find the plan with ``M`` segments that minimises :math:`W_2` (THEORY.md §5), with a certificate.
 
@@ -222,7 +223,13 @@ def solve(
     time_budget : float
         Seconds, same effect as ``node_budget``.
     rtol, atol : float
-        Optimality tolerance on W2: ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)``.
+        Optimality tolerance on W2: ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)``. The default
+        ``rtol = 16 N eps`` is the floating-point resolution of :math:`S` itself (each of the
+        :math:`\le N - 1` merge nodes adds a few roundings of relative size ``eps``), so plans closer
+        than ``tol`` cannot be told apart by evaluating them.
+    list_length : int
+        One-direction search: holes of at most this many steps are resolved from sorted lists of
+        all their values (sizes grow like :math:`5.8^{L}`; 9 keeps them below ~42,000 entries).
 
     Returns
     -------
@@ -231,8 +238,12 @@ def solve(
     for label, value in (("node_budget", node_budget), ("time_budget", time_budget)):
         if not (isinstance(value, (int, float)) and value > 0):
             raise ValueError(f"{label} must be > 0, got {value!r}")
+    if rtol is None:
+        rtol = 16.0 * problem.steps * np.finfo(np.float64).eps
     if not (rtol >= 0 and atol >= 0):
         raise ValueError("rtol and atol must be >= 0")
+    if isinstance(list_length, bool) or not isinstance(list_length, int) or not 1 <= list_length <= 11:
+        raise ValueError(f"list_length must be an int in [1, 11], got {list_length!r}")
     start = time.perf_counter()
     tables = range_tables(problem)
     lo, hi = achievable_range(problem, tables)
@@ -249,7 +260,7 @@ def solve(
         if ev.w2 * ev.w2 < tol_sq(best_sq) or best_plan is None:
             best_plan, best_eval, best_sq = plan, ev, ev.w2 * ev.w2
 
-    search = PlanSearch(
+    search_kwargs = dict(
         tables={k: np.ascontiguousarray(np.moveaxis(tables[k], 0, -1)) for k in ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")},
         step_values=problem.step_values,
         r_lo=_retention_bound(problem, np.minimum),
@@ -261,15 +272,14 @@ def solve(
         data_target=problem.target == "data",
         segments=problem.segments,
     )
-    exact_total = problem.model.budget == "total"
+    if problem.dim == 1 and problem.model.budget != "total":
+        search = LineSearch1D(**search_kwargs, list_length=list_length)
+    else:
+        search = PlanSearch(**search_kwargs)
 
-    def evaluate_exact(expr):
-        with deep_recursion(4 * problem.steps):
-            plan = search.to_plan(expr)
-        if exact_total:
-            ev = evaluate_plan(problem, plan)
-            return ev.w2 * ev.w2, plan
-        return search.bound_sq(expr), plan
+    def evaluate_exact(plan):
+        ev = evaluate_plan(problem, plan)
+        return ev.w2 * ev.w2, plan
 
     root_bound = search.bound_sq(search.root())
     method = "extreme" if problem.dim == 1 and root_bound >= tol_sq(best_sq) else "search"
