@@ -26,11 +26,12 @@ from ..objective import PlanEvaluation, Problem, evaluate_plan
 from ..plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan
 from .._util import deep_recursion
 from ._kernels import range_dp
+from ._line import estimate_slack_for, run_line_search
 from ._search import LineSearch1D, PlanSearch
 
 __all__ = ["Solution", "range_tables", "achievable_range", "extreme_plan", "solve", "DEFAULT_NODE_BUDGET", "DEFAULT_TIME_BUDGET"]
 
-DEFAULT_NODE_BUDGET = 2_000_000
+DEFAULT_NODE_BUDGET = 1_000_000_000
 DEFAULT_TIME_BUDGET = 10.0
 _INIT_CODES = {"warm": 0, "ddim": 1, "zero": 2, "identity": 3}
 _TABLE_NAMES = (
@@ -210,7 +211,8 @@ def solve(
     time_budget: float = DEFAULT_TIME_BUDGET,
     rtol: float | None = None,
     atol: float = 0.0,
-    list_length: int = 9,
+    list_length: int = 10,
+    engine: str = "numba",
 ) -> Solution:
     r"""Find the plan with ``M`` segments that minimises :math:`W_2` (THEORY.md §5), with a certificate.
 
@@ -224,12 +226,15 @@ def solve(
         Seconds, same effect as ``node_budget``.
     rtol, atol : float
         Optimality tolerance on W2: ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)``. The default
-        ``rtol = 16 N eps`` is the floating-point resolution of :math:`S` itself (each of the
-        :math:`\le N - 1` merge nodes adds a few roundings of relative size ``eps``), so plans closer
-        than ``tol`` cannot be told apart by evaluating them.
+        ``rtol = 64 N eps`` is a safe multiple of the floating-point resolution of :math:`S`
+        itself (each of the :math:`\le N - 1` merge nodes adds a few roundings of relative size
+        ``eps``), so plans closer than ``tol`` cannot be told apart by evaluating them.
+    engine : {"numba", "python"}
+        One-direction search: the Numba kernel (default) or its plain-Python reference.
     list_length : int
         One-direction search: holes of at most this many steps are resolved from sorted lists of
-        all their values (sizes grow like :math:`5.8^{L}`; 9 keeps them below ~42,000 entries).
+        all their values (sizes grow like :math:`5.8^{L}`: up to 309,147 entries for 10 steps; shortened
+        automatically so that all lists together stay below 12 million entries).
 
     Returns
     -------
@@ -238,8 +243,10 @@ def solve(
     for label, value in (("node_budget", node_budget), ("time_budget", time_budget)):
         if not (isinstance(value, (int, float)) and value > 0):
             raise ValueError(f"{label} must be > 0, got {value!r}")
+    if engine not in ("numba", "python"):
+        raise ValueError(f"engine must be 'numba' or 'python', got {engine!r}")
     if rtol is None:
-        rtol = 16.0 * problem.steps * np.finfo(np.float64).eps
+        rtol = 64.0 * problem.steps * np.finfo(np.float64).eps
     if not (rtol >= 0 and atol >= 0):
         raise ValueError("rtol and atol must be >= 0")
     if isinstance(list_length, bool) or not isinstance(list_length, int) or not 1 <= list_length <= 11:
@@ -272,10 +279,7 @@ def solve(
         data_target=problem.target == "data",
         segments=problem.segments,
     )
-    if problem.dim == 1 and problem.model.budget != "total":
-        search = LineSearch1D(**search_kwargs, list_length=list_length)
-    else:
-        search = PlanSearch(**search_kwargs)
+    search = PlanSearch(**search_kwargs)
 
     def evaluate_exact(plan):
         ev = evaluate_plan(problem, plan)
@@ -283,10 +287,23 @@ def solve(
 
     root_bound = search.bound_sq(search.root())
     method = "extreme" if problem.dim == 1 and root_bound >= tol_sq(best_sq) else "search"
-    found_sq, found_plan, lower_sq, nodes, _complete = search.run(best_sq, tol_sq, evaluate_exact, node_budget, time_budget)
+    if root_bound >= tol_sq(best_sq):
+        # the goal lies outside the achievable range (or an incumbent already attains the bound)
+        found_plan, lower_sq, nodes = None, root_bound, 0
+    elif problem.dim == 1 and problem.model.budget != "total" and engine != "python":
+        found_sq, found_plan, lower_sq, nodes, _complete = run_line_search(
+            problem, tables, best_sq, tol, estimate_slack_for(problem), node_budget, start + time_budget, list_length
+        )
+        if found_plan is None:
+            found_sq = best_sq
+    else:
+        if problem.dim == 1 and problem.model.budget != "total":
+            search = LineSearch1D(**search_kwargs, list_length=list_length)
+        found_sq, found_plan, lower_sq, nodes, _complete = search.run(best_sq, tol_sq, evaluate_exact, node_budget, time_budget)
     if found_plan is not None:
-        best_plan = found_plan
-        best_eval = evaluate_plan(problem, best_plan)
+        found_eval = evaluate_plan(problem, found_plan)
+        if found_eval.w2 < best_eval.w2:
+            best_plan, best_eval = found_plan, found_eval
     w2 = best_eval.w2
     lower = math.sqrt(max(0.0, min(lower_sq, w2 * w2)))
     return Solution(
