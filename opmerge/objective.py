@@ -97,7 +97,7 @@ class Problem:
         set_("jump", _readonly(ddim_jump_table(self.schedule, lam)) if self.model.init == "ddim" else None)
         set_("teacher", _readonly(np.prod(steps[:, 1:], axis=1)))
         set_("exact", _readonly(np.atleast_1d(exact_flow(self.schedule, lam))))
-        norm_sq = signal_noise_norm_sq(self.schedule, lam)
+        norm_sq = signal_noise_norm_sq(self.schedule, lam[:, None])
         set_("norm_noise", _readonly(np.sqrt(norm_sq[..., -1])))
         goal = self.teacher if self.target == "teacher" else np.sqrt(lam) / self.norm_noise
         set_("goal", _readonly(np.asarray(goal, dtype=np.float64)))

@@ -11,9 +11,9 @@ bilinear in ``(c1, R)``, and ``F`` combines trees by products (bilinear too). Ch
 independent, so the extremes of every set are attained at corners of the children's extremes:
 the recursion below is exact for ``min`` and ``max``. Cost :math:`O(N^3)` time, :math:`O(N^2)` memory.
 
-Arrays are indexed ``[i, j]`` with ``i < j`` (grid indices, 0 = data side). Choice arrays keep,
-for backtracking, the split ``m`` (``-1``: the forest is a single tree) and two corner bits
-(bit 0: ``c1`` at its max, bit 1: ``R`` at its max).
+Arrays are indexed ``[i, j]`` with ``i < j`` (grid indices, 0 = data side). The choices that
+attain the extremes are not stored: :func:`find_choice` recomputes them on demand for the
+``O(N)`` nodes of one plan (same arithmetic, so equality is exact).
 """
 
 from __future__ import annotations
@@ -36,8 +36,30 @@ def _init_value(init_code, c1, jump_ij):
 
 
 @njit(cache=True)
+def _is_monotone(step_values, retention, init_code, jump):
+    """True when every value is >= 0 and every node value is non-decreasing in its children.
+
+    Then the minimum (maximum) of each table is attained at the children's minima (maxima),
+    one corner instead of four (floating-point rounding is monotone too, so this is exact).
+    """
+    n = step_values.shape[0] - 1
+    for j in range(1, n + 1):
+        if not step_values[j] >= 0.0:
+            return False
+    for j in range(2, n + 1):
+        if not (0.0 <= retention[j] <= 1.0):
+            return False
+    if init_code == 1:
+        for i in range(n + 1):
+            for j in range(i + 2, n + 1):
+                if not jump[i, j] >= 0.0:
+                    return False
+    return True
+
+
+@njit(cache=True)
 def range_dp(step_values, retention, init_code, jump, segments):
-    """Exact min/max of tree, forest and M-segment values with backtracking choices.
+    """Exact min/max of tree (V), forest (F) and M-segment (G) values.
 
     Parameters
     ----------
@@ -49,28 +71,19 @@ def range_dp(step_values, retention, init_code, jump, segments):
 
     Returns
     -------
-    v_lo, v_hi, f_lo, f_hi : float64[N + 1, N + 1]
-    v_lo_m, v_hi_m, f_lo_m, f_hi_m : int32[N + 1, N + 1]    split points (-1 = single tree for F)
-    v_lo_b, v_hi_b, f_lo_b, f_hi_b : int8[N + 1, N + 1]     corner bits
-    g_lo, g_hi : float64[M + 1, N + 1]                      k trees covering j -> 0
-    g_lo_m, g_hi_m : int32[M + 1, N + 1]; g_lo_b, g_hi_b : int8[M + 1, N + 1]
+    v_lo, v_hi, f_lo, f_hi : float64[N + 1, N + 1]   (entries [i, j], i < j)
+    g_lo, g_hi : float64[M + 1, N + 1]               k trees covering j -> 0
+    The plans that attain them are recovered by :func:`find_choice`.
     """
     n = step_values.shape[0] - 1
+    monotone = _is_monotone(step_values, retention, init_code, jump)
     v_lo = np.full((n + 1, n + 1), np.inf)
     v_hi = np.full((n + 1, n + 1), -np.inf)
     f_lo = np.full((n + 1, n + 1), np.inf)
     f_hi = np.full((n + 1, n + 1), -np.inf)
-    v_lo_m = np.full((n + 1, n + 1), -1, np.int32)
-    v_hi_m = np.full((n + 1, n + 1), -1, np.int32)
-    f_lo_m = np.full((n + 1, n + 1), -1, np.int32)
-    f_hi_m = np.full((n + 1, n + 1), -1, np.int32)
-    v_lo_b = np.zeros((n + 1, n + 1), np.int8)
-    v_hi_b = np.zeros((n + 1, n + 1), np.int8)
-    f_lo_b = np.zeros((n + 1, n + 1), np.int8)
-    f_hi_b = np.zeros((n + 1, n + 1), np.int8)
     # transposed copies of V so that the inner loop over m reads contiguous memory
-    vt_lo = np.empty((n + 1, n + 1))
-    vt_hi = np.empty((n + 1, n + 1))
+    vt_lo = np.full((n + 1, n + 1), np.inf)
+    vt_hi = np.full((n + 1, n + 1), -np.inf)
     for j in range(1, n + 1):
         a = step_values[j]
         v_lo[j - 1, j] = a
@@ -85,74 +98,38 @@ def range_dp(step_values, retention, init_code, jump, segments):
             r = retention[j]
             w = 1.0 - r
             jump_ij = jump[i, j] if init_code == 1 else 0.0
-            best_lo = np.inf
-            best_hi = -np.inf
-            blo_m = -1
-            bhi_m = -1
-            blo_b = 0
-            bhi_b = 0
-            flo = np.inf
-            fhi = -np.inf
-            flo_m = -1
-            fhi_m = -1
-            flo_b = 0
-            fhi_b = 0
-            for m in range(i + 1, j):
-                c_lo = vt_lo[j, m]
-                c_hi = vt_hi[j, m]
-                r_lo = f_lo[i, m]
-                r_hi = f_hi[i, m]
-                for bits in range(4):
-                    c1 = c_hi if (bits & 1) else c_lo
-                    rest = r_hi if (bits & 2) else r_lo
-                    prod = c1 * rest
-                    val = w * prod + r * _init_value(init_code, c1, jump_ij)
-                    if val < best_lo:
-                        best_lo = val
-                        blo_m = m
-                        blo_b = bits
-                    if val > best_hi:
-                        best_hi = val
-                        bhi_m = m
-                        bhi_b = bits
-                    if prod < flo:
-                        flo = prod
-                        flo_m = m
-                        flo_b = bits
-                    if prod > fhi:
-                        fhi = prod
-                        fhi_m = m
-                        fhi_b = bits
-            v_lo[i, j] = best_lo
-            v_hi[i, j] = best_hi
-            vt_lo[j, i] = best_lo
-            vt_hi[j, i] = best_hi
-            v_lo_m[i, j] = blo_m
-            v_hi_m[i, j] = bhi_m
-            v_lo_b[i, j] = blo_b
-            v_hi_b[i, j] = bhi_b
+            node_lo = np.inf
+            node_hi = -np.inf
+            prod_lo = np.inf
+            prod_hi = -np.inf
+            if monotone:
+                for m in range(i + 1, j):
+                    p_lo = vt_lo[j, m] * f_lo[i, m]
+                    p_hi = vt_hi[j, m] * f_hi[i, m]
+                    prod_lo = min(prod_lo, p_lo)
+                    prod_hi = max(prod_hi, p_hi)
+                    node_lo = min(node_lo, w * p_lo + r * _init_value(init_code, vt_lo[j, m], jump_ij))
+                    node_hi = max(node_hi, w * p_hi + r * _init_value(init_code, vt_hi[j, m], jump_ij))
+            else:
+                for m in range(i + 1, j):
+                    for bits in range(4):
+                        c1 = vt_hi[j, m] if (bits & 1) else vt_lo[j, m]
+                        rest = f_hi[i, m] if (bits & 2) else f_lo[i, m]
+                        prod = c1 * rest
+                        val = w * prod + r * _init_value(init_code, c1, jump_ij)
+                        node_lo = min(node_lo, val)
+                        node_hi = max(node_hi, val)
+                        prod_lo = min(prod_lo, prod)
+                        prod_hi = max(prod_hi, prod)
+            v_lo[i, j] = node_lo
+            v_hi[i, j] = node_hi
+            vt_lo[j, i] = node_lo
+            vt_hi[j, i] = node_hi
             # forest: a single tree, or a first tree on j -> m times a forest on m -> i
-            if best_lo <= flo:
-                flo = best_lo
-                flo_m = -1
-                flo_b = 0
-            if best_hi >= fhi:
-                fhi = best_hi
-                fhi_m = -1
-                fhi_b = 0
-            f_lo[i, j] = flo
-            f_hi[i, j] = fhi
-            f_lo_m[i, j] = flo_m
-            f_hi_m[i, j] = fhi_m
-            f_lo_b[i, j] = flo_b
-            f_hi_b[i, j] = fhi_b
-    # segments: G[k, j] = k trees covering j -> 0
+            f_lo[i, j] = min(node_lo, prod_lo)
+            f_hi[i, j] = max(node_hi, prod_hi)
     g_lo = np.full((segments + 1, n + 1), np.inf)
     g_hi = np.full((segments + 1, n + 1), -np.inf)
-    g_lo_m = np.full((segments + 1, n + 1), -1, np.int32)
-    g_hi_m = np.full((segments + 1, n + 1), -1, np.int32)
-    g_lo_b = np.zeros((segments + 1, n + 1), np.int8)
-    g_hi_b = np.zeros((segments + 1, n + 1), np.int8)
     for j in range(1, n + 1):
         g_lo[1, j] = v_lo[0, j]
         g_hi[1, j] = v_hi[0, j]
@@ -161,30 +138,59 @@ def range_dp(step_values, retention, init_code, jump, segments):
             lo = np.inf
             hi = -np.inf
             for m in range(k - 1, j):
-                c_lo = v_lo[m, j]
-                c_hi = v_hi[m, j]
-                r_lo = g_lo[k - 1, m]
-                r_hi = g_hi[k - 1, m]
                 for bits in range(4):
-                    c1 = c_hi if (bits & 1) else c_lo
-                    rest = r_hi if (bits & 2) else r_lo
+                    c1 = v_hi[m, j] if (bits & 1) else v_lo[m, j]
+                    rest = g_hi[k - 1, m] if (bits & 2) else g_lo[k - 1, m]
                     val = c1 * rest
-                    if val < lo:
-                        lo = val
-                        g_lo_m[k, j] = m
-                        g_lo_b[k, j] = bits
-                    if val > hi:
-                        hi = val
-                        g_hi_m[k, j] = m
-                        g_hi_b[k, j] = bits
+                    lo = min(lo, val)
+                    hi = max(hi, val)
             g_lo[k, j] = lo
             g_hi[k, j] = hi
-    return (
-        v_lo, v_hi, f_lo, f_hi,
-        v_lo_m, v_hi_m, f_lo_m, f_hi_m,
-        v_lo_b, v_hi_b, f_lo_b, f_hi_b,
-        g_lo, g_hi, g_lo_m, g_hi_m, g_lo_b, g_hi_b,
-    )
+    return v_lo, v_hi, f_lo, f_hi, g_lo, g_hi
+
+
+@njit(cache=True)
+def find_choice(table, side, k_or_i, j, step_values, retention, init_code, jump, v_lo, v_hi, f_lo, f_hi, g_lo, g_hi):
+    """Recover the choice that attains an extreme of ``range_dp`` (exact equality, first in scan order).
+
+    ``table``: 0 = V[i, j], 1 = F[i, j], 2 = G[k, j]; ``side``: 0 = min, 1 = max.
+    Returns ``(m, bits)``: the split (``-1``: the forest is a single tree) and the corner bits
+    (bit 0: first child at its max, bit 1: the rest at its max).
+    """
+    if table == 0:
+        i = k_or_i
+        target = v_hi[i, j] if side else v_lo[i, j]
+        r = retention[j]
+        w = 1.0 - r
+        jump_ij = jump[i, j] if init_code == 1 else 0.0
+        for m in range(i + 1, j):
+            for bits in range(4):
+                c1 = v_hi[m, j] if (bits & 1) else v_lo[m, j]
+                rest = f_hi[i, m] if (bits & 2) else f_lo[i, m]
+                if w * (c1 * rest) + r * _init_value(init_code, c1, jump_ij) == target:
+                    return m, bits
+        return -2, 0
+    if table == 1:
+        i = k_or_i
+        target = f_hi[i, j] if side else f_lo[i, j]
+        if (v_hi[i, j] if side else v_lo[i, j]) == target:
+            return -1, side * 3
+        for m in range(i + 1, j):
+            for bits in range(4):
+                c1 = v_hi[m, j] if (bits & 1) else v_lo[m, j]
+                rest = f_hi[i, m] if (bits & 2) else f_lo[i, m]
+                if c1 * rest == target:
+                    return m, bits
+        return -2, 0
+    k = k_or_i
+    target = g_hi[k, j] if side else g_lo[k, j]
+    for m in range(k - 1, j):
+        for bits in range(4):
+            c1 = v_hi[m, j] if (bits & 1) else v_lo[m, j]
+            rest = g_hi[k - 1, m] if (bits & 2) else g_lo[k - 1, m]
+            if c1 * rest == target:
+                return m, bits
+    return -2, 0
 
 
 @njit(cache=True)

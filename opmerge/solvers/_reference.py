@@ -37,7 +37,7 @@ def range_dp_reference(step_values, retention, init_code: int, jump, segments: i
             for m in range(i + 1, j):
                 for c1 in (v_lo[m][j], v_hi[m][j]):
                     for rest in (f_lo[i][m], f_hi[i][m]):
-                        node_vals.append((1.0 - r) * c1 * rest + r * _init_value(init_code, c1, jump_ij))
+                        node_vals.append((1.0 - r) * (c1 * rest) + r * _init_value(init_code, c1, jump_ij))
                         forest_vals.append(c1 * rest)
             v_lo[i][j], v_hi[i][j] = min(node_vals), max(node_vals)
             f_lo[i][j] = min(forest_vals + [v_lo[i][j]])

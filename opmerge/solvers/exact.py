@@ -25,7 +25,7 @@ import numpy as np
 from ..objective import PlanEvaluation, Problem, evaluate_plan
 from ..plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan
 from .._util import deep_recursion
-from ._kernels import range_dp
+from ._kernels import find_choice, range_dp
 from ._line import estimate_slack_for, run_line_search
 from ._search import LineSearch1D, PlanSearch
 
@@ -34,12 +34,7 @@ __all__ = ["Solution", "range_tables", "achievable_range", "extreme_plan", "solv
 DEFAULT_NODE_BUDGET = 1_000_000_000
 DEFAULT_TIME_BUDGET = 10.0
 _INIT_CODES = {"warm": 0, "ddim": 1, "zero": 2, "identity": 3}
-_TABLE_NAMES = (
-    "v_lo", "v_hi", "f_lo", "f_hi",
-    "v_lo_m", "v_hi_m", "f_lo_m", "f_hi_m",
-    "v_lo_b", "v_hi_b", "f_lo_b", "f_hi_b",
-    "g_lo", "g_hi", "g_lo_m", "g_hi_m", "g_lo_b", "g_hi_b",
-)
+_TABLE_NAMES = ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")
 
 
 def _merge_count_range(problem: Problem) -> range:
@@ -64,8 +59,8 @@ def range_tables(problem: Problem) -> dict:
 
     Returns a dict of arrays with the direction axis first: ``v_lo, v_hi, f_lo, f_hi`` of shape
     ``(d, N + 1, N + 1)`` (entry ``[., i, j]`` for the steps ``j -> i``), ``g_lo, g_hi`` of shape
-    ``(d, M + 1, N + 1)`` and, for ``budget='per-merge'``, the backtracking choices. For
-    ``budget='total'`` the ranges enclose the union over the possible merge counts (no choices).
+    ``(d, M + 1, N + 1)``. For ``budget='total'`` the ranges enclose the union over the possible
+    merge counts.
     """
     if problem.model.budget != "total":
         per_direction = [_dp_one(problem, d, problem.retention) for d in range(problem.dim)]
@@ -100,17 +95,23 @@ def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables:
         raise ValueError(f"direction must be in [0, {problem.dim - 1}], got {direction}")
     t = range_tables(problem) if tables is None else tables
     d = direction
+    jump = np.ascontiguousarray(problem.jump[d]) if problem.jump is not None else np.zeros((1, 1))
+    args = (
+        np.ascontiguousarray(problem.step_values[d]), np.ascontiguousarray(problem.retention[d]),
+        _INIT_CODES[problem.model.init], jump,
+        *(np.ascontiguousarray(t[name][d]) for name in _TABLE_NAMES),
+    )
 
-    def pick(prefix, s):
-        tag = "lo" if s == 0 else "hi"
-        return t[f"{prefix}_{tag}_m"][d], t[f"{prefix}_{tag}_b"][d]
+    def choice(table, s, k_or_i, j):
+        m, bits = find_choice(table, s, k_or_i, j, *args)
+        if m == -2:  # cannot happen: the extreme was computed by the same arithmetic
+            raise RuntimeError("internal error: no choice attains the DP extreme")
+        return int(m), int(bits)
 
     def tree(i, j, s):
-        # iterative over the first-child chain would complicate the code; depth <= N is fine
         if j == i + 1:
             return j
-        m_arr, b_arr = pick("v", s)
-        m, bits = int(m_arr[i, j]), int(b_arr[i, j])
+        m, bits = choice(0, s, i, j)
         return MergeNode((tree(m, j, bits & 1), *forest(i, m, (bits >> 1) & 1)))
 
     def forest(i, j, s):
@@ -119,20 +120,18 @@ def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables:
             if j == i + 1:
                 out.append(j)
                 return out
-            m_arr, b_arr = pick("f", s)
-            m, bits = int(m_arr[i, j]), int(b_arr[i, j])
+            m, bits = choice(1, s, i, j)
             if m < 0:
                 out.append(tree(i, j, s))
                 return out
             out.append(tree(m, j, bits & 1))
-            i, j, s = i, m, (bits >> 1) & 1
+            j, s = m, (bits >> 1) & 1
 
     with deep_recursion(4 * problem.steps):
         segments = []
         k, j, s = problem.segments, problem.steps, 0 if side == "lo" else 1
         while k > 1:
-            m_arr, b_arr = pick("g", s)
-            m, bits = int(m_arr[k, j]), int(b_arr[k, j])
+            m, bits = choice(2, s, k, j)
             segments.append(tree(m, j, bits & 1))
             k, j, s = k - 1, m, (bits >> 1) & 1
         segments.append(tree(0, j, s))
