@@ -116,12 +116,12 @@ def _validate(alpha: np.ndarray, sigma: np.ndarray) -> None:
         raise ValueError("alpha and sigma must be finite (no NaN or inf)")
     if np.any(alpha < 0):
         n = int(np.argmax(alpha < 0))
-        raise ValueError(f"alpha must be >= 0 at every grid index; alpha[{n}] = {alpha[n]!r}")
+        raise ValueError(f"alpha must be >= 0 at every grid index; alpha[{n}] = {float(alpha[n])!r}")
     if np.any(sigma[1:] <= 0):
         n = 1 + int(np.argmax(sigma[1:] <= 0))
-        raise ValueError(f"sigma must be > 0 for every n >= 1; sigma[{n}] = {sigma[n]!r}")
+        raise ValueError(f"sigma must be > 0 for every n >= 1; sigma[{n}] = {float(sigma[n])!r}")
     if sigma[0] < 0:
-        raise ValueError(f"sigma must be >= 0; sigma[0] = {sigma[0]!r}")
+        raise ValueError(f"sigma must be >= 0; sigma[0] = {float(sigma[0])!r}")
     if sigma[0] == 0 and alpha[0] == 0:
         raise ValueError("alpha[0] and sigma[0] cannot both be 0 (the data-side grid point would carry nothing)")
     # SNR strictly decreasing: alpha_{n-1} sigma_n > alpha_n sigma_{n-1} (cross-multiplied, exact for sigma_0 = 0)

@@ -111,7 +111,7 @@ def heun_step(schedule: Schedule, lam) -> np.ndarray:
         n = int(np.argmax(a <= 0))
         raise ValueError(
             f"the Heun solver needs alpha_n > 0 at every grid index (it works in y = z / alpha); "
-            f"schedule {schedule.name!r} has alpha[{n}] = {a[n]!r}. Use solver='ddim' for this schedule"
+            f"schedule {schedule.name!r} has alpha[{n}] = {float(a[n])!r}. Use solver='ddim' for this schedule"
         )
     lam_arr = check_lam(lam)[..., None]
     s = sig[1:] / a[1:]

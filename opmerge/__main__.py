@@ -1,0 +1,8 @@
+"""``python -m opmerge ...`` runs the ``opmerge`` command line (:func:`opmerge.cli.main`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,520 @@
+r"""The ``opmerge`` command line: a thin face over the core, ``analysis`` and ``experiments``.
+
+Subcommands (``opmerge <command> --help`` for the options of each; reference: ``docs/cli.md``):
+
+* ``plan`` — the optimal merge plan (:func:`opmerge.solvers.solve`) with its certificate;
+* ``compare`` — the canonical plans (vanilla, boot, cd, pd) against the optimum;
+* ``evaluate`` — one given plan, and whether it is optimal;
+* ``derive`` — the symbolic derivations (sympy) as LaTeX;
+* ``phase``, ``demo`` — delegated to ``analysis.cli``; ``validate`` — delegated to ``experiments.cli``.
+
+Only ``argparse`` and the opmerge core (numpy, scipy, numba) are imported at start; sympy,
+matplotlib, torch, ``analysis`` and ``experiments`` are imported inside the subcommands that use
+them. Bad input ends with exit status 2 and one line ``opmerge: error: ...`` on stderr, Ctrl-C
+with 130 (:func:`opmerge.cli_options.run_main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from . import __version__
+from .cli_options import (
+    DEFAULT_STEPS,
+    ArgumentParser,
+    Directions,
+    UsageError,
+    add_direction_arguments,
+    add_model_arguments,
+    add_search_arguments,
+    emit_json,
+    problem_from_args,
+    run_main,
+    search_budgets_from_args,
+    spectrum_from_args,
+    user_input,
+)
+from .objective import PlanEvaluation, Problem, evaluate_plan
+from .plans import CANONICAL_KINDS, Plan, canonical_plan, draw_plan, parse_plan
+from .solvers import Solution, solve
+
+__all__ = ["main", "build_parser", "COMMANDS", "DELEGATED"]
+
+#: subcommand -> one-line description (the order of ``opmerge --help``)
+COMMANDS = {
+    "plan": "optimal merge plan for a schedule, student model and spectrum, with its certificate",
+    "compare": "canonical plans (vanilla, boot, cd, pd) side by side with the optimum",
+    "evaluate": "W2 of one given plan, and whether it is optimal",
+    "derive": "symbolic derivations of the teacher and student formulas, as LaTeX",
+    "phase": "optimal plan family along a lambda sweep, with located thresholds (analysis)",
+    "demo": "the built-in demo job: digits spectrum, joint plans, phase diagram (analysis)",
+    "validate": "train real torch students and compare them with the model's predictions (experiments)",
+}
+#: subcommands handled by another package's ``main``
+DELEGATED = ("phase", "demo", "validate")
+
+_PLAN_WIDTH = 36  # plan text column of the compare table
+_MAX_TABLE_ROWS = 32  # directions shown in full; more are elided (all are in --json)
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------------------------
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``opmerge`` parser with every subcommand (the delegated ones take their options verbatim)."""
+    parser = ArgumentParser(
+        prog="opmerge",
+        formatter_class=_Formatter,
+        description=(
+            "Optimal step-merging plans for diffusion trajectory distillation in the linear regime:\n"
+            "which merge plan a distilled student should follow, where the optimum changes family\n"
+            "(phase transitions), and how a distillation strategy fares before training it."
+        ),
+        epilog=(
+            "examples:\n"
+            "  opmerge plan --steps 8 --lam 0.3\n"
+            "  opmerge compare --steps 6 --lam 0.3\n"
+            "  opmerge evaluate --plan '(4 (3 (2 1)))' --lam 2\n"
+            "  opmerge derive\n"
+            "  opmerge demo\n\n"
+            "'opmerge COMMAND --help' shows the options of a command; docs/cli.md is the reference."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"opmerge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    p = sub.add_parser("plan", help=COMMANDS["plan"], description=_describe("plan", _PLAN_NOTES), formatter_class=_Formatter)
+    add_model_arguments(p)
+    add_direction_arguments(p)
+    add_search_arguments(p)
+    _add_output_arguments(p, drawing=True)
+    p.set_defaults(handler=run_plan)
+
+    p = sub.add_parser("compare", help=COMMANDS["compare"], description=_describe("compare", _COMPARE_NOTES), formatter_class=_Formatter)
+    add_model_arguments(p)
+    add_direction_arguments(p)
+    add_search_arguments(p)
+    _add_output_arguments(p, drawing=False)
+    p.set_defaults(handler=run_compare)
+
+    p = sub.add_parser("evaluate", help=COMMANDS["evaluate"], description=_describe("evaluate", _EVALUATE_NOTES), formatter_class=_Formatter)
+    p.add_argument("--plan", required=True, metavar="TEXT",
+                   help="the plan in text notation, e.g. '(4 (3 (2 1)))' or '(4 3) | (2 1)', or a canonical name: " + ", ".join(CANONICAL_KINDS))
+    add_model_arguments(p, steps_default=None, segments_default=None)
+    add_direction_arguments(p)
+    add_search_arguments(p)
+    _add_output_arguments(p, drawing=True)
+    p.set_defaults(handler=run_evaluate)
+
+    p = sub.add_parser("derive", help=COMMANDS["derive"], description=_describe("derive", _DERIVE_NOTES), formatter_class=_Formatter)
+    p.add_argument("--out", metavar="FILE", default=None, help="write the LaTeX to FILE instead of stdout")
+    p.set_defaults(handler=run_derive)
+
+    for name in DELEGATED:
+        p = sub.add_parser(name, help=COMMANDS[name], add_help=False, description=COMMANDS[name])
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(handler=None)
+    return parser
+
+
+_PLAN_NOTES = """\
+Solves min over all merge plans with M segments of W2 (shared/THEORY.md section 5) and prints the
+plan, its drawing, S / T / E per direction, W2, whether it is proven optimal and the certified
+lower bound. Several --lam values (or a --spectrum) give one joint plan for all directions."""
+
+_COMPARE_NOTES = """\
+Evaluates the canonical plans (uniform segments) and the optimal plan. The ratio column is
+W2 / W2_opt ("1.000" for a tie within the solver's tolerance, "inf" when W2_opt = 0 < W2);
+'*' marks the rows that attain the optimum."""
+
+_EVALUATE_NOTES = """\
+Evaluates one plan and solves the same problem to tell whether the plan is optimal. N and M are
+taken from the plan unless --steps/--segments are given (they must then agree with it)."""
+
+_DERIVE_NOTES = """\
+Derives with sympy the DDIM step, Heun's step, the exact flow and the student model's formulas
+(shared/THEORY.md sections 2 and 4), checks them, and prints them as LaTeX."""
+
+
+def _describe(name: str, notes: str) -> str:
+    return f"{COMMANDS[name][0].upper()}{COMMANDS[name][1:]}.\n\n{notes}"
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser, *, drawing: bool) -> None:
+    g = parser.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the text report")
+    if drawing:
+        g.add_argument("--no-draw", action="store_true", help="leave out the ASCII drawing of the plan")
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``opmerge`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    0 success, 2 bad input (one line on stderr), 130 Ctrl-C; see :func:`opmerge.cli_options.run_main`.
+    """
+    return run_main(_dispatch, argv)
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv and argv[0] in DELEGATED:
+        return _delegate(argv[0], argv[1:])
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
+    if args.command is None:  # only global options such as --version (which exits) were given
+        parser.print_help()
+        return 0
+    if args.command in DELEGATED:
+        return _delegate(args.command, list(args.rest))
+    return int(args.handler(args) or 0)
+
+
+#: optional modules -> the install that brings them
+_EXTRAS = {
+    "torch": "pip install 'opmerge[bridge]'",
+    "sklearn": "pip install 'opmerge[bridge]'",
+    "matplotlib": "pip install 'opmerge[plot]'",
+    "tqdm": "pip install tqdm",
+}
+
+
+def _delegate(command: str, rest: list[str]) -> int:
+    """``opmerge phase|demo ...`` -> ``analysis.cli.main``; ``opmerge validate ...`` -> ``experiments.cli.main``."""
+    try:
+        if command == "validate":
+            from experiments.cli import main as experiments_main
+
+            return int(experiments_main(rest) or 0)
+        from analysis.cli import main as analysis_main
+
+        return int(analysis_main([command, *rest]) or 0)
+    except ModuleNotFoundError as exc:
+        name = exc.name or ""
+        top = name.split(".")[0]
+        if top in _EXTRAS:
+            extra = "the bridge extras" if "bridge" in _EXTRAS[top] else f"the module {top}"
+            raise UsageError(f"opmerge {command} needs {extra}: {_EXTRAS[top]}") from exc
+        if top in ("analysis", "experiments"):
+            raise UsageError(
+                f"opmerge {command} needs the module {name}, which this installation lacks "
+                f"(it ships with the opmerge repository: pip install -e . from a checkout)"
+            ) from exc
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared by the commands
+# ---------------------------------------------------------------------------------------------
+
+
+def _config(problem: Problem, budgets: dict, directions: Directions) -> dict:
+    config = problem.config()
+    config.update(budgets)
+    config["directions"] = directions.to_dict()
+    return config
+
+
+def _header(problem: Problem, directions: Directions) -> list[str]:
+    m = problem.model
+    model = f"init {m.init}, training {m.training}"
+    model += f" (lr {m.lr:g}, {m.gd_steps} steps)" if m.training == "gd" else f", eta*tau {m.eta_tau:g}"
+    model += f", input {m.input}, budget {m.budget}"
+    lines = [
+        f"schedule {problem.schedule.name}, N = {problem.steps}, M = {problem.segments}, "
+        f"solver {problem.solver}, target {problem.target}; {model}"
+    ]
+    if directions.source == "lam":
+        lines.append("lambda = " + ", ".join(f"{v:g}" for v in problem.lam))
+    else:
+        binned = f", binned to {directions.bins}" if directions.bins is not None else ""
+        lines.append(f"spectrum {directions.name}: {problem.dim} direction(s){binned}, total weight {float(np.sum(problem.weights)):g}")
+    return lines
+
+
+def _direction_lines(problem: Problem, evaluation: PlanEvaluation) -> list[str]:
+    """S / T / E of each direction: one line for one direction, a table for several."""
+    s, t, e = evaluation.student, evaluation.teacher, evaluation.exact
+    goal = []
+    if problem.target == "data":
+        goal = ["target data: |S| should reach sqrt(lambda) / ||v_N|| = " + ", ".join(f"{g:.10g}" for g in problem.goal[:_MAX_TABLE_ROWS])
+                + (" …" if problem.dim > _MAX_TABLE_ROWS and _unicode_ok() else "")]
+    if problem.dim == 1:
+        return [f"S = {s[0]:.10g}   T = {t[0]:.10g}   E = {e[0]:.10g}   (student, teacher, exact flow; S - T = {s[0] - t[0]:+.3e})", *goal]
+    rows = [[str(i), f"{problem.lam[i]:.6g}", f"{problem.weights[i]:.6g}", f"{s[i]:.10g}", f"{t[i]:.10g}", f"{e[i]:.10g}", f"{s[i] - t[i]:+.3e}"]
+            for i in range(problem.dim)]
+    elided = 0
+    if len(rows) > _MAX_TABLE_ROWS:
+        half = _MAX_TABLE_ROWS // 2
+        elided = len(rows) - 2 * half
+        rows = rows[:half] + [["…" if _unicode_ok() else "..."] + [""] * 6] + rows[-half:]
+    lines = _table(["dir", "lambda", "weight", "S (student)", "T (teacher)", "E (exact flow)", "S - T"], rows, right=range(1, 7))
+    if elided:
+        lines.append(f"({elided} directions not shown; --json lists all)")
+    return lines + goal
+
+
+def _certificate_lines(solution: Solution) -> list[str]:
+    if solution.exact:
+        status = "exact: yes, proven optimal over all plans with these N and M"
+    else:
+        status = (f"exact: NO, the search stopped at its budget ({solution.nodes} nodes, {solution.elapsed:.2f} s); "
+                  f"no plan has W2 below the lower bound, gap {solution.gap:.3e}")
+    return [
+        f"W2 = {solution.w2:.10g}",
+        status,
+        f"lower bound = {solution.lower_bound:.10g}   (tolerance {solution.tol:.2e})",
+        f"method {solution.method}, {solution.nodes} search node(s), {solution.elapsed:.3f} s",
+    ]
+
+
+def _table(header: list[str], rows: list[list[str]], right: Sequence[int] = ()) -> list[str]:
+    right = set(right)
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
+
+    def fmt(row: list[str]) -> str:
+        cells = [row[c].rjust(widths[c]) if c in right else row[c].ljust(widths[c]) for c in range(len(header))]
+        return "  ".join(cells).rstrip()
+
+    return [fmt(header), "  ".join("-" * w for w in widths), *(fmt(row) for row in rows)]
+
+
+def _unicode_ok() -> bool:
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "…".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _truncate(text: str, width: int = _PLAN_WIDTH) -> str:
+    if len(text) <= width:
+        return text
+    mark = "…" if _unicode_ok() else "..."
+    return text[: width - len(mark)] + mark
+
+
+def _print(lines: list[str]) -> None:
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _solve(problem: Problem, budgets: dict) -> Solution:
+    with user_input():
+        return solve(problem, **budgets)
+
+
+def _attains(w2: float, solution: Solution) -> bool:
+    """True when ``w2`` is the optimum's within the solver's tolerance."""
+    return bool(abs(w2 - solution.w2) <= solution.tol)
+
+
+def _ratio(w2: float, solution: Solution) -> float:
+    """``W2 / W2_opt``: exactly 1 for a tie within ``tol``, ``inf`` when ``W2_opt = 0 < W2``."""
+    if _attains(w2, solution):
+        return 1.0
+    if solution.w2 <= 0.0:
+        return float("inf")
+    return w2 / solution.w2
+
+
+def _format_ratio(ratio: float) -> str:
+    if ratio == float("inf"):
+        return "inf"
+    return f"{ratio:.3f}" if ratio < 1e4 else f"{ratio:.3e}"
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """``opmerge plan``: solve for the optimal plan and report it."""
+    directions = spectrum_from_args(args)
+    problem = problem_from_args(args, directions=directions)
+    budgets = search_budgets_from_args(args)
+    solution = _solve(problem, budgets)
+    if args.json:
+        out = solution.to_dict()
+        out["command"] = "plan"
+        out["config"] = _config(problem, budgets, directions)
+        emit_json(out)
+        return 0
+    lines = ["opmerge plan: " + _header(problem, directions)[0], *_header(problem, directions)[1:], ""]
+    lines.append(f"optimal plan: {solution.plan}")
+    if not args.no_draw:
+        lines.append(draw_plan(solution.plan))
+    lines.append("")
+    lines += _direction_lines(problem, solution.evaluation)
+    lines += _certificate_lines(solution)
+    _print(lines)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``opmerge compare``: the canonical plans and the optimum side by side."""
+    directions = spectrum_from_args(args)
+    problem = problem_from_args(args, directions=directions)
+    budgets = search_budgets_from_args(args)
+    solution = _solve(problem, budgets)
+    entries: dict[str, tuple[Plan, PlanEvaluation]] = {}
+    for kind in CANONICAL_KINDS:
+        plan = canonical_plan(kind, problem.steps, problem.segments)
+        entries[kind] = (plan, evaluate_plan(problem, plan))
+    entries["optimal"] = (solution.plan, solution.evaluation)
+    if args.json:
+        out = solution.to_dict()
+        out["command"] = "compare"
+        out["strategies"] = {
+            name: {
+                "plan": str(plan),
+                "student": ev.student.tolist(),
+                "w2": ev.w2,
+                "ratio": _ratio(ev.w2, solution),
+                "attains_optimum": _attains(ev.w2, solution),
+            }
+            for name, (plan, ev) in entries.items()
+        }
+        out["config"] = _config(problem, budgets, directions)
+        emit_json(out)
+        return 0
+    one = problem.dim == 1
+    header = ["strategy", "plan", *(["S"] if one else []), "W2", "W2/W2_opt", "opt"]
+    rows = []
+    for name, (plan, ev) in entries.items():
+        row = [name, _truncate(str(plan))]
+        if one:
+            row.append(f"{ev.student[0]:.10g}")
+        row += [f"{ev.w2:.10g}", _format_ratio(_ratio(ev.w2, solution)), "*" if _attains(ev.w2, solution) else ""]
+        rows.append(row)
+    right = range(2, len(header) - 1)
+    lines = ["opmerge compare: " + _header(problem, directions)[0], *_header(problem, directions)[1:], ""]
+    lines += _table(header, rows, right=right)
+    lines.append("")
+    if one:
+        lines.append(f"T = {problem.teacher[0]:.10g} (teacher)   E = {problem.exact[0]:.10g} (exact flow)")
+    winners = [name for name, (_, ev) in entries.items() if name != "optimal" and _attains(ev.w2, solution)]
+    if winners:
+        lines.append("optimal: " + ", ".join(winners) + (" (tie)" if len(winners) > 1 else ""))
+    else:
+        lines.append(f"optimal: no canonical plan; the optimum is {solution.plan}")
+    lines += _certificate_lines(solution)[1:]
+    _print(lines)
+    return 0
+
+
+def _plan_from_text(args: argparse.Namespace) -> Plan:
+    text = args.plan.strip()
+    if text in CANONICAL_KINDS:
+        steps = args.steps if args.steps is not None else DEFAULT_STEPS
+        segments = args.segments if args.segments is not None else 1
+        if segments > steps:
+            raise UsageError(f"--segments ({segments}) must be <= --steps ({steps})")
+        with user_input("--plan"):
+            return canonical_plan(text, steps, segments)
+    with user_input("--plan"):
+        plan = parse_plan(text)
+    if args.steps is not None and args.steps != plan.steps:
+        raise UsageError(f"--plan {text!r} has N = {plan.steps} teacher steps but --steps is {args.steps}; leave out --steps or make them agree")
+    if args.segments is not None and args.segments != plan.n_segments:
+        raise UsageError(f"--plan {text!r} has M = {plan.n_segments} segment(s) but --segments is {args.segments}; leave out --segments or make them agree")
+    return plan
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``opmerge evaluate``: one plan, its W2 and whether it is optimal."""
+    plan = _plan_from_text(args)
+    directions = spectrum_from_args(args)
+    problem = problem_from_args(args, steps=plan.steps, segments=plan.n_segments, directions=directions)
+    budgets = search_budgets_from_args(args)
+    with user_input("--plan"):
+        evaluation = evaluate_plan(problem, plan)
+    solution = _solve(problem, budgets)
+    exact = bool(evaluation.w2 <= solution.lower_bound + solution.tol)
+    ratio = _ratio(evaluation.w2, solution)
+    if args.json:
+        emit_json({
+            "command": "evaluate",
+            "plan": str(plan),
+            "student": evaluation.student.tolist(),
+            "teacher": evaluation.teacher.tolist(),
+            "exact_flow": evaluation.exact.tolist(),
+            "segment_values": evaluation.segment_values.tolist(),
+            "w2": evaluation.w2,
+            "exact": exact,
+            "lower_bound": solution.lower_bound,
+            "tolerance": solution.tol,
+            "ratio": ratio,
+            "n_merges": plan.n_merges,
+            "optimum": {"plan": str(solution.plan), "w2": solution.w2, "exact": solution.exact, "lower_bound": solution.lower_bound},
+            "config": _config(problem, budgets, directions),
+        })
+        return 0
+    lines = ["opmerge evaluate: " + _header(problem, directions)[0], *_header(problem, directions)[1:], ""]
+    lines.append(f"plan: {plan}")
+    if not args.no_draw:
+        lines.append(draw_plan(plan))
+    lines.append("")
+    lines += _direction_lines(problem, evaluation)
+    lines.append(f"W2 = {evaluation.w2:.10g}")
+    if exact:
+        lines.append("optimal: yes, proven (W2 equals the certified lower bound within tolerance)")
+    elif _attains(evaluation.w2, solution):
+        lines.append(f"optimal: as good as the best plan found, but not proven (lower bound {solution.lower_bound:.10g})")
+    else:
+        lines.append(f"optimal: no; W2 / W2_opt = {_format_ratio(ratio)}")
+    lines.append(f"optimum: {solution.plan}  W2 = {solution.w2:.10g}, lower bound = {solution.lower_bound:.10g}"
+                 + ("" if solution.exact else " (not proven optimal within the search budget)"))
+    _print(lines)
+    return 0
+
+
+def run_derive(args: argparse.Namespace) -> int:
+    """``opmerge derive``: the sympy derivations as LaTeX."""
+    from .symbolic import derive_all, render_latex
+
+    text = render_latex(derive_all())
+    if args.out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(args.out)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"--out {args.out}: the folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    sys.stderr.write(f"wrote {path}\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

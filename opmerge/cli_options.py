@@ -1,0 +1,636 @@
+r"""Shared option helpers of the ``opmerge`` command line (argparse only; no sympy, matplotlib or torch).
+
+``opmerge.cli``, ``analysis.cli`` and ``experiments.cli`` build their parsers from these pieces so
+that every subcommand spells an option the same way, checks it the same way and fails the same way:
+
+* :func:`add_model_arguments`, :func:`add_direction_arguments`, :func:`add_search_arguments` add
+  option groups; :func:`model_from_args`, :func:`schedule_from_args`, :func:`spectrum_from_args`,
+  :func:`problem_from_args`, :func:`search_budgets_from_args` turn the parsed options into core objects;
+* :class:`ArgumentParser` is :class:`argparse.ArgumentParser` whose errors are one line on stderr;
+* :class:`UsageError` marks bad user input and :func:`run_main` turns it (and a library
+  ``ValueError``/``TypeError`` about user input, a missing file, Ctrl-C) into one stderr line and an
+  exit status, while a genuine bug still raises with its traceback;
+* :func:`emit_json`, :func:`to_jsonable`, :func:`write_json_atomic` write strict JSON.
+
+The reference of every helper, with the exit statuses, is ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import dataclasses
+import importlib
+import json
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from .model import BUDGETS, INITS, INPUTS, TRAININGS, StudentModel
+from .objective import TARGETS, Problem
+from .schedules import SCHEDULE_NAMES, Schedule, make_schedule
+from .teacher import SOLVERS
+
+__all__ = [
+    "PROG",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
+    "DEFAULT_STEPS",
+    "DEFAULT_LAM",
+    "UsageError",
+    "ArgumentParser",
+    "user_input",
+    "run_main",
+    "positive_int",
+    "positive_float",
+    "nonnegative_float_list",
+    "add_model_arguments",
+    "add_direction_arguments",
+    "add_search_arguments",
+    "Directions",
+    "model_from_args",
+    "schedule_from_args",
+    "spectrum_from_args",
+    "problem_from_args",
+    "search_budgets_from_args",
+    "to_jsonable",
+    "emit_json",
+    "write_json_atomic",
+]
+
+PROG = "opmerge"
+EXIT_OK = 0
+#: bad command-line input: an option value, a plan text, a missing file
+EXIT_USAGE = 2
+#: Ctrl-C (128 + SIGINT), the shell's convention
+EXIT_INTERRUPTED = 130
+DEFAULT_STEPS = 16
+DEFAULT_LAM = 0.5
+
+
+class UsageError(Exception):
+    """Bad command-line input. :func:`run_main` prints ``opmerge: error: <message>`` and exits with status 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# parser with one-line errors
+# ---------------------------------------------------------------------------------------------
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """:class:`argparse.ArgumentParser` whose errors are ONE line on stderr, then exit status 2.
+
+    argparse prints the usage block and then the error; here the message is
+    ``opmerge: error: <message> (see '<prog> --help')``. Subparsers made with
+    ``add_subparsers`` inherit this class.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        hint = f" (see '{self.prog} --help')"
+        _print_error(f"{_one_line(message)}{hint}")
+        self.exit(EXIT_USAGE)
+
+
+def _one_line(text: str) -> str:
+    """Collapse a (possibly multi-line) message into one line."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _print_error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# user errors versus bugs
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def user_input(what: str | None = None) -> Iterator[None]:
+    """Context in which a ``ValueError``/``TypeError`` is a mistake in the user's input.
+
+    Inside ``with user_input("--plan"):`` such an exception becomes :class:`UsageError` with the
+    message ``"--plan: <message>"`` (collapsed to one line).
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        message = _message_of(exc)
+        raise UsageError(f"{what}: {message}" if what else message) from exc
+
+
+def _message_of(exc: BaseException) -> str:
+    problem = getattr(exc, "problem", None)  # opmerge.plans.PlanParseError
+    text = getattr(exc, "text", None)
+    position = getattr(exc, "position", None)
+    if isinstance(problem, str) and isinstance(text, str) and isinstance(position, int):
+        return f"{problem}, in {text!r}"
+    message = _one_line(str(exc))
+    if isinstance(exc, OSError) and getattr(exc, "filename", None) is not None and str(exc.filename) not in message:
+        message = f"{message}: {exc.filename}"
+    return message or type(exc).__name__
+
+
+#: packages whose deliberate ``raise ValueError/TypeError`` statements validate user input
+_VALIDATING_PACKAGES = ("opmerge", "analysis", "experiments")
+_RAISE_LINES: dict[str, list[tuple[int, int]]] = {}
+
+
+def _package_roots() -> list[Path]:
+    roots = []
+    for name in _VALIDATING_PACKAGES:
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None) if module is not None else None
+        if file:
+            roots.append(Path(file).resolve().parent)
+    return roots
+
+
+def _raise_statement_lines(filename: str) -> list[tuple[int, int]]:
+    """Line spans ``(first, last)`` of the ``raise`` statements of a source file (cached)."""
+    if filename not in _RAISE_LINES:
+        try:
+            tree = ast.parse(Path(filename).read_text(encoding="utf-8"), filename)
+            spans = [(node.lineno, node.end_lineno or node.lineno) for node in ast.walk(tree) if isinstance(node, ast.Raise)]
+        except (OSError, SyntaxError, ValueError):
+            spans = []
+        _RAISE_LINES[filename] = spans
+    return _RAISE_LINES[filename]
+
+
+def is_validation_error(exc: BaseException) -> bool:
+    """True when ``exc`` is a ``ValueError``/``TypeError`` raised *on purpose* by opmerge, analysis or experiments.
+
+    The innermost frame of its traceback must lie in one of those packages and on a ``raise``
+    statement: that is how the library rejects bad input (THEORY.md's "clear error"). A
+    ``TypeError`` that Python itself raises on a line that is not a ``raise`` (``None + 1``), or
+    a ``ValueError`` raised inside numpy, is a bug and keeps its traceback.
+    """
+    if not isinstance(exc, (ValueError, TypeError)):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    try:
+        path = Path(filename).resolve()
+    except (OSError, RuntimeError):
+        return False
+    if not any(root == path.parent or root in path.parents for root in _package_roots()):
+        return False
+    line = tb.tb_lineno
+    return any(first <= line <= last for first, last in _raise_statement_lines(str(filename)))
+
+
+def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command ``fn(argv)`` and turn user mistakes into one stderr line and an exit status.
+
+    =================================================================  ===========================
+    what happened                                                      exit status, stderr
+    =================================================================  ===========================
+    ``fn`` returned ``None`` or an int                                 that int (``None`` -> 0)
+    :class:`UsageError`                                                2, ``opmerge: error: <msg>``
+    ``ValueError``/``TypeError`` raised by a ``raise`` statement of    2, ``opmerge: error: <msg>``
+    opmerge/analysis/experiments (see :func:`is_validation_error`)
+    ``FileNotFoundError``, ``IsADirectoryError``,                      2, ``opmerge: error: <msg>: <file>``
+    ``NotADirectoryError``, ``PermissionError``
+    ``SystemExit`` (argparse: ``--help``, bad option)                  its code
+    ``KeyboardInterrupt`` (Ctrl-C)                                     130, ``opmerge: interrupted``
+    ``BrokenPipeError`` (``opmerge ... | head``)                       0, nothing
+    anything else (a bug)                                              raised, with its traceback
+    =================================================================  ===========================
+
+    Setting the environment variable ``OPMERGE_DEBUG=1`` re-raises every exception with its traceback.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("OPMERGE_DEBUG", "") not in ("", "0")
+    try:
+        code = fn(args)
+    except SystemExit as exc:
+        return _exit_code(exc.code)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _print_error_line("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OK
+    except UsageError as exc:
+        if debug:
+            raise
+        _print_error(_one_line(str(exc)) or "bad input")
+        return EXIT_USAGE
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        if debug:
+            raise
+        _print_error(_file_error_message(exc))
+        return EXIT_USAGE
+    except (ValueError, TypeError) as exc:
+        if debug or not is_validation_error(exc):
+            raise
+        _print_error(_message_of(exc))
+        return EXIT_USAGE
+    return _exit_code(code)
+
+
+def _print_error_line(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.flush()
+
+
+def _file_error_message(exc: OSError) -> str:
+    reason = exc.strerror or _one_line(str(exc)) or type(exc).__name__
+    return f"{reason}: {exc.filename}" if exc.filename is not None else reason
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, bool):
+        return int(code)
+    if isinstance(code, int):
+        return code
+    # SystemExit("message"): Python prints the message and exits with 1
+    _print_error(_one_line(str(code)))
+    return 1
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so that the interpreter's final flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# option value types (argparse ``type=`` callables: they raise ArgumentTypeError, a one-line usage error)
+# ---------------------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ``>= 1``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number ``> 0``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def nonnegative_float_list(text: str) -> list[float]:
+    """argparse type: a comma-separated list of finite numbers ``>= 0`` (eigenvalues ``lambda``)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not parts or any(part == "" for part in parts):
+        raise argparse.ArgumentTypeError(f"expected numbers >= 0 separated by commas, got {text!r}")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {part!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"lambda must be finite (no NaN or inf), got {part!r}; allowed range is [0, inf)")
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"lambda must be >= 0 (an eigenvalue of a covariance), got {part}")
+        values.append(value)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# option groups
+# ---------------------------------------------------------------------------------------------
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    steps_default: int | None = DEFAULT_STEPS,
+    segments_default: int | None = 1,
+) -> None:
+    """Add the "model" group: schedule, steps, segments, solver, target and the student model.
+
+    Options (defaults in brackets): ``--schedule`` [vp-cosine], ``--steps N`` [16],
+    ``--segments M`` [1], ``--solver`` [ddim], ``--target`` [teacher], ``--eta-tau`` [0.5],
+    ``--init`` [warm], ``--training`` [flow], ``--input`` [forward], ``--budget`` [per-merge],
+    ``--lr`` and ``--gd-steps`` (both required by ``--training gd``).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    steps_default, segments_default : int or None
+        Defaults of ``--steps`` and ``--segments``; ``None`` lets a command tell "not given" apart
+        (``opmerge evaluate`` takes ``N`` and ``M`` from the plan).
+    """
+    g = parser.add_argument_group("model (shared/THEORY.md sections 1-4)")
+    steps_help = f"teacher steps N (default {steps_default})" if steps_default is not None else "teacher steps N (default: set by the command)"
+    segments_help = (
+        f"student steps M, 1 <= M <= N (default {segments_default})" if segments_default is not None
+        else "student steps M, 1 <= M <= N (default: set by the command)"
+    )
+    g.add_argument("--schedule", default="vp-cosine", choices=SCHEDULE_NAMES, help="noise schedule (default vp-cosine)")
+    g.add_argument("--steps", type=positive_int, default=steps_default, metavar="N", help=steps_help)
+    g.add_argument("--segments", type=positive_int, default=segments_default, metavar="M", help=segments_help)
+    g.add_argument("--solver", default="ddim", choices=SOLVERS, help="teacher sampler whose steps are merged (default ddim)")
+    g.add_argument("--target", default="teacher", choices=TARGETS, help="W2 to the teacher's output or to the data (default teacher)")
+    g.add_argument("--eta-tau", type=positive_float, default=0.5, metavar="X", help="training budget eta*tau > 0 (default 0.5)")
+    g.add_argument("--init", default="warm", choices=INITS, help="student initialisation a_0 (default warm)")
+    g.add_argument("--training", default="flow", choices=TRAININGS, help="gradient flow or K gradient steps (default flow)")
+    g.add_argument("--input", default="forward", choices=INPUTS, help="input variance q_j: data-driven or teacher-generated (default forward)")
+    g.add_argument("--budget", default="per-merge", choices=BUDGETS, help="eta*tau per merge node or in total (default per-merge)")
+    g.add_argument("--lr", type=positive_float, default=None, metavar="ETA", help="step size of --training gd")
+    g.add_argument("--gd-steps", type=positive_int, default=None, metavar="K", help="number of steps of --training gd")
+
+
+def add_direction_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the "data" group: ``--lam`` (repeatable, comma lists) or ``--spectrum``, and ``--bins``.
+
+    Without either, one direction ``lambda = 0.5``. Several ``lambda`` values are one joint
+    problem with weights 1. ``--spectrum SPEC`` is a comma list, a ``.npy``/``.txt`` file or a named
+    spectrum (``digits``), read by ``opmerge.spectra.load_spectrum``; ``--bins B`` bins it to
+    ``B`` directions with ``opmerge.spectra.bin_spectrum``.
+    """
+    g = parser.add_argument_group("data (eigenvalues of the covariance)")
+    exclusive = g.add_mutually_exclusive_group()
+    exclusive.add_argument(
+        "--lam", type=nonnegative_float_list, action="append", metavar="L[,L...]",
+        help=f"data variance lambda >= 0 of a direction; repeat or separate by commas for a joint plan (default {DEFAULT_LAM})",
+    )
+    exclusive.add_argument("--spectrum", metavar="SPEC", help="a spectrum: comma list '0.5,2,10', a .npy/.txt file, or 'digits'")
+    g.add_argument("--bins", type=positive_int, default=None, metavar="B", help="bin the --spectrum into B directions")
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the "search" group: ``--node-budget`` and ``--time-budget`` of :func:`opmerge.solvers.solve`."""
+    from .solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
+
+    g = parser.add_argument_group("exact search")
+    g.add_argument("--node-budget", type=positive_int, default=DEFAULT_NODE_BUDGET, metavar="K",
+                   help=f"most branch-and-bound expansions (default {DEFAULT_NODE_BUDGET:_})")
+    g.add_argument("--time-budget", type=positive_float, default=DEFAULT_TIME_BUDGET, metavar="SEC",
+                   help=f"most seconds of search; past it the best plan comes with a certified lower bound (default {DEFAULT_TIME_BUDGET:g})")
+
+
+# ---------------------------------------------------------------------------------------------
+# parsed options -> core objects
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Directions:
+    """The eigen-directions chosen on the command line (same ``lam``/``weights``/``name`` as ``opmerge.spectra.Spectrum``).
+
+    Attributes
+    ----------
+    lam : (d,) float64 array of eigenvalues
+    weights : (d,) float64 array of multiplicities
+    name : str
+        ``"lam"`` for ``--lam``, else the spectrum's name.
+    source : {"lam", "spectrum"}
+    bins : int or None
+    binning_error : dict or None
+        ``BinnedSpectrum.error`` when ``--bins`` was used.
+    """
+
+    lam: np.ndarray
+    weights: np.ndarray
+    name: str
+    source: str
+    bins: int | None = None
+    binning_error: dict | None = field(default=None)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly description (without the arrays, which ``Problem.config()`` already holds)."""
+        out: dict = {"source": self.source, "name": self.name, "directions": int(self.lam.shape[0])}
+        if self.bins is not None:
+            out["bins"] = self.bins
+            out["binning_error"] = self.binning_error
+        return out
+
+
+def _arg(args: argparse.Namespace, name: str, default: Any = None) -> Any:
+    return getattr(args, name, default)
+
+
+def schedule_from_args(args: argparse.Namespace, steps: int | None = None) -> Schedule:
+    """``make_schedule(args.schedule, N)`` with ``N = steps`` if given, else ``args.steps`` (else 16)."""
+    if steps is None:
+        steps = _arg(args, "steps") or DEFAULT_STEPS
+    with user_input("--schedule/--steps"):
+        return make_schedule(_arg(args, "schedule", "vp-cosine"), steps)
+
+
+def model_from_args(args: argparse.Namespace) -> StudentModel:
+    r"""The :class:`~opmerge.model.StudentModel` of the parsed options (THEORY.md §4).
+
+    ``--training gd`` needs ``--lr`` and ``--gd-steps``; ``--lr``/``--gd-steps`` without it and
+    ``--budget total`` with it are usage errors.
+    """
+    training = _arg(args, "training", "flow")
+    lr, gd_steps = _arg(args, "lr"), _arg(args, "gd_steps")
+    if training == "gd":
+        missing = [flag for flag, value in (("--lr", lr), ("--gd-steps", gd_steps)) if value is None]
+        if missing:
+            raise UsageError(f"--training gd needs {' and '.join(missing)} (the step size eta and the number of steps K)")
+        if _arg(args, "budget", "per-merge") == "total":
+            raise UsageError("--budget total is only defined for --training flow (gd has a fixed step count per node)")
+    elif lr is not None or gd_steps is not None:
+        raise UsageError("--lr and --gd-steps only apply to --training gd")
+    with user_input():
+        return StudentModel(
+            eta_tau=_arg(args, "eta_tau", 0.5),
+            init=_arg(args, "init", "warm"),
+            training=training,
+            input=_arg(args, "input", "forward"),
+            budget=_arg(args, "budget", "per-merge"),
+            lr=lr if training == "gd" else None,
+            gd_steps=gd_steps if training == "gd" else None,
+        )
+
+
+def spectrum_from_args(args: argparse.Namespace) -> Directions:
+    """The directions of ``--lam`` (flattened, weights 1) or ``--spectrum`` (optionally ``--bins``).
+
+    ``opmerge.spectra`` is imported only when ``--spectrum`` is used.
+    """
+    spec = _arg(args, "spectrum")
+    bins = _arg(args, "bins")
+    lam_groups = _arg(args, "lam")
+    if spec is not None and lam_groups:
+        raise UsageError("--lam and --spectrum are mutually exclusive")
+    if spec is None:
+        if bins is not None:
+            raise UsageError("--bins applies to --spectrum only")
+        values = [v for group in lam_groups for v in group] if lam_groups else [DEFAULT_LAM]
+        lam = np.asarray(values, dtype=np.float64)
+        with user_input("--lam"):
+            from .teacher import check_lam
+
+            check_lam(lam, "lambda")
+        return Directions(lam=lam, weights=np.ones_like(lam), name="lam", source="lam")
+    try:
+        spectra = importlib.import_module("opmerge.spectra")
+    except ModuleNotFoundError as exc:
+        if exc.name != "opmerge.spectra":
+            raise
+        raise UsageError("--spectrum needs the module opmerge.spectra, which this installation lacks; use --lam") from exc
+    try:
+        with user_input("--spectrum"):
+            spectrum = spectra.load_spectrum(spec)
+            error = None
+            if bins is not None:
+                binned = spectra.bin_spectrum(spectrum, bins)
+                spectrum, error = binned.spectrum, dict(binned.error)
+    except ModuleNotFoundError as exc:  # e.g. the digits spectrum needs scikit-learn
+        top = (exc.name or "").split(".")[0]
+        if not top or top in ("opmerge", "analysis", "experiments"):
+            raise
+        package = {"sklearn": "scikit-learn"}.get(top, top)
+        raise UsageError(f"--spectrum {spec} needs the package {package}: pip install 'opmerge[bridge]' (or pip install {package})") from exc
+    lam = np.asarray(spectrum.lam, dtype=np.float64).reshape(-1)
+    weights = np.asarray(spectrum.weights, dtype=np.float64).reshape(-1)
+    return Directions(lam=lam, weights=weights, name=str(getattr(spectrum, "name", spec)), source="spectrum", bins=bins, binning_error=error)
+
+
+def problem_from_args(
+    args: argparse.Namespace,
+    *,
+    steps: int | None = None,
+    segments: int | None = None,
+    directions: Directions | None = None,
+) -> Problem:
+    """The :class:`~opmerge.objective.Problem` of the parsed options.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser with :func:`add_model_arguments` and :func:`add_direction_arguments`.
+    steps, segments : int, optional
+        Override ``args.steps`` / ``args.segments`` (``opmerge evaluate`` takes them from the plan).
+    directions : Directions, optional
+        Already computed by :func:`spectrum_from_args` (else computed here).
+    """
+    schedule = schedule_from_args(args, steps)
+    if segments is None:
+        segments = _arg(args, "segments") or 1
+    if segments > schedule.steps:
+        raise UsageError(f"--segments ({segments}) must be <= --steps ({schedule.steps}): a student cannot take more steps than the teacher")
+    model = model_from_args(args)
+    directions = spectrum_from_args(args) if directions is None else directions
+    with user_input():
+        return Problem(
+            schedule,
+            directions.lam,
+            weights=directions.weights,
+            model=model,
+            solver=_arg(args, "solver", "ddim"),
+            target=_arg(args, "target", "teacher"),
+            segments=segments,
+        )
+
+
+def search_budgets_from_args(args: argparse.Namespace) -> dict:
+    """``{"node_budget": ..., "time_budget": ...}`` for :func:`opmerge.solvers.solve` (defaults when absent)."""
+    from .solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
+
+    return {
+        "node_budget": int(_arg(args, "node_budget") or DEFAULT_NODE_BUDGET),
+        "time_budget": float(_arg(args, "time_budget") or DEFAULT_TIME_BUDGET),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+# ---------------------------------------------------------------------------------------------
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Recursively convert to plain JSON types: numpy arrays/scalars, tuples, paths, dataclasses, plans.
+
+    Non-finite floats (NaN, +-inf) become ``None`` (``null``), so the output is strict JSON.
+    Objects with a ``to_dict()`` method are converted through it; opmerge plans and merge nodes
+    become their text notation. Anything else is a ``TypeError`` (a bug in the caller).
+    """
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, dict):
+        return {str(key): to_jsonable(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(value) for value in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    from .plans import MergeNode, Plan
+
+    if isinstance(obj, (Plan, MergeNode)):
+        return str(obj)
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return to_jsonable(to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
+    raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
+
+
+def emit_json(obj: Any, *, indent: int | None = 1, stream=None) -> None:
+    """Print ``obj`` as ONE strict JSON document on stdout (numpy types converted, NaN/inf -> null)."""
+    stream = sys.stdout if stream is None else stream
+    json.dump(to_jsonable(obj), stream, indent=indent, allow_nan=False)
+    stream.write("\n")
+    stream.flush()
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> Path:
+    """Write ``obj`` as strict JSON to ``path`` atomically (temporary file beside it, then ``os.replace``).
+
+    The folder is created if needed; a reader never sees a half-written file, and an interrupted
+    write leaves the old file (or none). Returns the destination path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
