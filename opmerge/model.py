@@ -188,4 +188,8 @@ def ddim_jump_table(schedule: Schedule, lam) -> np.ndarray:
     a, s = schedule.alpha, schedule.sigma
     numerator = a[:, None] * a[None, :] * lam_arr + s[:, None] * s[None, :]
     denominator = a[None, :] ** 2 * lam_arr + s[None, :] ** 2
-    return np.triu(numerator / denominator)
+    with np.errstate(divide="ignore", invalid="ignore"):  # only j = 0 with lam = 0 divides by 0
+        out = np.triu(np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), 0.0))
+    idx = np.arange(schedule.steps + 1)
+    out[..., idx, idx] = 1.0  # the empty jump
+    return out
