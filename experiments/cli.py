@@ -1,0 +1,163 @@
+r"""``opmerge validate <study> [options]``: the validation studies from the command line.
+
+``opmerge.cli`` hands ``validate``'s arguments (without the word ``validate``) to :func:`main`.
+Studies: ``exactness``, ``sgd``, ``ranking``, ``scot`` (see :mod:`experiments.studies` and
+``docs/bridge.md``). Each writes ``<out>/<study>.json`` and a figure, caches finished units in
+``<out>/units/`` (a rerun resumes) and prints a short report, or with ``--json`` one JSON object
+(configuration, predicted and measured values per plan and direction, summary).
+
+Options shared with the other commands come from :mod:`opmerge.cli_options`: the model group
+(``--schedule``, ``--steps``, ``--segments``, ``--solver``, ``--target``, ``--eta-tau``, ``--init``,
+``--input``, ``--lr``, ``--gd-steps``; ``--training`` is not used: each study fixes its optimiser)
+and the data group (``--lam`` repeatable or ``--spectrum``). ``--lr`` and ``--gd-steps``
+(alias ``--node-steps``) are the per-node step size and number of updates of the plan students.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from opmerge.cli_options import (
+    ArgumentParser,
+    UsageError,
+    add_direction_arguments,
+    add_model_arguments,
+    emit_json,
+    positive_float,
+    positive_int,
+    run_main,
+    spectrum_from_args,
+)
+
+__all__ = ["main", "build_parser", "config_from_args"]
+
+_OWN_SPECTRUM_PREFIXES = ("geom:", "logspace:", "lin:", "linspace:")
+
+
+def build_parser() -> ArgumentParser:
+    """The parser of ``opmerge validate``."""
+    from .studies import DEFAULT_OUT, STUDIES
+
+    parser = ArgumentParser(prog="opmerge validate", description="Train real torch students and compare them with the model's predictions.")
+    parser.add_argument("study", choices=STUDIES, help="which validation study to run")
+    add_model_arguments(parser, steps_default=None, segments_default=None)
+    parser.set_defaults(schedule=None, eta_tau=None)
+    for flag, text in (("--schedule", "noise schedule (default vp-cosine; rf for scot)"),
+                       ("--eta-tau", "model budget eta*tau of the flow predictions (ranking, scot; default 0.5, or lr*K with --optimizer sgd)"),
+                       ("--training", "not used by the studies (each fixes its optimiser; see --optimizer)"),
+                       ("--target", "W2 target of the ranking study (default teacher)")):
+        parser._option_string_actions[flag].help = text  # the shared group's defaults do not apply here
+    add_direction_arguments(parser)
+    g = parser.add_argument_group("bridge")
+    g.add_argument("--plan", action="append", metavar="PLAN",
+                   help="plan to run: vanilla, boot, cd, pd, optimal or text notation; repeatable (default: the four canonical plans and the optimum)")
+    g.add_argument("--node-steps", dest="gd_steps", type=positive_int, metavar="K", help="updates per merge node (same as --gd-steps)")
+    g.add_argument("--family", help="student family: diagonal, full, mlp, mlp-separable (comma list for exactness; scot: scot,traflow)")
+    g.add_argument("--optimizer", choices=("exact-gd", "sgd", "adam"), help="optimiser of the ranking study's plan students (default adam)")
+    g.add_argument("--batch", type=positive_int, help="minibatch size")
+    g.add_argument("--repeats", type=positive_int, help="independent seeds (sgd, ranking)")
+    g.add_argument("--hidden", type=positive_int, help="MLP width")
+    g.add_argument("--depth", type=positive_int, help="MLP hidden layers")
+    g.add_argument("--train-steps", type=positive_int, help="SCoT/TraFlow training updates")
+    g.add_argument("--n-eval", type=positive_int, help="fresh inputs per readout")
+    g.add_argument("--level", type=positive_float, default=0.99, help="confidence level of the intervals (default 0.99)")
+    g.add_argument("--rotated", action="store_true", default=None, help="rotate the data covariance by a random orthogonal matrix")
+    g.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto: cuda if available)")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads during the study (default 1)")
+    g.add_argument("--quick", action="store_true", help="small size (tests; seconds on a CPU)")
+    g.add_argument("--out", default=None, help=f"results folder (default {DEFAULT_OUT}/<study>)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~experiments.studies.StudyConfig` of the parsed options (``UsageError`` on bad input)."""
+    import numpy as np
+
+    from .gaussian import parse_spectrum
+    from .studies import StudyConfig
+
+    if getattr(args, "budget", "per-merge") == "total":
+        raise UsageError("--budget total does not apply to the bridge: every merge node is trained with its own budget (--lr, --gd-steps)")
+    if not 0.0 < args.level < 1.0:
+        raise UsageError(f"--level must be in (0, 1), got {args.level}")
+    lam = None
+    if args.spectrum is not None and args.spectrum.strip().lower().startswith(_OWN_SPECTRUM_PREFIXES):
+        if args.bins is not None:
+            raise UsageError("--bins applies to named or file spectra, not to 'geom:'/'lin:' ranges")
+        try:
+            lam = tuple(parse_spectrum(args.spectrum).tolist())
+        except ValueError as exc:
+            raise UsageError(f"--spectrum: {exc}") from exc
+    elif args.spectrum is not None or args.lam:
+        directions = spectrum_from_args(args)
+        if not np.all(directions.weights == 1.0):
+            raise UsageError("the bridge samples every eigen-direction once: use a spectrum without multiplicities (or --lam)")
+        lam = tuple(directions.lam.tolist())
+    values = {
+        "study": args.study, "quick": bool(args.quick), "schedule": args.schedule, "steps": args.steps, "segments": args.segments,
+        "solver": args.solver, "lam": lam, "plans": tuple(args.plan) if args.plan else None, "init": args.init, "input": args.input,
+        "target": args.target, "eta_tau": args.eta_tau, "lr": args.lr, "node_steps": args.gd_steps, "batch": args.batch,
+        "repeats": args.repeats, "family": args.family, "optimizer": args.optimizer, "hidden": args.hidden, "depth": args.depth,
+        "train_steps": args.train_steps, "n_eval": args.n_eval, "level": args.level, "rotated": args.rotated, "seed": args.seed,
+        "device": args.device, "threads": args.threads, "out": args.out, "progress": not (args.no_progress or args.json),
+    }
+    try:
+        return StudyConfig(**values)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _report(result: dict) -> str:
+    """A short human-readable report of a study result."""
+    study, s = result["study"], result["summary"]
+    lines = [f"opmerge validate {study}: results in {result['result_file']}"]
+    if study == "exactness":
+        lines.append(f"  max relative gap (model gd closed form vs exact-loss GD students, roots and nodes): {s['max_rel_gap']:.3e}"
+                     f"  (bound {s['bound']:.0e}: {'PASS' if s['passed'] else 'FAIL'}; {s['cases']} plan runs, {s['dtype']})")
+        lines.append(f"  largest off-diagonal of the students in the eigenbasis: {s['max_off_diagonal']:.3e}")
+        for label, unit in result["units"].items():
+            for row in unit["plans"]:
+                lines.append(f"  {label:22s} {row['name']:8s} {row['plan']:28s} gap {max(row['rel_gap'], row['node_rel_gap']):.2e}  W2 {row['w2_measured']:.6f}")
+    elif study == "sgd":
+        lines.append(f"  coverage of the prediction by the {s['level']:.0%} interval of the mean gain: {s['coverage']:.1%} of {s['cases']} (plan, direction) cases"
+                     f" over {s['repeats']} seeds ({'PASS' if s['passed'] else 'FAIL'}, bound {s['bound']:.0%}); max |z| = {s['max_abs_z']:.2f}")
+        lines.append(f"  mean relative half-width {s['mean_relative_halfwidth']:.2e}; smallest relative gap between two plans' predictions {s['min_relative_separation']:.2e}")
+    elif study == "ranking":
+        lines.append(f"  rank correlation measured vs predicted (mean over lambda): Spearman {s['spearman_mean']:.3f}, Kendall {s['kendall_mean']:.3f};"
+                     f" winner agrees at {s['winner_agreement']:.0%} of the lambda values")
+        lines.append(f"  BOOT-vs-vanilla crossover lambda: predicted {s['crossover_predicted']}, measured {s['crossover_measured']}"
+                     f" (interval {s['crossover_interval']}); calibrated eta*tau {s['eta_tau_calibrated']:.4g}: predicted {s['crossover_calibrated']}")
+    elif study == "scot":
+        for row in result["students"]:
+            lines.append(f"  {row['dataset']:4s} {row['method']:8s} {row['sampling_steps']}-step: W2 teacher {row['w2_teacher']:.4f}, data {row['w2_data']:.4f},"
+                         f" straightness {row['straightness']:.2e}, consistency {row['consistency']:.2e}, closest plan {row['closest_plan']}"
+                         f" ({row['closest_plan_text']}), closest canonical {row['closest_canonical']}")
+    lines.append(f"  units: {result['unit_cache']['computed']} computed, {result['unit_cache']['cached']} from cache; {result['elapsed_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    from ._torch import resolve_device
+    from .studies import run_study
+
+    try:
+        resolve_device(config.device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    result = run_study(config.study, config)
+    if args.json:
+        emit_json(result)
+    else:
+        print(_report(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``opmerge validate``: ``main([study, options...])`` -> exit status (2 on bad input)."""
+    return run_main(_main, argv)

@@ -1,0 +1,125 @@
+"""Plan execution: exact-loss GD students equal the model's gd closed form; SGD matches it in expectation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from scipy import stats  # noqa: E402
+
+from opmerge.objective import Problem, evaluate_plan  # noqa: E402
+from opmerge.plans import CANONICAL_KINDS, canonical_plan, enumerate_plans, parse_plan  # noqa: E402
+from opmerge.schedules import make_schedule  # noqa: E402
+from opmerge.solvers import solve  # noqa: E402
+
+from experiments.executor import PlanExecutor, TrainConfig, core_model  # noqa: E402
+from experiments.gaussian import make_gaussian  # noqa: E402
+from experiments.students import build_student  # noqa: E402
+from experiments.teacher import GaussianTeacher, TeacherStep, operator_matrix  # noqa: E402
+
+pytestmark = pytest.mark.bridge
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one torch thread is fastest (and stable on a shared machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+LAM = [0.1, 0.6, 2.5, 9.0]
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b)) / np.abs(np.asarray(b))))
+
+
+@pytest.mark.parametrize("family,rotated", [("diagonal", False), ("full", False), ("full", True), ("diagonal", True)])
+@pytest.mark.parametrize("init,inputs", [("warm", "forward"), ("ddim", "generated"), ("zero", "forward"), ("identity", "generated")])
+def test_exact_gd_equals_closed_form(family, rotated, init, inputs):
+    schedule = make_schedule("vp-cosine", 5)
+    data = make_gaussian(LAM, rotated=rotated, seed=7)
+    teacher = GaussianTeacher(schedule, data)
+    cfg = TrainConfig(family=family, optimizer="exact-gd", lr=0.03, steps=12, init=init, input=inputs)
+    problem = Problem(schedule, data.lam, model=core_model(cfg))
+    executor = PlanExecutor(teacher, cfg)
+    plans = [canonical_plan(kind, 5) for kind in CANONICAL_KINDS] + [solve(problem).plan, parse_plan("((5 4) 3 (2 1))")]
+    for plan in plans:
+        executed = executor.run(plan)
+        evaluation = evaluate_plan(problem, plan)
+        assert _rel(executed.gains(), evaluation.student) <= 1e-8
+        nodes = executed.node_gains()
+        for node, value in evaluation.node_values.items():
+            assert _rel(nodes[str(node)], value) <= 1e-8
+        assert executed.off_diagonal() < 1e-10
+
+
+def test_exact_gd_two_segments_and_heun():
+    schedule = make_schedule("edm", 6)
+    data = make_gaussian([0.2, 1.5], rotated=True, seed=1)
+    teacher = GaussianTeacher(schedule, data, "heun")
+    cfg = TrainConfig(family="full", optimizer="exact-gd", lr=1e-4, steps=8)
+    problem = Problem(schedule, data.lam, model=core_model(cfg), solver="heun", segments=2)
+    executor = PlanExecutor(teacher, cfg)
+    for plan in list(enumerate_plans(6, 2))[::7]:
+        assert _rel(executor.run(plan).gains(), evaluate_plan(problem, plan).student) <= 1e-8
+
+
+def test_bad_configurations_are_rejected():
+    with pytest.raises(ValueError, match="exact-gd"):
+        TrainConfig(family="mlp", optimizer="exact-gd")
+    with pytest.raises(ValueError, match="family"):
+        TrainConfig(family="cnn")
+    with pytest.raises(ValueError, match="lr"):
+        TrainConfig(lr=-1.0)
+    teacher = GaussianTeacher(make_schedule("rf", 4), make_gaussian([1.0]))
+    with pytest.raises(ValueError, match="N = 3"):
+        PlanExecutor(teacher, TrainConfig()).run(parse_plan("(3 2 1)"))
+
+
+def test_sgd_mean_gain_within_interval_of_prediction():
+    schedule = make_schedule("vp-cosine", 3)
+    data = make_gaussian([0.3, 2.0])
+    teacher = GaussianTeacher(schedule, data)
+    cfg = TrainConfig(family="diagonal", optimizer="sgd", lr=0.05, steps=10, batch=16)
+    problem = Problem(schedule, data.lam, model=core_model(cfg))
+    plan = canonical_plan("boot", 3)
+    gains = np.array([PlanExecutor(teacher, cfg, seed=s).run(plan).gains() for s in range(40)])
+    mean, se = gains.mean(0), gains.std(0, ddof=1) / math.sqrt(len(gains))
+    assert np.all(se > 0)
+    quant = stats.t.ppf(0.9995, len(gains) - 1)
+    predicted = evaluate_plan(problem, plan).student
+    assert np.all(np.abs(mean - predicted) <= quant * se)
+    # the interval is informative: much narrower than the gap to another plan's prediction
+    other = evaluate_plan(problem, canonical_plan("cd", 3)).student
+    assert np.max(np.abs(other - predicted) / (quant * se)) > 5
+
+
+def test_mlp_student_starts_as_exact_copy_and_trains():
+    schedule = make_schedule("vp-cosine", 4)
+    data = make_gaussian([0.5, 3.0], rotated=True, seed=4)
+    teacher = GaussianTeacher(schedule, data)
+    step = TeacherStep(teacher, 4)
+    z = teacher.noise_sample(64, torch.Generator().manual_seed(0))
+    for family in ("mlp", "mlp-separable"):
+        student = build_student(family, step, data, dtype=torch.float64, device="cpu", generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            torch.testing.assert_close(student(z), step(z), rtol=0, atol=1e-14)
+    cfg = TrainConfig(family="mlp", optimizer="adam", lr=3e-3, steps=40, batch=128, hidden=16)
+    executed = PlanExecutor(teacher, cfg, seed=2).run(canonical_plan("pd", 4))
+    assert all(r["loss_end"] < r["loss_start"] for r in executed.records)
+    assert all(math.isfinite(r["loss_end"]) for r in executed.records)
+    first = PlanExecutor(teacher, cfg, seed=2).run(canonical_plan("pd", 4))
+    with torch.no_grad():
+        torch.testing.assert_close(first(z), executed(z), rtol=0, atol=0)  # bit-for-bit reproducible
+    with pytest.raises(ValueError, match="linear family"):
+        executed.gains()
+
+
+def test_operator_matrix_reads_a_linear_map():
+    a = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    torch.testing.assert_close(operator_matrix(lambda z: z @ a.T, 2), a)

@@ -1,0 +1,129 @@
+"""SCoT / TraFlow trajectory maps: G(x, t, t) = x, forward-mode derivative in s, losses, training runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.func import jvp  # noqa: E402
+
+from opmerge.schedules import make_schedule  # noqa: E402
+
+from experiments.gaussian import make_gaussian  # noqa: E402
+from experiments.teacher import GaussianTeacher  # noqa: E402
+from experiments.trajectory import (  # noqa: E402
+    TrajectoryConfig,
+    TrajectoryNet,
+    TrajectoryTrainer,
+    consistency_error,
+    straightness,
+    time_coefficients,
+    trajectory_map,
+)
+
+pytestmark = pytest.mark.bridge
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one torch thread is fastest (and stable on a shared machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("schedule", ["rf", "vp-cosine"])
+def test_G_is_identity_at_s_equal_t(schedule):
+    net = TrajectoryNet(3, 16, 2, schedule, 1.0, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for p in net.last.parameters():
+            p.normal_(generator=torch.Generator().manual_seed(1))
+    x = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for t in (1.0, 0.6, 0.125, 0.0):
+        tt = torch.full((1, 1), t, dtype=torch.float64)
+        out = net(x, tt, tt)
+        if schedule == "rf" or t == 0.0:
+            torch.testing.assert_close(out, x, rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(out, x, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("schedule", ["rf", "vp-cosine"])
+def test_jvp_derivative_equals_analytic_for_linear_g(schedule):
+    gen = torch.Generator().manual_seed(0)
+    m = torch.randn(4, 4, dtype=torch.float64, generator=gen)
+    x = torch.randn(30, 4, dtype=torch.float64, generator=gen)
+    t = torch.rand(30, 1, dtype=torch.float64, generator=gen) * 0.9 + 0.1
+    s = t * torch.rand(30, 1, dtype=torch.float64, generator=gen)
+
+    def g_of(s_):  # linear in x, depends on s
+        return (1.0 + s_) * (x @ m.T)
+
+    _, derivative = jvp(lambda s_: trajectory_map(x, g_of(s_), t, s_, schedule), (s,), (torch.ones_like(s),))
+    g, dg = g_of(s), x @ m.T
+    if schedule == "rf":
+        analytic = x / t - g / t + (1.0 - s / t) * dg
+    else:
+        a_t, sig_t = time_coefficients(schedule, t)
+        a_s, sig_s = time_coefficients(schedule, s)
+        da, dsig = -0.5 * math.pi * torch.sin(0.5 * math.pi * s), 0.5 * math.pi * torch.cos(0.5 * math.pi * s)
+        analytic = da * g + a_s * dg + dsig / sig_t * (x - a_t * g) - sig_s / sig_t * a_t * dg
+    torch.testing.assert_close(derivative, analytic, rtol=1e-12, atol=1e-12)
+
+
+class _StraightMap(torch.nn.Module):
+    """The exact straight-line map of a linear teacher pair x0 = T x1 (per direction, rf time)."""
+
+    def __init__(self, gains):
+        super().__init__()
+        self.gains = gains
+
+    def forward(self, x, t, s):
+        return x * (s + (1 - s) * self.gains) / (t + (1 - t) * self.gains)
+
+
+def test_losses_vanish_for_the_exact_straight_map():
+    teacher = GaussianTeacher(make_schedule("rf", 6), make_gaussian([0.3, 2.0]))
+    trainer = TrajectoryTrainer(teacher, TrajectoryConfig(method="traflow", steps=1, hidden=8, depth=1), seed=0)
+    gains = torch.as_tensor(teacher.composite_gains())
+    straight = _StraightMap(gains)
+    trainer.net, trainer.ema = straight, straight
+    x1, x0 = trainer.pairs(256)
+    assert float(trainer.velocity_loss(x1, x0)) < 1e-24
+    assert float(trainer.reconstruction_loss(x1, x0)) < 1e-24
+    assert float(trainer.self_consistency_loss(x1, x0)) < 1e-24
+    # and a wrong map does not
+    wrong = _StraightMap(gains * 1.1)
+    trainer.net, trainer.ema = wrong, wrong
+    assert float(trainer.velocity_loss(x1, x0)) > 1e-3
+
+
+@pytest.mark.parametrize("method", ["scot", "traflow"])
+def test_short_training_runs_and_reproduces(method):
+    teacher = GaussianTeacher(make_schedule("rf", 4), make_gaussian([0.25, 4.0]))
+    cfg = TrajectoryConfig(method=method, steps=15, batch=32, hidden=16, depth=1)
+    trainer = TrajectoryTrainer(teacher, cfg, seed=3)
+    net = trainer.train(log_every=5)
+    assert len(trainer.history) >= 3 and all(math.isfinite(v) for v in trainer.history[-1].values())
+    if method == "scot":
+        assert 0.01 <= trainer.history[-1]["w_velocity"] <= 10.0
+    x1 = teacher.noise_sample(128, torch.Generator().manual_seed(0))
+    again = TrajectoryTrainer(teacher, cfg, seed=3).train()
+    with torch.no_grad():
+        torch.testing.assert_close(net.sample(x1, 2), again.sample(x1, 2), rtol=0, atol=0)
+    assert consistency_error(net, x1) >= 0.0 and straightness(net, x1, 2) >= 0.0
+    np.testing.assert_allclose(straightness(net, x1, 1) >= 0.0, True)
+
+
+def test_bad_trajectory_configurations():
+    with pytest.raises(ValueError, match="method"):
+        TrajectoryConfig(method="ctm")
+    with pytest.raises(ValueError, match="velocity_weight"):
+        TrajectoryConfig(velocity_weight="auto")
+    with pytest.raises(ValueError, match="continuous time"):
+        TrajectoryTrainer(GaussianTeacher(make_schedule("edm", 4), make_gaussian([1.0])), TrajectoryConfig(steps=1))
