@@ -501,7 +501,7 @@ def plot_fidelity_cost_front(points: Sequence, ax=None, *, cost_label: str = "co
     cost_label : str
     title : str, optional
     annotate : bool
-        Label each point with its plan family.
+        Label the points whose plan is a canonical family (vanilla, BOOT, CD, PD) by name.
 
     Returns
     -------
@@ -527,16 +527,22 @@ def plot_fidelity_cost_front(points: Sequence, ax=None, *, cost_label: str = "co
     for k in range(cost.size):
         c = FAMILY_COLORS[families[k]]
         ax.scatter([cost[k]], [w2[k]], s=30, zorder=3, facecolor=c if exact[k] else "white", edgecolor=c, linewidth=1.2)
-        if annotate:
+        if annotate and families[k] != "mixed":
             ax.annotate(FAMILY_LABELS[families[k]], (cost[k], w2[k]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     positive = w2[w2 > 0]
     if positive.size and positive.max() / positive.min() > 20:
         ax.set_yscale("log")
+    lo_c, hi_c = int(np.floor(cost.min())), int(np.ceil(cost.max()))
+    ax.set_xticks(np.arange(lo_c, hi_c + 1, max(1, int(np.ceil((hi_c - lo_c + 1) / 8)))))
+    ax.set_xlim(cost.min() - 0.6, cost.max() + 0.6)
+    if w2.size == 1 or np.ptp(w2) == 0:
+        ax.set_ylim(w2[0] * 0.98, w2[0] * 1.02)
     ax.set_xlabel(cost_label)
-    ax.set_ylabel(r"$W_2$ (best plan at this cost)")
+    ax.set_ylabel(r"$W_2$ (best plan within the budget)")
     handles = family_legend_handles(families)
-    handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="0.3", label="not proven optimal"))
-    ax.legend(handles=handles, loc="upper right")
+    if not exact.all():
+        handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="white", markeredgecolor="0.3", label="not proven optimal"))
+    ax.legend(handles=handles, loc="best")
     if title:
         ax.set_title(title)
     data = {"cost": cost, "w2": w2, "exact": exact, "plan": [str(p) for p in plans], "family": families}

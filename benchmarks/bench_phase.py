@@ -94,6 +94,8 @@ def main(argv=None) -> int:
     parser.add_argument("--time-budget", type=float, default=120.0)
     args = parser.parse_args(argv)
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or platform.platform()}")
+    if hasattr(os, "getloadavg"):  # other jobs on the machine make the parallel timing meaningless; say so
+        print("load average before the run: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     if args.quick:
         bench_sweep(40, 16, args.workers)
         bench_digits([16], args.bins, min(args.time_budget, 30.0))
