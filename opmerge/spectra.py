@@ -5,10 +5,20 @@ Every operator of the linear regime is diagonal in the eigenbasis of the data co
 only through its spectrum: eigenvalues :math:`\lambda_i \ge 0` with multiplicities (weights)
 :math:`\omega_i \ge 0`, and :math:`W_2^2 = \sum_i \omega_i (\ldots)^2` sums over them.
 
-Sources: a list (``"0.5,2,10"`` or ``"0.5:3,2:1"`` with weights), a ``.npy``/``.txt``/``.csv`` file
-(1-D: eigenvalues; square 2-D: a covariance; other 2-D: a data matrix, one sample per row),
-a covariance matrix, a data array, or the preset ``digits`` (scikit-learn's 8x8 digits, pixels
-scaled to [-1, 1]; computed on first use and cached on disk).
+Sources
+-------
+* a list: :func:`spectrum_from_list`, or the text ``"0.5,2,10"`` / ``"0.5:3,2:1"`` (``value:weight``);
+* a covariance matrix: :func:`spectrum_from_covariance` (symmetric, positive semi-definite);
+* a data matrix ``(n_samples, dim)``: :func:`spectrum_from_data` (centred sample covariance, ``ddof=1``);
+* a file: ``.npy``, ``.txt`` or ``.csv`` (1-D: eigenvalues; square 2-D: a covariance; other 2-D: a
+  data matrix, one sample per row);
+* the preset ``digits``: scikit-learn's 8x8 digits, pixels scaled to :math:`[-1, 1]`
+  (:func:`digits_spectrum`, computed on first use and cached on disk).
+
+:func:`load_spectrum` reads any of the text forms. :func:`bin_spectrum` reduces a long spectrum to
+a few log-spaced bins (fewer directions for the joint solver) and reports the error it introduces;
+:func:`binning_w2_error` measures that error on the W2 of given plans. The choices are explained in
+``docs/spectra.md``.
 """
 
 from __future__ import annotations
@@ -23,9 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .objective import Problem
+from .objective import Problem, evaluate_plan
+from .plans import CANONICAL_KINDS, Plan, canonical_plan, parse_plan
 
 __all__ = [
+    "PRESETS",
     "Spectrum",
     "BinnedSpectrum",
     "spectrum_from_list",
@@ -39,11 +51,19 @@ __all__ = [
     "cache_dir",
 ]
 
+#: named spectra accepted by :func:`load_spectrum`
 PRESETS = ("digits",)
-#: relative tolerance for symmetry and for negative eigenvalues that count as rounding
+#: relative tolerance for the symmetry of a covariance and for negative eigenvalues that count as rounding
 PSD_RTOL = 1e-10
 #: eigenvalues below this fraction of the largest are treated as zero when binning
 ZERO_RTOL = 1e-12
+#: environment variable naming the cache directory
+CACHE_ENV = "OPMERGE_CACHE_DIR"
+_ACCEPTED_FORMS = (
+    "a comma list of eigenvalues like '0.5,2,10' (weights as 'value:weight', e.g. '0.5:3,2:1'), "
+    "a path to a .npy, .txt or .csv file (1-D: eigenvalues; square 2-D: a covariance; other 2-D: a data "
+    "matrix with one sample per row), or the preset 'digits'"
+)
 
 
 def _readonly(values) -> np.ndarray:
@@ -54,23 +74,45 @@ def _readonly(values) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Spectrum:
-    r"""Eigenvalues :math:`\lambda_i \ge 0` with weights :math:`\omega_i \ge 0` (same shape ``(d,)``)."""
+    r"""Eigenvalues :math:`\lambda_i \ge 0` with weights :math:`\omega_i \ge 0`.
+
+    Parameters
+    ----------
+    lam : array of shape (d,)
+        Finite eigenvalues :math:`\ge 0`, ``d >= 1``; kept in the given order (not sorted).
+    weights : array of shape (d,)
+        Finite multiplicities :math:`\ge 0`.
+    name : str
+        A label (file name, ``"digits"``, ...).
+
+    The arrays are stored as read-only float64 copies. The spectrum's total variance is
+    :math:`\operatorname{tr}\Sigma = \sum_i \omega_i \lambda_i` (:attr:`trace`).
+    """
 
     lam: np.ndarray
     weights: np.ndarray
     name: str = "spectrum"
 
     def __post_init__(self) -> None:
-        lam = np.atleast_1d(np.asarray(self.lam, dtype=np.float64))
-        weights = np.atleast_1d(np.asarray(self.weights, dtype=np.float64))
+        try:
+            lam = np.atleast_1d(np.asarray(self.lam, dtype=np.float64))
+            weights = np.atleast_1d(np.asarray(self.weights, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError("lam and weights must be arrays of numbers") from exc
         if lam.ndim != 1 or lam.size == 0:
-            raise ValueError(f"a spectrum needs a non-empty 1-D array of eigenvalues, got shape {lam.shape}")
+            raise ValueError(f"a spectrum needs a non-empty 1-D array of eigenvalues (d >= 1), got shape {lam.shape}")
         if weights.shape != lam.shape:
             raise ValueError(f"weights must have the shape of the eigenvalues {lam.shape}, got {weights.shape}")
-        if not np.all(np.isfinite(lam)) or np.any(lam < 0):
-            raise ValueError("eigenvalues must be finite and >= 0 (allowed range [0, inf))")
-        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-            raise ValueError("weights must be finite and >= 0 (allowed range [0, inf))")
+        if not np.all(np.isfinite(lam)):
+            raise ValueError("eigenvalues must be finite (no NaN or inf); allowed range [0, inf)")
+        if np.any(lam < 0):
+            raise ValueError(f"eigenvalues must be >= 0 (allowed range [0, inf)), got {float(lam.min())!r}")
+        if not np.all(np.isfinite(weights)):
+            raise ValueError("weights must be finite (no NaN or inf); allowed range [0, inf)")
+        if np.any(weights < 0):
+            raise ValueError(f"weights must be >= 0 (allowed range [0, inf)), got {float(weights.min())!r}")
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
         object.__setattr__(self, "lam", _readonly(lam))
         object.__setattr__(self, "weights", _readonly(weights))
 
@@ -79,17 +121,37 @@ class Spectrum:
         """Number of directions ``d``."""
         return int(self.lam.shape[0])
 
+    @property
+    def trace(self) -> float:
+        r"""Total variance :math:`\sum_i \omega_i \lambda_i`."""
+        return float(np.sum(self.weights * self.lam))
+
     def problem(self, schedule, **kwargs) -> Problem:
-        """A :class:`~opmerge.objective.Problem` over this spectrum (``kwargs`` as for ``Problem``)."""
+        """A :class:`~opmerge.objective.Problem` over this spectrum; ``kwargs`` as for ``Problem``
+        (``model``, ``solver``, ``target``, ``segments``)."""
+        for key in ("lam", "weights"):
+            if key in kwargs:
+                raise TypeError(f"{key} comes from the spectrum; do not pass it to Spectrum.problem")
         return Problem(schedule, self.lam, weights=self.weights, **kwargs)
 
     def to_dict(self) -> dict:
-        """JSON-friendly form."""
-        return {"name": self.name, "lam": self.lam.tolist(), "weights": self.weights.tolist()}
+        """JSON-friendly form: ``name``, ``dim``, ``lam``, ``weights``, ``trace``."""
+        return {"name": self.name, "dim": self.dim, "lam": self.lam.tolist(), "weights": self.weights.tolist(), "trace": self.trace}
 
 
 def spectrum_from_list(values, weights=None, name: str = "list") -> Spectrum:
-    """A spectrum from eigenvalues (and optional weights, default 1 each)."""
+    r"""A spectrum from eigenvalues :math:`\lambda_i` and optional weights :math:`\omega_i` (default 1 each).
+
+    Parameters
+    ----------
+    values : number or sequence of numbers
+    weights : sequence of numbers, optional
+    name : str
+
+    Returns
+    -------
+    Spectrum
+    """
     lam = np.atleast_1d(np.asarray(values, dtype=np.float64))
     w = np.ones_like(lam) if weights is None else np.atleast_1d(np.asarray(weights, dtype=np.float64))
     return Spectrum(lam, w, name)
@@ -100,38 +162,78 @@ def _check_matrix(matrix, label: str) -> np.ndarray:
         arr = np.asarray(matrix, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{label} must be a numeric array") from exc
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{label} contains NaN or inf")
+    if arr.size and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{label} contains NaN or inf (first at index {tuple(int(b) for b in bad)}); every entry must be finite")
     return arr
 
 
 def spectrum_from_covariance(cov, name: str = "covariance") -> Spectrum:
-    r"""Eigenvalues of a symmetric positive semi-definite matrix.
+    r"""Eigenvalues of a symmetric positive semi-definite matrix :math:`\Sigma = U\,\mathrm{diag}(\lambda)\,U^\top`.
 
-    Symmetry is checked to ``PSD_RTOL`` relative to the largest entry; eigenvalues down to
-    ``-PSD_RTOL * max|eig|`` count as rounding and are set to 0; a more negative one is an error.
+    * The matrix must be square with finite entries and symmetric to
+      :data:`PSD_RTOL` relative to its largest entry (it is then symmetrised, :math:`(\Sigma + \Sigma^\top)/2`).
+    * Eigenvalues come from ``numpy.linalg.eigvalsh``, sorted in descending order.
+    * An eigenvalue below :math:`-\mathrm{PSD\_RTOL}\cdot\max|\lambda|` means the matrix is not positive
+      semi-definite (``ValueError`` naming it); negative ones above that count as rounding and become 0.
+    * Eigenvalues with :math:`|\lambda| \le d\,\varepsilon \max|\lambda|` (the numerical-rank cut of
+      ``numpy.linalg.matrix_rank``) are set to exactly 0: they are zeros up to rounding.
+
+    Parameters
+    ----------
+    cov : array of shape (d, d)
+    name : str
+
+    Returns
+    -------
+    Spectrum
+        Weights 1.
     """
     cov = _check_matrix(cov, "covariance")
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-        raise ValueError(f"a covariance must be a square 2-D matrix, got shape {cov.shape}")
-    scale = max(float(np.max(np.abs(cov))), 1e-300)
-    if float(np.max(np.abs(cov - cov.T))) > PSD_RTOL * scale:
-        raise ValueError("the covariance is not symmetric")
-    eig = np.linalg.eigvalsh(0.5 * (cov + cov.T))[::-1]
-    tol = PSD_RTOL * max(float(np.max(np.abs(eig))), 1e-300)
-    if eig.min() < -tol:
-        raise ValueError(f"the covariance is not positive semi-definite: eigenvalue {float(eig.min()):.6g} < 0")
-    return spectrum_from_list(np.clip(eig, 0.0, None), name=name)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] == 0:
+        raise ValueError(f"a covariance must be a non-empty square 2-D matrix, got shape {cov.shape}")
+    largest = float(np.max(np.abs(cov)))
+    asym = float(np.max(np.abs(cov - cov.T)))
+    if asym > PSD_RTOL * max(largest, 1e-300):
+        raise ValueError(
+            f"the covariance is not symmetric: max |C - C^T| = {asym:.3g} exceeds {PSD_RTOL:g} x max |C| = {PSD_RTOL * largest:.3g}"
+        )
+    eig = np.linalg.eigvalsh(0.5 * (cov + cov.T))[::-1].copy()
+    top = float(np.max(np.abs(eig)))
+    most_negative = float(eig.min())
+    if most_negative < -PSD_RTOL * top:
+        raise ValueError(
+            f"the covariance is not positive semi-definite: its most negative eigenvalue is {most_negative:.6g} "
+            f"(tolerance {-PSD_RTOL * top:.3g} = -{PSD_RTOL:g} x max |eigenvalue|)"
+        )
+    eig[np.abs(eig) <= eig.shape[0] * np.finfo(np.float64).eps * top] = 0.0
+    eig = np.clip(eig, 0.0, None)
+    return spectrum_from_list(eig, name=name)
 
 
 def spectrum_from_data(data, name: str = "data") -> Spectrum:
-    """Eigenvalues of the sample covariance (centred, ``ddof = 1``) of ``data`` of shape ``(n_samples, dim)``."""
+    r"""Eigenvalues of the centred sample covariance (``ddof = 1``) of ``data``.
+
+    :math:`\hat\Sigma = \frac{1}{n-1}\sum_k (x_k - \bar x)(x_k - \bar x)^\top`, then
+    :func:`spectrum_from_covariance`.
+
+    Parameters
+    ----------
+    data : array of shape (n_samples, dim)
+        ``n_samples >= 2``. Images of shape ``(n, h, w)`` must be flattened by the caller
+        (``data.reshape(len(data), -1)``): other shapes are rejected.
+    name : str
+    """
     data = _check_matrix(data, "data")
     if data.ndim != 2:
-        raise ValueError(f"data must have shape (n_samples, dim), got shape {data.shape} (flatten images first)")
+        hint = " (flatten images first: data.reshape(len(data), -1))" if data.ndim > 2 else ""
+        raise ValueError(f"data must have shape (n_samples, dim), got shape {data.shape}{hint}")
     if data.shape[0] < 2:
-        raise ValueError(f"data needs at least 2 samples, got {data.shape[0]}")
-    return spectrum_from_covariance(np.cov(data, rowvar=False, ddof=1).reshape(data.shape[1], data.shape[1]), name=name)
+        raise ValueError(f"data needs n_samples >= 2 (one sample per row), got shape {data.shape}")
+    if data.shape[1] < 1:
+        raise ValueError(f"data needs dim >= 1, got shape {data.shape}")
+    cov = np.cov(data, rowvar=False, ddof=1).reshape(data.shape[1], data.shape[1])
+    return spectrum_from_covariance(cov, name=name)
 
 
 def _parse_list(spec: str) -> Spectrum:
@@ -139,13 +241,14 @@ def _parse_list(spec: str) -> Spectrum:
     for item in spec.split(","):
         item = item.strip()
         if not item:
-            raise ValueError(f"empty item in the spectrum list {spec!r}")
-        value, _, weight = item.partition(":")
+            raise ValueError(f"empty item in the spectrum list {spec!r}; accepted forms: {_ACCEPTED_FORMS}")
+        value, sep, weight = item.partition(":")
         try:
             values.append(float(value))
-            weights.append(float(weight) if weight else 1.0)
+            weights.append(float(weight) if sep else 1.0)
         except ValueError as exc:
-            raise ValueError(f"cannot read {item!r} in the spectrum list {spec!r} (expected NUMBER or NUMBER:WEIGHT)") from exc
+            raise ValueError(f"cannot read {item!r} in the spectrum list {spec!r} (expected NUMBER or NUMBER:WEIGHT); "
+                             f"accepted forms: {_ACCEPTED_FORMS}") from exc
     return spectrum_from_list(values, weights, name="list")
 
 
@@ -157,50 +260,72 @@ def _from_array(arr: np.ndarray, name: str) -> Spectrum:
         return spectrum_from_covariance(arr, name=name)
     if arr.ndim == 2:
         return spectrum_from_data(arr, name=name)
-    raise ValueError(f"{name}: expected a 1-D array of eigenvalues or a 2-D matrix, got shape {arr.shape}")
+    raise ValueError(f"{name}: expected a 1-D array of eigenvalues or a 2-D matrix (covariance or data), got shape {arr.shape}")
 
 
-def load_spectrum(spec: str) -> Spectrum:
-    """A spectrum from a string: a comma list (``"0.5,2,10"``, ``"0.5:3,2:1"``), a file, or ``"digits"``.
+def _load_text(path: Path) -> np.ndarray:
+    text = path.read_text()
+    delimiter = "," if path.suffix.lower() == ".csv" or "," in text else None
+    return np.loadtxt(path, delimiter=delimiter, ndmin=1)
 
-    Files: ``.npy`` or text (``.txt``/``.csv``, read with ``numpy.loadtxt``); a 1-D array is a list of
-    eigenvalues, a square matrix a covariance, any other matrix a data set (one sample per row).
+
+def load_spectrum(spec) -> Spectrum:
+    """A spectrum from its text form (the ``--spectrum`` option).
+
+    Accepted forms, tried in this order:
+
+    1. a preset name (:data:`PRESETS`: ``"digits"``);
+    2. a path (``str`` or ``os.PathLike``) ending in ``.npy``, ``.txt`` or ``.csv``, or any existing file:
+       ``.npy`` is read with ``numpy.load``, text with ``numpy.loadtxt`` (comma-separated when the
+       file has commas); a 1-D array is a list of eigenvalues, a square matrix a covariance, any
+       other matrix a data set with one sample per row;
+    3. a comma list ``"0.5,2,10"`` with optional weights ``"0.5:3,2:1"``.
+
+    Raises
+    ------
+    ValueError
+        For anything else, listing the accepted forms; FileNotFoundError for a missing file.
     """
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
     if not isinstance(spec, str):
-        raise TypeError(f"spectrum must be a str, got {type(spec).__name__}")
+        raise TypeError(f"spectrum must be a str or a path, got {type(spec).__name__}")
     text = spec.strip()
     if not text:
-        raise ValueError("empty spectrum; give a list like 0.5,2,10, a .npy/.txt file, or 'digits'")
-    if text in PRESETS:
+        raise ValueError(f"empty spectrum; accepted forms: {_ACCEPTED_FORMS}")
+    if text.lower() in PRESETS:
         return digits_spectrum()
     path = Path(text)
-    if path.suffix.lower() in (".npy", ".txt", ".csv") or path.exists():
-        if not path.exists():
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".txt", ".csv") or path.is_file():
+        if not path.is_file():
             raise FileNotFoundError(f"spectrum file not found: {text}")
-        if path.suffix.lower() == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        else:
-            arr = np.loadtxt(path, delimiter="," if path.suffix.lower() == ".csv" else None, ndmin=1)
+        arr = np.load(path, allow_pickle=False) if suffix == ".npy" else _load_text(path)
         return _from_array(arr, name=path.name)
     if any(ch.isdigit() for ch in text):
         return _parse_list(text)
-    raise ValueError(
-        f"unknown spectrum {spec!r}: give a comma list like 0.5,2,10 (weights as 0.5:3), "
-        "a .npy/.txt/.csv file (eigenvalues, covariance or data), or the preset 'digits'"
-    )
+    raise ValueError(f"unknown spectrum {spec!r}; accepted forms: {_ACCEPTED_FORMS}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the digits preset, cached on disk
+# ---------------------------------------------------------------------------------------------
 
 
 def cache_dir() -> Path:
-    """Where computed presets are cached: ``$OPMERGE_CACHE_DIR`` or ``~/.cache/opmerge``."""
-    return Path(os.environ.get("OPMERGE_CACHE_DIR") or Path.home() / ".cache" / "opmerge")
+    """Where computed presets are cached: ``$OPMERGE_CACHE_DIR`` if set, else ``~/.cache/opmerge``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "opmerge")
 
 
 def _write_atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then ``os.replace`` (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -208,119 +333,266 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
-DIGITS_CONFIG = {"source": "sklearn.datasets.load_digits", "scaling": "x / 8 - 1 (pixels 0..16 to [-1, 1])", "ddof": 1}
+#: configuration stored beside the cached digits eigenvalues (a cache with another one is recomputed)
+DIGITS_CONFIG = {
+    "source": "sklearn.datasets.load_digits",
+    "n_samples": 1797,
+    "dim": 64,
+    "scaling": "x / 8 - 1 (pixels 0..16 to [-1, 1])",
+    "covariance": "centred sample covariance, ddof = 1 (numpy.cov)",
+    "eigenvalues": "numpy.linalg.eigvalsh, descending; |lambda| <= d eps max|lambda| set to 0",
+    "ddof": 1,
+    "format": 1,
+}
+DIGITS_FILE = "digits_spectrum.npy"
+
+
+def _compute_digits_eigenvalues() -> np.ndarray:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            "the 'digits' spectrum needs scikit-learn: pip install 'opmerge[bridge]' (or pip install scikit-learn)",
+            name="sklearn",
+        ) from exc
+    pixels = load_digits().data.astype(np.float64) / 8.0 - 1.0
+    return np.asarray(spectrum_from_data(pixels, name="digits").lam)
+
+
+def _read_digits_cache(path: Path) -> np.ndarray | None:
+    config_path = path.with_suffix(".json")
+    try:
+        config = json.loads(config_path.read_text())
+        lam = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if config != DIGITS_CONFIG or lam.shape != (DIGITS_CONFIG["dim"],) or not np.all(np.isfinite(lam)) or np.any(lam < 0):
+        return None
+    return lam
 
 
 @functools.lru_cache(maxsize=None)
 def _digits_cached(directory: str) -> Spectrum:
-    path = Path(directory) / "digits_spectrum.npy"
-    if path.exists():
-        lam = np.load(path, allow_pickle=False)
-    else:
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("the 'digits' spectrum needs scikit-learn: pip install 'opmerge[bridge]'") from exc
-        pixels = load_digits().data.astype(np.float64) / 8.0 - 1.0
-        lam = spectrum_from_data(pixels).lam
-        _write_atomic(path, lambda stream: np.save(stream, np.asarray(lam)))
-        config = json.dumps(DIGITS_CONFIG | {"n_samples": int(pixels.shape[0]), "dim": int(pixels.shape[1])}, indent=2)
-        _write_atomic(path.with_suffix(".json"), lambda stream: stream.write(config.encode()))
+    path = Path(directory) / DIGITS_FILE
+    lam = _read_digits_cache(path)
+    if lam is None:
+        lam = _compute_digits_eigenvalues()
+        _write_atomic(path, lambda stream: np.save(stream, lam))
+        config = json.dumps(DIGITS_CONFIG, indent=2).encode()
+        _write_atomic(path.with_suffix(".json"), lambda stream: stream.write(config))
     return spectrum_from_list(lam, name="digits")
 
 
 def digits_spectrum() -> Spectrum:
-    """The 64 eigenvalues of the sample covariance of scikit-learn's 8x8 digits (pixels in [-1, 1]), cached."""
+    r"""The 64 eigenvalues of the sample covariance of scikit-learn's 8x8 digits.
+
+    1797 images, pixel values :math:`0..16` scaled to :math:`[-1, 1]` by :math:`x/8 - 1`; centred
+    sample covariance with ``ddof = 1``; eigenvalues in descending order, those at rounding level
+    set to 0 (:func:`spectrum_from_covariance`); weights 1. Computed on first use (scikit-learn is
+    imported only then) and cached in :func:`cache_dir` as ``digits_spectrum.npy`` with its
+    configuration in ``digits_spectrum.json`` (both written atomically); later calls read the cache
+    (and, within a process, a memory cache keyed by the directory).
+
+    Raises
+    ------
+    ModuleNotFoundError
+        When the cache is missing and scikit-learn is not installed (``pip install 'opmerge[bridge]'``).
+    """
     return _digits_cached(str(cache_dir()))
 
 
+# ---------------------------------------------------------------------------------------------
+# duplicates and binning
+# ---------------------------------------------------------------------------------------------
+
+
 def merge_duplicates(spectrum: Spectrum, rtol: float = 1e-12) -> Spectrum:
-    """Merge eigenvalues equal to ``rtol`` (relative) into one direction with the summed weight."""
-    order = np.argsort(spectrum.lam)[::-1]
-    lam, weights = [], []
-    for idx in order:
-        value, weight = float(spectrum.lam[idx]), float(spectrum.weights[idx])
-        if lam and abs(lam[-1] - value) <= rtol * max(abs(lam[-1]), abs(value)):
-            weights[-1] += weight
-        else:
-            lam.append(value)
-            weights.append(weight)
-    return Spectrum(np.array(lam), np.array(weights), spectrum.name)
+    r"""Merge eigenvalues equal to ``rtol`` into one direction with the summed weight.
+
+    Two eigenvalues are equal when :math:`|\lambda_a - \lambda_b| \le \mathrm{rtol}\cdot\max(\lambda_a, \lambda_b)`
+    (zeros are equal to each other); equal values are chained in sorted order. Each group keeps the
+    value and the position of its first member in the input order. W2 is unchanged for every plan
+    when the merged eigenvalues are exactly equal (the terms of equal directions add up).
+    """
+    if not (isinstance(rtol, (int, float)) and rtol >= 0):
+        raise ValueError(f"rtol must be a number >= 0, got {rtol!r}")
+    lam, weights = spectrum.lam, spectrum.weights
+    order = np.argsort(lam, kind="stable")
+    group = np.empty(lam.shape[0], dtype=np.int64)
+    current = 0
+    for t, idx in enumerate(order):
+        if t > 0:
+            prev = lam[order[t - 1]]
+            if abs(lam[idx] - prev) > rtol * max(lam[idx], prev):
+                current += 1
+        group[idx] = current
+    first_of: dict = {}
+    for idx in range(lam.shape[0]):
+        first_of.setdefault(int(group[idx]), idx)
+    firsts = sorted(first_of.values())
+    new_lam = np.array([lam[f] for f in firsts])
+    new_w = np.array([float(np.sum(weights[group == group[f]])) for f in firsts])
+    return Spectrum(new_lam, new_w, spectrum.name)
 
 
 @dataclass(frozen=True, eq=False)
 class BinnedSpectrum:
-    """A binned spectrum: the binned :class:`Spectrum`, the bin of each original direction, and error numbers."""
+    """A binned spectrum.
+
+    Attributes
+    ----------
+    spectrum : Spectrum
+        The binned spectrum (one direction per non-empty bin, descending eigenvalue; the zero bin last).
+    assignment : (d,) int array
+        Index (into ``spectrum``) of the bin of each original direction.
+    error : dict
+        Error numbers of the approximation (see :func:`bin_spectrum`).
+    source : Spectrum
+        The original spectrum.
+    """
 
     spectrum: Spectrum
     assignment: np.ndarray
     error: dict
+    source: Spectrum | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (binned spectrum, assignment, error, original name)."""
+        return {
+            "spectrum": self.spectrum.to_dict(),
+            "assignment": self.assignment.tolist(),
+            "error": dict(self.error),
+            "source": None if self.source is None else self.source.name,
+        }
 
 
 def bin_spectrum(spectrum: Spectrum, bins: int) -> BinnedSpectrum:
-    r"""Bin a spectrum into at most ``bins`` log-spaced bins over :math:`[\min_{\lambda>0}\lambda, \max\lambda]`.
+    r"""Bin a spectrum into at most ``bins`` log-spaced bins.
 
-    Each bin becomes one direction with the weight-averaged eigenvalue
-    :math:`\bar\lambda_b = \sum_{i\in b}\omega_i\lambda_i / \sum_{i\in b}\omega_i` and the summed weight
-    (this keeps the total variance :math:`\sum_i \omega_i \lambda_i`); zero eigenvalues get a bin of
-    their own (below ``ZERO_RTOL`` times the largest eigenvalue); empty bins are dropped. ``error`` reports the largest relative distance of an
-    eigenvalue from its bin's value and the weighted spread of :math:`\log\lambda` inside the bins.
-    Use :func:`binning_w2_error` for the effect on W2 of given plans.
+    The bins split :math:`[\lambda_{\min}^{+}, \lambda_{\max}]` (smallest positive to largest
+    eigenvalue) at :math:`\lambda_{\min}^{+} (\lambda_{\max}/\lambda_{\min}^{+})^{k/B}`,
+    ``k = 0..B`` (the largest value belongs to the last bin). Eigenvalues at most
+    :data:`ZERO_RTOL` times the largest are zero and get a bin of their own at :math:`\lambda = 0`.
+    Each non-empty bin :math:`b` becomes one direction with the summed weight
+    :math:`\Omega_b = \sum_{i\in b}\omega_i` and the weight-averaged eigenvalue
+
+    .. math:: \bar\lambda_b = \sum_{i\in b}\omega_i\lambda_i \big/ \Omega_b
+
+    (the plain mean when :math:`\Omega_b = 0`): the total variance :math:`\sum\omega\lambda` is kept
+    exactly. Empty bins are dropped.
+
+    ``error`` (no plan needed):
+
+    * ``max_relative_lam_error``: :math:`\max_i |\bar\lambda_{b(i)} - \lambda_i| / \lambda_i` over positive eigenvalues;
+    * ``weighted_log_lam_spread``: the weighted RMS of :math:`\log\lambda_i - \log\bar\lambda_{b(i)}`
+      over positive eigenvalues, :math:`\sqrt{\sum\omega_i(\cdot)^2/\sum\omega_i}`;
+    * ``trace_relative_error``: relative change of :math:`\sum\omega\lambda` (rounding only);
+    * ``bins_requested``, ``directions`` (non-empty bins).
+
+    For the effect on W2 of given plans use :func:`binning_w2_error`.
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+    bins : int
+        ``B >= 1``.
     """
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise ValueError(f"bins must be an int >= 1, got {bins!r}")
+    if not isinstance(spectrum, Spectrum):
+        raise TypeError(f"spectrum must be a Spectrum, got {type(spectrum).__name__}")
     lam, weights = spectrum.lam, spectrum.weights
-    # eigenvalues at the rounding level of the largest one count as zero (a covariance of rank < d)
     positive = lam > ZERO_RTOL * float(lam.max())
-    assignment = np.zeros(lam.shape[0], dtype=np.int64)
+    raw = np.full(lam.shape[0], -1, dtype=np.int64)  # -1: the zero bin
     if np.any(positive):
         lo, hi = float(lam[positive].min()), float(lam[positive].max())
-        edges = np.geomspace(lo, hi, int(bins) + 1) if hi > lo else np.array([lo, hi])
-        idx = np.clip(np.searchsorted(edges, lam[positive], side="right") - 1, 0, len(edges) - 2)
-        assignment[positive] = idx + 1
-    assignment[~positive] = 0  # the zero bin
-    labels = np.unique(assignment)
-    new_lam, new_w, remap = [], [], {}
+        if hi > lo:
+            edges = np.geomspace(lo, hi, int(bins) + 1)
+            raw[positive] = np.clip(np.searchsorted(edges, lam[positive], side="right") - 1, 0, int(bins) - 1)
+        else:
+            raw[positive] = 0
+    labels = sorted(set(raw.tolist()), key=lambda b: (b < 0, -b))  # descending eigenvalue, zero bin last
+    new_lam, new_w = [], []
+    assignment = np.empty(lam.shape[0], dtype=np.int64)
     for k, label in enumerate(labels):
-        members = assignment == label
+        members = raw == label
+        assignment[members] = k
         w = weights[members]
         total = float(w.sum())
-        value = float(np.sum(w * lam[members]) / total) if total > 0 else float(lam[members].mean())
+        if label < 0:
+            value = 0.0
+        else:
+            value = float(np.sum(w * lam[members]) / total) if total > 0 else float(lam[members].mean())
         new_lam.append(value)
         new_w.append(total)
-        remap[int(label)] = k
-    assignment = np.array([remap[int(a)] for a in assignment], dtype=np.int64)
     binned = Spectrum(np.array(new_lam), np.array(new_w), f"{spectrum.name} ({len(new_lam)} bins)")
     rep = binned.lam[assignment]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(lam > 0, np.abs(lam - rep) / lam, 0.0)
-        logs = np.where(lam > 0, np.log(np.where(lam > 0, lam, 1.0)), 0.0)
-    spread = 0.0
-    for k in range(binned.dim):
-        members = (assignment == k) & (lam > 0)
-        if members.sum() > 1:
-            w = weights[members]
-            mean = np.sum(w * logs[members]) / max(w.sum(), 1e-300)
-            spread += float(np.sum(w * (logs[members] - mean) ** 2))
-    total_w = max(float(weights.sum()), 1e-300)
+    pos = lam > 0
+    rel = np.abs(rep[pos] - lam[pos]) / lam[pos] if np.any(pos) else np.zeros(0)
+    if np.any(pos & (rep > 0)):
+        mask = pos & (rep > 0)
+        w = weights[mask]
+        logs = np.log(lam[mask]) - np.log(rep[mask])
+        spread = math.sqrt(float(np.sum(w * logs**2)) / float(w.sum())) if float(w.sum()) > 0 else 0.0
+    else:
+        spread = 0.0
+    trace = spectrum.trace
     error = {
         "bins_requested": int(bins),
         "directions": int(binned.dim),
         "max_relative_lam_error": float(rel.max()) if rel.size else 0.0,
-        "weighted_log_lam_spread": math.sqrt(spread / total_w),
+        "weighted_log_lam_spread": spread,
+        "trace_relative_error": abs(binned.trace - trace) / trace if trace > 0 else 0.0,
     }
-    return BinnedSpectrum(binned, assignment, error)
+    return BinnedSpectrum(binned, assignment, error, spectrum)
 
 
-def binning_w2_error(spectrum: Spectrum, binned: BinnedSpectrum, schedule, plans, **problem_kwargs) -> dict:
-    """W2 of each plan on the full and on the binned spectrum, and their relative difference."""
-    from .objective import evaluate_plan
+def _as_plan(plan, steps: int, segments: int) -> Plan:
+    if isinstance(plan, Plan):
+        return plan
+    if isinstance(plan, str):
+        if plan in CANONICAL_KINDS:
+            return canonical_plan(plan, steps, segments)
+        return parse_plan(plan, steps=steps)
+    raise TypeError(f"plans must be Plans, plan texts or canonical kinds {CANONICAL_KINDS}, got {type(plan).__name__}")
 
-    full = spectrum.problem(schedule, **problem_kwargs)
-    coarse = binned.spectrum.problem(schedule, **problem_kwargs)
-    out = {}
-    for plan in plans:
+
+def binning_w2_error(spectrum: Spectrum, binned: BinnedSpectrum, problem_kwargs: dict, plans=None) -> dict:
+    r"""W2 of given plans on the full and on the binned spectrum.
+
+    For each plan :math:`P`: :math:`W_2(P)` with the full spectrum, :math:`\tilde W_2(P)` with the
+    binned one, and the relative error :math:`|\tilde W_2 - W_2| / W_2` (absolute when :math:`W_2 = 0`).
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+    binned : BinnedSpectrum
+        From :func:`bin_spectrum` (of ``spectrum``).
+    problem_kwargs : dict
+        Arguments of :class:`~opmerge.objective.Problem` other than ``lam``/``weights``; must
+        contain ``schedule``.
+    plans : iterable of Plan, plan text or canonical kind, optional
+        Default: the canonical plans ``vanilla``, ``boot``, ``cd``, ``pd``.
+
+    Returns
+    -------
+    dict
+        ``{"plans": {text: {"w2", "w2_binned", "relative_error"}}, "max_relative_error": float}``.
+    """
+    if not isinstance(problem_kwargs, dict) or "schedule" not in problem_kwargs:
+        raise ValueError("problem_kwargs must be a dict with at least 'schedule' (and optionally model, solver, target, segments)")
+    kwargs = dict(problem_kwargs)
+    schedule = kwargs.pop("schedule")
+    full = spectrum.problem(schedule, **kwargs)
+    coarse = binned.spectrum.problem(schedule, **kwargs)
+    plans = list(CANONICAL_KINDS) if plans is None else list(plans)
+    out: dict = {}
+    worst = 0.0
+    for item in plans:
+        plan = _as_plan(item, full.steps, full.segments)
         w_full = evaluate_plan(full, plan).w2
         w_coarse = evaluate_plan(coarse, plan).w2
-        out[str(plan)] = {"w2": w_full, "w2_binned": w_coarse, "relative_error": abs(w_coarse - w_full) / max(w_full, 1e-300)}
-    return out
+        rel = abs(w_coarse - w_full) / w_full if w_full > 0 else abs(w_coarse - w_full)
+        out[str(plan)] = {"w2": w_full, "w2_binned": w_coarse, "relative_error": rel}
+        worst = max(worst, rel)
+    return {"plans": out, "max_relative_error": worst}
