@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from opmerge import spectra
 from opmerge.objective import Problem, evaluate_plan
-from opmerge.plans import canonical_plan
+from opmerge.plans import canonical_plan, parse_plan
 from opmerge.schedules import make_schedule
 from opmerge.spectra import (
     DIGITS_CONFIG,
@@ -362,8 +362,6 @@ def test_binning_w2_error_of_given_plans():
     for text, entry in out["plans"].items():
         full = Problem(schedule, s.lam, weights=s.weights, target="data")
         coarse = Problem(schedule, b.spectrum.lam, weights=b.spectrum.weights, target="data")
-        from opmerge.plans import parse_plan
-
         plan = parse_plan(text)
         assert entry["w2"] == evaluate_plan(full, plan).w2
         assert entry["w2_binned"] == evaluate_plan(coarse, plan).w2

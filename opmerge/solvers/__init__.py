@@ -4,6 +4,8 @@ Public entry points: :func:`solve` (optimal plan with certificate), :func:`achie
 :func:`extreme_plan`, :func:`range_tables`, :func:`brute_force`.
 """
 from .brute import brute_force
+from .front import FrontPoint, fidelity_cost_front
+from .pareto import solve_joint
 from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, Solution, achievable_range, extreme_plan, range_tables, solve
 
 __all__ = [
@@ -13,6 +15,9 @@ __all__ = [
     "extreme_plan",
     "range_tables",
     "brute_force",
+    "solve_joint",
+    "fidelity_cost_front",
+    "FrontPoint",
     "DEFAULT_NODE_BUDGET",
     "DEFAULT_TIME_BUDGET",
 ]

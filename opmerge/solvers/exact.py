@@ -150,7 +150,7 @@ class Solution:
     lower_bound : float           certified: no plan has W2 below it
     exact : bool                  ``w2 - lower_bound <= tol``
     tol : float
-    method : str                  ``"extreme"`` (goal outside the range) or ``"search"``
+    method : str                  ``"extreme"`` (goal outside the range), ``"search"``, ``"pareto"`` or ``"pareto+search"``
     nodes : int                   branch-and-bound expansions
     student_range : (lo, hi)      achievable ``S`` per direction (see :func:`achievable_range`)
     elapsed : float               seconds
@@ -212,6 +212,7 @@ def solve(
     atol: float = 0.0,
     list_length: int = 10,
     engine: str = "numba",
+    joint: bool = True,
 ) -> Solution:
     r"""Find the plan with ``M`` segments that minimises :math:`W_2` (THEORY.md §5), with a certificate.
 
@@ -228,6 +229,9 @@ def solve(
         ``rtol = 64 N eps`` is a safe multiple of the floating-point resolution of :math:`S`
         itself (each of the :math:`\le N - 1` merge nodes adds a few roundings of relative size
         ``eps``), so plans closer than ``tol`` cannot be told apart by evaluating them.
+    joint : bool
+        Several directions: use the Pareto dynamic program of :func:`opmerge.solvers.pareto.solve_joint`
+        (default), which falls back to this branch and bound with a certified bound.
     engine : {"numba", "python"}
         One-direction search: the Numba kernel (default) or its plain-Python reference.
     list_length : int
@@ -250,6 +254,10 @@ def solve(
         raise ValueError("rtol and atol must be >= 0")
     if isinstance(list_length, bool) or not isinstance(list_length, int) or not 1 <= list_length <= 11:
         raise ValueError(f"list_length must be an int in [1, 11], got {list_length!r}")
+    if joint and problem.dim > 1:
+        from .pareto import solve_joint
+
+        return solve_joint(problem, node_budget=node_budget, time_budget=time_budget, rtol=rtol, atol=atol)
     start = time.perf_counter()
     tables = range_tables(problem)
     lo, hi = achievable_range(problem, tables)

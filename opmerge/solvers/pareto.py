@@ -77,6 +77,7 @@ and returns its certificate, raised by the sum of the per-direction optima (see
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 
@@ -1207,6 +1208,17 @@ def per_direction_bound(problem: Problem, tables: dict | None = None, *, time_bu
     return float(math.sqrt(float(np.sum(per**2)))), per
 
 
+def _branch_and_bound(problem: Problem, **kwargs) -> "_exact.Solution":
+    """:func:`~opmerge.solvers.exact.solve` restricted to its branch and bound.
+
+    When ``solve`` dispatches problems with several directions to :func:`solve_joint`, it takes a
+    ``joint`` switch; passing ``joint=False`` here avoids the recursion.
+    """
+    if "joint" in inspect.signature(_exact.solve).parameters:
+        kwargs["joint"] = False
+    return _exact.solve(problem, **kwargs)
+
+
 def _tolerance(problem: Problem, rtol: float | None, atol: float) -> float:
     if rtol is None:
         rtol = 64.0 * problem.steps * np.finfo(np.float64).eps
@@ -1358,7 +1370,7 @@ def solve_joint(
     if direction_bound is None:
         direction_bound, _ = per_direction_bound(problem, tables, time_budget=min(1.0, 0.05 * float(time_budget)))
     remaining = max(float(time_budget) - (time.perf_counter() - start), 0.15 * float(time_budget))
-    search = _exact.solve(problem, node_budget=node_budget, time_budget=remaining, rtol=rtol, atol=atol)
+    search = _branch_and_bound(problem, node_budget=node_budget, time_budget=remaining, rtol=rtol, atol=atol)
     if search.w2 * search.w2 < tol_sq(best_sq):
         best_plan, best_eval = search.plan, search.evaluation
     w2 = best_eval.w2
