@@ -15,6 +15,8 @@ and the data group (``--lam`` repeatable or ``--spectrum``). ``--lr`` and ``--gd
 
 from __future__ import annotations
 
+import sys
+
 import argparse
 from typing import Sequence
 
@@ -159,5 +161,13 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``opmerge validate``: ``main([study, options...])`` -> exit status (2 on bad input)."""
+    """Entry point of ``opmerge validate``: ``main([study, options...])`` -> exit status (2 on bad input).
+
+    ``images`` (the digits study) lives in :mod:`experiments.images.cli` and has its own options.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "images":
+        from .images.cli import validate_images_main
+
+        return validate_images_main(argv[1:])
     return run_main(_main, argv)

@@ -52,10 +52,11 @@ COMMANDS = {
     "derive": "symbolic derivations of the teacher and student formulas, as LaTeX",
     "phase": "optimal plan family along a lambda sweep, with located thresholds (analysis)",
     "demo": "the built-in demo job: digits spectrum, joint plans, phase diagram (analysis)",
-    "validate": "train real torch students and compare them with the model's predictions (experiments)",
+    "validate": "train real torch students and compare them with the model's predictions (experiments; studies exactness, sgd, ranking, scot, images)",
+    "train-teacher": "train (or resume) a diffusion teacher on image data such as the 8x8 digits (experiments)",
 }
 #: subcommands handled by another package's ``main``
-DELEGATED = ("phase", "demo", "validate")
+DELEGATED = ("phase", "demo", "validate", "train-teacher")
 
 _PLAN_WIDTH = 36  # plan text column of the compare table
 _MAX_TABLE_ROWS = 32  # directions shown in full; more are elided (all are in --json)
@@ -199,6 +200,10 @@ _EXTRAS = {
 def _delegate(command: str, rest: list[str]) -> int:
     """``opmerge phase|demo ...`` -> ``analysis.cli.main``; ``opmerge validate ...`` -> ``experiments.cli.main``."""
     try:
+        if command == "train-teacher":
+            from experiments.images.cli import train_teacher_main
+
+            return int(train_teacher_main(rest) or 0)
         if command == "validate":
             from experiments.cli import main as experiments_main
 

@@ -387,3 +387,16 @@ def test_delegation_passes_arguments(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "analysis.cli", fake)
     assert main(["phase", "--steps", "6", "--json"]) == 0
     assert seen["argv"] == ["phase", "--steps", "6", "--json"]
+
+
+@pytest.mark.parametrize("argv", [["validate", "images", "--help"], ["train-teacher", "--help"]])
+def test_image_commands_are_wired(argv, capsys):
+    pytest.importorskip("torch")
+    from opmerge.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 0
+    assert "usage: opmerge" in capsys.readouterr().out
