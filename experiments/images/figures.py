@@ -146,7 +146,7 @@ def _gains_figure(result: dict, kind: str, out: Path) -> dict:
     segs = result["config"]["segments"]
     recipes = sorted({r["recipe"] for r in result["plan_students"] if r["teacher"] == kind})
     nrows = max(len(recipes), 1)
-    fig, axes = new_figure(nrows, len(segs), width=3.3 * len(segs), height=2.8 * nrows, squeeze=False)
+    fig, axes = new_figure(nrows, len(segs), width=3.3 * len(segs), height=2.8 * nrows, squeeze=False, layout="constrained")
     data: dict = {"lam": lam[keep]}
     for i, recipe in enumerate(recipes):
         for j, m in enumerate(segs):
@@ -162,15 +162,16 @@ def _gains_figure(result: dict, kind: str, out: Path) -> dict:
                 meas = ratio(r["gain"], t_gain)
                 order = np.argsort(lam[keep])
                 ax.plot(lam[keep][order], pred[keep][order], "-", color=color, lw=1.0, label=f"model {r['name']}")
-                ax.plot(lam[keep], meas[keep], "o", color=color, ms=2.5, mfc="none", mew=0.7)
+                shown = keep & np.isfinite(meas) & (meas > 0)  # log axis: a non-positive measured ratio (noise) is left out
+                ax.plot(lam[shown], meas[shown], "o", color=color, ms=2.5, mfc="none", mew=0.7)
                 data[f"{recipe}-M{m}-{r['name']}"] = {"predicted_over_T": pred[keep], "measured_over_teacher": meas[keep], "plan": r["plan"]}
             ax.set_xscale("log")
-            ax.set_yscale("symlog", linthresh=0.1)
+            ax.set_yscale("log")
             ax.axhline(1.0, color="k", lw=0.6, ls=":")
             ax.set_title(f"{kind} teacher, {recipe} students, M = {m}", fontsize=8)
-            ax.set_xlabel(r"eigenvalue $\lambda_i$ of the digits covariance")
+            ax.set_xlabel(r"eigenvalue $\lambda_i$ of the digits covariance", fontsize=8)
             if j == 0:
-                ax.set_ylabel("gain / teacher gain\n(line: model S/T, circles: measured)")
+                ax.set_ylabel("gain / teacher gain\n(line: model S/T, circles: measured g/g$^T$)", fontsize=8)
             if i == 0 and j == 0:
                 ax.legend(fontsize=5)
     paths = save_figure(fig, out / f"images_gains_{kind}", data, config=result["config"], close=True)
@@ -180,7 +181,7 @@ def _gains_figure(result: dict, kind: str, out: Path) -> dict:
 def _predicted_vs_measured(result: dict, out: Path) -> dict:
     from analysis.style import new_figure, save_figure
 
-    fig, (ax1, ax2) = new_figure(1, 2, width=10.0, height=4.2)
+    fig, (ax1, ax2) = new_figure(1, 2, width=10.0, height=4.2, layout="constrained")
     data: dict = {"w2": {}, "gains": {}}
     lam = np.asarray(result["lam"])
     keep = lam > 1e-4
@@ -233,7 +234,7 @@ def _linearity_figure(result: dict, out: Path) -> dict:
 
     lam = np.asarray(result["lam"])
     keep = lam > 1e-4
-    fig, (ax1, ax2) = new_figure(1, 2, width=10.0, height=3.8)
+    fig, (ax1, ax2) = new_figure(1, 2, width=10.0, height=3.8, layout="constrained")
     data: dict = {"lam": lam[keep]}
     colors = {"gaussian": "#0072B2", "trained": "#D55E00"}
     for kind, info in result["teachers"].items():

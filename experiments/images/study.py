@@ -429,7 +429,12 @@ def _relative_errors(measured_norm: np.ndarray, predicted_norm: np.ndarray, lam:
 
 
 def _calibrate_eta_tau(schedule, lam, cfg, plan_rows: list[dict], teacher_norm: np.ndarray, grid=None) -> dict:
-    """Gradient-flow eta*tau that best fits the measured teacher-normalised gains of the network recipe (least squares)."""
+    r"""Gradient-flow :math:`\eta\tau` that best fits the measured gains of the network recipe.
+
+    The measured gain is first mapped onto the Gaussian teacher's scale, :math:`\hat g_i = g_i T_i / g^T_i`
+    (``teacher_norm`` :math:`= g^T_i/T_i`), then :math:`\sum_{\text{plans}}\sum_i \|v_{N,i}\|^2 (\hat g_i - S_i)^2`
+    (the model's W2 weighting, directions with :math:`\lambda_i > 10^{-4}`) is minimised over a log grid.
+    """
     grid = np.geomspace(1e-3, 1e3, 61) if grid is None else np.asarray(grid, dtype=float)
     keep = lam > LAM_FLOOR
     best = (math.inf, None)
@@ -439,9 +444,9 @@ def _calibrate_eta_tau(schedule, lam, cfg, plan_rows: list[dict], teacher_norm: 
         for m in sorted({r["segments"] for r in plan_rows}):
             problem = Problem(schedule, lam, model=_model_for("network", cfg, float(value)), segments=m)
             for row in (r for r in plan_rows if r["segments"] == m):
-                pred = ratio(evaluate_plan(problem, parse_plan(row["plan"], schedule.steps)).student, problem.teacher)
+                pred = evaluate_plan(problem, parse_plan(row["plan"], schedule.steps)).student
                 meas = ratio(row["gain"], teacher_norm)
-                sse += float(np.nansum(((meas - pred)[keep]) ** 2))
+                sse += float(np.nansum((problem.scale * (meas - pred) ** 2)[keep]))
         errors.append(sse)
         if sse < best[0]:
             best = (sse, float(value))
