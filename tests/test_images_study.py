@@ -30,7 +30,7 @@ def quick_study(tmp_path_factory):
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("images")
-    code = validate_images_main(["--quick", "--device", "cpu", "--out", str(out), "--no-progress", "--json"])
+    code = validate_images_main(["--quick", "--device", "cpu", "--out", str(out), "--no-progress", "--json", "--threads", "1"])
     torch.set_num_threads(old)
     return code, out
 

@@ -68,14 +68,24 @@ def build_train_teacher_parser() -> ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small preset (CPU, seconds)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the sample-quality evaluation after training")
     p.add_argument("--n-eval", type=positive_int, default=2000, help="samples for the evaluation (default 2000)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; small networks often run fastest with 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     return p
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 def _train_teacher(argv: list[str]) -> int:
     args = build_train_teacher_parser().parse_args(argv)
     _device_check(args.device)
+    _set_threads(args.threads)
     import torch
 
     from .metrics import evaluate_samples, load_or_train_classifier
@@ -186,6 +196,8 @@ def build_validate_images_parser() -> ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
     p.add_argument("--quick", action="store_true", help="small size (CPU, under two minutes including the teacher's training)")
     p.add_argument("--out", default=None, help=f"results folder (default {DEFAULT_OUT})")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's choice; small networks often run fastest with 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     return p
@@ -227,6 +239,7 @@ def _report(result: dict) -> str:
 def _validate_images(argv: list[str]) -> int:
     args = build_validate_images_parser().parse_args(argv)
     _device_check(args.device)
+    _set_threads(args.threads)
     from .study import ImagesStudyConfig, run_images_study
 
     values = {
