@@ -45,3 +45,18 @@ def warm_numba_jit() -> None:
     solve(Problem(make_schedule("vp-cosine", 4), 0.5))  # goal outside the range: DP + extreme plan
     solve(Problem(make_schedule("rf", 7), 1.0))  # straddling one-direction search
     solve(Problem(make_schedule("vp-cosine", 5), [0.3, 3.0]))  # several directions: branch and bound
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread(request):
+    """Tests marked ``bridge`` run torch on one thread: small tensors on a shared 2-core machine are
+    15-60x slower with two threads (and timings less stable)."""
+    if request.node.get_closest_marker("bridge") is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

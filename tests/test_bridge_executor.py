@@ -23,14 +23,6 @@ from experiments.teacher import GaussianTeacher, TeacherStep, operator_matrix  #
 
 pytestmark = pytest.mark.bridge
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread is fastest (and stable on a shared machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 LAM = [0.1, 0.6, 2.5, 9.0]
 
 

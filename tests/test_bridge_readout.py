@@ -16,14 +16,6 @@ from experiments.teacher import GaussianTeacher  # noqa: E402
 pytestmark = pytest.mark.bridge
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread is fastest (and stable on a shared machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _teacher(rotated=True):
     return GaussianTeacher(make_schedule("vp-cosine", 4), make_gaussian([0.2, 1.0, 4.0], rotated=rotated, seed=9))

@@ -15,13 +15,6 @@ from experiments.studies import EXACTNESS_BOUND, run_study  # noqa: E402
 pytestmark = pytest.mark.bridge
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _run(study, tmp_path, capsys, *extra):
     out = tmp_path / study

@@ -16,14 +16,6 @@ from experiments.teacher import GaussianTeacher, eigen_gains  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread is fastest (and stable on a shared machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 LAM = [0.0, 0.05, 0.7, 3.0, 120.0]
 
 

@@ -28,14 +28,6 @@ from experiments.trajectory import (  # noqa: E402
 pytestmark = pytest.mark.bridge
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one torch thread is fastest (and stable on a shared machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.mark.parametrize("schedule", ["rf", "vp-cosine"])
 def test_G_is_identity_at_s_equal_t(schedule):

@@ -24,13 +24,6 @@ from experiments.readout import gaussian_w2  # noqa: E402
 pytestmark = pytest.mark.bridge
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _random_cov(rng, d):
     a = rng.standard_normal((d, d))

@@ -17,13 +17,6 @@ from experiments.images.study import ImagesStudyConfig, random_plan  # noqa: E40
 pytestmark = pytest.mark.bridge
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):

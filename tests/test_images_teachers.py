@@ -30,13 +30,6 @@ from experiments.images.trajectory import CentredTeacherView  # noqa: E402
 pytestmark = pytest.mark.bridge
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def digits():
