@@ -36,11 +36,11 @@ import torch  # noqa: E402
 from opmerge.plans import MergeNode  # noqa: E402
 from opmerge.schedules import make_schedule  # noqa: E402
 
-from experiments._torch import resolve_device  # noqa: E402
-from experiments.executor import PlanExecutor, TrainConfig  # noqa: E402
-from experiments.gaussian import make_gaussian  # noqa: E402
-from experiments.teacher import GaussianTeacher, TeacherStep  # noqa: E402
-from experiments.trajectory import TrajectoryConfig, TrajectoryTrainer  # noqa: E402
+from opmerge.experiments._torch import resolve_device  # noqa: E402
+from opmerge.experiments.executor import PlanExecutor, TrainConfig  # noqa: E402
+from opmerge.experiments.gaussian import make_gaussian  # noqa: E402
+from opmerge.experiments.teacher import GaussianTeacher, TeacherStep  # noqa: E402
+from opmerge.experiments.trajectory import TrajectoryConfig, TrajectoryTrainer  # noqa: E402
 
 BATCH = 256
 DIM = 16

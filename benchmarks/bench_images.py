@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from experiments.images.throughput import image_throughput
+    from opmerge.experiments.images.throughput import image_throughput
 
     result = image_throughput(args.device, seconds=args.seconds, batch=args.batch)
     if args.json:

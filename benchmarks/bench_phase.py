@@ -33,8 +33,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-import analysis.phase as phase  # noqa: E402
-from analysis.classify import family_of_solution  # noqa: E402
+import opmerge.analysis.phase as phase  # noqa: E402
+from opmerge.analysis.classify import family_of_solution  # noqa: E402
 from opmerge import Problem, StudentModel, make_schedule, solve  # noqa: E402
 
 

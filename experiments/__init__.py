@@ -12,7 +12,7 @@ Modules (each imports torch; the core ``opmerge`` never does):
 
 Quick use::
 
-    from experiments import run_study
+    from opmerge.experiments import run_study
     result = run_study("exactness", quick=True, out="results/validate/exactness")
     print(result["summary"])
 

@@ -249,7 +249,7 @@ def _finish(cfg: StudyConfig, result: dict, figure_fn, started: float, store: Un
     result["unit_cache"] = {"cached": store.hits, "computed": store.runs}
     try:
         fig, data = figure_fn(result)
-        from analysis.style import save_figure
+        from opmerge.analysis.style import save_figure
 
         paths = save_figure(fig, out / cfg.study, data, config=result["config"], close=True)
         result["figure"] = {k: str(v) for k, v in paths.items()}
@@ -316,7 +316,7 @@ def _run_exactness(cfg: StudyConfig, store: UnitStore) -> dict:
 
 
 def _exactness_figure(result: dict):
-    from analysis.style import new_figure
+    from opmerge.analysis.style import new_figure
 
     fig, (ax1, ax2) = new_figure(1, 2, width=9.0, height=3.6)
     pred, meas, labels, gaps = [], [], [], []
@@ -413,7 +413,7 @@ def _min_separation(predictions: list) -> float:
 
 
 def _sgd_figure(result: dict):
-    from analysis.style import new_figure
+    from opmerge.analysis.style import new_figure
 
     fig, ax = new_figure(1, 1, width=6.4, height=3.6)
     z, labels = [], []
@@ -631,7 +631,7 @@ def _run_ranking(cfg: StudyConfig, store: UnitStore) -> dict:
 
 
 def _ranking_figure(result: dict):
-    from analysis.style import FAMILY_COLORS, new_figure
+    from opmerge.analysis.style import FAMILY_COLORS, new_figure
 
     lam = np.asarray(result["lam"])
     fig, (ax1, ax2) = new_figure(1, 2, width=9.6, height=3.8)
@@ -766,7 +766,7 @@ def _run_scot(cfg: StudyConfig, store: UnitStore) -> dict:
 def _scot_figure(result: dict):
     from matplotlib.ticker import NullFormatter
 
-    from analysis.style import FAMILY_COLORS, new_figure
+    from opmerge.analysis.style import FAMILY_COLORS, new_figure
 
     labels = list(result["datasets"])
     fig, axes = new_figure(1, len(labels), width=4.8 * len(labels), height=3.8, squeeze=False)

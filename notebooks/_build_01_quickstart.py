@@ -21,8 +21,8 @@ diagram. Everything runs in well under a minute."""),
 
 from opmerge import Problem, StudentModel, canonical_plan, draw_plan, evaluate_plan, make_schedule, parse_plan, solve
 from opmerge.plans import CANONICAL_KINDS
-from analysis import classify_plan, family_of_solution, sweep_lambda, sweep_lambda_eta
-from analysis.plots import draw_plan_tree, plot_phase_diagram, plot_w2_vs_lambda"""),
+from opmerge.analysis import classify_plan, family_of_solution, sweep_lambda, sweep_lambda_eta
+from opmerge.analysis.plots import draw_plan_tree, plot_phase_diagram, plot_w2_vs_lambda"""),
     ("md", """## 1. Plans: text notation, drawing
 Teacher step `n` maps $z_n \\to z_{n-1}$; a node `( ... )` is one distillation run over its children,
 noise side first; ` | ` separates the segments (student steps)."""),

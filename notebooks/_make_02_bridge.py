@@ -27,12 +27,12 @@ Quick sizes: the whole notebook runs in well under a minute on a CPU. The full s
 import torch
 
 from opmerge import Problem, StudentModel, canonical_plan, evaluate_plan, make_schedule
-from experiments.executor import PlanExecutor, TrainConfig, core_model
-from experiments.gaussian import make_gaussian
-from experiments.readout import read_out
-from experiments.teacher import GaussianTeacher
-from experiments.trajectory import TrajectoryConfig, TrajectoryTrainer, consistency_error, straightness
-from analysis.style import new_figure
+from opmerge.experiments.executor import PlanExecutor, TrainConfig, core_model
+from opmerge.experiments.gaussian import make_gaussian
+from opmerge.experiments.readout import read_out
+from opmerge.experiments.teacher import GaussianTeacher
+from opmerge.experiments.trajectory import TrajectoryConfig, TrajectoryTrainer, consistency_error, straightness
+from opmerge.analysis.style import new_figure
 
 torch.set_num_threads(1)  # small tensors: one thread is fastest
 torch.manual_seed(0)"""),

@@ -28,12 +28,12 @@ import torch
 from IPython.display import Image, display
 
 from opmerge import make_schedule
-from experiments.images.data import fit_gaussian, load_digits_dataset
-from experiments.images.figures import tile_images
-from experiments.images.linearity import teacher_linearity
-from experiments.images.metrics import evaluate_samples, load_or_train_classifier
-from experiments.images.study import run_images_study
-from experiments.images.teachers import GaussianImageTeacher, TeacherConfig, train_teacher
+from opmerge.experiments.images.data import fit_gaussian, load_digits_dataset
+from opmerge.experiments.images.figures import tile_images
+from opmerge.experiments.images.linearity import teacher_linearity
+from opmerge.experiments.images.metrics import evaluate_samples, load_or_train_classifier
+from opmerge.experiments.images.study import run_images_study
+from opmerge.experiments.images.teachers import GaussianImageTeacher, TeacherConfig, train_teacher
 
 torch.set_num_threads(1)  # small networks: one thread is fastest, and a shared machine stays responsive
 work = Path(tempfile.mkdtemp(prefix="opmerge-images-"))"""),

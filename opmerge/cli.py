@@ -201,14 +201,14 @@ def _delegate(command: str, rest: list[str]) -> int:
     """``opmerge phase|demo ...`` -> ``analysis.cli.main``; ``opmerge validate ...`` -> ``experiments.cli.main``."""
     try:
         if command == "train-teacher":
-            from experiments.images.cli import train_teacher_main
+            from opmerge.experiments.images.cli import train_teacher_main
 
             return int(train_teacher_main(rest) or 0)
         if command == "validate":
-            from experiments.cli import main as experiments_main
+            from opmerge.experiments.cli import main as experiments_main
 
             return int(experiments_main(rest) or 0)
-        from analysis.cli import main as analysis_main
+        from opmerge.analysis.cli import main as analysis_main
 
         return int(analysis_main([command, *rest]) or 0)
     except ModuleNotFoundError as exc:
@@ -217,7 +217,7 @@ def _delegate(command: str, rest: list[str]) -> int:
         if top in _EXTRAS:
             extra = "the bridge extras" if "bridge" in _EXTRAS[top] else f"the module {top}"
             raise UsageError(f"opmerge {command} needs {extra}: {_EXTRAS[top]}") from exc
-        if top in ("analysis", "experiments"):
+        if name.startswith(("opmerge.analysis", "opmerge.experiments")):
             raise UsageError(
                 f"opmerge {command} needs the module {name}, which this installation lacks "
                 f"(it ships with the opmerge repository: pip install -e . from a checkout)"

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 
 import _common
-from analysis.phase import PointSpec, run_points, sweep_lambda
-from analysis.plots import plot_spectrum_families
-from analysis.style import save_figure
+from opmerge.analysis.phase import PointSpec, run_points, sweep_lambda
+from opmerge.analysis.plots import plot_spectrum_families
+from opmerge.analysis.style import save_figure
 from opmerge import StudentModel, make_schedule
 from opmerge.solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
 from opmerge.spectra import digits_spectrum

@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 
 import _common
-from analysis.plots import plot_fidelity_cost_front
-from analysis.style import new_figure, save_figure
+from opmerge.analysis.plots import plot_fidelity_cost_front
+from opmerge.analysis.style import new_figure, save_figure
 from opmerge import Problem, StudentModel, make_schedule
 from opmerge.solvers.front import fidelity_cost_front
 

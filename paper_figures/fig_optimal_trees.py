@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 
 import _common
-from analysis.classify import family_of_solution
-from analysis.plots import plot_plan_trees
-from analysis.style import save_figure
+from opmerge.analysis.classify import family_of_solution
+from opmerge.analysis.plots import plot_plan_trees
+from opmerge.analysis.style import save_figure
 from opmerge import Problem, StudentModel, make_schedule, solve
 
 CASES = [(0.3, 1), (1.2, 1), (1.5, 1), (10.0, 1), (1.2, 2), (1.5, 4)]

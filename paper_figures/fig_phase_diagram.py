@@ -11,9 +11,9 @@ import sys
 import numpy as np
 
 import _common
-from analysis.phase import sweep_lambda_eta, sweep_lambda_steps
-from analysis.plots import plot_phase_diagram
-from analysis.style import new_figure, save_figure
+from opmerge.analysis.phase import sweep_lambda_eta, sweep_lambda_steps
+from opmerge.analysis.plots import plot_phase_diagram
+from opmerge.analysis.style import new_figure, save_figure
 from opmerge import StudentModel
 
 

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 
 import _common
-from analysis.phase import sweep_lambda
-from analysis.plots import plot_w2_vs_lambda
-from analysis.style import save_figure
+from opmerge.analysis.phase import sweep_lambda
+from opmerge.analysis.plots import plot_w2_vs_lambda
+from opmerge.analysis.style import save_figure
 from opmerge import StudentModel
 
 

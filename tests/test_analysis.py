@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-import analysis.phase as phase
-from analysis import (
+import opmerge.analysis.phase as phase
+from opmerge.analysis import (
     FAMILIES,
     canonical_w2,
     classify_plan,
@@ -29,7 +29,7 @@ from analysis import (
     sweep_lambda_steps,
     sweep_two_directions,
 )
-from analysis._cache import PointCache, config_key, write_json_atomic
+from opmerge.analysis._cache import PointCache, config_key, write_json_atomic
 from opmerge import Problem, StudentModel, brute_force, canonical_plan, make_schedule, parse_plan, solve
 from opmerge.plans import CANONICAL_KINDS, canonical_tree, tree_bottom, tree_top
 
@@ -336,7 +336,7 @@ def test_two_direction_sweep_matches_brute_force():
 
 
 def test_cli_phase_json(tmp_path, capsys):
-    from analysis.cli import main
+    from opmerge.analysis.cli import main
 
     code = main(["phase", "--steps", "6", "--points", "5", "--lam-min", "0.3", "--lam-max", "10", "--json", "--no-plot",
                  "--no-progress", "--workers", "1", "--out", str(tmp_path)])
@@ -351,7 +351,7 @@ def test_cli_phase_json(tmp_path, capsys):
 
 
 def test_cli_phase_table_and_usage_errors(tmp_path, capsys):
-    from analysis.cli import main
+    from opmerge.analysis.cli import main
     from opmerge.cli_options import UsageError
 
     assert main(["phase", "--steps", "6", "--points", "4", "--no-progress", "--workers", "1", "--out", str(tmp_path)]) == 0
@@ -370,8 +370,8 @@ def test_cli_phase_table_and_usage_errors(tmp_path, capsys):
 
 
 def test_tree_layout_and_save_figure(tmp_path):
-    from analysis.plots import draw_plan_tree
-    from analysis.style import save_figure
+    from opmerge.analysis.plots import draw_plan_tree
+    from opmerge.analysis.style import save_figure
 
     fig, data = draw_plan_tree("((4 3) 2) | 1")
     nodes = sorted((n["top"], n["bottom"], n["y"], n["x"]) for n in data["nodes"])
@@ -387,7 +387,7 @@ def test_tree_layout_and_save_figure(tmp_path):
 
 
 def test_describe_plan():
-    from analysis import describe_plan
+    from opmerge.analysis import describe_plan
 
     assert describe_plan(parse_plan("((((6 5) 4) 3) 2) | 1")) == "BOOT 6..2 | step 1"
     assert describe_plan(canonical_plan("pd", 8, 2)) == "PD 8..5 | PD 4..1"
@@ -396,7 +396,7 @@ def test_describe_plan():
 
 @pytest.mark.slow
 def test_demo_quick(tmp_path):
-    from analysis.demo import format_summary, run_demo
+    from opmerge.analysis.demo import format_summary, run_demo
 
     summary = run_demo(tmp_path, quick=True, workers=1, progress=False)
     assert [j["segments"] for j in summary["joint"]] == [1, 2, 4]

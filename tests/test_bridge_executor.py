@@ -16,10 +16,10 @@ from opmerge.plans import CANONICAL_KINDS, canonical_plan, enumerate_plans, pars
 from opmerge.schedules import make_schedule  # noqa: E402
 from opmerge.solvers import solve  # noqa: E402
 
-from experiments.executor import PlanExecutor, TrainConfig, core_model  # noqa: E402
-from experiments.gaussian import make_gaussian  # noqa: E402
-from experiments.students import build_student  # noqa: E402
-from experiments.teacher import GaussianTeacher, TeacherStep, operator_matrix  # noqa: E402
+from opmerge.experiments.executor import PlanExecutor, TrainConfig, core_model  # noqa: E402
+from opmerge.experiments.gaussian import make_gaussian  # noqa: E402
+from opmerge.experiments.students import build_student  # noqa: E402
+from opmerge.experiments.teacher import GaussianTeacher, TeacherStep, operator_matrix  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 

@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 
 from opmerge.schedules import make_schedule  # noqa: E402
 
-from experiments.gaussian import make_gaussian  # noqa: E402
-from experiments.readout import gain_regression, gaussian_w2, read_out, sample_w2  # noqa: E402
-from experiments.teacher import GaussianTeacher  # noqa: E402
+from opmerge.experiments.gaussian import make_gaussian  # noqa: E402
+from opmerge.experiments.readout import gain_regression, gaussian_w2, read_out, sample_w2  # noqa: E402
+from opmerge.experiments.teacher import GaussianTeacher  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 

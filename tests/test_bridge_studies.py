@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
-from experiments import cli  # noqa: E402
-from experiments.studies import EXACTNESS_BOUND, run_study  # noqa: E402
+from opmerge.experiments import cli  # noqa: E402
+from opmerge.experiments.studies import EXACTNESS_BOUND, run_study  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 

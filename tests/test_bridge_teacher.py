@@ -11,8 +11,8 @@ from opmerge.model import ddim_jump_table  # noqa: E402
 from opmerge.schedules import make_schedule  # noqa: E402
 from opmerge.teacher import exact_flow, step_operators, teacher_composite  # noqa: E402
 
-from experiments.gaussian import make_gaussian, parse_spectrum, random_rotation  # noqa: E402
-from experiments.teacher import GaussianTeacher, eigen_gains  # noqa: E402
+from opmerge.experiments.gaussian import make_gaussian, parse_spectrum, random_rotation  # noqa: E402
+from opmerge.experiments.teacher import GaussianTeacher, eigen_gains  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 

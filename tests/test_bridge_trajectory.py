@@ -13,9 +13,9 @@ from torch.func import jvp  # noqa: E402
 
 from opmerge.schedules import make_schedule  # noqa: E402
 
-from experiments.gaussian import make_gaussian  # noqa: E402
-from experiments.teacher import GaussianTeacher  # noqa: E402
-from experiments.trajectory import (  # noqa: E402
+from opmerge.experiments.gaussian import make_gaussian  # noqa: E402
+from opmerge.experiments.teacher import GaussianTeacher  # noqa: E402
+from opmerge.experiments.trajectory import (  # noqa: E402
     TrajectoryConfig,
     TrajectoryNet,
     TrajectoryTrainer,

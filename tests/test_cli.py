@@ -269,7 +269,8 @@ def test_plan_imports_only_the_core():
         "import sys\n"
         "from opmerge.cli import main\n"
         "assert main(['plan', '--steps', '6', '--json']) == 0\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sympy', 'matplotlib', 'torch', 'analysis', 'experiments'})\n"
+        "heavy = sorted({'.'.join(m.split('.')[:2]) if m.startswith('opmerge.') else m.split('.')[0] for m in sys.modules}\n"
+        "               & {'sympy', 'matplotlib', 'torch', 'opmerge.analysis', 'opmerge.experiments'})\n"
         "print('HEAVY', heavy)\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -365,26 +366,26 @@ def test_derive_prints_latex(capsys):
 
 
 def test_delegation_reports_missing_extras(capsys, monkeypatch):
-    fake = types.ModuleType("experiments.cli")
+    fake = types.ModuleType("opmerge.experiments.cli")
 
     def needs_torch(argv):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
     fake.main = needs_torch
-    monkeypatch.setitem(sys.modules, "experiments.cli", fake)
+    monkeypatch.setitem(sys.modules, "opmerge.experiments.cli", fake)
     code, out, err = run(capsys, "validate")
     assert_user_error(code, out, err)
     assert "pip install 'opmerge[bridge]'" in err
 
-    monkeypatch.setitem(sys.modules, "experiments.cli", None)  # the module cannot be imported
+    monkeypatch.setitem(sys.modules, "opmerge.experiments.cli", None)  # the module cannot be imported
     assert_user_error(*run(capsys, "validate", "--help"))
 
 
 def test_delegation_passes_arguments(capsys, monkeypatch):
     seen = {}
-    fake = types.ModuleType("analysis.cli")
+    fake = types.ModuleType("opmerge.analysis.cli")
     fake.main = lambda argv: seen.setdefault("argv", argv) and 0
-    monkeypatch.setitem(sys.modules, "analysis.cli", fake)
+    monkeypatch.setitem(sys.modules, "opmerge.analysis.cli", fake)
     assert main(["phase", "--steps", "6", "--json"]) == 0
     assert seen["argv"] == ["phase", "--steps", "6", "--json"]
 

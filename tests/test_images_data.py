@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from experiments.images.data import (  # noqa: E402
+from opmerge.experiments.images.data import (  # noqa: E402
     ImageDataset,
     fit_gaussian,
     load_dataset,

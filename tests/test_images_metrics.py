@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from experiments.images.data import load_digits_dataset  # noqa: E402
-from experiments.images.metrics import (  # noqa: E402
+from opmerge.experiments.images.data import load_digits_dataset  # noqa: E402
+from opmerge.experiments.images.metrics import (  # noqa: E402
     ClassifierConfig,
     class_coverage,
     classifier_score,
@@ -19,7 +19,7 @@ from experiments.images.metrics import (  # noqa: E402
     load_or_train_classifier,
     memorization,
 )
-from experiments.readout import gaussian_w2  # noqa: E402
+from opmerge.experiments.readout import gaussian_w2  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 

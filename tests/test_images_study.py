@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from experiments.images.cli import train_teacher_main, validate_images_main  # noqa: E402
-from experiments.images.study import ImagesStudyConfig, random_plan  # noqa: E402
+from opmerge.experiments.images.cli import train_teacher_main, validate_images_main  # noqa: E402
+from opmerge.experiments.images.study import ImagesStudyConfig, random_plan  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 
@@ -109,7 +109,7 @@ def test_random_plans_and_config_validation():
 def test_calibration_recovers_a_known_eta_tau():
     from opmerge import Problem, StudentModel, canonical_plan, evaluate_plan, make_schedule
 
-    from experiments.images.study import _calibrate_eta_tau
+    from opmerge.experiments.images.study import _calibrate_eta_tau
 
     schedule = make_schedule("rf", 6)
     lam = np.geomspace(1e-3, 3.0, 12)

@@ -11,21 +11,21 @@ pytest.importorskip("sklearn")
 from opmerge import Problem, StudentModel, evaluate_plan, make_schedule, parse_plan  # noqa: E402
 from opmerge.teacher import step_operators, teacher_composite  # noqa: E402
 
-from experiments.images.data import load_digits_dataset  # noqa: E402
-from experiments.images.distill import (  # noqa: E402
+from opmerge.experiments.images.data import load_digits_dataset  # noqa: E402
+from opmerge.experiments.images.distill import (  # noqa: E402
     ImagePlanExecutor,
     ImageTrainConfig,
     TeacherStepModule,
 )
-from experiments.images.linearity import read_linearity, step_gains, teacher_linearity  # noqa: E402
-from experiments.images.teachers import (  # noqa: E402
+from opmerge.experiments.images.linearity import read_linearity, step_gains, teacher_linearity  # noqa: E402
+from opmerge.experiments.images.teachers import (  # noqa: E402
     DenoiserMLP,
     GaussianImageTeacher,
     TeacherConfig,
     load_checkpoint,
     train_teacher,
 )
-from experiments.images.trajectory import CentredTeacherView  # noqa: E402
+from opmerge.experiments.images.trajectory import CentredTeacherView  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 
@@ -174,7 +174,7 @@ def test_centred_view_is_exactly_conjugate(digits, tmp_path):
 
 
 def test_continuous_schedules_match_the_grids():
-    from experiments.images._schedule import alpha_sigma
+    from opmerge.experiments.images._schedule import alpha_sigma
 
     for name in ("rf", "vp-cosine"):
         grid = make_schedule(name, 7)

@@ -66,7 +66,7 @@ def plot_sample_grid(panels: list[list[tuple[str, np.ndarray | None]]], image_sh
     All panels are pasted into one mosaic and drawn with a single ``imshow`` (fast to save as PDF),
     titles are text above each panel.
     """
-    from analysis.style import new_figure
+    from opmerge.analysis.style import new_figure
 
     nrows, ncols = len(panels), max(len(r) for r in panels)
     tiles = {}
@@ -101,7 +101,7 @@ def plot_sample_grid(panels: list[list[tuple[str, np.ndarray | None]]], image_sh
 
 
 def _grid_figure(result: dict, kind: str, dataset, out: Path) -> dict:
-    from analysis.style import save_figure
+    from opmerge.analysis.style import save_figure
 
     segs = result["config"]["segments"]
     teacher = result["teachers"][kind]
@@ -136,7 +136,7 @@ def _grid_figure(result: dict, kind: str, dataset, out: Path) -> dict:
 
 
 def _gains_figure(result: dict, kind: str, out: Path) -> dict:
-    from analysis.style import FAMILY_COLORS, new_figure, save_figure
+    from opmerge.analysis.style import FAMILY_COLORS, new_figure, save_figure
 
     lam = np.asarray(result["lam"])
     keep = lam > 1e-4
@@ -179,7 +179,7 @@ def _gains_figure(result: dict, kind: str, out: Path) -> dict:
 
 
 def _predicted_vs_measured(result: dict, out: Path) -> dict:
-    from analysis.style import new_figure, save_figure
+    from opmerge.analysis.style import new_figure, save_figure
 
     fig, (ax1, ax2) = new_figure(1, 2, width=10.0, height=4.2, layout="constrained")
     data: dict = {"w2": {}, "gains": {}}
@@ -230,7 +230,7 @@ def _predicted_vs_measured(result: dict, out: Path) -> dict:
 
 
 def _linearity_figure(result: dict, out: Path) -> dict:
-    from analysis.style import new_figure, save_figure
+    from opmerge.analysis.style import new_figure, save_figure
 
     lam = np.asarray(result["lam"])
     keep = lam > 1e-4
