@@ -89,3 +89,77 @@ def test_parse_spectrum_forms(tmp_path):
     for bad in ("geom:0:1:3", "a,b", "geom:1:2"):
         with pytest.raises(ValueError):
             parse_spectrum(bad)
+
+
+# ---- the teacher with a data mean (one Gaussian teacher for synthetic and image data) ----------
+
+
+def _numpy_posterior_mean(z, mean, cov, alpha, sigma):
+    """Independent route: mu + alpha Sigma (alpha^2 Sigma + sigma^2 I)^{-1} (z - alpha mu), by a linear solve."""
+    d = cov.shape[0]
+    m = alpha**2 * cov + sigma**2 * np.eye(d)
+    return mean + (alpha * cov @ np.linalg.solve(m, (z - alpha * mean).T)).T
+
+
+@pytest.mark.parametrize("solver,name", [("ddim", "vp-cosine"), ("heun", "edm")])
+def test_teacher_with_mean_matches_closed_forms(solver, name):
+    schedule = make_schedule(name, 5)
+    data = make_gaussian([0.2, 1.0, 4.0], rotated=True, seed=4)
+    mean = np.array([0.7, -1.3, 2.1])
+    teacher = GaussianTeacher(schedule, data, solver, mean=mean)
+    centred = GaussianTeacher(schedule, data, solver)
+    assert not teacher.centred and centred.centred
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((6, 3)) * 3
+    zt = torch.as_tensor(z)
+    for n in (1, 3, 5):
+        a, s = teacher.coef(n)
+        np.testing.assert_allclose(teacher.denoise(zt, n).numpy(), _numpy_posterior_mean(z, mean, data.covariance(), a, s),
+                                   rtol=1e-12, atol=1e-12)
+        # conjugation by the shift z_n -> z_n - alpha_n mu: a step with a mean is the centred step
+        shifted = teacher.step(zt + a * torch.as_tensor(mean), n) - teacher.coef(n - 1)[0] * torch.as_tensor(mean)
+        np.testing.assert_allclose(shifted.numpy(), centred.step(zt, n).numpy(), rtol=1e-11, atol=1e-11)
+    # gains of the linear part are those of the core, whatever the mean
+    np.testing.assert_allclose(teacher.composite_gains(), teacher_composite(schedule, data.lam, solver=solver), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(teacher.step_gains(), step_operators(schedule, data.lam, solver), atol=1e-11)
+    # the sampler maps the mean of z_N to the mean of the data (affine maps commute with the mean)
+    a_n = teacher.coef(schedule.steps)[0]
+    top = torch.as_tensor(a_n * mean).reshape(1, -1)
+    np.testing.assert_allclose(teacher.exact_flow(top).numpy()[0], mean, atol=1e-12)
+
+
+def test_teacher_with_mean_exact_flow_transports_the_forward_marginals():
+    """E(j -> i) maps N(alpha_j mu, C_j) onto N(alpha_i mu, C_i): mean and covariance in closed form."""
+    schedule = make_schedule("vp-cosine", 6)
+    data = make_gaussian([0.3, 2.0], rotated=True, seed=9)
+    mean = np.array([1.5, -0.5])
+    teacher = GaussianTeacher(schedule, data, mean=mean)
+    j, i = 5, 2
+    a_j, a_i = teacher.coef(j)[0], teacher.coef(i)[0]
+    shift = torch.as_tensor(a_j * mean)
+    m = teacher.matrix(lambda z: teacher.exact_flow(z, j, i), shift).numpy()
+    np.testing.assert_allclose(teacher.exact_flow(shift.reshape(1, -1), j, i).numpy()[0], a_i * mean, atol=1e-12)
+    np.testing.assert_allclose(m @ teacher.covariance_at(j).numpy() @ m.T, teacher.covariance_at(i).numpy(), atol=1e-12)
+
+
+def test_teacher_with_mean_inputs_and_denoiser_module():
+    schedule = make_schedule("rf", 4)
+    data = make_gaussian([0.5, 2.0])
+    mean = np.array([3.0, -2.0])
+    rows = torch.tensor([[1.0, 1.0], [5.0, -5.0]], dtype=torch.float64)
+    teacher = GaussianTeacher(schedule, data, mean=mean, train=rows)
+    gen = torch.Generator().manual_seed(1)
+    x0 = teacher.data_sample(400, gen)
+    assert set(map(tuple, x0.numpy().tolist())) == {(1.0, 1.0), (5.0, -5.0)}
+    free = GaussianTeacher(schedule, data, mean=mean)
+    draws = free.data_sample(100_000, torch.Generator().manual_seed(2)).numpy()
+    # mean within 5 standard errors (sd <= sqrt(2), n = 1e5: se <= 0.0045)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=0.03)
+    np.testing.assert_allclose(np.cov(draws, rowvar=False), data.covariance(), atol=0.05)
+    module = teacher.denoiser_module(*teacher.coef(2))
+    z = torch.randn(5, 2, generator=gen, dtype=torch.float64)
+    np.testing.assert_allclose(module(z).detach().numpy(), teacher.denoise(z, 2).numpy(), atol=1e-13)
+    other = teacher.with_schedule(make_schedule("vp-cosine", 3))
+    assert other.steps == 3 and not other.centred and torch.equal(other.train, rows)
+    with pytest.raises(ValueError, match="mean"):
+        GaussianTeacher(schedule, data, mean=[1.0])
