@@ -1,6 +1,6 @@
 r"""Continuous-time versions of the ``rf`` and ``vp-cosine`` schedules (private).
 
-THEORY.md §1 defines both on the grid :math:`t_n = n/N`; here they are functions of :math:`t \in [0, 1]`
+``docs/theory.md`` §1 defines both on the grid :math:`t_n = n/N`; here they are functions of :math:`t \in [0, 1]`
 (0 = data, 1 = noise), so that a network trained at continuous times can be sampled on any grid and
 the trajectory students can differentiate in time:
 
@@ -17,6 +17,8 @@ import math
 import numpy as np
 import torch
 
+from opmerge.errors import InputError
+
 __all__ = ["CONTINUOUS_SCHEDULES", "alpha_sigma", "check_continuous"]
 
 CONTINUOUS_SCHEDULES = ("rf", "vp-cosine")
@@ -25,7 +27,7 @@ CONTINUOUS_SCHEDULES = ("rf", "vp-cosine")
 def check_continuous(name: str) -> str:
     """``name`` if it has a continuous-time form here, else ``ValueError``."""
     if name not in CONTINUOUS_SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(CONTINUOUS_SCHEDULES)} (continuous time), got {name!r}")
+        raise InputError(f"schedule must be one of {', '.join(CONTINUOUS_SCHEDULES)} (continuous time), got {name!r}")
     return name
 
 
