@@ -1,4 +1,4 @@
-r"""Plan families and tree shapes (THEORY.md §3, §6).
+r"""Plan families and tree shapes (docs/theory.md §3, §6).
 
 Two questions are kept apart:
 
@@ -8,7 +8,7 @@ Two questions are kept apart:
 * **Which family is optimal?** :func:`family_of_solution` compares *W2 values*, not plan
   strings: the reported family is the first canonical plan (``vanilla``, ``boot``, ``cd``,
   ``pd``; uniform segments) whose W2 attains the optimum within the solution's tolerance, and
-  ``"mixed"`` when none does. Plans can tie to the last bit (THEORY.md §6), so this is the
+  ``"mixed"`` when none does. Plans can tie to the last bit (docs/theory.md §6), so this is the
   quantity that sweeps report; it agrees with the solver's own tie-breaking order.
 
 Skew
@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass
 
+from opmerge.errors import InputError, InputTypeError
 from opmerge.objective import Problem, evaluate_plan
 from opmerge.plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan, canonical_tree, tree_bottom, tree_top
 
@@ -94,7 +95,7 @@ def _canonical_plan(kind: str, steps: int, segments: int) -> Plan:
 
 def _check_plan(plan: object) -> Plan:
     if not isinstance(plan, Plan):
-        raise TypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")
+        raise InputTypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")
     return plan
 
 
@@ -217,7 +218,7 @@ def canonical_w2(problem: Problem) -> dict[str, float]:
         ``{kind: w2}`` in the order of :data:`~opmerge.plans.CANONICAL_KINDS`.
     """
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be an opmerge Problem, got {type(problem).__name__}")
+        raise InputTypeError(f"problem must be an opmerge Problem, got {type(problem).__name__}")
     return {
         kind: float(evaluate_plan(problem, _canonical_plan(kind, problem.steps, problem.segments)).w2)
         for kind in CANONICAL_KINDS
@@ -230,7 +231,7 @@ def family_of_solution(solution, canonical: dict[str, float] | None = None) -> s
     Returns the first ``k`` in (vanilla, boot, cd, pd) with
     :math:`W_2(\texttt{canonical\_plan}(k, N, M)) \le W_2^{\mathrm{best}} + \mathrm{tol}`
     (``W2best = solution.w2``, the best plan found; certified optimal when ``solution.exact``),
-    else ``"mixed"``. This compares W2 values, never plan strings (THEORY.md §6), and agrees with
+    else ``"mixed"``. This compares W2 values, never plan strings (docs/theory.md §6), and agrees with
     the solver's tie-breaking order (canonical vanilla, boot, cd, pd first).
 
     Parameters
@@ -247,7 +248,7 @@ def family_of_solution(solution, canonical: dict[str, float] | None = None) -> s
     """
     for attr in ("problem", "w2", "tol"):
         if not hasattr(solution, attr):
-            raise TypeError(f"solution must be an opmerge Solution (missing {attr!r}), got {type(solution).__name__}")
+            raise InputTypeError(f"solution must be an opmerge Solution (missing {attr!r}), got {type(solution).__name__}")
     values = canonical_w2(solution.problem) if canonical is None else canonical
     return family_from_values(values, float(solution.w2), float(solution.tol))
 
@@ -269,7 +270,7 @@ def family_from_values(canonical: dict[str, float], best_w2: float, tol: float) 
     str
     """
     if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol!r}")
+        raise InputError(f"tol must be >= 0, got {tol!r}")
     for kind in CANONICAL_KINDS:
         if kind in canonical and canonical[kind] <= best_w2 + tol:
             return kind

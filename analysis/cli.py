@@ -3,10 +3,11 @@ r"""Command-line faces of the analysis: ``opmerge phase`` and ``opmerge demo``.
 ``opmerge phase`` sweeps :math:`\lambda` on a log grid for one direction, locates every change of
 the optimal family by bisection and prints a compact table (or, with ``--json``, one JSON object
 with the lists ``lam``, ``family``, ``w2``, the ``thresholds`` and the configuration). Results go to
-``--out`` (default ``results/phase``): ``phase.json``, the figure ``phase_w2.{pdf,png,json}`` and a
-point cache ``cache/`` that makes a rerun (or a run after Ctrl-C) resume instead of recompute.
+``--out`` (default ``results/phase``): ``phase.json`` (with its ``provenance`` block), the figure
+``phase_w2.{pdf,png,json}`` and a point cache ``cache/`` that makes a rerun (or a run after
+Ctrl-C) resume instead of recompute.
 
-``opmerge demo`` runs :func:`analysis.demo.run_demo` on its built-in default (the digits spectrum)
+``opmerge demo`` runs :func:`opmerge.analysis.demo.run_demo` on its built-in default (the digits spectrum)
 and writes everything to ``--out`` (default ``opmerge-results/``).
 
 :func:`main` is what ``opmerge.cli`` calls: ``main(["phase", ...])`` / ``main(["demo", ...])``.
@@ -24,7 +25,6 @@ import numpy as np
 
 from opmerge.cli_options import (
     ArgumentParser,
-    UsageError,
     add_model_arguments,
     add_search_arguments,
     emit_json,
@@ -34,8 +34,9 @@ from opmerge.cli_options import (
     run_main,
     schedule_from_args,
     search_budgets_from_args,
-    write_json_atomic,
 )
+from opmerge.errors import InputError
+from opmerge.io import provenance, write_json
 
 __all__ = ["main", "build_parser", "run_phase", "run_demo_command"]
 
@@ -81,14 +82,14 @@ def build_parser(prog: str = "opmerge") -> argparse.ArgumentParser:
 
 def run_phase(args: argparse.Namespace) -> int:
     """Run ``opmerge phase`` from parsed arguments; returns the exit status."""
-    from .phase import sweep_lambda
+    from .sweeps import sweep_lambda
 
     if args.lam_max <= args.lam_min:
-        raise UsageError(f"--lam-max ({args.lam_max}) must be larger than --lam-min ({args.lam_min})")
+        raise InputError(f"--lam-max ({args.lam_max}) must be larger than --lam-min ({args.lam_min})")
     if not 0 < args.tol < 1:
-        raise UsageError(f"--tol must be in (0, 1), got {args.tol}")
+        raise InputError(f"--tol must be in (0, 1), got {args.tol}")
     if args.segments > args.steps:
-        raise UsageError(f"--segments ({args.segments}) must be <= --steps ({args.steps})")
+        raise InputError(f"--segments ({args.segments}) must be <= --steps ({args.steps})")
     schedule = schedule_from_args(args)
     model = model_from_args(args)
     out = Path(args.out)
@@ -106,8 +107,8 @@ def run_phase(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         **search_budgets_from_args(args),
     )
-    result = sweep.to_dict()
-    written = [write_json_atomic(out / "phase.json", result)]
+    result = dict(sweep.to_dict(), provenance=provenance())
+    written = [write_json(out / "phase.json", result)]
     if not args.no_plot:
         from .plots import plot_w2_vs_lambda
         from .style import save_figure
@@ -141,8 +142,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``main(["phase", ...])`` or ``main(["demo", ...])``; returns the exit status.
 
-    Bad input raises ``UsageError`` (the caller, ``opmerge.cli``, turns it into exit status 2) and
-    argparse errors exit with status 2 themselves.
+    Bad input raises :class:`~opmerge.errors.InputError` (the caller, ``opmerge.cli``, turns it into
+    exit status 2) and argparse errors exit with status 2 themselves.
     """
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))

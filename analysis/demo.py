@@ -27,10 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from opmerge import Problem, StudentModel, evaluate_plan, make_schedule, solve
+from opmerge.errors import InputError
+from opmerge.io import provenance, to_jsonable, write_json
 
-from ._cache import to_jsonable, write_json_atomic
 from .classify import canonical_w2, classify_plan, describe_plan, family_of_solution
-from .phase import PointSpec, run_points, sweep_lambda, sweep_lambda_eta
+from .points import PointSpec
+from .runner import run_points
+from .sweeps import sweep_lambda, sweep_lambda_eta
 
 __all__ = ["DEFAULT_BINS", "DEMO_STEPS", "DEMO_SEGMENTS", "run_demo", "format_summary"]
 
@@ -89,6 +92,8 @@ def run_demo(
     """
     from opmerge.spectra import bin_spectrum, digits_spectrum
 
+    if bins is not None and not (isinstance(bins, int) and bins >= 0):
+        raise InputError(f"bins must be None or an int >= 0, got {bins!r}")
     start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,8 +103,6 @@ def run_demo(
     model = StudentModel(eta_tau=0.5)
     full = digits_spectrum() if spectrum is None else spectrum
     full_lam, full_w = _spectrum_arrays(full)
-    if bins is not None and not (isinstance(bins, int) and bins >= 0):
-        raise ValueError(f"bins must be None or an int >= 0, got {bins!r}")
     binned = None
     if bins:
         binned = bin_spectrum(full, bins)
@@ -189,8 +192,9 @@ def run_demo(
         "files": [os.fspath(p) for p in files],
         "seconds": time.perf_counter() - start,
     }
-    summary = to_jsonable(summary)
-    write_json_atomic(out / "demo.json", summary)
+    summary = to_jsonable(summary, strict=False)
+    summary["provenance"] = provenance()
+    write_json(out / "demo.json", summary)
     summary["files"].append(os.fspath(out / "demo.json"))
     return summary
 

@@ -1,8 +1,8 @@
 r"""Figures of the analysis: phase diagrams, W2 curves, plan trees, spectra, fidelity–cost fronts.
 
 Every ``plot_*`` function draws into a new figure (or the given ``ax``) with the shared style of
-:mod:`analysis.style` and returns ``(fig, data)``: ``data`` is a JSON-friendly dict of exactly the
-numbers shown, ready for :func:`analysis.style.save_figure`.
+:mod:`~opmerge.analysis.style` and returns ``(fig, data)``: ``data`` is a JSON-friendly dict of exactly the
+numbers shown, ready for :func:`~opmerge.analysis.style.save_figure`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from opmerge.errors import InputError, InputTypeError
+from opmerge.io import to_jsonable
 from opmerge.plans import MergeNode, Plan, parse_plan, tree_leaves
 
-from ._cache import to_jsonable
 from .classify import FAMILIES, classify_plan
-from .phase import GridSweep, LambdaSweep
+from .results import GridSweep, LambdaSweep
 from .style import FAMILY_COLORS, FAMILY_LABELS, FAMILY_ORDER, OPTIMUM_COLOR, TRANSITION_COLOR, family_cmap, new_figure
 
 __all__ = [
@@ -36,7 +37,7 @@ _ARROW = "\u2192"
 
 
 def family_legend_handles(families: Iterable[str]) -> list:
-    """Legend patches for the given families, in :data:`~analysis.style.FAMILY_ORDER`."""
+    """Legend patches for the given families, in :data:`~opmerge.analysis.style.FAMILY_ORDER`."""
     present = set(families)
     return [Patch(facecolor=FAMILY_COLORS[f], edgecolor="none", label=FAMILY_LABELS[f]) for f in FAMILY_ORDER if f in present]
 
@@ -80,7 +81,7 @@ def _new_or(ax, **kwargs):
 
 
 def plot_phase_diagram(grid: GridSweep, ax=None, *, title: str | None = None, curve: bool = True):
-    r"""Phase diagram: every cell of a :class:`~analysis.phase.GridSweep` coloured by its optimal family.
+    r"""Phase diagram: every cell of a :class:`~opmerge.analysis.results.GridSweep` coloured by its optimal family.
 
     The x axis (:math:`\lambda`) is logarithmic; the y axis is logarithmic when its values span a
     factor :math:`\ge 20`. With ``curve`` the transitions located by bisection in each row are
@@ -100,7 +101,7 @@ def plot_phase_diagram(grid: GridSweep, ax=None, *, title: str | None = None, cu
         ``data`` holds ``x``, ``y``, ``family`` (per cell) and ``transitions`` (per change: ``y``, ``lam``).
     """
     if not isinstance(grid, GridSweep):
-        raise TypeError(f"grid must be a GridSweep, got {type(grid).__name__}")
+        raise InputTypeError(f"grid must be a GridSweep, got {type(grid).__name__}")
     fig, ax = _new_or(ax)
     xlog, ylog = True, _use_log(grid.y) and grid.y_name != "steps"
     codes = np.array([[FAMILY_ORDER.index(f) for f in row] for row in grid.family])
@@ -154,7 +155,7 @@ def plot_phase_diagram(grid: GridSweep, ax=None, *, title: str | None = None, cu
         "family_order": list(FAMILY_ORDER),
         "transitions": transitions,
     }
-    return fig, to_jsonable(data)
+    return fig, to_jsonable(data, strict=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def plot_w2_vs_lambda(sweep: LambdaSweep, ax=None, *, title: str | None = None, 
         ``data``: ``lam``, ``w2_optimal``, ``w2_canonical`` (per kind), ``family``, ``thresholds``.
     """
     if not isinstance(sweep, LambdaSweep):
-        raise TypeError(f"sweep must be a LambdaSweep, got {type(sweep).__name__}")
+        raise InputTypeError(f"sweep must be a LambdaSweep, got {type(sweep).__name__}")
     fig, ax = _new_or(ax)
     for kind, values in sweep.canonical.items():
         ax.plot(sweep.lam, values, color=FAMILY_COLORS[kind], label=FAMILY_LABELS[kind], lw=1.4)
@@ -235,7 +236,7 @@ def plot_w2_vs_lambda(sweep: LambdaSweep, ax=None, *, title: str | None = None, 
         "thresholds": list(sweep.thresholds),
         "optimum_below_axis": clipped,
     }
-    return fig, to_jsonable(data)
+    return fig, to_jsonable(data, strict=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def draw_plan_tree(plan: Plan | str, ax=None, *, title: str | None = None, color
     if isinstance(plan, str):
         plan = parse_plan(plan)
     if not isinstance(plan, Plan):
-        raise TypeError(f"plan must be a Plan or its text, got {type(plan).__name__}")
+        raise InputTypeError(f"plan must be a Plan or its text, got {type(plan).__name__}")
     fig, ax = _new_or(ax, width=max(3.0, 0.28 * plan.steps + 1.0), height=2.6)
     pos, keys = _tree_layout(plan)
     n_steps = plan.steps
@@ -336,7 +337,7 @@ def draw_plan_tree(plan: Plan | str, ax=None, *, title: str | None = None, color
         "leaves": [{"step": n, "x": float(n_steps - n)} for n in range(1, n_steps + 1)],
         "segments": [[tree_leaves(s)[0], tree_leaves(s)[-1] - 1] for s in plan.segments],
     }
-    return fig, to_jsonable(data)
+    return fig, to_jsonable(data, strict=False)
 
 
 def plot_plan_trees(entries: Sequence[dict], *, ncols: int = 2, panel_width: float | None = None, panel_height: float = 2.3, suptitle: str | None = None):
@@ -358,7 +359,7 @@ def plot_plan_trees(entries: Sequence[dict], *, ncols: int = 2, panel_width: flo
         ``data["panels"]``: the :func:`draw_plan_tree` data of every panel plus the entry's extra keys.
     """
     if not entries:
-        raise ValueError("entries must hold at least one plan")
+        raise InputError("entries must hold at least one plan")
     plans = [parse_plan(e["plan"]) if isinstance(e["plan"], str) else e["plan"] for e in entries]
     ncols = max(1, min(int(ncols), len(plans)))
     nrows = (len(plans) + ncols - 1) // ncols
@@ -376,7 +377,7 @@ def plot_plan_trees(entries: Sequence[dict], *, ncols: int = 2, panel_width: flo
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    return fig, to_jsonable({"panels": panels})
+    return fig, to_jsonable({"panels": panels}, strict=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,7 +425,7 @@ def plot_spectrum_families(
     """
     lam_arr = np.asarray(lam, dtype=np.float64)
     if lam_arr.ndim != 1 or lam_arr.size != len(families):
-        raise ValueError(f"lam and families must be 1-D of the same length, got {lam_arr.shape} and {len(families)}")
+        raise InputError(f"lam and families must be 1-D of the same length, got {lam_arr.shape} and {len(families)}")
     order = np.argsort(-lam_arr, kind="stable")
     lam_sorted = lam_arr[order]
     fam_sorted = [families[k] for k in order]
@@ -477,7 +478,7 @@ def plot_spectrum_families(
         "thresholds": [dict(t) for t in thresholds],
         "floor": floor,
     }
-    return fig, to_jsonable(data)
+    return fig, to_jsonable(data, strict=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,7 +510,7 @@ def plot_fidelity_cost_front(points: Sequence, ax=None, *, cost_label: str = "co
         ``data``: ``cost``, ``w2``, ``exact``, ``plan``, ``family``.
     """
     if len(points) == 0:
-        raise ValueError("points must hold at least one front point")
+        raise InputError("points must hold at least one front point")
     cost = np.array([float(_front_field(p, "cost")) for p in points])
     w2 = np.array([float(_front_field(p, "w2")) for p in points])
     exact = np.array([bool(_front_field(p, "exact")) for p in points])
@@ -546,7 +547,7 @@ def plot_fidelity_cost_front(points: Sequence, ax=None, *, cost_label: str = "co
     if title:
         ax.set_title(title)
     data = {"cost": cost, "w2": w2, "exact": exact, "plan": [str(p) for p in plans], "family": families}
-    return fig, to_jsonable(data)
+    return fig, to_jsonable(data, strict=False)
 
 
 def plot_canonical_comparison(rows: Sequence[dict], ax=None, *, title: str | None = None, logy: bool = True):
@@ -566,7 +567,7 @@ def plot_canonical_comparison(rows: Sequence[dict], ax=None, *, title: str | Non
         ``data["rows"]``: the input rows.
     """
     if not rows:
-        raise ValueError("rows must not be empty")
+        raise InputError("rows must not be empty")
     fig, ax = _new_or(ax)
     kinds = list(rows[0]["canonical"].keys())
     n_bars = len(kinds) + 1
@@ -586,7 +587,7 @@ def plot_canonical_comparison(rows: Sequence[dict], ax=None, *, title: str | Non
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     if title:
         ax.set_title(title)
-    return fig, to_jsonable({"rows": list(rows)})
+    return fig, to_jsonable({"rows": list(rows)}, strict=False)
 
 
 assert set(FAMILIES) == set(FAMILY_ORDER)

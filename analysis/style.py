@@ -6,16 +6,15 @@ sets the rcParams in :data:`RC_PARAMS`. Families always get the same colours
 (:data:`FAMILY_COLORS`, Okabe–Ito colour-blind safe palette; ``mixed`` is grey).
 
 :func:`save_figure` writes ``stem.pdf``, ``stem.png`` and ``stem.json`` (the numbers shown in
-the figure plus its configuration), each to a temporary file first and then moved into place
-with :func:`os.replace`. PDF and PNG carry no creation date, so reruns are byte-stable where
-matplotlib allows.
+the figure, its configuration and the :func:`opmerge.io.provenance` block), each through
+:func:`opmerge.io.atomic_path` (temporary file beside the destination, fsync, ``os.replace``).
+PDF and PNG carry no creation date, so reruns are byte-stable where matplotlib allows.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
-from ._cache import to_jsonable, write_json_atomic  # noqa: E402
+from opmerge.errors import InputError, InputTypeError  # noqa: E402
+from opmerge.io import atomic_path, provenance, to_jsonable, write_json  # noqa: E402
 
 __all__ = [
     "FAMILY_COLORS",
@@ -104,7 +104,7 @@ def family_color(family: str) -> str:
     try:
         return FAMILY_COLORS[family]
     except KeyError:
-        raise ValueError(f"family must be one of {', '.join(FAMILY_ORDER)}, got {family!r}") from None
+        raise InputError(f"family must be one of {', '.join(FAMILY_ORDER)}, got {family!r}") from None
 
 
 def family_cmap() -> ListedColormap:
@@ -124,22 +124,16 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, width: float | None = None, he
 
 
 def _save_atomic(fig, path: Path, fmt: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=path.parent)
-    os.close(fd)
-    try:
-        metadata: dict[str, Any] = {"Software": None} if fmt == "png" else {"CreationDate": None, "Creator": None, "Producer": None}
+    metadata: dict[str, Any] = {"Software": None} if fmt == "png" else {"CreationDate": None, "Creator": None, "Producer": None}
+    with atomic_path(path, suffix=f".{fmt}") as tmp:
         fig.savefig(tmp, format=fmt, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save_figure(fig, stem: str | os.PathLike, data: dict, *, config: dict | None = None, close: bool = False) -> dict[str, Path]:
     """Save a figure as ``stem.pdf``, ``stem.png`` and ``stem.json``, each atomically.
+
+    ``stem.json`` is ``{"figure", "data", "config", "provenance"}`` (strict JSON: non-finite numbers
+    are written as ``null``).
 
     Parameters
     ----------
@@ -159,13 +153,14 @@ def save_figure(fig, stem: str | os.PathLike, data: dict, *, config: dict | None
         ``{"pdf": Path, "png": Path, "json": Path}``.
     """
     if not isinstance(data, dict):
-        raise TypeError(f"data must be a dict of the numbers shown, got {type(data).__name__}")
+        raise InputTypeError(f"data must be a dict of the numbers shown, got {type(data).__name__}")
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = {ext: stem.with_name(stem.name + "." + ext) for ext in ("pdf", "png", "json")}
     _save_atomic(fig, paths["pdf"], "pdf")
     _save_atomic(fig, paths["png"], "png")
-    write_json_atomic(paths["json"], {"figure": stem.name, "data": to_jsonable(data), "config": to_jsonable(config or {})})
+    payload = {"figure": stem.name, "data": to_jsonable(data), "config": to_jsonable(config or {}), "provenance": provenance()}
+    write_json(paths["json"], payload)
     if close:
         plt.close(fig)
     return paths

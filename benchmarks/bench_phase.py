@@ -15,7 +15,7 @@ Usage::
 
 Targets printed beside: sweep < 5 s; digits joint plan at N = 32 with certificate < 30 s.
 ``--quick``: 40 points at N = 16 and the digits plan at N = 16 only (a smoke run, not the
-reported numbers). Nothing is asserted.
+reported numbers). Nothing is asserted. Needs the package installed (``pip install -e .``).
 """
 
 from __future__ import annotations
@@ -25,34 +25,29 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import opmerge.analysis.phase as phase  # noqa: E402
-from opmerge.analysis.classify import family_of_solution  # noqa: E402
-from opmerge import Problem, StudentModel, make_schedule, solve  # noqa: E402
+import opmerge.analysis.runner as runner
+from opmerge import Problem, StudentModel, make_schedule, solve
+from opmerge.analysis import family_of_solution, sweep_lambda
 
 
 def bench_sweep(points: int, steps: int, workers: int) -> None:
     lams = np.geomspace(0.05, 100.0, points)
     kwargs = dict(schedule="vp-cosine", steps=steps, model=StudentModel(eta_tau=0.5), progress=False, cache_dir=None)
-    phase.sweep_lambda(lams[:3], **kwargs, workers=1)  # JIT warm-up
+    sweep_lambda(lams[:3], **kwargs, workers=1)  # JIT warm-up
     t0 = time.perf_counter()
-    serial = phase.sweep_lambda(lams, **kwargs, workers=1)
+    serial = sweep_lambda(lams, **kwargs, workers=1)
     t_serial = time.perf_counter() - t0
-    saved = phase.PARALLEL_MIN_SECONDS
-    phase.PARALLEL_MIN_SECONDS = 0.0
+    saved = runner.PARALLEL_MIN_SECONDS
+    runner.PARALLEL_MIN_SECONDS = 0.0
     try:
         t0 = time.perf_counter()
-        parallel = phase.sweep_lambda(lams, **kwargs, workers=workers)
+        parallel = sweep_lambda(lams, **kwargs, workers=workers)
         t_parallel = time.perf_counter() - t0
     finally:
-        phase.PARALLEL_MIN_SECONDS = saved
+        runner.PARALLEL_MIN_SECONDS = saved
     same = serial.to_dict() == parallel.to_dict()
     print(f"lambda sweep: {points} points, N = {steps}, thresholds: {[(round(t['lam'], 5), t['from'], t['to']) for t in serial.thresholds]}")
     print(f"  serial (1 process)        {t_serial:8.3f} s   target < 5 s: {'ok' if t_serial < 5 else 'MISSED'}")

@@ -1,18 +1,19 @@
-"""Shared command line and settings of the paper figure scripts (run as ``python paper_figures/fig_x.py``)."""
+"""Shared command line and settings of the paper figure scripts (run as ``python paper_figures/fig_x.py``).
+
+The scripts import the installed package (``pip install -e .``): ``opmerge.analysis`` lives in the
+``analysis/`` folder of the checkout and is importable only through the installation.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout: make the packages importable
-    sys.path.insert(0, str(REPO_ROOT))
 
 DEFAULT_OUT = REPO_ROOT / "paper_figures" / "out"
 
-#: the reference configuration of the paper (THEORY.md §6)
+#: the reference configuration of the paper (docs/theory.md §6)
 SCHEDULE = "vp-cosine"
 STEPS = 16
 ETA_TAU = 0.5

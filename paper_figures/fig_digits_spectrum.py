@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 import _common
-from opmerge.analysis.phase import PointSpec, run_points, sweep_lambda
+from opmerge.analysis import PointSpec, run_points, sweep_lambda
 from opmerge.analysis.plots import plot_spectrum_families
 from opmerge.analysis.style import save_figure
 from opmerge import StudentModel, make_schedule

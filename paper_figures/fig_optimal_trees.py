@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 import _common
-from opmerge.analysis.classify import family_of_solution
+from opmerge.analysis import family_of_solution
 from opmerge.analysis.plots import plot_plan_trees
 from opmerge.analysis.style import save_figure
 from opmerge import Problem, StudentModel, make_schedule, solve

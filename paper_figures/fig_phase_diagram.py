@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 import _common
-from opmerge.analysis.phase import sweep_lambda_eta, sweep_lambda_steps
+from opmerge.analysis import sweep_lambda_eta, sweep_lambda_steps
 from opmerge.analysis.plots import plot_phase_diagram
 from opmerge.analysis.style import new_figure, save_figure
 from opmerge import StudentModel

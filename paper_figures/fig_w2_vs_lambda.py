@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 import _common
-from opmerge.analysis.phase import sweep_lambda
+from opmerge.analysis import sweep_lambda
 from opmerge.analysis.plots import plot_w2_vs_lambda
 from opmerge.analysis.style import save_figure
 from opmerge import StudentModel

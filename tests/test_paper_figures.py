@@ -45,3 +45,5 @@ def test_figure_script_quick(name, tmp_path):
     assert payload["figure"] == name
     assert _numbers(payload["data"]) >= 3
     assert isinstance(payload["config"], dict) and payload["config"]
+    prov = payload["provenance"]  # every result file says what computed it
+    assert prov["opmerge"] and len(prov["code"]) == 16 and prov["date"] and prov["matplotlib"]

@@ -1,0 +1,239 @@
+r"""Running batches of sweep points: cached, in-process or in one long-lived process pool.
+
+Points run in worker processes (:class:`concurrent.futures.ProcessPoolExecutor`, ``workers``
+defaults to ``os.cpu_count()``) in chunks, with a tqdm progress bar. A batch whose estimated serial
+time is below :data:`PARALLEL_MIN_SECONDS` runs in-process: starting workers would cost more than
+it saves. The results are identical either way and always come back in input order. With a cache
+folder every finished point is written at once to its own verified JSON file
+(:func:`~opmerge.analysis.points.point_cache`); a later run reads it back instead of solving again,
+so Ctrl-C loses nothing that had finished.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Sequence
+
+from opmerge.io import ResultCache
+
+from ._checks import check_workers
+from .points import PointSpec, point_cache, solve_point
+
+__all__ = ["PARALLEL_MIN_SECONDS", "PointRunner", "run_points", "progress_bar"]
+
+#: below this estimated serial time (seconds) a batch runs in-process instead of starting workers
+PARALLEL_MIN_SECONDS = 1.0
+
+
+def _solve_chunk(specs: list[PointSpec], cache: ResultCache) -> list[dict]:
+    """Worker task: solve a chunk of points, writing each to the cache as soon as it is done.
+
+    ``cache`` is the parent's cache object (pickled), so the worker writes under the parent's key
+    even if a source file changed after the parent computed its code fingerprint.
+    """
+    out = []
+    for spec in specs:
+        record = solve_point(spec)
+        cache.store(spec.config(), record)
+        out.append(record)
+    return out
+
+
+def _pool_context():
+    # fork shares the parent's imported modules and Numba-compiled kernels (no per-worker start-up);
+    # elsewhere spawn is the safe default
+    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+def progress_bar(total: int | None, initial: int, desc: str, enabled: bool, unit: str = "pt"):
+    """A tqdm bar on stderr, shown only when ``enabled`` and stderr is a terminal.
+
+    Parameters
+    ----------
+    total : int or None
+        Number of steps (``None``: unknown).
+    initial : int
+        Steps already done.
+    desc : str
+        Label.
+    enabled : bool
+        ``False`` disables the bar.
+    unit : str
+        Unit label.
+
+    Returns
+    -------
+    tqdm.tqdm
+    """
+    # disable=None: tqdm shows the bar only when stderr is a terminal (no noise in logs and pipes)
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=None if enabled else True, leave=False,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+class PointRunner:
+    r"""Solves batches of points with one cache and, when worthwhile, one long-lived process pool.
+
+    A sweep makes one runner and hands it every batch (the grid, then each bisection round), so a
+    pool is started at most once. Per batch: cached points are read back; the first two points of
+    the runner's life run in-process (they load or compile the Numba kernels before any fork and
+    time a solve); the rest run in-process when ``workers == 1`` or the estimated serial time
+    (mean in-process solve time :math:`\times` points left) is below :data:`PARALLEL_MIN_SECONDS`,
+    else in the pool, in chunks of :math:`\lceil n / (4\,\mathrm{workers}) \rceil` points (at most
+    64). Every finished point is written to the cache at once (by the worker that solved it). On
+    any exception, ``KeyboardInterrupt`` included, pending chunks are cancelled and the exception
+    propagates; finished points stay in the cache.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default ``os.cpu_count()``); 1 runs everything in-process.
+    cache_dir : path-like, optional
+        Cache folder (``None``: no cache).
+
+    Use as a context manager (``with PointRunner(...) as runner:``) so the pool is shut down.
+    """
+
+    def __init__(self, workers: int | None = None, cache_dir: str | os.PathLike | None = None):
+        self.workers = check_workers(workers)
+        self.cache = point_cache(cache_dir)
+        self.executor: ProcessPoolExecutor | None = None
+        self.serial_seconds = 0.0
+        self.serial_points = 0
+        self.totals = {"points": 0, "cached": 0, "computed": 0, "parallel": False}
+
+    def __enter__(self) -> "PointRunner":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(cancel=exc_type is not None)
+
+    def close(self, cancel: bool = False) -> None:
+        """Shut the pool down (cancelling pending work when ``cancel``).
+
+        Parameters
+        ----------
+        cancel : bool
+            Cancel the chunks not yet started instead of waiting for them.
+        """
+        if self.executor is not None:
+            self.executor.shutdown(wait=not cancel, cancel_futures=cancel)
+            self.executor = None
+
+    def _solve_here(self, spec: PointSpec) -> dict:
+        t0 = time.perf_counter()
+        record = solve_point(spec)
+        self.serial_seconds += time.perf_counter() - t0
+        self.serial_points += 1
+        self.cache.store(spec.config(), record)
+        return record
+
+    def _solve_in_pool(self, specs: Sequence[PointSpec], todo: list[int], records: list, stats: dict, bar) -> None:
+        stats["parallel"] = True
+        size = max(1, min(64, math.ceil(len(todo) / (4 * self.workers))))
+        chunks = [todo[a : a + size] for a in range(0, len(todo), size)]
+        if self.executor is None:
+            self.executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_pool_context())
+        pending = {self.executor.submit(_solve_chunk, [specs[k] for k in chunk], self.cache): chunk for chunk in chunks}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    chunk = pending.pop(future)
+                    for k, record in zip(chunk, future.result()):
+                        records[k] = record
+                    stats["computed"] += len(chunk)
+                    bar.update(len(chunk))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+    def run(self, specs: Sequence[PointSpec], *, progress: bool = False, desc: str = "points") -> tuple[list[dict], dict]:
+        """Solve ``specs``; returns their records in order and the batch statistics.
+
+        Parameters
+        ----------
+        specs : sequence of PointSpec
+        progress : bool
+            Show a progress bar.
+        desc : str
+            Its label.
+
+        Returns
+        -------
+        records : list of dict
+            :func:`~opmerge.analysis.points.solve_point` records, one per spec, in order.
+        stats : dict
+            ``{"points", "cached", "computed", "workers", "parallel", "seconds"}``.
+        """
+        start = time.perf_counter()
+        records: list[dict | None] = [self.cache.load(spec.config()) for spec in specs]
+        todo = [k for k, r in enumerate(records) if r is None]
+        stats = {"points": len(specs), "cached": len(specs) - len(todo), "computed": 0, "workers": self.workers, "parallel": False}
+        bar = progress_bar(len(specs), stats["cached"], desc, progress and len(todo) > 0)
+        try:
+            while todo and self.serial_points < 2:
+                k = todo.pop(0)
+                records[k] = self._solve_here(specs[k])
+                stats["computed"] += 1
+                bar.update(1)
+            estimate = self.serial_seconds / max(self.serial_points, 1) * len(todo)
+            if todo and (self.workers == 1 or estimate < PARALLEL_MIN_SECONDS):
+                for k in todo:
+                    records[k] = self._solve_here(specs[k])
+                    stats["computed"] += 1
+                    bar.update(1)
+            elif todo:
+                self._solve_in_pool(specs, todo, records, stats, bar)
+        finally:
+            bar.close()
+        stats["seconds"] = time.perf_counter() - start
+        for key in ("points", "cached", "computed"):
+            self.totals[key] += stats[key]
+        self.totals["parallel"] = self.totals["parallel"] or stats["parallel"]
+        return records, stats  # type: ignore[return-value]
+
+
+def run_points(
+    specs: Sequence[PointSpec],
+    *,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    desc: str = "points",
+) -> tuple[list[dict], dict]:
+    r"""Solve many points (cached, in parallel when worthwhile), returning their records in input order.
+
+    One batch of a :class:`PointRunner` (see there for the in-process / pool rule, chunking, cache
+    and interrupt behaviour).
+
+    Parameters
+    ----------
+    specs : sequence of PointSpec
+    workers : int, optional
+        Worker processes (default ``os.cpu_count()``); 1 runs everything in-process.
+    cache_dir : path-like, optional
+        Cache folder (``None``: no cache).
+    progress : bool
+        Show a tqdm progress bar (on stderr).
+    desc : str
+        Progress bar label.
+
+    Returns
+    -------
+    records : list of dict
+        :func:`~opmerge.analysis.points.solve_point` records, one per spec, in order.
+    stats : dict
+        ``{"points", "cached", "computed", "workers", "parallel", "seconds"}``.
+    """
+    with PointRunner(workers, cache_dir) as runner:
+        return runner.run(specs, progress=progress, desc=desc)

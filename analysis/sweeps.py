@@ -1,0 +1,369 @@
+r"""Phase sweeps: which plan family is optimal as the data variance :math:`\lambda` (and more) varies.
+
+* :func:`sweep_lambda` — one direction, a grid of :math:`\lambda`; every change of family between
+  neighbouring grid points is located by bisection (:mod:`~opmerge.analysis.bisection`) to a
+  relative tolerance ``tol``.
+* :func:`sweep_lambda_eta`, :func:`sweep_lambda_steps`, :func:`sweep_two_directions` — 2-D grids
+  (:math:`\lambda \times \eta\tau`, :math:`\lambda \times N`, :math:`\lambda_1 \times \lambda_2` of a
+  two-direction spectrum solved jointly), with the transitions along :math:`\lambda` located per row.
+
+All four are one routine, :func:`_solve_rows`: the grid of every row is solved as one batch by a
+:class:`~opmerge.analysis.runner.PointRunner` (cached, parallel when worthwhile), then the family
+changes of all rows are bisected together. A :math:`\lambda` sweep is a grid with one row. Results
+do not depend on the number of workers. (The solver's ``time_budget`` is the one source of
+non-determinism: a point that hits it may differ between runs; such points carry ``exact = False``.)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+from typing import Callable, Iterable
+
+import numpy as np
+
+from opmerge.errors import InputError, InputTypeError
+from opmerge.io import to_jsonable
+from opmerge.model import StudentModel
+from opmerge.plans import CANONICAL_KINDS
+from opmerge.schedules import Schedule, make_schedule
+from opmerge.solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
+
+from ._checks import check_common, check_grid, check_schedule
+from .bisection import DEFAULT_THRESHOLD_TOL, locate_rows
+from .points import PointSpec
+from .results import GridSweep, LambdaSweep
+from .runner import PointRunner
+
+__all__ = ["sweep_lambda", "sweep_lambda_eta", "sweep_lambda_steps", "sweep_two_directions"]
+
+
+def _solve_rows(
+    x: np.ndarray,
+    n_rows: int,
+    spec_at: Callable[[float, int], PointSpec],
+    *,
+    locate: bool,
+    tol: float,
+    workers: int | None,
+    cache_dir: str | os.PathLike | None,
+    progress: bool,
+    desc: str,
+) -> tuple[list[list[dict]], list[tuple], dict]:
+    """Solve the grid ``x`` in each of ``n_rows`` rows, then bisect every family change of every row.
+
+    Returns the records per row, the thresholds per row (empty when not ``locate``) and the
+    statistics: the grid batch's plus ``threshold_points``, ``threshold_computed`` (bisection
+    points) and ``parallel`` (whether any batch used the pool).
+    """
+    nx = len(x)
+    specs = [spec_at(float(xv), row) for row in range(n_rows) for xv in x]
+    with PointRunner(workers, cache_dir) as runner:
+        records, grid_stats = runner.run(specs, progress=progress, desc=desc)
+        rows = [records[r * nx : (r + 1) * nx] for r in range(n_rows)]
+        if locate:
+            row_specs = [(x, tuple(rec["family"] for rec in rows[r]), lambda xv, r=r: spec_at(float(xv), r)) for r in range(n_rows)]
+            thresholds = [tuple(t) for t in locate_rows(row_specs, tol=tol, runner=runner, progress=progress)]
+        else:
+            thresholds = [() for _ in range(n_rows)]
+        stats = dict(grid_stats)
+        stats["threshold_points"] = runner.totals["points"] - grid_stats["points"]
+        stats["threshold_computed"] = runner.totals["computed"] - grid_stats["computed"]
+        stats["parallel"] = runner.totals["parallel"]
+    return rows, thresholds, stats
+
+
+def _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget) -> dict:
+    return {
+        "schedule": schedule.to_dict() if isinstance(schedule, Schedule) else schedule,
+        "model": model.to_dict(),
+        "solver": solver,
+        "target": target,
+        "segments": int(segments),
+        "tol": float(tol),
+        "node_budget": int(node_budget),
+        "time_budget": float(time_budget),
+    }
+
+
+def sweep_lambda(
+    lams: Iterable[float],
+    *,
+    schedule: Schedule | str,
+    model: StudentModel | None = None,
+    solver: str = "ddim",
+    target: str = "teacher",
+    segments: int = 1,
+    steps: int | None = None,
+    tol: float = DEFAULT_THRESHOLD_TOL,
+    locate: bool = True,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    node_budget: int = DEFAULT_NODE_BUDGET,
+    time_budget: float = DEFAULT_TIME_BUDGET,
+) -> LambdaSweep:
+    r"""Optimal plan family of a one-direction problem along a grid of :math:`\lambda`.
+
+    At every :math:`\lambda` the optimum :math:`W_2^\star(\lambda) = \min_{\text{plans}} W_2` is solved
+    exactly (:func:`opmerge.solvers.solve`) and its family is the first canonical plan ``k`` with
+    :math:`W_2(k) \le W_2^\star + \mathrm{tol}_\text{solver}`, else ``"mixed"``. Between neighbouring
+    grid points of different families the change is bisected to a relative width ``tol``.
+
+    Parameters
+    ----------
+    lams : sequence of float
+        Strictly increasing, ``>= 0``.
+    schedule : Schedule or str
+        A schedule, or a schedule name together with ``steps``.
+    model : StudentModel, optional
+        Default ``StudentModel()`` (warm init, :math:`\eta\tau = 0.5`).
+    solver, target, segments :
+        As in :class:`~opmerge.objective.Problem`.
+    steps : int, optional
+        ``N`` when ``schedule`` is a name.
+    tol : float
+        Relative bisection tolerance for the thresholds, in ``(0, 1)``.
+    locate : bool
+        Locate the thresholds (otherwise ``thresholds`` is empty).
+    workers : int, optional
+        Processes (default ``os.cpu_count()``).
+    cache_dir : path-like, optional
+        Point cache folder (resume; ``None``: no cache).
+    progress : bool
+        tqdm progress bar.
+    node_budget, time_budget :
+        Passed to :func:`opmerge.solvers.solve`.
+
+    Returns
+    -------
+    LambdaSweep
+    """
+    lam = check_grid(lams, "lams")
+    schedule = check_schedule(schedule, steps)
+    model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
+
+    def spec_at(x: float, row: int) -> PointSpec:
+        return PointSpec(schedule, (float(x),), None, model, solver, target, int(segments), int(node_budget), float(time_budget))
+
+    (records,), (thresholds,), stats = _solve_rows(
+        lam, 1, spec_at, locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress, desc="lambda sweep"
+    )
+    config = _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget)
+    config.update(sweep="lambda", lam_grid=lam)
+    return LambdaSweep(
+        lam=lam,
+        family=tuple(r["family"] for r in records),
+        w2=np.array([r["w2"] for r in records], dtype=np.float64),
+        lower_bound=np.array([r["lower_bound"] for r in records], dtype=np.float64),
+        exact=np.array([r["exact"] for r in records], dtype=bool),
+        plans=tuple(r["plan"] for r in records),
+        shapes=tuple(r["shape"] for r in records),
+        canonical={kind: np.array([r["canonical"][kind] for r in records]) for kind in CANONICAL_KINDS},
+        thresholds=thresholds,
+        config=to_jsonable(config, strict=False),
+        stats=stats,
+    )
+
+
+def _grid_sweep(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_name: str,
+    y_name: str,
+    spec_at: Callable[[float, int], PointSpec],
+    *,
+    config: dict,
+    desc: str,
+    **run,
+) -> GridSweep:
+    rows, thresholds, stats = _solve_rows(x, len(y), spec_at, desc=desc, **run)
+
+    def grid(key: str, dtype=np.float64) -> np.ndarray:
+        return np.array([[rec[key] for rec in row] for row in rows], dtype=dtype)
+
+    return GridSweep(
+        x_name=x_name,
+        x=x,
+        y_name=y_name,
+        y=y,
+        family=tuple(tuple(rec["family"] for rec in row) for row in rows),
+        w2=grid("w2"),
+        lower_bound=grid("lower_bound"),
+        exact=grid("exact", bool),
+        plans=tuple(tuple(rec["plan"] for rec in row) for row in rows),
+        canonical={kind: np.array([[rec["canonical"][kind] for rec in row] for row in rows]) for kind in CANONICAL_KINDS},
+        thresholds=tuple(thresholds),
+        config=to_jsonable(config, strict=False),
+        stats=stats,
+    )
+
+
+def sweep_lambda_eta(
+    lams: Iterable[float],
+    eta_taus: Iterable[float],
+    *,
+    schedule: Schedule | str,
+    model: StudentModel | None = None,
+    solver: str = "ddim",
+    target: str = "teacher",
+    segments: int = 1,
+    steps: int | None = None,
+    tol: float = DEFAULT_THRESHOLD_TOL,
+    locate: bool = True,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    node_budget: int = DEFAULT_NODE_BUDGET,
+    time_budget: float = DEFAULT_TIME_BUDGET,
+) -> GridSweep:
+    r"""Phase diagram in :math:`(\lambda, \eta\tau)`: the optimal family per cell.
+
+    Row ``r`` uses ``replace(model, eta_tau=eta_taus[r])``; everything else as in
+    :func:`sweep_lambda`. With ``locate`` the transitions along :math:`\lambda` are bisected in every
+    row (the transition curve :math:`\lambda^\star(\eta\tau)`).
+
+    Parameters
+    ----------
+    lams : sequence of float
+        Strictly increasing, ``>= 0`` (columns).
+    eta_taus : sequence of float
+        Strictly increasing, ``> 0`` (rows).
+    schedule, model, solver, target, segments, steps, tol, locate, workers, cache_dir, progress, node_budget, time_budget :
+        As in :func:`sweep_lambda`.
+
+    Returns
+    -------
+    GridSweep
+        ``x_name = "lam"``, ``y_name = "eta_tau"``.
+    """
+    lam = check_grid(lams, "lams")
+    eta = check_grid(eta_taus, "eta_taus", positive=True)
+    schedule = check_schedule(schedule, steps)
+    model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
+    models = [replace(model, eta_tau=float(e)) for e in eta]
+
+    def spec_at(x: float, row: int) -> PointSpec:
+        return PointSpec(schedule, (x,), None, models[row], solver, target, int(segments), int(node_budget), float(time_budget))
+
+    config = _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget)
+    config.update(sweep="lambda-eta", lam_grid=lam, eta_tau_grid=eta)
+    return _grid_sweep(lam, eta, "lam", "eta_tau", spec_at, config=config, desc="lambda x eta-tau",
+                       locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress)
+
+
+def sweep_lambda_steps(
+    lams: Iterable[float],
+    steps_list: Iterable[int],
+    *,
+    schedule: str = "vp-cosine",
+    model: StudentModel | None = None,
+    solver: str = "ddim",
+    target: str = "teacher",
+    segments: int = 1,
+    tol: float = DEFAULT_THRESHOLD_TOL,
+    locate: bool = True,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    node_budget: int = DEFAULT_NODE_BUDGET,
+    time_budget: float = DEFAULT_TIME_BUDGET,
+) -> GridSweep:
+    r"""Optimal family in :math:`(\lambda, N)`: row ``r`` uses ``make_schedule(schedule, steps_list[r])``.
+
+    Parameters
+    ----------
+    lams : sequence of float
+        Strictly increasing, ``>= 0``.
+    steps_list : sequence of int
+        Strictly increasing teacher step counts ``N >= segments``.
+    schedule : str
+        Schedule name (:data:`~opmerge.schedules.SCHEDULE_NAMES`).
+    model, solver, target, segments, tol, locate, workers, cache_dir, progress, node_budget, time_budget :
+        As in :func:`sweep_lambda`.
+
+    Returns
+    -------
+    GridSweep
+        ``x_name = "lam"``, ``y_name = "steps"``.
+    """
+    lam = check_grid(lams, "lams")
+    if not isinstance(schedule, str):
+        raise InputTypeError(f"schedule must be a schedule name for a sweep over N, got {type(schedule).__name__}")
+    steps_arr = check_grid(steps_list, "steps_list", positive=True)
+    if np.any(steps_arr != np.round(steps_arr)):
+        raise InputError("steps_list must hold integers")
+    model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
+    if np.any(steps_arr < segments):
+        raise InputError(f"every N in steps_list must be >= segments = {segments}")
+    schedules = [make_schedule(schedule, int(n)) for n in steps_arr]
+
+    def spec_at(x: float, row: int) -> PointSpec:
+        return PointSpec(schedules[row], (x,), None, model, solver, target, int(segments), int(node_budget), float(time_budget))
+
+    config = _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget)
+    config.update(sweep="lambda-steps", lam_grid=lam, steps_grid=steps_arr.astype(int))
+    return _grid_sweep(lam, steps_arr.astype(int), "lam", "steps", spec_at, config=config, desc="lambda x N",
+                       locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress)
+
+
+def sweep_two_directions(
+    lam1s: Iterable[float],
+    lam2s: Iterable[float],
+    *,
+    schedule: Schedule | str,
+    weights: tuple[float, float] = (1.0, 1.0),
+    model: StudentModel | None = None,
+    solver: str = "ddim",
+    target: str = "teacher",
+    segments: int = 1,
+    steps: int | None = None,
+    tol: float = DEFAULT_THRESHOLD_TOL,
+    locate: bool = False,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    node_budget: int = DEFAULT_NODE_BUDGET,
+    time_budget: float = DEFAULT_TIME_BUDGET,
+) -> GridSweep:
+    r"""Joint optimal plan of a two-direction spectrum :math:`(\lambda_1, \lambda_2)` on a grid.
+
+    Each cell solves one plan for both directions,
+    :math:`\min_{\text{plans}} \sum_{i=1,2} \omega_i \|v_{N,i}\|^2 (S_i - T_i)^2` (``teacher`` target),
+    and reports its family as in :func:`sweep_lambda`.
+
+    Parameters
+    ----------
+    lam1s : sequence of float
+        Columns (strictly increasing, ``>= 0``).
+    lam2s : sequence of float
+        Rows (strictly increasing, ``>= 0``).
+    weights : (float, float)
+        Multiplicities :math:`(\omega_1, \omega_2)`.
+    schedule, model, solver, target, segments, steps, tol, locate, workers, cache_dir, progress, node_budget, time_budget :
+        As in :func:`sweep_lambda` (``locate`` bisects along :math:`\lambda_1` per row; off by default).
+
+    Returns
+    -------
+    GridSweep
+        ``x_name = "lam1"``, ``y_name = "lam2"``.
+    """
+    lam1 = check_grid(lam1s, "lam1s")
+    lam2 = check_grid(lam2s, "lam2s")
+    schedule = check_schedule(schedule, steps)
+    model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
+    try:
+        w = tuple(float(v) for v in weights)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"weights must be two finite numbers >= 0, got {weights!r}") from exc
+    if len(w) != 2 or not all(math.isfinite(v) and v >= 0 for v in w):
+        raise InputError(f"weights must be two finite numbers >= 0, got {weights!r}")
+
+    def spec_at(x: float, row: int) -> PointSpec:
+        return PointSpec(schedule, (x, float(lam2[row])), w, model, solver, target, int(segments), int(node_budget), float(time_budget))
+
+    config = _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget)
+    config.update(sweep="two-directions", lam1_grid=lam1, lam2_grid=lam2, weights=list(w))
+    return _grid_sweep(lam1, lam2, "lam1", "lam2", spec_at, config=config, desc="lambda1 x lambda2",
+                       locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress)
