@@ -11,6 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from opmerge.errors import InputError, InputTypeError
 from opmerge.model import StudentModel, input_variance
 from opmerge.objective import Problem, evaluate_plan
 from opmerge.plans import MergeNode, canonical_plan, parse_plan, tree_bottom, tree_top
@@ -170,11 +171,37 @@ def test_applicability():
 
 def test_input_validation():
     problem = Problem(make_schedule("vp-cosine", 4), [0.3, 2.0])
-    for kwargs in ({"max_front": 0}, {"node_budget": 0}, {"time_budget": -1.0}, {"rtol": -1.0}):
-        with pytest.raises(ValueError):
+    for kwargs, name in (({"max_front": 0}, "max_front"), ({"node_budget": 0}, "node_budget"),
+                         ({"time_budget": -1.0}, "time_budget"), ({"rtol": -1.0}, "rtol"), ({"atol": float("nan")}, "atol")):
+        with pytest.raises(InputError, match=name):
             solve_joint(problem, **kwargs)
-    with pytest.raises(TypeError):
+    for kwargs, name in (({"max_front": 2.5}, "max_front"), ({"node_budget": "1e6"}, "node_budget")):
+        with pytest.raises(InputTypeError, match=name):
+            solve_joint(problem, **kwargs)
+    with pytest.raises(InputTypeError, match="problem"):
         solve_joint("not a problem")
+    for call in (per_direction_bound, pareto_applicable, fidelity_cost_front, front_by_enumeration):
+        with pytest.raises(InputTypeError, match="problem"):
+            call(make_schedule("vp-cosine", 4))
+    with pytest.raises(InputError, match="time_budget"):
+        per_direction_bound(problem, time_budget=0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"cost": "flops"}, InputError, "cost"),
+        ({"method": "greedy"}, InputError, "method"),
+        ({"max_front": 0}, InputError, "max_front"),
+        ({"beam": 0}, InputError, "beam"),
+        ({"beam": 4.0}, InputTypeError, "beam"),
+        ({"time_budget": float("nan")}, InputError, "time_budget"),
+    ],
+)
+def test_front_reports_bad_arguments_as_input_errors(kwargs, error, name):
+    problem = Problem(make_schedule("vp-cosine", 4), [0.3, 2.0])
+    with pytest.raises(error, match=name):
+        fidelity_cost_front(problem, **kwargs)
 
 
 def test_solution_serialises():
@@ -345,8 +372,10 @@ def test_plan_costs():
     assert plan_cost(parse_plan("((5 4) 3 2 1)"), "teacher_evals") == 3
     assert plan_cost(parse_plan("4 | 3 | 2 | 1"), "merges") == 0
     assert plan_cost(parse_plan("4 | 3 | 2 | 1"), "teacher_evals") == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="cost"):
         plan_cost(canonical_plan("boot", 4), "flops")
+    with pytest.raises(InputTypeError, match="plan"):
+        plan_cost("(4 3 2 1)", "merges")
 
 
 def _front_key(points):
@@ -391,9 +420,9 @@ def test_front_end_points():
 def test_front_budget_total_uses_enumeration():
     problem = Problem(make_schedule("vp-cosine", 5), [0.3, 3.0], model=StudentModel(budget="total"))
     assert _front_key(fidelity_cost_front(problem, "merges")) == _front_key(front_by_enumeration(problem, "merges"))
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="method='dp' does not apply"):
         fidelity_cost_front(problem, "merges", method="dp")
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="cost"):
         fidelity_cost_front(problem, "weight")
 
 

@@ -1,4 +1,4 @@
-"""Solvers (THEORY.md §5): the interval DP, extreme plans and the certified branch and bound,
+"""Solvers (docs/theory.md §5): the interval DP, extreme plans and the certified branch and bound,
 checked against their plain-Python reference and against brute force over every plan."""
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opmerge.errors import InputError, InputTypeError
 from opmerge.model import StudentModel, input_variance
 from opmerge.objective import Problem, evaluate_plan
 from opmerge.plans import PlanParseError, canonical_plan, parse_plan
 from opmerge.schedules import custom_schedule, make_schedule
 from opmerge.solvers import achievable_range, brute_force, extreme_plan, range_tables, solve
+from opmerge.solvers.brute import MAX_BRUTE_FORCE_PLANS
 from opmerge.solvers._kernels import range_dp
 from opmerge.solvers._reference import range_dp_reference
 
@@ -381,3 +383,62 @@ def test_rejects_bad_plans_and_solver_arguments():
     for kwargs in ({"node_budget": 0}, {"time_budget": -1.0}, {"time_budget": float("nan")}, {"rtol": -1e-3}):
         with pytest.raises(ValueError):
             solve(problem, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"node_budget": 0}, InputError, "node_budget"),
+        ({"node_budget": 10.0}, InputTypeError, "node_budget"),
+        ({"node_budget": True}, InputTypeError, "node_budget"),
+        ({"time_budget": 0.0}, InputError, "time_budget"),
+        ({"time_budget": float("nan")}, InputError, "time_budget"),
+        ({"time_budget": "10"}, InputTypeError, "time_budget"),
+        ({"rtol": -1e-3}, InputError, "rtol"),
+        ({"rtol": float("inf")}, InputError, "rtol"),
+        ({"atol": -1.0}, InputError, "atol"),
+        ({"atol": None}, InputTypeError, "atol"),
+        ({"list_length": 12}, InputError, "list_length"),
+        ({"list_length": 0}, InputError, "list_length"),
+        ({"list_length": 3.0}, InputTypeError, "list_length"),
+        ({"engine": "cuda"}, InputError, "engine"),
+        ({"joint": "yes"}, InputTypeError, "joint"),
+    ],
+)
+def test_solve_reports_bad_arguments_as_input_errors(kwargs, error, name):
+    """Every bad argument raises the InputError subclass the command line catches, naming the parameter."""
+    problem = Problem(make_schedule("rf", 4), 1.0)
+    with pytest.raises(error, match=name) as info:
+        solve(problem, **kwargs)
+    assert isinstance(info.value, ValueError)  # library callers may keep catching ValueError
+
+
+def test_solvers_refuse_what_is_not_a_problem():
+    for call in (solve, range_tables, achievable_range, extreme_plan, brute_force):
+        with pytest.raises(InputTypeError, match="problem"):
+            call(make_schedule("rf", 4))
+
+
+def test_extreme_plan_and_brute_force_report_input_errors():
+    problem = Problem(make_schedule("rf", 5), [0.5, 2.0])
+    with pytest.raises(InputError, match=r"direction must be an int in \[0, 1\], got 2"):
+        extreme_plan(problem, 2)
+    with pytest.raises(InputTypeError, match="direction"):
+        extreme_plan(problem, 1.0)
+    with pytest.raises(InputError, match="'lo', 'hi'"):
+        extreme_plan(problem, 0, "low")
+    total = Problem(make_schedule("rf", 5), 1.0, model=StudentModel(budget="total"))
+    with pytest.raises(InputError, match="per-merge"):
+        extreme_plan(total)
+    large = Problem(make_schedule("rf", 12), 1.0)  # 2,646,723 plans
+    with pytest.raises(InputError, match=str(MAX_BRUTE_FORCE_PLANS)):
+        brute_force(large)
+
+
+def test_numpy_integer_budgets_are_accepted_and_change_nothing():
+    """A budget read from an array (numpy int) is an int: same answer as the Python int."""
+    problem = Problem(make_schedule("rf", 7), 1.0)  # straddles: the search runs
+    want = solve(problem, node_budget=5000, list_length=4)
+    got = solve(problem, node_budget=np.int64(5000), list_length=np.int32(4), time_budget=np.float32(10.0))
+    assert str(got.plan) == str(want.plan) and got.w2 == want.w2 and got.lower_bound == want.lower_bound
+    assert got.method == "search"

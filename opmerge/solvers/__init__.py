@@ -1,12 +1,21 @@
-"""Solvers: the interval dynamic program (Numba), exact branch and bound, and brute force.
+"""Solvers: the interval dynamic program (Numba), exact branch and bound, the joint Pareto dynamic
+program, the fidelity-cost front and brute force.
 
-Public entry points: :func:`solve` (optimal plan with certificate), :func:`achievable_range`,
-:func:`extreme_plan`, :func:`range_tables`, :func:`brute_force`.
+Public entry points: :func:`solve` (optimal plan with certificate), :func:`solve_joint` (several
+directions), :func:`fidelity_cost_front`, :func:`achievable_range`, :func:`extreme_plan`,
+:func:`range_tables`, :func:`brute_force`. Bad arguments raise
+:class:`~opmerge.errors.InputError` (or :class:`~opmerge.errors.InputTypeError`).
+
+Modules: ``exact`` (``solve``, ranges, extreme plans), ``pareto`` (``solve_joint``), ``front``
+(fidelity versus cost), ``brute`` (the test oracle); private: ``_kernels`` (interval DP),
+``_search`` / ``_line`` / ``_line_kernel`` (branch and bound), ``_pareto_dp`` /
+``_pareto_kernels`` (the front DP), ``_reference`` (plain-Python references of every kernel),
+``_tolerance`` (the optimality tolerance), ``_checks`` (input checks).
 """
 from .brute import brute_force
+from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, Solution, achievable_range, extreme_plan, range_tables, solve
 from .front import FrontPoint, fidelity_cost_front
 from .pareto import solve_joint
-from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, Solution, achievable_range, extreme_plan, range_tables, solve
 
 __all__ = [
     "Solution",

@@ -22,6 +22,8 @@ import numpy as np
 from numba import njit
 
 INIT_WARM, INIT_DDIM, INIT_ZERO, INIT_IDENTITY = 0, 1, 2, 3
+#: code of each ``StudentModel.init`` in the kernels
+INIT_CODES = {"warm": INIT_WARM, "ddim": INIT_DDIM, "zero": INIT_ZERO, "identity": INIT_IDENTITY}
 
 
 @njit(cache=True, inline="always")

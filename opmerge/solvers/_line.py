@@ -9,6 +9,7 @@ import numpy as np
 
 from .._util import deep_recursion
 from ..plans import MergeNode, Plan
+from ._kernels import INIT_CODES
 from ._line_kernel import HOLE_F, HOLE_V, LEAF, NODE, PROD, line_search, start_search
 from ._search import ValueLists
 
@@ -45,7 +46,7 @@ def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, 
     n = problem.steps
     steps = np.ascontiguousarray(problem.step_values[0])
     retention = np.ascontiguousarray(problem.retention[0])
-    init_code = {"warm": 0, "ddim": 1, "zero": 2, "identity": 3}[problem.model.init]
+    init_code = INIT_CODES[problem.model.init]
     jump = np.ascontiguousarray(problem.jump[0]) if problem.jump is not None else np.zeros((1, 1))
     goal = float(problem.goal[0])
     scale = float(problem.scale[0])

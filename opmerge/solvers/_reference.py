@@ -1,7 +1,8 @@
 """Plain-Python references of the Numba kernels (for tests and for the benchmark's speed-up).
 
-Same recursion as :func:`opmerge.solvers._kernels.range_dp`, written with Python floats and
-lists and no tricks, so that a reader can check it line by line.
+Same recursions as the kernels of :mod:`opmerge.solvers._kernels` (the interval DP) and
+:mod:`opmerge.solvers._pareto_kernels` (the Pareto DP), written with Python floats and lists and
+no tricks, so that a reader can check them line by line.
 """
 
 from __future__ import annotations
@@ -67,3 +68,260 @@ def closest_pair_reference(values_1, values_2, a: float, b: float, c: float, d: 
             if dist < best[0]:
                 best = (dist, i1, i2)
     return best
+
+
+# =============================================================================================
+# The Pareto dynamic program (references of opmerge.solvers._pareto_kernels)
+# =============================================================================================
+
+
+def _lb_sq_reference(a_lo, a_hi, b_lo, b_hi, x_lo, x_hi, s_lo, s_hi, goal, scale) -> float:
+    total = 0.0
+    for k in range(len(goal)):
+        lo = max(a_lo[k] + b_lo[k] * x_lo[k], s_lo[k])
+        hi = min(a_hi[k] + b_hi[k] * x_hi[k], s_hi[k])
+        if lo <= hi:
+            dist = max(0.0, lo - goal[k], goal[k] - hi)
+            total += scale[k] * dist * dist
+    return total
+
+
+def context_bounds_reference(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jump, segments,
+                             s_lo, s_hi, goal, scale, threshold):
+    """Plain-Python :func:`context_bounds`: the same contributions, as lists of (alpha, beta) boxes."""
+    n = v_lo.shape[0] - 1
+    d = len(goal)
+    m_seg = segments
+    ctx_v: dict = {}
+    ctx_f: dict = {}
+    ctx_g: dict = {}
+
+    def add(table, key, parent, loc_a, loc_b, x_lo, x_hi):
+        pa_lo, pa_hi, pb_lo, pb_hi = parent
+        box = (
+            [pa_lo[k] + pb_lo[k] * loc_a[0][k] for k in range(d)],
+            [pa_hi[k] + pb_hi[k] * loc_a[1][k] for k in range(d)],
+            [pb_lo[k] * loc_b[0][k] for k in range(d)],
+            [pb_hi[k] * loc_b[1][k] for k in range(d)],
+        )
+        if _lb_sq_reference(*box, x_lo, x_hi, s_lo, s_hi, goal, scale) >= threshold:
+            return
+        if key not in table:
+            table[key] = [list(row) for row in box]
+        else:
+            old = table[key]
+            old[0] = [min(a, b) for a, b in zip(old[0], box[0])]
+            old[1] = [max(a, b) for a, b in zip(old[1], box[1])]
+            old[2] = [min(a, b) for a, b in zip(old[2], box[2])]
+            old[3] = [max(a, b) for a, b in zip(old[3], box[3])]
+
+    def clip(table, key, x_lo):
+        if key not in table:
+            return
+        box = table[key]
+        for k in range(d):
+            box[1][k] = min(box[1][k], s_hi[k])
+            if x_lo[k] > 0:
+                cap = (s_hi[k] - box[0][k]) / x_lo[k]
+                if box[2][k] <= cap < box[3][k]:
+                    box[3][k] = cap
+
+    zero = [0.0] * d
+    one = [1.0] * d
+    root = (zero, zero, one, one)
+    # products of k trees covering N -> j
+    h: dict = {(0, n): (one, one)}
+    for k in range(1, m_seg):
+        for j in range(n - k, -1, -1):
+            options = [(h[(k - 1, m)], m) for m in range(j + 1, n + 1) if (k - 1, m) in h]
+            if options:
+                lo = [min(hh[0][c] * v_lo[j, m, c] for hh, m in options) for c in range(d)]
+                hi = [max(hh[1][c] * v_hi[j, m, c] for hh, m in options) for c in range(d)]
+                h[(k, j)] = (lo, hi)
+    for k in range(1, m_seg + 1):
+        for j in range(k, n + 1):
+            if (m_seg - k, j) in h:
+                add(ctx_g, (k, j), root, (zero, zero), h[(m_seg - k, j)], g_lo[k, j], g_hi[k, j])
+
+    def a0_of(i, j, c):
+        return float(jump[i, j, c]) if init_code == 1 else (0.0 if init_code == 2 else 1.0)
+
+    for length in range(n, 0, -1):
+        for i in range(n - length + 1):
+            j = i + length
+            for jp in range(j + 1, n + 1):
+                if (i, jp) in ctx_v:
+                    r = [float(retention[jp, c]) for c in range(d)]
+                    if init_code == 0:
+                        la = ([r[c] * v_lo[j, jp, c] for c in range(d)], [r[c] * v_hi[j, jp, c] for c in range(d)])
+                    else:
+                        la = ([r[c] * a0_of(i, jp, c) for c in range(d)],) * 2
+                    lb = ([(1 - r[c]) * v_lo[j, jp, c] for c in range(d)], [(1 - r[c]) * v_hi[j, jp, c] for c in range(d)])
+                    add(ctx_f, (i, j), ctx_v[(i, jp)], la, lb, f_lo[i, j], f_hi[i, j])
+                if (i, jp) in ctx_f:
+                    add(ctx_f, (i, j), ctx_f[(i, jp)], (zero, zero), (list(v_lo[j, jp]), list(v_hi[j, jp])), f_lo[i, j], f_hi[i, j])
+            clip(ctx_f, (i, j), f_lo[i, j])
+            for k1 in range(m_seg):
+                k2 = m_seg - 1 - k1
+                if (k1, j) not in h:
+                    continue
+                hl, hh = h[(k1, j)]
+                if k2 == 0:
+                    if i != 0:
+                        continue
+                    lb = (hl, hh)
+                else:
+                    if i < k2:
+                        continue
+                    lb = ([hl[c] * g_lo[k2, i, c] for c in range(d)], [hh[c] * g_hi[k2, i, c] for c in range(d)])
+                add(ctx_v, (i, j), root, (zero, zero), lb, v_lo[i, j], v_hi[i, j])
+            if (i, j) in ctx_f:
+                add(ctx_v, (i, j), ctx_f[(i, j)], (zero, zero), (one, one), v_lo[i, j], v_hi[i, j])
+            for ip in range(i):
+                if (ip, j) in ctx_v:
+                    r = [float(retention[j, c]) for c in range(d)]
+                    if init_code == 0:
+                        la = (zero, zero)
+                        lb = ([(1 - r[c]) * f_lo[ip, i, c] + r[c] for c in range(d)], [(1 - r[c]) * f_hi[ip, i, c] + r[c] for c in range(d)])
+                    else:
+                        la = ([r[c] * a0_of(ip, j, c) for c in range(d)],) * 2
+                        lb = ([(1 - r[c]) * f_lo[ip, i, c] for c in range(d)], [(1 - r[c]) * f_hi[ip, i, c] for c in range(d)])
+                    add(ctx_v, (i, j), ctx_v[(ip, j)], la, lb, v_lo[i, j], v_hi[i, j])
+                if (ip, j) in ctx_f:
+                    add(ctx_v, (i, j), ctx_f[(ip, j)], (zero, zero), (list(f_lo[ip, i]), list(f_hi[ip, i])), v_lo[i, j], v_hi[i, j])
+            clip(ctx_v, (i, j), v_lo[i, j])
+
+    def to_arrays(table, shape):
+        ctx = np.zeros(shape + (4, d))
+        reach = np.zeros(shape, dtype=bool)
+        for key, box in table.items():
+            ctx[key] = np.array(box)
+            reach[key] = True
+        return ctx, reach
+
+    return (*to_arrays(ctx_v, (n + 1, n + 1)), *to_arrays(ctx_f, (n + 1, n + 1)), *to_arrays(ctx_g, (m_seg + 1, n + 1)))
+
+
+def combine_candidates_reference(first, rest, labels_first, labels_rest, mode, retention, a0, ctx, s_lo, s_hi, goal,
+                                 scale, threshold, label_rule, first_is_leaf):
+    """Plain-Python :func:`combine_candidates`."""
+    d = len(goal)
+    out_v, out_a, out_b, out_lb, out_lab = [], [], [], [], []
+    min_pruned = math.inf
+    for a in range(len(first)):
+        for b in range(len(rest)):
+            vec = []
+            for k in range(d):
+                prod = first[a][k] * rest[b][k]
+                if mode == 0:
+                    init = first[a][k] if len(a0) == 0 else a0[k]
+                    vec.append((1.0 - retention[k]) * prod + retention[k] * init)
+                else:
+                    vec.append(prod)
+            bound = _lb_sq_reference(ctx[0], ctx[1], ctx[2], ctx[3], vec, vec, s_lo, s_hi, goal, scale)
+            if bound >= threshold:
+                min_pruned = min(min_pruned, bound)
+                continue
+            if label_rule == 1:
+                lab = [labels_first[a][0] + labels_rest[b][0] + (1 if mode == 0 else 0), 0]
+            elif label_rule == 2:
+                leaf = 1 if first_is_leaf else 0
+                if mode == 0:
+                    lab = [0, max(labels_first[a][1], labels_rest[b][1], leaf + labels_rest[b][0])]
+                else:
+                    lab = [leaf + labels_rest[b][0], max(labels_first[a][1], labels_rest[b][1])]
+            else:
+                lab = [0, 0]
+            out_v.append(vec)
+            out_a.append(a)
+            out_b.append(b)
+            out_lb.append(bound)
+            out_lab.append(lab)
+    return (
+        np.array(out_v, dtype=np.float64).reshape(len(out_v), d),
+        np.array(out_a, dtype=np.int64),
+        np.array(out_b, dtype=np.int64),
+        np.array(out_lb, dtype=np.float64),
+        np.array(out_lab, dtype=np.int64).reshape(len(out_v), 2),
+        min_pruned,
+    )
+
+
+def dominates_reference(u, v, ctx, s_lo, s_hi, goal, scale) -> bool:
+    """Plain-Python :func:`dominates`: the box bound by calculus, the range bound over all four corners."""
+    total = 0.0
+    for k in range(len(goal)):
+        delta = u[k] - v[k]
+        if delta == 0.0 or scale[k] == 0.0:
+            continue
+        a_lo, a_hi, b_lo, b_hi = ctx[0][k], ctx[1][k], ctx[2][k], ctx[3][k]
+        g = goal[k]
+        big = max(u[k], v[k])
+        if big > 0:
+            cap = (s_hi[k] - a_lo) / big
+            if b_lo <= cap < b_hi:
+                b_hi = cap
+        both = u[k] + v[k]
+
+        def q(beta, alpha):
+            return beta * beta * both + 2.0 * beta * (alpha - g)
+
+        if delta > 0:
+            box = scale[k] * delta * max(q(b_lo, a_hi), q(b_hi, a_hi))
+        else:
+            options = [q(b_lo, a_lo), q(b_hi, a_lo)]
+            if both > 0:
+                vertex = -(a_lo - g) / both
+                if b_lo < vertex < b_hi:
+                    options.append(q(vertex, a_lo))
+            box = scale[k] * delta * min(options)
+        corners = [x * y * scale[k] for x in (b_lo * delta, b_hi * delta) for y in (2.0 * (s_lo[k] - g), 2.0 * (s_hi[k] - g))]
+        total += min(box, max(corners))
+    return total <= 0.0
+
+
+def merge_fronts_reference(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_lo, s_hi, goal, scale,
+                           x_lo=None, x_hi=None):
+    """Plain-Python :func:`merge_fronts` (same visiting order, so the same kept sets)."""
+
+    def ok(lab_u, u_vals, u, lab_v, v_vals, v):
+        return (lab_u[u][0] <= lab_v[v][0] and lab_u[u][1] <= lab_v[v][1]
+                and dominates_reference(u_vals[u], v_vals[v], ctx, s_lo, s_hi, goal, scale))
+
+    order = sorted(range(len(new_values)), key=lambda t: (new_lb[t], t))
+    new_keep: list[int] = []
+    last_old = last_new = -1
+    for idx in order:
+        dominated = last_old >= 0 and ok(old_labels, old_values, last_old, new_labels, new_values, idx)
+        if not dominated and last_new >= 0:
+            dominated = ok(new_labels, new_values, last_new, new_labels, new_values, idx)
+        if not dominated:
+            for q in range(len(old_values)):
+                if q != last_old and ok(old_labels, old_values, q, new_labels, new_values, idx):
+                    dominated, last_old = True, q
+                    break
+        if not dominated:
+            for k in new_keep:
+                if k != last_new and ok(new_labels, new_values, k, new_labels, new_values, idx):
+                    dominated, last_new = True, k
+                    break
+        if not dominated:
+            new_keep.append(idx)
+    old_keep: list[int] = []
+    last_new = -1
+    for q in range(len(old_values)):
+        dominated = last_new >= 0 and ok(new_labels, new_values, last_new, old_labels, old_values, q)
+        if not dominated:
+            for k in new_keep:
+                if k != last_new and ok(new_labels, new_values, k, old_labels, old_values, q):
+                    dominated, last_new = True, k
+                    break
+        if not dominated:
+            old_keep.append(q)
+    return np.array(old_keep, dtype=np.int64), np.array(new_keep, dtype=np.int64)
+
+
+def dominance_filter_reference(values, lb_sq, labels, ctx, s_lo, s_hi, goal, scale):
+    """Plain-Python :func:`dominance_filter`."""
+    return merge_fronts_reference(np.empty((0, len(goal))), np.zeros((0, 2), np.int64), values, lb_sq, labels, ctx,
+                                  s_lo, s_hi, goal, scale)[1]

@@ -4,7 +4,7 @@ Every node value is bilinear in its children, so :func:`achievable_range` comput
 :math:`O(N^3)`, the interval :math:`[S_{\min}, S_{\max}]` of student operators over *all* plans with
 ``M`` segments (one interval per eigen-direction). For one direction whose goal lies outside it,
 the optimum is the nearest extreme and is read off by backtracking. Otherwise (the range
-*straddles* the goal, THEORY.md §6) or for several directions, :func:`solve` runs a branch and
+*straddles* the goal, ``docs/theory.md`` §6) or for several directions, :func:`solve` runs a branch and
 bound over partial plans whose bounds come from the same tables. It always returns a certificate:
 ``lower_bound`` :math:`\le W_2^\star \le` ``w2``, and ``exact = True`` when
 ``w2 - lower_bound <= tol`` with ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)``.
@@ -22,18 +22,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
 from ..objective import PlanEvaluation, Problem, evaluate_plan
 from ..plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan
 from .._util import deep_recursion
-from ._kernels import find_choice, range_dp
+from ._checks import check_choice, check_flag, check_int, check_node_budget, check_problem, check_time_budget, check_tolerances
+from ._kernels import INIT_CODES, find_choice, range_dp
 from ._line import estimate_slack_for, run_line_search
 from ._search import LineSearch1D, PlanSearch
+from ._tolerance import optimality_tolerance, pruning_threshold
 
 __all__ = ["Solution", "range_tables", "achievable_range", "extreme_plan", "solve", "DEFAULT_NODE_BUDGET", "DEFAULT_TIME_BUDGET"]
 
 DEFAULT_NODE_BUDGET = 1_000_000_000
 DEFAULT_TIME_BUDGET = 10.0
-_INIT_CODES = {"warm": 0, "ddim": 1, "zero": 2, "identity": 3}
+#: one-direction search engines of :func:`solve`
+ENGINES = ("numba", "python")
+#: longest holes resolved from sorted value lists (``list_length``)
+MAX_LIST_LENGTH = 11
 _TABLE_NAMES = ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")
 
 
@@ -47,21 +53,45 @@ def _dp_one(problem: Problem, direction: int, retention: np.ndarray) -> dict:
     out = range_dp(
         np.ascontiguousarray(problem.step_values[direction]),
         np.ascontiguousarray(retention[direction]),
-        _INIT_CODES[problem.model.init],
+        INIT_CODES[problem.model.init],
         np.ascontiguousarray(jump),
         problem.segments,
     )
     return dict(zip(_TABLE_NAMES, out))
 
 
-def range_tables(problem: Problem) -> dict:
+def range_tables(problem: Problem) -> dict[str, np.ndarray]:
     r"""Value ranges of trees ``V``, forests ``F`` and segment sequences ``G`` for every direction.
 
-    Returns a dict of arrays with the direction axis first: ``v_lo, v_hi, f_lo, f_hi`` of shape
-    ``(d, N + 1, N + 1)`` (entry ``[., i, j]`` for the steps ``j -> i``), ``g_lo, g_hi`` of shape
-    ``(d, M + 1, N + 1)``. For ``budget='total'`` the ranges enclose the union over the possible
-    merge counts.
+    The interval dynamic program of :mod:`opmerge.solvers._kernels`: every node value is bilinear
+    in its children, so the extremes over all subtrees of an interval are attained at corners of
+    the children's extremes,
+
+    .. math:: V_{\min}(i, j) = \min_{m,\ c_1 \in \{V^{\pm}(m, j)\},\ R \in \{F^{\pm}(i, m)\}} f(c_1, R),
+
+    and likewise for the maxima, forests and segment sequences (:math:`O(N^3)` in all).
+
+    Parameters
+    ----------
+    problem : Problem
+
+    Returns
+    -------
+    dict of str to ndarray
+        Arrays with the direction axis first: ``v_lo, v_hi, f_lo, f_hi`` of shape
+        ``(d, N + 1, N + 1)`` (entry ``[., i, j]`` for the steps ``j -> i``), ``g_lo, g_hi`` of
+        shape ``(d, M + 1, N + 1)``. For ``budget='total'`` the ranges enclose the union over the
+        possible merge counts.
+
+    Raises
+    ------
+    InputTypeError
+        When ``problem`` is not a :class:`~opmerge.objective.Problem`.
     """
+    return _range_tables(check_problem(problem))
+
+
+def _range_tables(problem: Problem) -> dict[str, np.ndarray]:
     if problem.model.budget != "total":
         per_direction = [_dp_one(problem, d, problem.retention) for d in range(problem.dim)]
         return {name: np.stack([t[name] for t in per_direction]) for name in _TABLE_NAMES}
@@ -78,27 +108,81 @@ def range_tables(problem: Problem) -> dict:
     return tables
 
 
-def achievable_range(problem: Problem, tables: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    r"""Exact :math:`[\min_{\text{plans}} S_i, \max_{\text{plans}} S_i]` per direction (``per-merge`` budget;
-    an enclosing interval for ``total``)."""
-    tables = range_tables(problem) if tables is None else tables
+def achievable_range(problem: Problem, tables: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Exact :math:`[\min_{\text{plans}} S_i, \max_{\text{plans}} S_i]` per direction.
+
+    .. math:: S_i^- = G_{\min}(M, N)_i, \qquad S_i^+ = G_{\max}(M, N)_i
+
+    Exact for ``budget='per-merge'``; an enclosing interval for ``budget='total'``.
+
+    Parameters
+    ----------
+    problem : Problem
+    tables : dict, optional
+        The output of :func:`range_tables` for ``problem`` (computed when omitted).
+
+    Returns
+    -------
+    lo, hi : (d,) ndarray
+        The smallest and largest student value of every direction over all plans with ``M`` segments.
+
+    Raises
+    ------
+    InputTypeError
+        When ``problem`` is not a :class:`~opmerge.objective.Problem`.
+    """
+    check_problem(problem)
+    return _student_range(problem, _range_tables(problem) if tables is None else tables)
+
+
+def _student_range(problem: Problem, tables: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return tables["g_lo"][:, problem.segments, problem.steps].copy(), tables["g_hi"][:, problem.segments, problem.steps].copy()
 
 
-def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables: dict | None = None) -> Plan:
-    """A plan attaining the minimum (``side='lo'``) or maximum (``'hi'``) student value of one direction."""
+def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables: dict[str, np.ndarray] | None = None) -> Plan:
+    """A plan attaining the minimum (``side='lo'``) or maximum (``'hi'``) student value of one direction.
+
+    The choices that attain the extremes of :func:`range_tables` are recomputed node by node
+    (same arithmetic, so equality is exact) and the plan is rebuilt from the root down.
+
+    Parameters
+    ----------
+    problem : Problem
+        With ``budget='per-merge'`` (for ``'total'`` a node's retention depends on the whole plan).
+    direction : int
+        Eigen-direction, in ``[0, d - 1]``.
+    side : {"lo", "hi"}
+    tables : dict, optional
+        The output of :func:`range_tables` for ``problem`` (computed when omitted).
+
+    Returns
+    -------
+    Plan
+        A plan with ``M`` segments whose student value of ``direction`` is the end ``side`` of
+        :func:`achievable_range`.
+
+    Raises
+    ------
+    InputError
+        For ``budget='total'``, a ``side`` other than ``'lo'``/``'hi'`` or a direction out of range.
+    InputTypeError
+        When ``problem`` is not a Problem or ``direction`` not an int.
+    """
+    check_problem(problem)
     if problem.model.budget == "total":
-        raise ValueError("extreme plans are read off the DP only for budget='per-merge'")
-    if side not in ("lo", "hi"):
-        raise ValueError(f"side must be 'lo' or 'hi', got {side!r}")
-    if not 0 <= direction < problem.dim:
-        raise ValueError(f"direction must be in [0, {problem.dim - 1}], got {direction}")
-    t = range_tables(problem) if tables is None else tables
+        raise InputError("extreme_plan needs problem.model.budget = 'per-merge' (extreme plans are not read off the DP for 'total')")
+    check_choice(side, "side", ("lo", "hi"))
+    direction = check_int(direction, "direction", 0, problem.dim - 1)
+    return _extreme_plan(problem, direction, side, _range_tables(problem) if tables is None else tables)
+
+
+def _extreme_plan(problem: Problem, direction: int, side: str, tables: dict[str, np.ndarray]) -> Plan:
+    t = tables
     d = direction
     jump = np.ascontiguousarray(problem.jump[d]) if problem.jump is not None else np.zeros((1, 1))
     args = (
         np.ascontiguousarray(problem.step_values[d]), np.ascontiguousarray(problem.retention[d]),
-        _INIT_CODES[problem.model.init], jump,
+        INIT_CODES[problem.model.init], jump,
         *(np.ascontiguousarray(t[name][d]) for name in _TABLE_NAMES),
     )
 
@@ -199,7 +283,7 @@ def _seed_plans(problem: Problem, tables: dict) -> list[Plan]:
     if problem.model.budget != "total":
         for d in range(problem.dim):
             for side in ("lo", "hi"):
-                plans.append(extreme_plan(problem, d, side, tables))
+                plans.append(_extreme_plan(problem, d, side, tables))
     return plans
 
 
@@ -214,58 +298,73 @@ def solve(
     engine: str = "numba",
     joint: bool = True,
 ) -> Solution:
-    r"""Find the plan with ``M`` segments that minimises :math:`W_2` (THEORY.md §5), with a certificate.
+    r"""Find the plan with ``M`` segments that minimises :math:`W_2` (``docs/theory.md`` §5), with a certificate.
+
+    .. math:: W_2^2 = \sum_i s_i\, (S_i - g_i)^2, \qquad
+              \texttt{lower\_bound} \le W_2^\star \le \texttt{w2}
 
     Parameters
     ----------
     problem : Problem
     node_budget : int
-        Maximum branch-and-bound expansions; when exhausted the best plan found is returned
-        with ``exact=False`` and a certified ``lower_bound``.
+        Maximum branch-and-bound expansions (an int ``>= 1``); when exhausted the best plan found
+        is returned with ``exact=False`` and a certified ``lower_bound``.
     time_budget : float
-        Seconds, same effect as ``node_budget``.
+        Seconds (``> 0``; ``inf``: no limit), same effect as ``node_budget``.
     rtol, atol : float
-        Optimality tolerance on W2: ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)``. The default
-        ``rtol = 64 N eps`` is a safe multiple of the floating-point resolution of :math:`S`
-        itself (each of the :math:`\le N - 1` merge nodes adds a few roundings of relative size
-        ``eps``), so plans closer than ``tol`` cannot be told apart by evaluating them.
+        Optimality tolerance on W2 (finite, ``>= 0``): ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)``.
+        The default ``rtol = 64 N eps`` is a safe multiple of the floating-point resolution of
+        :math:`S` itself (each of the :math:`\le N - 1` merge nodes adds a few roundings of
+        relative size ``eps``), so plans closer than ``tol`` cannot be told apart by evaluating them.
+    list_length : int
+        One-direction search, in ``[1, 11]``: holes of at most this many steps are resolved from
+        sorted lists of all their values (sizes grow like :math:`5.8^{L}`: up to 309,147 entries
+        for 10 steps; shortened automatically so that all lists together stay below 12 million
+        entries).
+    engine : {"numba", "python"}
+        One-direction search: the Numba kernel (default) or its plain-Python reference.
     joint : bool
         Several directions: use the Pareto dynamic program of :func:`opmerge.solvers.pareto.solve_joint`
         (default), which falls back to this branch and bound with a certified bound.
-    engine : {"numba", "python"}
-        One-direction search: the Numba kernel (default) or its plain-Python reference.
-    list_length : int
-        One-direction search: holes of at most this many steps are resolved from sorted lists of
-        all their values (sizes grow like :math:`5.8^{L}`: up to 309,147 entries for 10 steps; shortened
-        automatically so that all lists together stay below 12 million entries).
 
     Returns
     -------
     Solution
-    """
-    for label, value in (("node_budget", node_budget), ("time_budget", time_budget)):
-        if not (isinstance(value, (int, float)) and value > 0):
-            raise ValueError(f"{label} must be > 0, got {value!r}")
-    if engine not in ("numba", "python"):
-        raise ValueError(f"engine must be 'numba' or 'python', got {engine!r}")
-    if rtol is None:
-        rtol = 64.0 * problem.steps * np.finfo(np.float64).eps
-    if not (rtol >= 0 and atol >= 0):
-        raise ValueError("rtol and atol must be >= 0")
-    if isinstance(list_length, bool) or not isinstance(list_length, int) or not 1 <= list_length <= 11:
-        raise ValueError(f"list_length must be an int in [1, 11], got {list_length!r}")
-    if joint and problem.dim > 1:
-        from .pareto import solve_joint
 
-        return solve_joint(problem, node_budget=node_budget, time_budget=time_budget, rtol=rtol, atol=atol)
+    Raises
+    ------
+    InputError
+        When a budget, tolerance, ``list_length`` or ``engine`` is out of range.
+    InputTypeError
+        When ``problem`` is not a Problem or an argument has the wrong type.
+    """
+    check_problem(problem)
+    node_budget = check_node_budget(node_budget)
+    time_budget = check_time_budget(time_budget)
+    check_tolerances(rtol, atol)
+    list_length = check_int(list_length, "list_length", 1, MAX_LIST_LENGTH)
+    check_choice(engine, "engine", ENGINES)
+    if check_flag(joint, "joint") and problem.dim > 1:
+        from .pareto import DEFAULT_MAX_FRONT, _solve_joint  # here: the pareto module imports this one
+
+        return _solve_joint(problem, max_front=DEFAULT_MAX_FRONT, node_budget=node_budget, time_budget=time_budget,
+                            rtol=rtol, atol=atol)
+    return _solve_by_search(problem, node_budget=node_budget, time_budget=time_budget, rtol=rtol, atol=atol,
+                            list_length=list_length, engine=engine)
+
+
+def _solve_by_search(
+    problem: Problem, *, node_budget: int, time_budget: float, rtol: float | None, atol: float, list_length: int = 10,
+    engine: str = "numba",
+) -> Solution:
+    """The branch and bound of :func:`solve` (any number of directions), for validated arguments."""
     start = time.perf_counter()
-    tables = range_tables(problem)
-    lo, hi = achievable_range(problem, tables)
-    tol = atol + rtol * math.sqrt(float(np.sum(problem.scale * problem.goal**2)))
+    tables = _range_tables(problem)
+    lo, hi = _student_range(problem, tables)
+    tol = optimality_tolerance(problem, rtol, atol)
 
     def tol_sq(best_sq: float) -> float:
-        root = math.sqrt(best_sq) - tol
-        return root * root if root > 0 else 0.0
+        return pruning_threshold(best_sq, tol)
 
     best_plan, best_eval = None, None
     best_sq = math.inf
@@ -279,7 +378,7 @@ def solve(
         step_values=problem.step_values,
         r_lo=_retention_bound(problem, np.minimum),
         r_hi=_retention_bound(problem, np.maximum),
-        init_code=_INIT_CODES[problem.model.init],
+        init_code=INIT_CODES[problem.model.init],
         jump=problem.jump,
         goal=problem.goal,
         scale=problem.scale,

@@ -35,16 +35,19 @@ import math
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
+from ..errors import InputError
 from ..objective import Problem, evaluate_plan
 from ..plans import MergeNode, Plan, count_plans, enumerate_plans
 from . import exact as _exact
-from .pareto import ParetoDP, _Abort, _tolerance, pareto_applicable, root_objective
+from ._checks import check_choice, check_int, check_plan, check_problem, check_time_budget
+from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
+from ._tolerance import optimality_tolerance
 
-__all__ = ["COSTS", "FrontPoint", "plan_cost", "fidelity_cost_front", "front_by_enumeration", "MAX_ENUMERATED_PLANS"]
+__all__ = ["COSTS", "FRONT_METHODS", "FrontPoint", "plan_cost", "fidelity_cost_front", "front_by_enumeration", "MAX_ENUMERATED_PLANS"]
 
 COSTS = ("merges", "teacher_evals")
+#: how :func:`fidelity_cost_front` computes the front
+FRONT_METHODS = ("auto", "dp", "enumerate")
 #: largest number of plans :func:`front_by_enumeration` accepts
 MAX_ENUMERATED_PLANS = 300_000
 _LABEL_RULE = {"merges": 1, "teacher_evals": 2}
@@ -72,18 +75,36 @@ class FrontPoint:
         return {"cost": self.cost, "w2": self.w2, "plan": str(self.plan), "exact": self.exact}
 
 
-def _check_cost(cost: str) -> str:
-    if cost not in COSTS:
-        raise ValueError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
-    return cost
-
-
 def plan_cost(plan: Plan, cost: str = "merges") -> int:
-    r"""Cost of a plan: ``"merges"`` = number of merge nodes; ``"teacher_evals"`` =
-    :math:`\max_{\text{nodes}}` number of children that are teacher leaves (0 without merge nodes)."""
-    _check_cost(cost)
-    if not isinstance(plan, Plan):
-        raise TypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")
+    r"""Cost of a plan (see the module docstring).
+
+    .. math:: \text{merges} = \#\text{nodes}, \qquad
+              \text{teacher\_evals} = \max_{\text{nodes}} \#\{\text{children that are teacher leaves}\}
+
+    (``teacher_evals`` is 0 without merge nodes).
+
+    Parameters
+    ----------
+    plan : Plan
+    cost : {"merges", "teacher_evals"}
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputError
+        For an unknown ``cost``.
+    InputTypeError
+        When ``plan`` is not a :class:`~opmerge.plans.Plan`.
+    """
+    check_choice(cost, "cost", COSTS)
+    check_plan(plan)
+    return _plan_cost(plan, cost)
+
+
+def _plan_cost(plan: Plan, cost: str) -> int:
     if cost == "merges":
         return plan.n_merges
     peak = 0
@@ -104,15 +125,40 @@ def _front_from(costs, w2s, plans, tol: float, exact: bool) -> list[FrontPoint]:
 
 
 def front_by_enumeration(problem: Problem, cost: str = "merges") -> list[FrontPoint]:
-    """The front by evaluating every plan (test oracle; ``count_plans(N, M) <= MAX_ENUMERATED_PLANS``)."""
-    _check_cost(cost)
+    """The front by evaluating every plan (the test oracle).
+
+    Parameters
+    ----------
+    problem : Problem
+        With ``count_plans(N, M) <= MAX_ENUMERATED_PLANS``.
+    cost : {"merges", "teacher_evals"}
+
+    Returns
+    -------
+    list of FrontPoint
+        As :func:`fidelity_cost_front` (every point ``exact``).
+
+    Raises
+    ------
+    InputError
+        For an unknown ``cost`` or a problem with too many plans.
+    InputTypeError
+        When ``problem`` is not a Problem.
+    """
+    check_problem(problem)
+    check_choice(cost, "cost", COSTS)
+    return _front_by_enumeration(problem, cost)
+
+
+def _front_by_enumeration(problem: Problem, cost: str) -> list[FrontPoint]:
     total = count_plans(problem.steps, problem.segments)
     if total > MAX_ENUMERATED_PLANS:
-        raise ValueError(f"enumerating {total} plans is too many (limit {MAX_ENUMERATED_PLANS}); use method='dp'")
-    tol = _tolerance(problem, None, 0.0)
+        raise InputError(f"enumerating {total} plans is too many (at most {MAX_ENUMERATED_PLANS} plans with N = "
+                         f"{problem.steps}, M = {problem.segments}); use method='dp'")
+    tol = optimality_tolerance(problem, None, 0.0)
     plans = list(enumerate_plans(problem.steps, problem.segments))
     w2s = [evaluate_plan(problem, plan).w2 for plan in plans]
-    costs = [plan_cost(plan, cost) for plan in plans]
+    costs = [_plan_cost(plan, cost) for plan in plans]
     # among plans of equal cost keep the smallest W2 (ties: enumeration order)
     return _front_from(costs, w2s, plans, tol, True)
 
@@ -150,30 +196,35 @@ def fidelity_cost_front(
     Returns
     -------
     list of FrontPoint
+
+    Raises
+    ------
+    InputError
+        For an unknown ``cost`` or ``method``, a ``max_front``, ``beam`` or ``time_budget`` out of
+        range, ``method='dp'`` where the DP does not apply, or enumeration of too many plans.
+    InputTypeError
+        When ``problem`` is not a Problem or an argument has the wrong type.
     """
-    _check_cost(cost)
-    if method not in ("auto", "dp", "enumerate"):
-        raise ValueError(f"method must be 'auto', 'dp' or 'enumerate', got {method!r}")
-    if isinstance(max_front, bool) or not isinstance(max_front, (int, np.integer)) or max_front < 1:
-        raise ValueError(f"max_front must be an int >= 1, got {max_front!r}")
-    if not (isinstance(time_budget, (int, float)) and time_budget > 0):
-        raise ValueError(f"time_budget must be > 0, got {time_budget!r}")
-    if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or beam < 1:
-        raise ValueError(f"beam must be an int >= 1, got {beam!r}")
+    check_problem(problem)
+    check_choice(cost, "cost", COSTS)
+    check_choice(method, "method", FRONT_METHODS)
+    max_front = check_int(max_front, "max_front", 1)
+    time_budget = check_time_budget(time_budget)
+    beam = check_int(beam, "beam", 1)
     applicable, why = pareto_applicable(problem)
     if method == "enumerate" or (method == "auto" and not applicable):
-        return front_by_enumeration(problem, cost)
+        return _front_by_enumeration(problem, cost)
     if not applicable:
-        raise ValueError(f"the front DP does not apply to this problem ({why}); use method='enumerate'")
-    tol = _tolerance(problem, None, 0.0)
-    tables = _exact.range_tables(problem)
+        raise InputError(f"method='dp' does not apply to this problem ({why}); use method='enumerate' or 'auto'")
+    tol = optimality_tolerance(problem, None, 0.0)
+    tables = _exact._range_tables(problem)
     rule = _LABEL_RULE[cost]
     exact = True
     try:
         dp = ParetoDP(problem, math.inf, label_rule=rule, max_front=int(max_front),
                       deadline=time.perf_counter() + float(time_budget), tables=tables)
         root = dp.run()
-    except _Abort:
+    except ParetoAbort:
         exact = False
         dp = ParetoDP(problem, math.inf, label_rule=rule, max_front=2**62, beam=int(min(beam, max_front)), tables=tables)
         root = dp.run()
@@ -191,6 +242,6 @@ def fidelity_cost_front(
         ev = evaluate_plan(problem, plan)
         if points and not ev.w2 < best - tol:
             continue
-        points.append(FrontPoint(plan_cost(plan, cost), float(ev.w2), plan, exact))
+        points.append(FrontPoint(_plan_cost(plan, cost), float(ev.w2), plan, exact))
         best = ev.w2
     return points

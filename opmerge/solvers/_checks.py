@@ -1,0 +1,159 @@
+"""Checks of the user input of the solvers (private; done once, in the public functions).
+
+Every failed check raises :class:`~opmerge.errors.InputTypeError` (a ``TypeError`` too) for a value
+of the wrong type, or :class:`~opmerge.errors.InputError` (a ``ValueError`` too) for a value out of
+range; the message names the parameter and the range it must lie in. ``bool`` is never accepted
+as a number (``node_budget=True`` is a mistake, not ``1``). The functions below the public ones
+(``_solve_by_search``, ``_solve_joint``, the kernels) take validated values.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError, InputTypeError
+from ..objective import Problem
+from ..plans import Plan
+
+__all__ = [
+    "check_problem",
+    "check_plan",
+    "check_int",
+    "check_node_budget",
+    "check_time_budget",
+    "check_tolerances",
+    "check_choice",
+    "check_flag",
+]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_problem(problem: object) -> Problem:
+    """``problem`` itself when it is an :class:`~opmerge.objective.Problem`.
+
+    Raises
+    ------
+    InputTypeError
+        For anything else (a schedule, a dict, a string...).
+    """
+    if not isinstance(problem, Problem):
+        raise InputTypeError(f"problem must be an opmerge Problem, got {type(problem).__name__}")
+    return problem
+
+
+def check_plan(plan: object) -> Plan:
+    """``plan`` itself when it is an :class:`~opmerge.plans.Plan`.
+
+    Raises
+    ------
+    InputTypeError
+        For anything else (use :func:`~opmerge.plans.parse_plan` for text).
+    """
+    if not isinstance(plan, Plan):
+        raise InputTypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")
+    return plan
+
+
+def check_int(value: object, name: str, low: int, high: int | None = None) -> int:
+    """``value`` as ``int`` when it is a Python or numpy integer in ``[low, high]``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``value`` is not an integer (floats and ``bool`` included).
+    InputError
+        When it lies outside ``[low, high]`` (``high=None``: no upper end).
+    """
+    allowed = f"[{low}, {'inf' if high is None else high}]"
+    if not _is_int(value):
+        raise InputTypeError(f"{name} must be an int in {allowed}, got {type(value).__name__} {value!r}")
+    number = int(value)  # type: ignore[arg-type]
+    if number < low or (high is not None and number > high):
+        raise InputError(f"{name} must be an int in {allowed}, got {number}")
+    return number
+
+
+def check_node_budget(value: object) -> int:
+    """``node_budget``: an int ``>= 1`` (returned as ``int``)."""
+    return check_int(value, "node_budget", 1)
+
+
+def check_time_budget(value: object, name: str = "time_budget") -> float:
+    """A time budget in seconds: a real number ``> 0`` (``inf``: no limit), returned as ``float``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``value`` is not a real number.
+    InputError
+        When it is NaN or ``<= 0``.
+    """
+    if not _is_real(value):
+        raise InputTypeError(f"{name} must be a number of seconds > 0, got {type(value).__name__} {value!r}")
+    seconds = float(value)  # type: ignore[arg-type]
+    if not seconds > 0:  # also refuses NaN
+        raise InputError(f"{name} must be a number of seconds in (0, inf], got {value!r}")
+    return seconds
+
+
+def check_tolerances(rtol: object, atol: object) -> None:
+    """``rtol`` (``None`` or a finite real ``>= 0``) and ``atol`` (a finite real ``>= 0``).
+
+    The values are not converted (the tolerance is computed from them exactly as given).
+
+    Raises
+    ------
+    InputTypeError
+        When either is not a real number (``rtol=None`` is allowed).
+    InputError
+        When either is negative, NaN or infinite.
+    """
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is None and name == "rtol":
+            continue
+        if not _is_real(value):
+            raise InputTypeError(f"{name} must be a finite number >= 0, got {type(value).__name__} {value!r}")
+        if not (math.isfinite(float(value)) and value >= 0):  # type: ignore[arg-type, operator]
+            raise InputError(f"{name} must be a finite number >= 0 (allowed range [0, inf)), got {value!r}")
+
+
+def check_choice(value: object, name: str, allowed: Sequence[str]) -> str:
+    """``value`` when it is one of the strings ``allowed``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``value`` is not a ``str``.
+    InputError
+        When it is not one of ``allowed``.
+    """
+    names = ", ".join(repr(item) for item in allowed)
+    if not isinstance(value, str):
+        raise InputTypeError(f"{name} must be one of {names}, got {type(value).__name__} {value!r}")
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {names}, got {value!r}")
+    return value
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``value`` as ``bool`` when it is a Python or numpy ``bool``.
+
+    Raises
+    ------
+    InputTypeError
+        For anything else (``joint=1``, ``joint="no"``).
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)

@@ -1,0 +1,514 @@
+r"""Numba kernels of the Pareto dynamic program (:mod:`opmerge.solvers.pareto`). Private.
+
+Every kernel here has a plain-Python reference in :mod:`opmerge.solvers._reference` (same
+formulas, no tricks); the tests compare them. The mathematics (contexts, bounds, dominance) is
+explained in the docstring of :mod:`opmerge.solvers.pareto`.
+
+* :func:`context_bounds` — the top-down pass: bounds on the affine context
+  :math:`S = \alpha + \beta x` of every position.
+* :func:`combine_candidates` — the value vectors of one split, with their bounds.
+* :func:`dominates`, :func:`merge_fronts`, :func:`dominance_filter` — the dominance test and the
+  fronts it keeps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "context_bounds",
+    "combine_candidates",
+    "position_coefficients",
+    "dominates",
+    "merge_fronts",
+    "dominance_filter",
+]
+
+
+@njit(cache=True)
+def _accumulate(ctx, reach, slot_i, slot_j, scratch, pa_lo, pa_hi, pb_lo, pb_hi, la_lo, la_hi, lb_lo, lb_hi,
+                x_lo, x_hi, s_lo, s_hi, goal, scale, threshold):
+    """Compose a parent context with a local affine map; merge into ``ctx[slot_i, slot_j]`` if viable."""
+    d = goal.shape[0]
+    total = 0.0
+    for k in range(d):
+        a_lo = pa_lo[k] + pb_lo[k] * la_lo[k]
+        a_hi = pa_hi[k] + pb_hi[k] * la_hi[k]
+        b_lo = pb_lo[k] * lb_lo[k]
+        b_hi = pb_hi[k] * lb_hi[k]
+        scratch[0, k] = a_lo
+        scratch[1, k] = a_hi
+        scratch[2, k] = b_lo
+        scratch[3, k] = b_hi
+        lo = a_lo + b_lo * x_lo[k]
+        hi = a_hi + b_hi * x_hi[k]
+        if lo < s_lo[k]:
+            lo = s_lo[k]
+        if hi > s_hi[k]:
+            hi = s_hi[k]
+        if lo <= hi:
+            g = goal[k]
+            if g < lo:
+                total += scale[k] * (lo - g) * (lo - g)
+            elif g > hi:
+                total += scale[k] * (g - hi) * (g - hi)
+    if total >= threshold:
+        return
+    if not reach[slot_i, slot_j]:
+        reach[slot_i, slot_j] = True
+        for k in range(d):
+            ctx[slot_i, slot_j, 0, k] = scratch[0, k]
+            ctx[slot_i, slot_j, 1, k] = scratch[1, k]
+            ctx[slot_i, slot_j, 2, k] = scratch[2, k]
+            ctx[slot_i, slot_j, 3, k] = scratch[3, k]
+    else:
+        for k in range(d):
+            ctx[slot_i, slot_j, 0, k] = min(ctx[slot_i, slot_j, 0, k], scratch[0, k])
+            ctx[slot_i, slot_j, 1, k] = max(ctx[slot_i, slot_j, 1, k], scratch[1, k])
+            ctx[slot_i, slot_j, 2, k] = min(ctx[slot_i, slot_j, 2, k], scratch[2, k])
+            ctx[slot_i, slot_j, 3, k] = max(ctx[slot_i, slot_j, 3, k], scratch[3, k])
+
+
+@njit(cache=True)
+def _clip(ctx, reach, slot_i, slot_j, x_lo, s_hi):
+    """Tighten a finished context: alpha <= S_hi and beta <= (S_hi - A_lo) / x_lo."""
+    if not reach[slot_i, slot_j]:
+        return
+    d = s_hi.shape[0]
+    for k in range(d):
+        if ctx[slot_i, slot_j, 1, k] > s_hi[k]:
+            ctx[slot_i, slot_j, 1, k] = s_hi[k]
+        if x_lo[k] > 0.0:
+            cap = (s_hi[k] - ctx[slot_i, slot_j, 0, k]) / x_lo[k]
+            if cap >= ctx[slot_i, slot_j, 2, k] and cap < ctx[slot_i, slot_j, 3, k]:
+                ctx[slot_i, slot_j, 3, k] = cap
+
+
+@njit(cache=True)
+def context_bounds(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jump, segments,
+                   s_lo, s_hi, goal, scale, threshold):
+    r"""Bounds on the affine context :math:`S = \alpha + \beta x` of every position (top-down pass).
+
+    Parameters
+    ----------
+    v_lo, v_hi, f_lo, f_hi : float64[N + 1, N + 1, d]
+        Exact value ranges of trees / forests over ``j -> i`` at ``[i, j]``.
+    g_lo, g_hi : float64[M + 1, N + 1, d]
+        Ranges of ``k`` segments covering ``j -> 0`` at ``[k, j]``.
+    retention : float64[N + 1, d]; init_code : int; jump : float64[N + 1, N + 1, d] (``ddim``) or any
+    segments : int
+    s_lo, s_hi, goal, scale : float64[d]
+        Achievable root range, goal and :math:`s_i = \omega_i\|v_{N,i}\|^2`.
+    threshold : float
+        Contexts whose bound :math:`\mathrm{LB}^2 \ge` ``threshold`` are left out (``inf``: keep all).
+
+    Returns
+    -------
+    ctx_v, ctx_f : float64[N + 1, N + 1, 4, d]
+        ``[i, j] = (A_lo, A_hi, B_lo, B_hi)`` for a tree / forest over ``j -> i``.
+    reach_v, reach_f : bool[N + 1, N + 1]
+        Whether any viable context exists.
+    ctx_g : float64[M + 1, N + 1, 4, d]; reach_g : bool[M + 1, N + 1]
+        The same for ``k`` segments covering ``j -> 0`` (``alpha = 0``).
+    """
+    n = v_lo.shape[0] - 1
+    d = goal.shape[0]
+    m_seg = segments
+    ctx_v = np.zeros((n + 1, n + 1, 4, d))
+    ctx_f = np.zeros((n + 1, n + 1, 4, d))
+    reach_v = np.zeros((n + 1, n + 1), np.bool_)
+    reach_f = np.zeros((n + 1, n + 1), np.bool_)
+    scratch = np.zeros((4, d))
+    zeros = np.zeros(d)
+    ones = np.ones(d)
+    la_lo = np.zeros(d)
+    la_hi = np.zeros(d)
+    lb_lo = np.zeros(d)
+    lb_hi = np.zeros(d)
+    # H[k, j]: range of the product of k trees covering N -> j (k = 0 only at j = N, value 1)
+    h_lo = np.ones((m_seg, n + 1, d))
+    h_hi = np.ones((m_seg, n + 1, d))
+    h_ok = np.zeros((m_seg, n + 1), np.bool_)
+    h_ok[0, n] = True
+    for k in range(1, m_seg):
+        for j in range(n - k, -1, -1):
+            first = True
+            for m in range(j + 1, n + 1):
+                if not h_ok[k - 1, m]:
+                    continue
+                for c in range(d):
+                    lo = h_lo[k - 1, m, c] * v_lo[j, m, c]
+                    hi = h_hi[k - 1, m, c] * v_hi[j, m, c]
+                    if first or lo < h_lo[k, j, c]:
+                        h_lo[k, j, c] = lo
+                    if first or hi > h_hi[k, j, c]:
+                        h_hi[k, j, c] = hi
+                first = False
+            h_ok[k, j] = not first
+    # G positions: k segments covering j -> 0 sit under M - k segments covering N -> j
+    ctx_g = np.zeros((m_seg + 1, n + 1, 4, d))
+    reach_g = np.zeros((m_seg + 1, n + 1), np.bool_)
+    for k in range(1, m_seg + 1):
+        for j in range(k, n + 1):
+            if not h_ok[m_seg - k, j]:
+                continue
+            _accumulate(ctx_g, reach_g, k, j, scratch, zeros, zeros, ones, ones, zeros, zeros,
+                        h_lo[m_seg - k, j], h_hi[m_seg - k, j], g_lo[k, j], g_hi[k, j], s_lo, s_hi, goal, scale, threshold)
+    for length in range(n, 0, -1):
+        for i in range(0, n - length + 1):
+            j = i + length
+            # ---- forest over j -> i
+            for jp in range(j + 1, n + 1):
+                # (e) rest of a node over jp -> i whose first child covers jp -> j
+                if reach_v[i, jp]:
+                    for c in range(d):
+                        r = retention[jp, c]
+                        if init_code == 0:
+                            la_lo[c] = r * v_lo[j, jp, c]
+                            la_hi[c] = r * v_hi[j, jp, c]
+                        else:
+                            a0 = jump[i, jp, c] if init_code == 1 else (0.0 if init_code == 2 else 1.0)
+                            la_lo[c] = r * a0
+                            la_hi[c] = r * a0
+                        lb_lo[c] = (1.0 - r) * v_lo[j, jp, c]
+                        lb_hi[c] = (1.0 - r) * v_hi[j, jp, c]
+                    _accumulate(ctx_f, reach_f, i, j, scratch, ctx_v[i, jp, 0], ctx_v[i, jp, 1], ctx_v[i, jp, 2], ctx_v[i, jp, 3],
+                                la_lo, la_hi, lb_lo, lb_hi, f_lo[i, j], f_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+                # (f) tail of a forest over jp -> i whose first tree covers jp -> j
+                if reach_f[i, jp]:
+                    _accumulate(ctx_f, reach_f, i, j, scratch, ctx_f[i, jp, 0], ctx_f[i, jp, 1], ctx_f[i, jp, 2], ctx_f[i, jp, 3],
+                                zeros, zeros, v_lo[j, jp], v_hi[j, jp], f_lo[i, j], f_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+            _clip(ctx_f, reach_f, i, j, f_lo[i, j], s_hi)
+            # ---- tree over j -> i
+            # (a) a whole segment: k1 segments above (N -> j), k2 below (i -> 0)
+            for k1 in range(0, m_seg):
+                k2 = m_seg - 1 - k1
+                if not h_ok[k1, j]:
+                    continue
+                if k2 == 0:
+                    if i != 0:
+                        continue
+                    for c in range(d):
+                        lb_lo[c] = h_lo[k1, j, c]
+                        lb_hi[c] = h_hi[k1, j, c]
+                else:
+                    if i < k2:
+                        continue
+                    for c in range(d):
+                        lb_lo[c] = h_lo[k1, j, c] * g_lo[k2, i, c]
+                        lb_hi[c] = h_hi[k1, j, c] * g_hi[k2, i, c]
+                _accumulate(ctx_v, reach_v, i, j, scratch, zeros, zeros, ones, ones, zeros, zeros, lb_lo, lb_hi,
+                            v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+            # (b) the only tree of a forest
+            if reach_f[i, j]:
+                _accumulate(ctx_v, reach_v, i, j, scratch, ctx_f[i, j, 0], ctx_f[i, j, 1], ctx_f[i, j, 2], ctx_f[i, j, 3],
+                            zeros, zeros, ones, ones, v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+            for ip in range(0, i):
+                # (c) first child of a node over j -> ip, the rest a forest over i -> ip
+                if reach_v[ip, j]:
+                    for c in range(d):
+                        r = retention[j, c]
+                        if init_code == 0:
+                            la_lo[c] = 0.0
+                            la_hi[c] = 0.0
+                            lb_lo[c] = (1.0 - r) * f_lo[ip, i, c] + r
+                            lb_hi[c] = (1.0 - r) * f_hi[ip, i, c] + r
+                        else:
+                            a0 = jump[ip, j, c] if init_code == 1 else (0.0 if init_code == 2 else 1.0)
+                            la_lo[c] = r * a0
+                            la_hi[c] = r * a0
+                            lb_lo[c] = (1.0 - r) * f_lo[ip, i, c]
+                            lb_hi[c] = (1.0 - r) * f_hi[ip, i, c]
+                    _accumulate(ctx_v, reach_v, i, j, scratch, ctx_v[ip, j, 0], ctx_v[ip, j, 1], ctx_v[ip, j, 2], ctx_v[ip, j, 3],
+                                la_lo, la_hi, lb_lo, lb_hi, v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+                # (d) first tree of a forest over j -> ip
+                if reach_f[ip, j]:
+                    _accumulate(ctx_v, reach_v, i, j, scratch, ctx_f[ip, j, 0], ctx_f[ip, j, 1], ctx_f[ip, j, 2], ctx_f[ip, j, 3],
+                                zeros, zeros, f_lo[ip, i], f_hi[ip, i], v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+            _clip(ctx_v, reach_v, i, j, v_lo[i, j], s_hi)
+    return ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g
+
+
+@njit(cache=True)
+def combine_candidates(first, rest, labels_first, labels_rest, mode, retention, a0, ctx, s_lo, s_hi, goal, scale,
+                       threshold, label_rule, first_is_leaf):
+    r"""Candidate vectors of one split, with their bounds; those with :math:`\mathrm{LB}^2 \ge` ``threshold`` are dropped.
+
+    Parameters
+    ----------
+    first : float64[na, d]   values of the first part (a tree over ``j -> m``)
+    rest : float64[nb, d]    values of the rest (a forest over ``m -> i``, or segments over ``m -> 0``)
+    labels_first : int64[na, 2]; labels_rest : int64[nb, 2]
+        Cost labels (see :mod:`opmerge.solvers.front`; all zero for :func:`solve_joint`).
+    mode : int
+        0: merge node :math:`(1 - r)(c_1 R) + r a_0`; 1: product :math:`c_1 R`.
+    retention : float64[d]  :math:`r_j` of the node; a0 : float64[d] the constant init, or ``first`` itself
+        when ``a0`` has length 0 (warm start).
+    ctx : float64[4, d] context bounds of the position; s_lo, s_hi, goal, scale : float64[d]
+    threshold : float
+    label_rule : int
+        0: labels stay zero; 1: merges (node adds 1); 2: peak leaf children (see ``front``).
+    first_is_leaf : bool
+
+    Returns
+    -------
+    values : float64[n, d]; idx_first, idx_rest : int64[n]; lb_sq : float64[n]; labels : int64[n, 2]
+    min_pruned : float   smallest bound of a dropped candidate (``inf`` if none)
+    """
+    na = first.shape[0]
+    nb = rest.shape[0]
+    d = goal.shape[0]
+    warm = a0.shape[0] == 0
+    total = na * nb
+    values = np.empty((total, d))
+    idx_first = np.empty(total, np.int64)
+    idx_rest = np.empty(total, np.int64)
+    lb_sq = np.empty(total)
+    labels = np.zeros((total, 2), np.int64)
+    count = 0
+    min_pruned = np.inf
+    for a in range(na):
+        for b in range(nb):
+            bound = 0.0
+            for k in range(d):
+                prod = first[a, k] * rest[b, k]
+                if mode == 0:
+                    r = retention[k]
+                    init = first[a, k] if warm else a0[k]
+                    val = (1.0 - r) * prod + r * init
+                else:
+                    val = prod
+                values[count, k] = val
+                lo = ctx[0, k] + ctx[2, k] * val
+                hi = ctx[1, k] + ctx[3, k] * val
+                if lo < s_lo[k]:
+                    lo = s_lo[k]
+                if hi > s_hi[k]:
+                    hi = s_hi[k]
+                if lo <= hi:
+                    g = goal[k]
+                    if g < lo:
+                        bound += scale[k] * (lo - g) * (lo - g)
+                    elif g > hi:
+                        bound += scale[k] * (g - hi) * (g - hi)
+            if bound >= threshold:
+                if bound < min_pruned:
+                    min_pruned = bound
+                continue
+            idx_first[count] = a
+            idx_rest[count] = b
+            lb_sq[count] = bound
+            if label_rule == 1:
+                labels[count, 0] = labels_first[a, 0] + labels_rest[b, 0] + (1 if mode == 0 else 0)
+            elif label_rule == 2:
+                leaf = 1 if first_is_leaf else 0
+                if mode == 0:
+                    # node: its own leaf children = [first is a leaf] + leaf trees of the rest
+                    own = leaf + labels_rest[b, 0]
+                    peak = max(labels_first[a, 1], labels_rest[b, 1], own)
+                    labels[count, 0] = 0
+                    labels[count, 1] = peak
+                else:
+                    labels[count, 0] = leaf + labels_rest[b, 0]
+                    labels[count, 1] = max(labels_first[a, 1], labels_rest[b, 1])
+            count += 1
+    return values[:count], idx_first[:count], idx_rest[:count], lb_sq[:count], labels[:count], min_pruned
+
+
+@njit(cache=True)
+def position_coefficients(ctx, s_lo, s_hi, goal, scale):
+    """Per-direction constants of the dominance test at one position, rows ``k``:
+    ``(s, A_lo - g, A_hi - g, B_lo, B_hi, S_hi - A_lo, 2 (S_lo - g), 2 (S_hi - g))``."""
+    d = goal.shape[0]
+    coef = np.empty((d, 8))
+    for k in range(d):
+        coef[k, 0] = scale[k]
+        coef[k, 1] = ctx[0, k] - goal[k]
+        coef[k, 2] = ctx[1, k] - goal[k]
+        coef[k, 3] = ctx[2, k]
+        coef[k, 4] = ctx[3, k]
+        coef[k, 5] = s_hi[k] - ctx[0, k]
+        coef[k, 6] = 2.0 * (s_lo[k] - goal[k])
+        coef[k, 7] = 2.0 * (s_hi[k] - goal[k])
+    return coef
+
+
+@njit(cache=True, inline="always")
+def _term_bound(u, v, coef, k):
+    """Upper bound of direction k's change of W2^2 when the value v is replaced by u."""
+    delta = u - v
+    s = coef[k, 0]
+    if delta == 0.0 or s == 0.0:
+        return 0.0
+    both = u + v
+    big = u if u > v else v
+    b_lo = coef[k, 3]
+    b_hi = coef[k, 4]
+    if big > 0.0:
+        cap = coef[k, 5] / big
+        if cap >= b_lo and cap < b_hi:
+            b_hi = cap
+    if delta > 0.0:
+        c = coef[k, 2]
+        q1 = b_lo * b_lo * both + 2.0 * b_lo * c
+        q2 = b_hi * b_hi * both + 2.0 * b_hi * c
+        box = s * delta * (q1 if q1 > q2 else q2)
+        y = coef[k, 7]
+        x = b_hi * delta if y >= 0.0 else b_lo * delta
+    else:
+        c = coef[k, 1]
+        q1 = b_lo * b_lo * both + 2.0 * b_lo * c
+        q2 = b_hi * b_hi * both + 2.0 * b_hi * c
+        qm = q1 if q1 < q2 else q2
+        if both > 0.0:
+            vertex = -c / both
+            if b_lo < vertex < b_hi:
+                qv = vertex * vertex * both + 2.0 * vertex * c
+                if qv < qm:
+                    qm = qv
+        box = s * delta * qm
+        y = coef[k, 6]
+        x = b_hi * delta if y <= 0.0 else b_lo * delta
+    rng = x * y * s
+    return box if box < rng else rng
+
+
+@njit(cache=True)
+def _dominates_coef(u, v, coef):
+    total = 0.0
+    for k in range(coef.shape[0]):
+        total += _term_bound(u[k], v[k], coef, k)
+    return total <= 0.0
+
+
+@njit(cache=True)
+def _term_magnitudes(coef, x_lo, x_hi):
+    """Largest |term| of each direction over all value pairs in [x_lo, x_hi] (for early exits)."""
+    d = coef.shape[0]
+    out = np.empty(d)
+    for k in range(d):
+        spread = x_hi[k] - x_lo[k]
+        b_hi = coef[k, 4]
+        y = max(abs(coef[k, 6]), abs(coef[k, 7]))
+        c = max(abs(coef[k, 1]), abs(coef[k, 2]))
+        out[k] = coef[k, 0] * spread * max(b_hi * y, b_hi * b_hi * 2.0 * x_hi[k] + 2.0 * b_hi * c)
+    return out
+
+
+@njit(cache=True)
+def _dominates_ordered(u, v, coef, order, suffix):
+    """``_dominates_coef`` visiting directions by decreasing magnitude, leaving early when the rest
+    cannot change the sign (``suffix[t]`` bounds the sum of |term| over ``order[t:]``)."""
+    total = 0.0
+    d = order.shape[0]
+    for t in range(d):
+        k = order[t]
+        total += _term_bound(u[k], v[k], coef, k)
+        if total > suffix[t + 1]:
+            return False
+        if total <= -suffix[t + 1]:
+            return True
+    return total <= 0.0
+
+
+@njit(cache=True)
+def dominates(u, v, ctx, s_lo, s_hi, goal, scale):
+    r"""True when replacing the value vector ``v`` by ``u`` (same position) never increases :math:`W_2`.
+
+    Sufficient test :math:`\sum_i \min(\text{box}_i, \text{range}_i) \le 0` (module docstring).
+    """
+    return _dominates_coef(u, v, position_coefficients(ctx, s_lo, s_hi, goal, scale))
+
+
+@njit(cache=True, inline="always")
+def _label_ok(labels_u, u, labels_v, v):
+    return labels_u[u, 0] <= labels_v[v, 0] and labels_u[u, 1] <= labels_v[v, 1]
+
+
+@njit(cache=True)
+def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_lo, s_hi, goal, scale, x_lo, x_hi):
+    """Merge new candidates into a front (a set in which no vector dominates another).
+
+    ``x_lo, x_hi`` enclose every value of the position (the interval DP's range); they only
+    bound the terms for early exits, so the kept sets equal those of :func:`merge_fronts_reference`.
+
+    1. New candidates, by increasing bound ``new_lb`` (ties: index order), are dropped when a
+       vector of the old front or an already kept new one dominates them (with labels ``<=``);
+    2. old vectors are dropped when a kept new one dominates them.
+
+    Every dropped vector is dominated by a kept one (the relation is transitive). The last
+    successful dominator is tried first. Returns ``(old_keep, new_keep)`` (index arrays).
+    """
+    coef = position_coefficients(ctx, s_lo, s_hi, goal, scale)
+    magnitude = _term_magnitudes(coef, x_lo, x_hi)
+    dir_order = np.argsort(-magnitude, kind="mergesort")
+    suffix = np.zeros(dir_order.shape[0] + 1)
+    for t in range(dir_order.shape[0] - 1, -1, -1):
+        suffix[t] = suffix[t + 1] + magnitude[dir_order[t]]
+    # make the early exits safe against rounding in the partial sums
+    for t in range(suffix.shape[0]):
+        suffix[t] = suffix[t] * (1.0 + 1e-12) + 1e-300
+    n_old = old_values.shape[0]
+    n_new = new_values.shape[0]
+    order = np.argsort(new_lb, kind="mergesort")
+    new_keep = np.empty(n_new, np.int64)
+    n_kept = 0
+    last_old = -1
+    last_new = -1
+    for t in range(n_new):
+        idx = order[t]
+        dominated = False
+        if last_old >= 0 and _label_ok(old_labels, last_old, new_labels, idx):
+            dominated = _dominates_ordered(old_values[last_old], new_values[idx], coef, dir_order, suffix)
+        if not dominated and last_new >= 0 and _label_ok(new_labels, last_new, new_labels, idx):
+            dominated = _dominates_ordered(new_values[last_new], new_values[idx], coef, dir_order, suffix)
+        if not dominated:
+            for q in range(n_old):
+                if q != last_old and _label_ok(old_labels, q, new_labels, idx):
+                    if _dominates_ordered(old_values[q], new_values[idx], coef, dir_order, suffix):
+                        dominated = True
+                        last_old = q
+                        break
+        if not dominated:
+            for q in range(n_kept):
+                k = new_keep[q]
+                if k != last_new and _label_ok(new_labels, k, new_labels, idx):
+                    if _dominates_ordered(new_values[k], new_values[idx], coef, dir_order, suffix):
+                        dominated = True
+                        last_new = k
+                        break
+        if not dominated:
+            new_keep[n_kept] = idx
+            n_kept += 1
+    old_keep = np.empty(n_old, np.int64)
+    n_old_kept = 0
+    last_new = -1
+    for q in range(n_old):
+        dominated = False
+        if last_new >= 0 and _label_ok(new_labels, last_new, old_labels, q):
+            dominated = _dominates_ordered(new_values[last_new], old_values[q], coef, dir_order, suffix)
+        if not dominated:
+            for t in range(n_kept):
+                k = new_keep[t]
+                if k != last_new and _label_ok(new_labels, k, old_labels, q):
+                    if _dominates_ordered(new_values[k], old_values[q], coef, dir_order, suffix):
+                        dominated = True
+                        last_new = k
+                        break
+        if not dominated:
+            old_keep[n_old_kept] = q
+            n_old_kept += 1
+    return old_keep[:n_old_kept], new_keep[:n_kept]
+
+
+def dominance_filter(values, lb_sq, labels, ctx, s_lo, s_hi, goal, scale) -> np.ndarray:
+    """Indices of a front of ``values`` (visited by increasing ``lb_sq``): :func:`merge_fronts` into an empty front."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    d = values.shape[1]
+    x_lo = values.min(axis=0) if len(values) else np.zeros(d)
+    x_hi = values.max(axis=0) if len(values) else np.zeros(d)
+    _, keep = merge_fronts(np.empty((0, d)), np.zeros((0, 2), np.int64), values,
+                           np.ascontiguousarray(lb_sq, dtype=np.float64), np.ascontiguousarray(labels, dtype=np.int64),
+                           ctx, s_lo, s_hi, goal, scale, x_lo, x_hi)
+    return keep
