@@ -18,20 +18,15 @@ from opmerge.plans import MergeNode, canonical_plan, parse_plan, tree_bottom, tr
 from opmerge.schedules import make_schedule
 from opmerge.solvers import brute_force, range_tables, solve
 from opmerge.solvers.front import COSTS, fidelity_cost_front, front_by_enumeration, plan_cost
-from opmerge.solvers.pareto import (
-    ParetoDP,
-    combine_candidates,
+from opmerge.solvers._pareto_dp import ParetoDP
+from opmerge.solvers._pareto_kernels import combine_candidates, context_bounds, dominates, merge_fronts
+from opmerge.solvers._reference import (
     combine_candidates_reference,
-    context_bounds,
     context_bounds_reference,
-    dominates,
     dominates_reference,
-    merge_fronts,
     merge_fronts_reference,
-    pareto_applicable,
-    per_direction_bound,
-    solve_joint,
 )
+from opmerge.solvers.pareto import pareto_applicable, per_direction_bound, solve_joint
 
 SCHEDULE_SOLVERS = [
     ("vp-cosine", "ddim"),

@@ -318,8 +318,20 @@ def combine_candidates(first, rest, labels_first, labels_rest, mode, retention, 
 
 @njit(cache=True)
 def position_coefficients(ctx, s_lo, s_hi, goal, scale):
-    """Per-direction constants of the dominance test at one position, rows ``k``:
-    ``(s, A_lo - g, A_hi - g, B_lo, B_hi, S_hi - A_lo, 2 (S_lo - g), 2 (S_hi - g))``."""
+    """Per-direction constants of the dominance test at one position.
+
+    Parameters
+    ----------
+    ctx : float64[4, d]
+        Context bounds ``(A_lo, A_hi, B_lo, B_hi)`` of the position (:func:`context_bounds`).
+    s_lo, s_hi, goal, scale : float64[d]
+        Achievable root range, goal and weights :math:`s_i`.
+
+    Returns
+    -------
+    coef : float64[d, 8]
+        Row ``k``: ``(s, A_lo - g, A_hi - g, B_lo, B_hi, S_hi - A_lo, 2 (S_lo - g), 2 (S_hi - g))``.
+    """
     d = goal.shape[0]
     coef = np.empty((d, 8))
     for k in range(d):
@@ -416,7 +428,20 @@ def _dominates_ordered(u, v, coef, order, suffix):
 def dominates(u, v, ctx, s_lo, s_hi, goal, scale):
     r"""True when replacing the value vector ``v`` by ``u`` (same position) never increases :math:`W_2`.
 
-    Sufficient test :math:`\sum_i \min(\text{box}_i, \text{range}_i) \le 0` (module docstring).
+    Sufficient test :math:`\sum_i \min(\text{box}_i, \text{range}_i) \le 0` (docstring of
+    :mod:`opmerge.solvers.pareto`).
+
+    Parameters
+    ----------
+    u, v : float64[d]
+        Two value vectors of the same position.
+    ctx : float64[4, d]
+        Context bounds of the position.
+    s_lo, s_hi, goal, scale : float64[d]
+
+    Returns
+    -------
+    bool
     """
     return _dominates_coef(u, v, position_coefficients(ctx, s_lo, s_hi, goal, scale))
 
@@ -438,7 +463,22 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
     2. old vectors are dropped when a kept new one dominates them.
 
     Every dropped vector is dominated by a kept one (the relation is transitive). The last
-    successful dominator is tried first. Returns ``(old_keep, new_keep)`` (index arrays).
+    successful dominator is tried first.
+
+    Parameters
+    ----------
+    old_values : float64[n_old, d]; old_labels : int64[n_old, 2]
+        The front so far.
+    new_values : float64[n_new, d]; new_lb : float64[n_new]; new_labels : int64[n_new, 2]
+        Candidates with their bounds and cost labels.
+    ctx : float64[4, d]; s_lo, s_hi, goal, scale : float64[d]
+    x_lo, x_hi : float64[d]
+        Range of every value of the position.
+
+    Returns
+    -------
+    old_keep, new_keep : int64 arrays
+        Indices of the kept old vectors and of the kept candidates.
     """
     coef = position_coefficients(ctx, s_lo, s_hi, goal, scale)
     magnitude = _term_magnitudes(coef, x_lo, x_hi)
@@ -503,7 +543,18 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
 
 
 def dominance_filter(values, lb_sq, labels, ctx, s_lo, s_hi, goal, scale) -> np.ndarray:
-    """Indices of a front of ``values`` (visited by increasing ``lb_sq``): :func:`merge_fronts` into an empty front."""
+    """Indices of a front of ``values`` (visited by increasing ``lb_sq``): :func:`merge_fronts` into an empty front.
+
+    Parameters
+    ----------
+    values : (n, d) array; lb_sq : (n,) array; labels : (n, 2) int array
+    ctx : float64[4, d]; s_lo, s_hi, goal, scale : float64[d]
+
+    Returns
+    -------
+    int64 ndarray
+        Indices of the kept vectors.
+    """
     values = np.ascontiguousarray(values, dtype=np.float64)
     d = values.shape[1]
     x_lo = values.min(axis=0) if len(values) else np.zeros(d)

@@ -20,7 +20,7 @@ student value at the root is affine in the value :math:`x` of that position:
 When every teacher step is :math:`\ge 0`, every retention lies in :math:`[0, 1]` and the initial
 value :math:`a_0` of the non-warm inits is :math:`\ge 0` (checked: :func:`pareto_applicable`),
 every value is :math:`\ge 0`, nodes are non-decreasing in their children and
-:math:`\alpha_i, \beta_i \ge 0`. A top-down pass (:func:`context_bounds`) bounds
+:math:`\alpha_i, \beta_i \ge 0`. A top-down pass (:func:`~opmerge.solvers._pareto_kernels.context_bounds`) bounds
 :math:`\alpha_i \in [A^-_i, A^+_i]` and :math:`\beta_i \in [B^-_i, B^+_i]` over all contexts of
 every position, composing the local affine maps of ``docs/theory.md`` §4 with the exact value ranges of the
 interval DP; it skips contexts that already cannot beat the incumbent (their bound, below, is
@@ -76,10 +76,12 @@ and returns its certificate, raised by the sum of the per-direction optima (see
 
 Where the code lives
 --------------------
-This module holds the two public solvers, :func:`solve_joint` and :func:`per_direction_bound`;
-the front dynamic program is :class:`~opmerge.solvers._pareto_dp.ParetoDP`, its Numba kernels are
-in :mod:`opmerge.solvers._pareto_kernels` and their plain-Python references in
-:mod:`opmerge.solvers._reference`. The names listed in ``__all__`` are re-exported here.
+This module holds the public solvers, :func:`solve_joint` and :func:`per_direction_bound`, and
+:func:`pareto_applicable`; the front dynamic program is
+:class:`~opmerge.solvers._pareto_dp.ParetoDP`, its Numba kernels (``context_bounds``,
+``combine_candidates``, ``dominates``, ``merge_fronts``) are in
+:mod:`opmerge.solvers._pareto_kernels` and their plain-Python references in
+:mod:`opmerge.solvers._reference` (private modules: their signatures may change).
 """
 
 from __future__ import annotations
@@ -93,37 +95,10 @@ from ..objective import Problem, evaluate_plan
 from . import exact as _exact
 from ._checks import check_int, check_node_budget, check_problem, check_time_budget, check_tolerances
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
-from ._pareto_kernels import combine_candidates, context_bounds, dominance_filter, dominates, merge_fronts, position_coefficients
-from ._reference import (
-    combine_candidates_reference,
-    context_bounds_reference,
-    dominance_filter_reference,
-    dominates_reference,
-    merge_fronts_reference,
-)
 from ._tolerance import optimality_tolerance, pruning_threshold
 from .exact import Solution
 
-__all__ = [
-    "solve_joint",
-    "pareto_applicable",
-    "per_direction_bound",
-    "ParetoDP",
-    "context_bounds",
-    "combine_candidates",
-    "dominance_filter",
-    "merge_fronts",
-    "dominates",
-    "position_coefficients",
-    "context_bounds_reference",
-    "combine_candidates_reference",
-    "dominance_filter_reference",
-    "merge_fronts_reference",
-    "dominates_reference",
-    "root_objective",
-    "PARETO_METHODS",
-    "DEFAULT_MAX_FRONT",
-]
+__all__ = ["solve_joint", "per_direction_bound", "pareto_applicable", "PARETO_METHODS", "DEFAULT_MAX_FRONT"]
 
 PARETO_METHODS = ("pareto", "search", "pareto+search")
 #: largest front (value vectors of one interval) of :func:`solve_joint` before the DP gives up
