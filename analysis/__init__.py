@@ -8,7 +8,8 @@ r"""Analysis on top of the opmerge core: plan families, phase sweeps, figures an
 * :mod:`~opmerge.analysis.bisection` — the one bisection driver behind :func:`locate_transition`
   and the sweeps' thresholds;
 * :mod:`~opmerge.analysis.sweeps` — sweeps over :math:`\lambda`, :math:`\eta\tau`, ``N`` and
-  two-direction spectra; :mod:`~opmerge.analysis.results` — their results
+  two-direction spectra, and every direction of a spectrum alone (:func:`direction_families`);
+  :mod:`~opmerge.analysis.results` — their results
   (:class:`LambdaSweep`, :class:`GridSweep`);
 * :mod:`~opmerge.analysis.style`, :mod:`~opmerge.analysis.plots` — one shared matplotlib style
   (Agg) and the plots (imported on demand: the modules above need no matplotlib);
@@ -21,7 +22,7 @@ from .classify import FAMILIES, PlanShape, canonical_w2, classify_plan, describe
 from .points import PointSpec, solve_point
 from .results import GridSweep, LambdaSweep
 from .runner import PointRunner, run_points
-from .sweeps import sweep_lambda, sweep_lambda_eta, sweep_lambda_steps, sweep_two_directions
+from .sweeps import direction_families, sweep_lambda, sweep_lambda_eta, sweep_lambda_steps, sweep_two_directions
 
 __all__ = [
     "FAMILIES",
@@ -43,4 +44,5 @@ __all__ = [
     "sweep_lambda_eta",
     "sweep_lambda_steps",
     "sweep_two_directions",
+    "direction_families",
 ]

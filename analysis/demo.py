@@ -31,9 +31,7 @@ from opmerge.errors import InputError
 from opmerge.io import provenance, to_jsonable, write_json
 
 from .classify import canonical_w2, classify_plan, describe_plan, family_of_solution
-from .points import PointSpec
-from .runner import run_points
-from .sweeps import sweep_lambda, sweep_lambda_eta
+from .sweeps import direction_families, sweep_lambda, sweep_lambda_eta
 
 __all__ = ["DEFAULT_BINS", "DEMO_STEPS", "DEMO_SEGMENTS", "run_demo", "format_summary"]
 
@@ -45,6 +43,9 @@ DEMO_SEGMENTS = (1, 2, 4)
 DEFAULT_BINS: int | None = None
 #: solver time budget per joint plan (seconds)
 JOINT_TIME_BUDGET = 20.0
+#: solver budgets of each direction solved alone (nodes, seconds)
+DIRECTION_NODE_BUDGET = 2_000_000
+DIRECTION_TIME_BUDGET = 10.0
 
 
 def _spectrum_arrays(spectrum) -> tuple[np.ndarray, np.ndarray]:
@@ -151,12 +152,9 @@ def run_demo(
     assert full_problem_1 is not None
 
     # 3. per-direction families and the lambda sweep
-    distinct = np.unique(full_lam)
-    specs = [PointSpec(schedule, (float(x),), None, model, "ddim", "teacher", 1, 2_000_000, 10.0) for x in distinct]
-    records, _ = run_points(specs, workers=workers, cache_dir=cache, progress=progress, desc="directions")
-    family_of = {float(x): r["family"] for x, r in zip(distinct, records)}
-    direction_families = [family_of[float(x)] for x in full_lam]
-    counts = {f: int(sum(w for w, g in zip(full_w, direction_families) if g == f)) for f in dict.fromkeys(direction_families)}
+    alone, _ = direction_families(full_lam, schedule=schedule, model=model, workers=workers, cache_dir=cache, progress=progress,
+                                  node_budget=DIRECTION_NODE_BUDGET, time_budget=DIRECTION_TIME_BUDGET)
+    counts = {f: int(sum(w for w, g in zip(full_w, alone) if g == f)) for f in dict.fromkeys(alone)}
     positive = full_lam[full_lam > 0]
     lam_lo = max(min(0.05, float(positive.min()) if positive.size else 0.05), 1e-4)
     lam_hi = max(100.0, float(full_lam.max()) * 1.5)
@@ -175,7 +173,7 @@ def run_demo(
         progress=progress,
     )
 
-    files = _figures(out, spectrum_info, direction_families, sweep, grid, joint, steps)
+    files = _figures(out, spectrum_info, alone, sweep, grid, joint, steps)
     summary = {
         "config": {
             "schedule": schedule.to_dict(),
@@ -186,7 +184,7 @@ def run_demo(
         },
         "spectrum": spectrum_info,
         "joint": joint,
-        "directions": {"family": direction_families, "counts": counts},
+        "directions": {"family": alone, "counts": counts},
         "sweep": {"thresholds": list(sweep.thresholds), "ranges": sweep.family_ranges()},
         "phase": {"x": grid.x, "y": grid.y, "family": [list(r) for r in grid.family], "thresholds": [list(r) for r in grid.thresholds]},
         "files": [os.fspath(p) for p in files],
@@ -199,7 +197,7 @@ def run_demo(
     return summary
 
 
-def _figures(out: Path, spectrum_info: dict, direction_families, sweep, grid, joint, steps) -> list[Path]:
+def _figures(out: Path, spectrum_info: dict, alone, sweep, grid, joint, steps) -> list[Path]:
     from .plots import plot_canonical_comparison, plot_phase_diagram, plot_plan_trees, plot_spectrum_families, plot_w2_vs_lambda
     from .style import save_figure
 
@@ -209,7 +207,7 @@ def _figures(out: Path, spectrum_info: dict, direction_families, sweep, grid, jo
         written.extend(save_figure(fig, out / stem, data, config=config, close=True).values())
 
     fig, data = plot_spectrum_families(
-        spectrum_info["lam"], direction_families, thresholds=sweep.thresholds, name=spectrum_info["name"],
+        spectrum_info["lam"], alone, thresholds=sweep.thresholds, name=spectrum_info["name"],
         title=f"{spectrum_info['name']} spectrum: optimal family of each direction alone (N = {steps})",
     )
     save(fig, "demo_spectrum", data, sweep.config)

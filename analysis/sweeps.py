@@ -5,9 +5,10 @@ r"""Phase sweeps: which plan family is optimal as the data variance :math:`\lamb
   relative tolerance ``tol``.
 * :func:`sweep_lambda_eta`, :func:`sweep_lambda_steps`, :func:`sweep_two_directions` — 2-D grids
   (:math:`\lambda \times \eta\tau`, :math:`\lambda \times N`, :math:`\lambda_1 \times \lambda_2` of a
-  two-direction spectrum solved jointly), with the transitions along :math:`\lambda` located per row.
+  two-direction spectrum solved jointly), with the transitions along :math:`\lambda` located per row;
+* :func:`direction_families` — every direction of a spectrum solved alone.
 
-All four are one routine, :func:`_solve_rows`: the grid of every row is solved as one batch by a
+The four sweeps are one routine, :func:`_solve_rows`: the grid of every row is solved as one batch by a
 :class:`~opmerge.analysis.runner.PointRunner` (cached, parallel when worthwhile), then the family
 changes of all rows are bisected together. A :math:`\lambda` sweep is a grid with one row. Results
 do not depend on the number of workers. (The solver's ``time_budget`` is the one source of
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -34,9 +35,9 @@ from ._checks import check_common, check_grid, check_schedule
 from .bisection import DEFAULT_THRESHOLD_TOL, locate_rows
 from .points import PointSpec
 from .results import GridSweep, LambdaSweep
-from .runner import PointRunner
+from .runner import PointRunner, run_points
 
-__all__ = ["sweep_lambda", "sweep_lambda_eta", "sweep_lambda_steps", "sweep_two_directions"]
+__all__ = ["sweep_lambda", "sweep_lambda_eta", "sweep_lambda_steps", "sweep_two_directions", "direction_families"]
 
 
 def _solve_rows(
@@ -74,17 +75,41 @@ def _solve_rows(
     return rows, thresholds, stats
 
 
-def _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget) -> dict:
-    return {
-        "schedule": schedule.to_dict() if isinstance(schedule, Schedule) else schedule,
-        "model": model.to_dict(),
-        "solver": solver,
-        "target": target,
-        "segments": int(segments),
-        "tol": float(tol),
-        "node_budget": int(node_budget),
-        "time_budget": float(time_budget),
-    }
+@dataclass(frozen=True)
+class _Setup:
+    """The checked options every point of a sweep shares; builds its points and its configuration."""
+
+    schedule: Schedule
+    model: StudentModel
+    solver: str
+    target: str
+    segments: int
+    tol: float
+    node_budget: int
+    time_budget: float
+
+    @classmethod
+    def checked(cls, schedule: Schedule, model, solver, target, segments, tol, node_budget, time_budget) -> "_Setup":
+        model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
+        return cls(schedule, model, solver, target, int(segments), float(tol), int(node_budget), float(time_budget))
+
+    def point(self, lam: tuple, weights: tuple | None = None, *, model: StudentModel | None = None,
+              schedule: Schedule | None = None) -> PointSpec:
+        return PointSpec(self.schedule if schedule is None else schedule, lam, weights, self.model if model is None else model,
+                         self.solver, self.target, self.segments, self.node_budget, self.time_budget)
+
+    def config(self, schedule: dict | str | None = None, **extra) -> dict:
+        base = {
+            "schedule": self.schedule.to_dict() if schedule is None else schedule,
+            "model": self.model.to_dict(),
+            "solver": self.solver,
+            "target": self.target,
+            "segments": self.segments,
+            "tol": self.tol,
+            "node_budget": self.node_budget,
+            "time_budget": self.time_budget,
+        }
+        return to_jsonable(dict(base, **extra), strict=False)
 
 
 def sweep_lambda(
@@ -141,17 +166,11 @@ def sweep_lambda(
     LambdaSweep
     """
     lam = check_grid(lams, "lams")
-    schedule = check_schedule(schedule, steps)
-    model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
-
-    def spec_at(x: float, row: int) -> PointSpec:
-        return PointSpec(schedule, (float(x),), None, model, solver, target, int(segments), int(node_budget), float(time_budget))
-
+    setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, segments, tol, node_budget, time_budget)
     (records,), (thresholds,), stats = _solve_rows(
-        lam, 1, spec_at, locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress, desc="lambda sweep"
+        lam, 1, lambda x, row: setup.point((x,)), locate=locate, tol=tol, workers=workers, cache_dir=cache_dir,
+        progress=progress, desc="lambda sweep",
     )
-    config = _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget)
-    config.update(sweep="lambda", lam_grid=lam)
     return LambdaSweep(
         lam=lam,
         family=tuple(r["family"] for r in records),
@@ -162,7 +181,7 @@ def sweep_lambda(
         shapes=tuple(r["shape"] for r in records),
         canonical={kind: np.array([r["canonical"][kind] for r in records]) for kind in CANONICAL_KINDS},
         thresholds=thresholds,
-        config=to_jsonable(config, strict=False),
+        config=setup.config(sweep="lambda", lam_grid=lam),
         stats=stats,
     )
 
@@ -195,7 +214,7 @@ def _grid_sweep(
         plans=tuple(tuple(rec["plan"] for rec in row) for row in rows),
         canonical={kind: np.array([[rec["canonical"][kind] for rec in row] for row in rows]) for kind in CANONICAL_KINDS},
         thresholds=tuple(thresholds),
-        config=to_jsonable(config, strict=False),
+        config=config,
         stats=stats,
     )
 
@@ -240,17 +259,13 @@ def sweep_lambda_eta(
     """
     lam = check_grid(lams, "lams")
     eta = check_grid(eta_taus, "eta_taus", positive=True)
-    schedule = check_schedule(schedule, steps)
-    model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
-    models = [replace(model, eta_tau=float(e)) for e in eta]
-
-    def spec_at(x: float, row: int) -> PointSpec:
-        return PointSpec(schedule, (x,), None, models[row], solver, target, int(segments), int(node_budget), float(time_budget))
-
-    config = _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget)
-    config.update(sweep="lambda-eta", lam_grid=lam, eta_tau_grid=eta)
-    return _grid_sweep(lam, eta, "lam", "eta_tau", spec_at, config=config, desc="lambda x eta-tau",
-                       locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress)
+    setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, segments, tol, node_budget, time_budget)
+    models = [replace(setup.model, eta_tau=float(e)) for e in eta]
+    return _grid_sweep(
+        lam, eta, "lam", "eta_tau", lambda x, row: setup.point((x,), model=models[row]),
+        config=setup.config(sweep="lambda-eta", lam_grid=lam, eta_tau_grid=eta), desc="lambda x eta-tau",
+        locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress,
+    )
 
 
 def sweep_lambda_steps(
@@ -294,18 +309,16 @@ def sweep_lambda_steps(
     steps_arr = check_grid(steps_list, "steps_list", positive=True)
     if np.any(steps_arr != np.round(steps_arr)):
         raise InputError("steps_list must hold integers")
-    model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
-    if np.any(steps_arr < segments):
+    steps_int = steps_arr.astype(int)
+    schedules = [make_schedule(schedule, int(n)) for n in steps_int]
+    setup = _Setup.checked(schedules[0], model, solver, target, segments, tol, node_budget, time_budget)
+    if np.any(steps_int < setup.segments):
         raise InputError(f"every N in steps_list must be >= segments = {segments}")
-    schedules = [make_schedule(schedule, int(n)) for n in steps_arr]
-
-    def spec_at(x: float, row: int) -> PointSpec:
-        return PointSpec(schedules[row], (x,), None, model, solver, target, int(segments), int(node_budget), float(time_budget))
-
-    config = _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget)
-    config.update(sweep="lambda-steps", lam_grid=lam, steps_grid=steps_arr.astype(int))
-    return _grid_sweep(lam, steps_arr.astype(int), "lam", "steps", spec_at, config=config, desc="lambda x N",
-                       locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress)
+    return _grid_sweep(
+        lam, steps_int, "lam", "steps", lambda x, row: setup.point((x,), schedule=schedules[row]),
+        config=setup.config(schedule, sweep="lambda-steps", lam_grid=lam, steps_grid=steps_int), desc="lambda x N",
+        locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress,
+    )
 
 
 def sweep_two_directions(
@@ -351,8 +364,7 @@ def sweep_two_directions(
     """
     lam1 = check_grid(lam1s, "lam1s")
     lam2 = check_grid(lam2s, "lam2s")
-    schedule = check_schedule(schedule, steps)
-    model = check_common(model, solver, target, segments, tol, node_budget, time_budget)
+    setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, segments, tol, node_budget, time_budget)
     try:
         w = tuple(float(v) for v in weights)
     except (TypeError, ValueError) as exc:
@@ -360,10 +372,57 @@ def sweep_two_directions(
     if len(w) != 2 or not all(math.isfinite(v) and v >= 0 for v in w):
         raise InputError(f"weights must be two finite numbers >= 0, got {weights!r}")
 
-    def spec_at(x: float, row: int) -> PointSpec:
-        return PointSpec(schedule, (x, float(lam2[row])), w, model, solver, target, int(segments), int(node_budget), float(time_budget))
+    return _grid_sweep(
+        lam1, lam2, "lam1", "lam2", lambda x, row: setup.point((x, float(lam2[row])), w),
+        config=setup.config(sweep="two-directions", lam1_grid=lam1, lam2_grid=lam2, weights=list(w)), desc="lambda1 x lambda2",
+        locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress,
+    )
 
-    config = _base_config(schedule, model, solver, target, segments, tol, node_budget, time_budget)
-    config.update(sweep="two-directions", lam1_grid=lam1, lam2_grid=lam2, weights=list(w))
-    return _grid_sweep(lam1, lam2, "lam1", "lam2", spec_at, config=config, desc="lambda1 x lambda2",
-                       locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress)
+
+def direction_families(
+    lam: Iterable[float],
+    *,
+    schedule: Schedule | str,
+    model: StudentModel | None = None,
+    solver: str = "ddim",
+    target: str = "teacher",
+    steps: int | None = None,
+    workers: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    node_budget: int = DEFAULT_NODE_BUDGET,
+    time_budget: float = DEFAULT_TIME_BUDGET,
+) -> tuple[list[str], list[dict]]:
+    r"""The optimal family of every direction of a spectrum solved alone (one student step).
+
+    Each distinct eigenvalue :math:`\lambda` is solved once as the one-direction problem
+    :math:`\min_{\text{plans}} W_2(\lambda)`; every direction gets the family and the record of its
+    eigenvalue.
+
+    Parameters
+    ----------
+    lam : sequence of float
+        Eigenvalues ``>= 0``, any order, repeats allowed.
+    schedule, model, solver, target, steps, workers, cache_dir, progress, node_budget, time_budget :
+        As in :func:`sweep_lambda`.
+
+    Returns
+    -------
+    families : list of str
+        Per direction, in the order of ``lam``.
+    records : list of dict
+        Per direction, the :func:`~opmerge.analysis.points.solve_point` record of its eigenvalue.
+    """
+    try:
+        values = np.asarray(lam, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError("lam must be a 1-D sequence of numbers") from exc
+    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise InputError("lam must be a non-empty 1-D sequence of finite eigenvalues >= 0")
+    distinct = np.unique(values)
+    setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, 1, DEFAULT_THRESHOLD_TOL, node_budget, time_budget)
+    records, _ = run_points([setup.point((float(x),)) for x in distinct], workers=workers, cache_dir=cache_dir,
+                            progress=progress, desc="directions")
+    record_of = {float(x): r for x, r in zip(distinct, records)}
+    per_direction = [record_of[float(x)] for x in values]
+    return [r["family"] for r in per_direction], per_direction

@@ -12,11 +12,10 @@ import sys
 import numpy as np
 
 import _common
-from opmerge.analysis import PointSpec, run_points, sweep_lambda
+from opmerge.analysis import direction_families, sweep_lambda
 from opmerge.analysis.plots import plot_spectrum_families
 from opmerge.analysis.style import save_figure
 from opmerge import StudentModel, make_schedule
-from opmerge.solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
 from opmerge.spectra import digits_spectrum
 
 
@@ -27,12 +26,9 @@ def main(argv=None) -> int:
     model = StudentModel(eta_tau=_common.ETA_TAU)
     spectrum = digits_spectrum()
     lam = np.asarray(spectrum.lam, dtype=np.float64)
-    distinct = np.unique(lam)
-    specs = [PointSpec(schedule, (float(x),), None, model, "ddim", "teacher", 1, DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET) for x in distinct]
-    records, _ = run_points(specs, workers=args.workers, cache_dir=args.cache, progress=args.progress, desc="directions")
-    family_of = {float(x): r["family"] for x, r in zip(distinct, records)}
-    w2_of = {float(x): r["w2"] for x, r in zip(distinct, records)}
-    families = [family_of[float(x)] for x in lam]
+    families, records = direction_families(lam, schedule=schedule, model=model, workers=args.workers, cache_dir=args.cache,
+                                           progress=args.progress)
+    w2_of = {float(x): r["w2"] for x, r in zip(lam, records)}
     positive = lam[lam > 0]
     lam_lo = min(0.05, float(positive.min())) if positive.size else 0.05
     lam_hi = max(100.0, 1.5 * float(lam.max()))

@@ -20,6 +20,7 @@ import opmerge.analysis.points as points
 import opmerge.analysis.runner as runner
 from opmerge.analysis import (
     FAMILIES,
+    direction_families,
     canonical_w2,
     classify_plan,
     family_from_values,
@@ -466,6 +467,18 @@ def test_two_direction_sweep_matches_brute_force():
             assert grid.family[r][c] == family_from_values(canonical_w2(problem), best, solve(problem).tol)
     # equal eigenvalues: the joint problem is the one-direction problem
     assert grid.family[0][0] == "boot" and grid.family[1][1] == "vanilla"
+
+
+def test_direction_families_solves_each_eigenvalue_once(monkeypatch):
+    calls = _count_solves(monkeypatch)
+    lam = [10.0, 0.3, 1.5, 0.3, 0.0, 10.0]
+    families, records = direction_families(lam, schedule="vp-cosine", steps=6, workers=1, progress=False)
+    assert calls["n"] == 4  # distinct eigenvalues only
+    for x, fam, rec in zip(lam, families, records):
+        sol = solve(_problem(x))
+        assert fam == rec["family"] == family_of_solution(sol) and rec["w2"] == sol.w2 and rec["lam"] == [x]
+    with pytest.raises(InputError, match="lam"):
+        direction_families([1.0, -1.0], schedule="vp-cosine", steps=6, progress=False)
 
 
 # ------------------------------------------------------------------------------------------
