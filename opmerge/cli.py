@@ -12,6 +12,11 @@ Only ``argparse`` and the opmerge core (numpy, scipy, numba) are imported at sta
 matplotlib, torch, ``analysis`` and ``experiments`` are imported inside the subcommands that use
 them. Bad input ends with exit status 2 and one line ``opmerge: error: ...`` on stderr, Ctrl-C
 with 130 (:func:`opmerge.cli_options.run_main`).
+
+Every ``--json`` document and every ``--out`` file is written through :mod:`opmerge.io` (strict
+JSON, atomic files) and carries a ``"provenance"`` block (:func:`opmerge.io.provenance`). In the
+JSON of ``plan``, ``compare`` and ``evaluate`` the key ``exact`` has one meaning: the reported
+plan is certified optimal (its W2 is within the tolerance of the certified lower bound).
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ from .cli_options import (
     run_main,
     search_budgets_from_args,
     spectrum_from_args,
-    user_input,
 )
 from .objective import PlanEvaluation, Problem, evaluate_plan
-from .plans import CANONICAL_KINDS, Plan, canonical_plan, draw_plan, parse_plan
+from ._validate import echo
+from .plans import CANONICAL_KINDS, Plan, PlanParseError, canonical_plan, draw_plan, parse_plan
 from .solvers import Solution, solve
 
 __all__ = ["main", "build_parser", "COMMANDS", "DELEGATED"]
@@ -130,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _PLAN_NOTES = """\
-Solves min over all merge plans with M segments of W2 (shared/THEORY.md section 5) and prints the
+Solves min over all merge plans with M segments of W2 (docs/theory.md section 5) and prints the
 plan, its drawing, S / T / E per direction, W2, whether it is proven optimal and the certified
 lower bound. Several --lam values (or a --spectrum) give one joint plan for all directions."""
 
@@ -145,7 +150,7 @@ taken from the plan unless --steps/--segments are given (they must then agree wi
 
 _DERIVE_NOTES = """\
 Derives with sympy the DDIM step, Heun's step, the exact flow and the student model's formulas
-(shared/THEORY.md sections 2 and 4), checks them, and prints them as LaTeX."""
+(docs/theory.md sections 2 and 4), checks them, and prints them as LaTeX."""
 
 
 def _describe(name: str, notes: str) -> str:
@@ -237,6 +242,14 @@ def _config(problem: Problem, budgets: dict, directions: Directions) -> dict:
     return config
 
 
+def _emit(out: dict) -> None:
+    """Print a command's JSON document with its provenance block (the configuration inside it)."""
+    from .io import provenance
+
+    out["provenance"] = provenance(config=out.get("config"))
+    emit_json(out)
+
+
 def _header(problem: Problem, directions: Directions) -> list[str]:
     m = problem.model
     model = f"init {m.init}, training {m.training}"
@@ -322,8 +335,7 @@ def _print(lines: list[str]) -> None:
 
 
 def _solve(problem: Problem, budgets: dict) -> Solution:
-    with user_input():
-        return solve(problem, **budgets)
+    return solve(problem, **budgets)
 
 
 def _attains(w2: float, solution: Solution) -> bool:
@@ -358,10 +370,10 @@ def run_plan(args: argparse.Namespace) -> int:
     budgets = search_budgets_from_args(args)
     solution = _solve(problem, budgets)
     if args.json:
-        out = solution.to_dict()
+        out = solution.to_dict()  # "exact": the plan is certified optimal
         out["command"] = "plan"
         out["config"] = _config(problem, budgets, directions)
-        emit_json(out)
+        _emit(out)
         return 0
     lines = ["opmerge plan: " + _header(problem, directions)[0], *_header(problem, directions)[1:], ""]
     lines.append(f"optimal plan: {solution.plan}")
@@ -399,7 +411,7 @@ def run_compare(args: argparse.Namespace) -> int:
             for name, (plan, ev) in entries.items()
         }
         out["config"] = _config(problem, budgets, directions)
-        emit_json(out)
+        _emit(out)
         return 0
     one = problem.dim == 1
     header = ["strategy", "plan", *(["S"] if one else []), "W2", "W2/W2_opt", "opt"]
@@ -433,14 +445,16 @@ def _plan_from_text(args: argparse.Namespace) -> Plan:
         segments = args.segments if args.segments is not None else 1
         if segments > steps:
             raise UsageError(f"--segments ({segments}) must be <= --steps ({steps})")
-        with user_input("--plan"):
-            return canonical_plan(text, steps, segments)
-    with user_input("--plan"):
+        return canonical_plan(text, steps, segments)
+    try:
         plan = parse_plan(text)
+    except PlanParseError as exc:
+        raise UsageError(f"--plan: {exc.problem}, in {echo(exc.text, exc.position)!r}") from exc
+    shown = echo(text)
     if args.steps is not None and args.steps != plan.steps:
-        raise UsageError(f"--plan {text!r} has N = {plan.steps} teacher steps but --steps is {args.steps}; leave out --steps or make them agree")
+        raise UsageError(f"--plan {shown!r} has N = {plan.steps} teacher steps but --steps is {args.steps}; leave out --steps or make them agree")
     if args.segments is not None and args.segments != plan.n_segments:
-        raise UsageError(f"--plan {text!r} has M = {plan.n_segments} segment(s) but --segments is {args.segments}; leave out --segments or make them agree")
+        raise UsageError(f"--plan {shown!r} has M = {plan.n_segments} segment(s) but --segments is {args.segments}; leave out --segments or make them agree")
     return plan
 
 
@@ -450,13 +464,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
     directions = spectrum_from_args(args)
     problem = problem_from_args(args, steps=plan.steps, segments=plan.n_segments, directions=directions)
     budgets = search_budgets_from_args(args)
-    with user_input("--plan"):
-        evaluation = evaluate_plan(problem, plan)
+    evaluation = evaluate_plan(problem, plan)
     solution = _solve(problem, budgets)
+    # one meaning of "exact" everywhere: this plan is certified optimal (W2 within tol of the certified lower bound)
     exact = bool(evaluation.w2 <= solution.lower_bound + solution.tol)
     ratio = _ratio(evaluation.w2, solution)
     if args.json:
-        emit_json({
+        _emit({
             "command": "evaluate",
             "plan": str(plan),
             "student": evaluation.student.tolist(),
@@ -465,6 +479,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "segment_values": evaluation.segment_values.tolist(),
             "w2": evaluation.w2,
             "exact": exact,
+            "attains_optimum": _attains(evaluation.w2, solution),
             "lower_bound": solution.lower_bound,
             "tolerance": solution.tol,
             "ratio": ratio,
@@ -500,23 +515,17 @@ def run_derive(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
-    import os
-    import tempfile
+    import json
     from pathlib import Path
+
+    from .io import provenance, to_jsonable, write_text
 
     path = Path(args.out)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise UsageError(f"--out {args.out}: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    block = json.dumps(to_jsonable(provenance(config={"command": "derive"})), allow_nan=False)
+    write_text(path, f"% opmerge derive; provenance: {block}\n{text}")
     sys.stderr.write(f"wrote {path}\n")
     return 0
 

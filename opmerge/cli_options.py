@@ -1,38 +1,39 @@
 r"""Shared option helpers of the ``opmerge`` command line (argparse only; no sympy, matplotlib or torch).
 
-``opmerge.cli``, ``analysis.cli`` and ``experiments.cli`` build their parsers from these pieces so
-that every subcommand spells an option the same way, checks it the same way and fails the same way:
+``opmerge.cli``, ``opmerge.analysis.cli`` and ``opmerge.experiments.cli`` build their parsers from
+these pieces so that every subcommand spells an option the same way and fails the same way:
 
 * :func:`add_model_arguments`, :func:`add_direction_arguments`, :func:`add_search_arguments` add
   option groups; :func:`model_from_args`, :func:`schedule_from_args`, :func:`spectrum_from_args`,
-  :func:`problem_from_args`, :func:`search_budgets_from_args` turn the parsed options into core objects;
+  :func:`problem_from_args`, :func:`search_budgets_from_args` turn the parsed options into core
+  objects (the core's constructors check the values, once);
 * :class:`ArgumentParser` is :class:`argparse.ArgumentParser` whose errors are one line on stderr;
-* :class:`UsageError` marks bad user input and :func:`run_main` turns it (and a library
-  ``ValueError``/``TypeError`` about user input, a missing file, Ctrl-C) into one stderr line and an
-  exit status, while a genuine bug still raises with its traceback;
-* :func:`emit_json`, :func:`to_jsonable`, :func:`write_json_atomic` write strict JSON.
+* :class:`UsageError` (an :class:`~opmerge.errors.InputError`) marks bad command-line input, and
+  :func:`run_main` turns every :class:`~opmerge.errors.InputError` (raised by the CLI or by the
+  library's checks of user input), a missing file and Ctrl-C into one stderr line and an exit
+  status, while any other exception is a bug and keeps its traceback;
+* :func:`emit_json` and :func:`write_json_atomic` write strict JSON through :mod:`opmerge.io`.
 
-The reference of every helper, with the exit statuses, is ``docs/cli.md``.
+The reference of every command and option, with the exit statuses, is ``docs/cli.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import contextlib
-import dataclasses
 import importlib
-import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import io as _io
+from ._validate import echo
+from .errors import InputError
+from .io import to_jsonable
 from .model import BUDGETS, INITS, INPUTS, TRAININGS, StudentModel
 from .objective import TARGETS, Problem
 from .schedules import SCHEDULE_NAMES, Schedule, make_schedule
@@ -47,11 +48,10 @@ __all__ = [
     "DEFAULT_LAM",
     "UsageError",
     "ArgumentParser",
-    "user_input",
     "run_main",
     "positive_int",
     "positive_float",
-    "nonnegative_float_list",
+    "float_list",
     "add_model_arguments",
     "add_direction_arguments",
     "add_search_arguments",
@@ -76,8 +76,12 @@ DEFAULT_STEPS = 16
 DEFAULT_LAM = 0.5
 
 
-class UsageError(Exception):
-    """Bad command-line input. :func:`run_main` prints ``opmerge: error: <message>`` and exits with status 2."""
+class UsageError(InputError):
+    """Bad command-line input (an :class:`~opmerge.errors.InputError` that names an option).
+
+    :func:`run_main` prints ``opmerge: error: <message>`` and exits with status 2, as for every
+    :class:`~opmerge.errors.InputError`.
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,83 +118,14 @@ def _print_error(message: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def user_input(what: str | None = None) -> Iterator[None]:
-    """Context in which a ``ValueError``/``TypeError`` is a mistake in the user's input.
-
-    Inside ``with user_input("--plan"):`` such an exception becomes :class:`UsageError` with the
-    message ``"--plan: <message>"`` (collapsed to one line).
-    """
-    try:
-        yield
-    except (ValueError, TypeError) as exc:
-        message = _message_of(exc)
-        raise UsageError(f"{what}: {message}" if what else message) from exc
-
-
 def _message_of(exc: BaseException) -> str:
+    """One line for an :class:`~opmerge.errors.InputError`; a plan parse error shows a short excerpt, once."""
     problem = getattr(exc, "problem", None)  # opmerge.plans.PlanParseError
     text = getattr(exc, "text", None)
     position = getattr(exc, "position", None)
     if isinstance(problem, str) and isinstance(text, str) and isinstance(position, int):
-        return f"{problem}, in {text!r}"
-    message = _one_line(str(exc))
-    if isinstance(exc, OSError) and getattr(exc, "filename", None) is not None and str(exc.filename) not in message:
-        message = f"{message}: {exc.filename}"
-    return message or type(exc).__name__
-
-
-#: packages whose deliberate ``raise ValueError/TypeError`` statements validate user input
-_VALIDATING_PACKAGES = ("opmerge", "analysis", "experiments")
-_RAISE_LINES: dict[str, list[tuple[int, int]]] = {}
-
-
-def _package_roots() -> list[Path]:
-    roots = []
-    for name in _VALIDATING_PACKAGES:
-        module = sys.modules.get(name)
-        file = getattr(module, "__file__", None) if module is not None else None
-        if file:
-            roots.append(Path(file).resolve().parent)
-    return roots
-
-
-def _raise_statement_lines(filename: str) -> list[tuple[int, int]]:
-    """Line spans ``(first, last)`` of the ``raise`` statements of a source file (cached)."""
-    if filename not in _RAISE_LINES:
-        try:
-            tree = ast.parse(Path(filename).read_text(encoding="utf-8"), filename)
-            spans = [(node.lineno, node.end_lineno or node.lineno) for node in ast.walk(tree) if isinstance(node, ast.Raise)]
-        except (OSError, SyntaxError, ValueError):
-            spans = []
-        _RAISE_LINES[filename] = spans
-    return _RAISE_LINES[filename]
-
-
-def is_validation_error(exc: BaseException) -> bool:
-    """True when ``exc`` is a ``ValueError``/``TypeError`` raised *on purpose* by opmerge, analysis or experiments.
-
-    The innermost frame of its traceback must lie in one of those packages and on a ``raise``
-    statement: that is how the library rejects bad input (THEORY.md's "clear error"). A
-    ``TypeError`` that Python itself raises on a line that is not a ``raise`` (``None + 1``), or
-    a ``ValueError`` raised inside numpy, is a bug and keeps its traceback.
-    """
-    if not isinstance(exc, (ValueError, TypeError)):
-        return False
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename
-    try:
-        path = Path(filename).resolve()
-    except (OSError, RuntimeError):
-        return False
-    if not any(root == path.parent or root in path.parents for root in _package_roots()):
-        return False
-    line = tb.tb_lineno
-    return any(first <= line <= last for first, last in _raise_statement_lines(str(filename)))
+        return f"{problem}, in {echo(text, position)!r}"
+    return _one_line(str(exc)) or type(exc).__name__
 
 
 def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
@@ -200,18 +135,32 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     what happened                                                      exit status, stderr
     =================================================================  ===========================
     ``fn`` returned ``None`` or an int                                 that int (``None`` -> 0)
-    :class:`UsageError`                                                2, ``opmerge: error: <msg>``
-    ``ValueError``/``TypeError`` raised by a ``raise`` statement of    2, ``opmerge: error: <msg>``
-    opmerge/analysis/experiments (see :func:`is_validation_error`)
+    :class:`~opmerge.errors.InputError` (incl. :class:`UsageError`,    2, ``opmerge: error: <msg>``
+    :class:`~opmerge.errors.InputTypeError`, a plan parse error)
     ``FileNotFoundError``, ``IsADirectoryError``,                      2, ``opmerge: error: <msg>: <file>``
     ``NotADirectoryError``, ``PermissionError``
     ``SystemExit`` (argparse: ``--help``, bad option)                  its code
     ``KeyboardInterrupt`` (Ctrl-C)                                     130, ``opmerge: interrupted``
     ``BrokenPipeError`` (``opmerge ... | head``)                       0, nothing
-    anything else (a bug)                                              raised, with its traceback
+    anything else, a plain ``ValueError``/``TypeError`` included       raised, with its traceback
+    (a bug)
     =================================================================  ===========================
 
-    Setting the environment variable ``OPMERGE_DEBUG=1`` re-raises every exception with its traceback.
+    Which errors are the user's is decided by their type alone: the library raises
+    :class:`~opmerge.errors.InputError` where it checks user input. Setting the environment
+    variable ``OPMERGE_DEBUG=1`` re-raises every exception with its traceback.
+
+    Parameters
+    ----------
+    fn : callable
+        The command: takes the argument list, returns an exit status or ``None``.
+    argv : sequence of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("OPMERGE_DEBUG", "") not in ("", "0")
@@ -227,20 +176,15 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_OK
-    except UsageError as exc:
+    except InputError as exc:
         if debug:
             raise
-        _print_error(_one_line(str(exc)) or "bad input")
+        _print_error(_message_of(exc))
         return EXIT_USAGE
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         if debug:
             raise
         _print_error(_file_error_message(exc))
-        return EXIT_USAGE
-    except (ValueError, TypeError) as exc:
-        if debug or not is_validation_error(exc):
-            raise
-        _print_error(_message_of(exc))
         return EXIT_USAGE
     return _exit_code(code)
 
@@ -303,22 +247,21 @@ def positive_float(text: str) -> float:
     return value
 
 
-def nonnegative_float_list(text: str) -> list[float]:
-    """argparse type: a comma-separated list of finite numbers ``>= 0`` (eigenvalues ``lambda``)."""
+def float_list(text: str) -> list[float]:
+    """argparse type: a comma-separated list of numbers (``--lam 0.1,1,10``).
+
+    Only the syntax is checked here; the range of the values (eigenvalues: finite, ``>= 0``) is
+    checked once, by the core object they go into (:class:`~opmerge.objective.Problem`).
+    """
     parts = [part.strip() for part in text.split(",")]
     if not parts or any(part == "" for part in parts):
-        raise argparse.ArgumentTypeError(f"expected numbers >= 0 separated by commas, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {echo(text)!r}")
     values = []
     for part in parts:
         try:
-            value = float(part)
+            values.append(float(part))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {part!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"lambda must be finite (no NaN or inf), got {part!r}; allowed range is [0, inf)")
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"lambda must be >= 0 (an eigenvalue of a covariance), got {part}")
-        values.append(value)
+            raise argparse.ArgumentTypeError(f"expected a number, got {echo(part)!r}") from None
     return values
 
 
@@ -347,7 +290,7 @@ def add_model_arguments(
         Defaults of ``--steps`` and ``--segments``; ``None`` lets a command tell "not given" apart
         (``opmerge evaluate`` takes ``N`` and ``M`` from the plan).
     """
-    g = parser.add_argument_group("model (shared/THEORY.md sections 1-4)")
+    g = parser.add_argument_group("model (docs/theory.md sections 1-4)")
     steps_help = f"teacher steps N (default {steps_default})" if steps_default is not None else "teacher steps N (default: set by the command)"
     segments_help = (
         f"student steps M, 1 <= M <= N (default {segments_default})" if segments_default is not None
@@ -378,7 +321,7 @@ def add_direction_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data (eigenvalues of the covariance)")
     exclusive = g.add_mutually_exclusive_group()
     exclusive.add_argument(
-        "--lam", type=nonnegative_float_list, action="append", metavar="L[,L...]",
+        "--lam", type=float_list, action="append", metavar="L[,L...]",
         help=f"data variance lambda >= 0 of a direction; repeat or separate by commas for a joint plan (default {DEFAULT_LAM})",
     )
     exclusive.add_argument("--spectrum", metavar="SPEC", help="a spectrum: comma list '0.5,2,10', a .npy/.txt file, or 'digits'")
@@ -438,18 +381,39 @@ def _arg(args: argparse.Namespace, name: str, default: Any = None) -> Any:
 
 
 def schedule_from_args(args: argparse.Namespace, steps: int | None = None) -> Schedule:
-    """``make_schedule(args.schedule, N)`` with ``N = steps`` if given, else ``args.steps`` (else 16)."""
+    """``make_schedule(args.schedule, N)`` with ``N = steps`` if given, else ``args.steps`` (else 16).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (``schedule``, ``steps``).
+    steps : int, optional
+        Overrides ``args.steps``.
+
+    Returns
+    -------
+    Schedule
+    """
     if steps is None:
         steps = _arg(args, "steps") or DEFAULT_STEPS
-    with user_input("--schedule/--steps"):
-        return make_schedule(_arg(args, "schedule", "vp-cosine"), steps)
+    return make_schedule(_arg(args, "schedule", "vp-cosine"), steps)
 
 
 def model_from_args(args: argparse.Namespace) -> StudentModel:
-    r"""The :class:`~opmerge.model.StudentModel` of the parsed options (THEORY.md §4).
+    r"""The :class:`~opmerge.model.StudentModel` of the parsed options (docs/theory.md §4).
 
     ``--training gd`` needs ``--lr`` and ``--gd-steps``; ``--lr``/``--gd-steps`` without it and
-    ``--budget total`` with it are usage errors.
+    ``--budget total`` with it are usage errors (reported with the options' names; the values
+    themselves are checked by :class:`~opmerge.model.StudentModel`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser with :func:`add_model_arguments`.
+
+    Returns
+    -------
+    StudentModel
     """
     training = _arg(args, "training", "flow")
     lr, gd_steps = _arg(args, "lr"), _arg(args, "gd_steps")
@@ -461,22 +425,31 @@ def model_from_args(args: argparse.Namespace) -> StudentModel:
             raise UsageError("--budget total is only defined for --training flow (gd has a fixed step count per node)")
     elif lr is not None or gd_steps is not None:
         raise UsageError("--lr and --gd-steps only apply to --training gd")
-    with user_input():
-        return StudentModel(
-            eta_tau=_arg(args, "eta_tau", 0.5),
-            init=_arg(args, "init", "warm"),
-            training=training,
-            input=_arg(args, "input", "forward"),
-            budget=_arg(args, "budget", "per-merge"),
-            lr=lr if training == "gd" else None,
-            gd_steps=gd_steps if training == "gd" else None,
-        )
+    return StudentModel(
+        eta_tau=_arg(args, "eta_tau", 0.5),
+        init=_arg(args, "init", "warm"),
+        training=training,
+        input=_arg(args, "input", "forward"),
+        budget=_arg(args, "budget", "per-merge"),
+        lr=lr,
+        gd_steps=gd_steps,
+    )
 
 
 def spectrum_from_args(args: argparse.Namespace) -> Directions:
     """The directions of ``--lam`` (flattened, weights 1) or ``--spectrum`` (optionally ``--bins``).
 
-    ``opmerge.spectra`` is imported only when ``--spectrum`` is used.
+    ``opmerge.spectra`` is imported only when ``--spectrum`` is used. The ``--lam`` values are not
+    range-checked here: :class:`~opmerge.objective.Problem` checks them, once.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser with :func:`add_direction_arguments`.
+
+    Returns
+    -------
+    Directions
     """
     spec = _arg(args, "spectrum")
     bins = _arg(args, "bins")
@@ -488,30 +461,16 @@ def spectrum_from_args(args: argparse.Namespace) -> Directions:
             raise UsageError("--bins applies to --spectrum only")
         values = [v for group in lam_groups for v in group] if lam_groups else [DEFAULT_LAM]
         lam = np.asarray(values, dtype=np.float64)
-        with user_input("--lam"):
-            from .teacher import check_lam
-
-            check_lam(lam, "lambda")
         return Directions(lam=lam, weights=np.ones_like(lam), name="lam", source="lam")
+    spectra = importlib.import_module("opmerge.spectra")
     try:
-        spectra = importlib.import_module("opmerge.spectra")
-    except ModuleNotFoundError as exc:
-        if exc.name != "opmerge.spectra":
-            raise
-        raise UsageError("--spectrum needs the module opmerge.spectra, which this installation lacks; use --lam") from exc
-    try:
-        with user_input("--spectrum"):
-            spectrum = spectra.load_spectrum(spec)
-            error = None
-            if bins is not None:
-                binned = spectra.bin_spectrum(spectrum, bins)
-                spectrum, error = binned.spectrum, dict(binned.error)
-    except ModuleNotFoundError as exc:  # e.g. the digits spectrum needs scikit-learn
-        top = (exc.name or "").split(".")[0]
-        if not top or top in ("opmerge", "analysis", "experiments"):
-            raise
-        package = {"sklearn": "scikit-learn"}.get(top, top)
-        raise UsageError(f"--spectrum {spec} needs the package {package}: pip install 'opmerge[bridge]' (or pip install {package})") from exc
+        spectrum = spectra.load_spectrum(spec)
+        error = None
+        if bins is not None:
+            binned = spectra.bin_spectrum(spectrum, bins)
+            spectrum, error = binned.spectrum, dict(binned.error)
+    except InputError as exc:  # name the option (the type says it is the user's input)
+        raise UsageError(f"--spectrum: {_message_of(exc)}") from exc
     lam = np.asarray(spectrum.lam, dtype=np.float64).reshape(-1)
     weights = np.asarray(spectrum.weights, dtype=np.float64).reshape(-1)
     return Directions(lam=lam, weights=weights, name=str(getattr(spectrum, "name", spec)), source="spectrum", bins=bins, binning_error=error)
@@ -534,28 +493,40 @@ def problem_from_args(
         Override ``args.steps`` / ``args.segments`` (``opmerge evaluate`` takes them from the plan).
     directions : Directions, optional
         Already computed by :func:`spectrum_from_args` (else computed here).
+
+    Returns
+    -------
+    Problem
+        Its constructor is the one place where ``lambda``, the weights and ``M <= N`` are checked.
     """
     schedule = schedule_from_args(args, steps)
     if segments is None:
         segments = _arg(args, "segments") or 1
-    if segments > schedule.steps:
-        raise UsageError(f"--segments ({segments}) must be <= --steps ({schedule.steps}): a student cannot take more steps than the teacher")
     model = model_from_args(args)
     directions = spectrum_from_args(args) if directions is None else directions
-    with user_input():
-        return Problem(
-            schedule,
-            directions.lam,
-            weights=directions.weights,
-            model=model,
-            solver=_arg(args, "solver", "ddim"),
-            target=_arg(args, "target", "teacher"),
-            segments=segments,
-        )
+    return Problem(
+        schedule,
+        directions.lam,
+        weights=directions.weights,
+        model=model,
+        solver=_arg(args, "solver", "ddim"),
+        target=_arg(args, "target", "teacher"),
+        segments=segments,
+    )
 
 
 def search_budgets_from_args(args: argparse.Namespace) -> dict:
-    """``{"node_budget": ..., "time_budget": ...}`` for :func:`opmerge.solvers.solve` (defaults when absent)."""
+    """``{"node_budget": ..., "time_budget": ...}`` for :func:`opmerge.solvers.solve` (defaults when absent).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser with :func:`add_search_arguments`.
+
+    Returns
+    -------
+    dict
+    """
     from .solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
 
     return {
@@ -565,72 +536,44 @@ def search_budgets_from_args(args: argparse.Namespace) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# JSON
+# JSON (through opmerge.io)
 # ---------------------------------------------------------------------------------------------
 
 
-def to_jsonable(obj: Any) -> Any:
-    """Recursively convert to plain JSON types: numpy arrays/scalars, tuples, paths, dataclasses, plans.
-
-    Non-finite floats (NaN, +-inf) become ``None`` (``null``), so the output is strict JSON.
-    Objects with a ``to_dict()`` method are converted through it; opmerge plans and merge nodes
-    become their text notation. Anything else is a ``TypeError`` (a bug in the caller).
-    """
-    if obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, dict):
-        return {str(key): to_jsonable(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [to_jsonable(value) for value in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    from .plans import MergeNode, Plan
-
-    if isinstance(obj, (Plan, MergeNode)):
-        return str(obj)
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        return to_jsonable(to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
-    raise TypeError(f"cannot convert {type(obj).__name__} to JSON")
-
-
 def emit_json(obj: Any, *, indent: int | None = 1, stream=None) -> None:
-    """Print ``obj`` as ONE strict JSON document on stdout (numpy types converted, NaN/inf -> null)."""
+    """Print ``obj`` as ONE strict JSON document on stdout (:func:`opmerge.io.dumps`; NaN/inf -> null).
+
+    Parameters
+    ----------
+    obj : Any
+        Converted by :func:`opmerge.io.to_jsonable`.
+    indent : int or None
+        JSON indentation.
+    stream : text stream, optional
+        Default ``sys.stdout``.
+    """
     stream = sys.stdout if stream is None else stream
-    json.dump(to_jsonable(obj), stream, indent=indent, allow_nan=False)
-    stream.write("\n")
+    stream.write(_io.dumps(obj, indent=indent, strict=True) + "\n")
     stream.flush()
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> Path:
-    """Write ``obj`` as strict JSON to ``path`` atomically (temporary file beside it, then ``os.replace``).
+    """Write ``obj`` as strict JSON to ``path`` atomically (:func:`opmerge.io.write_json`).
 
-    The folder is created if needed; a reader never sees a half-written file, and an interrupted
-    write leaves the old file (or none). Returns the destination path.
+    Kept for the callers of the earlier API; new code calls :func:`opmerge.io.write_json`.
+
+    Parameters
+    ----------
+    path : path-like
+        The destination; missing folders are created.
+    obj : Any
+        Converted by :func:`opmerge.io.to_jsonable`.
+    indent : int or None
+        JSON indentation.
+
+    Returns
+    -------
+    pathlib.Path
+        The destination.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return _io.write_json(path, obj, indent=indent, strict=True)

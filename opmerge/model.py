@@ -15,13 +15,14 @@ operator and the identity, the signal shrinkage (or overshoot) of merging.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ._validate import choice, integer, real_number
+from .errors import InputError, InputTypeError
 from .schedules import Schedule, signal_noise_norm_sq
-from .teacher import check_lam, composite_table, ddim_jump, step_operators
+from .teacher import _check_schedule, _check_solver, _step_operators, check_lam, composite_table
 
 __all__ = [
     "INITS",
@@ -75,34 +76,19 @@ class StudentModel:
     gd_steps: int | None = None
 
     def __post_init__(self) -> None:
-        for label, value, allowed in (
-            ("init", self.init, INITS),
-            ("training", self.training, TRAININGS),
-            ("input", self.input, INPUTS),
-            ("budget", self.budget, BUDGETS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{label} must be one of {', '.join(allowed)}, got {value!r}")
-        if isinstance(self.eta_tau, bool) or not isinstance(self.eta_tau, (int, float, np.floating, np.integer)):
-            raise TypeError(f"eta_tau must be a number, got {type(self.eta_tau).__name__}")
-        if not (math.isfinite(self.eta_tau) and self.eta_tau > 0):
-            raise ValueError(f"eta_tau must be finite and > 0, got {self.eta_tau!r}")
-        object.__setattr__(self, "eta_tau", float(self.eta_tau))
+        for label, allowed in (("init", INITS), ("training", TRAININGS), ("input", INPUTS), ("budget", BUDGETS)):
+            choice(getattr(self, label), label, allowed)
+        object.__setattr__(self, "eta_tau", real_number(self.eta_tau, "eta_tau", low=0.0, low_open=True))
         if self.training == "gd":
             if self.budget == "total":
-                raise ValueError("budget='total' is only defined for training='flow' (gd has a fixed step count per node)")
+                raise InputError("budget='total' is only defined for training='flow' (gd has a fixed step count per node)")
             if self.lr is None or self.gd_steps is None:
-                raise ValueError("training='gd' needs lr (> 0) and gd_steps (>= 1)")
-            if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float, np.floating, np.integer)):
-                raise TypeError(f"lr must be a number, got {type(self.lr).__name__}")
-            if not (math.isfinite(self.lr) and self.lr > 0):
-                raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
-            if isinstance(self.gd_steps, bool) or not isinstance(self.gd_steps, (int, np.integer)):
-                raise TypeError(f"gd_steps must be an int, got {type(self.gd_steps).__name__}")
-            if self.gd_steps < 1:
-                raise ValueError(f"gd_steps must be >= 1, got {self.gd_steps}")
-            object.__setattr__(self, "lr", float(self.lr))
-            object.__setattr__(self, "gd_steps", int(self.gd_steps))
+                raise InputError("training='gd' needs lr (> 0) and gd_steps (>= 1)")
+            object.__setattr__(self, "lr", real_number(self.lr, "lr", low=0.0, low_open=True))
+            object.__setattr__(self, "gd_steps", integer(self.gd_steps, "gd_steps", low=1))
+        elif self.lr is not None or self.gd_steps is not None:
+            given = " and ".join(name for name in ("lr", "gd_steps") if getattr(self, name) is not None)
+            raise InputError(f"{given} only apply to training='gd' (training='flow' uses eta_tau); leave them None")
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-friendly dict."""
@@ -122,12 +108,12 @@ def retention(training: str, q, *, eta_tau: float | None = None, lr: float | Non
         factor = 1.0 - 2.0 * lr * q
         if np.any(factor <= -1.0):
             q_max = float(np.max(q))
-            raise ValueError(
+            raise InputError(
                 f"gd with lr = {lr!r} diverges: it needs 2 * lr * q_j < 2 for every input variance q_j; "
                 f"the largest q_j is {q_max:.6g}, so lr must be < {1.0 / q_max:.6g}"
             )
         return factor**gd_steps
-    raise ValueError(f"training must be one of {', '.join(TRAININGS)}, got {training!r}")
+    raise InputError(f"training must be one of {', '.join(TRAININGS)}, got {training!r}")
 
 
 def node_value(children_values, r, a0):
@@ -152,28 +138,68 @@ def input_variance(schedule: Schedule, lam, input: str = "forward", solver: str 
     r"""Input variance :math:`q_j` of a student with input time ``j``, for ``j = 0..N``.
 
     ``forward``: :math:`q_j = \|v_j\|^2`; ``generated``: :math:`q_j = \|v_N\|^2\, T(N \to j)^2`.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array
+        Eigenvalues :math:`\lambda \ge 0`.
+    input : {"forward", "generated"}
+    solver : {"ddim", "heun"}
+
+    Returns
+    -------
+    ndarray of shape ``lam.shape + (N + 1,)``
     """
-    lam_arr = check_lam(lam)
-    norm_sq = signal_noise_norm_sq(schedule, lam_arr[..., None])
+    _check_schedule(schedule)
+    choice(input, "input", INPUTS)
+    _check_solver(solver)
+    return _input_variance(schedule, check_lam(lam), input, solver)
+
+
+def _input_variance(schedule: Schedule, lam: np.ndarray, input: str, solver: str) -> np.ndarray:
+    norm_sq = signal_noise_norm_sq(schedule, lam[..., None])
     if input == "forward":
         return norm_sq
-    if input == "generated":
-        suffix = composite_table(step_operators(schedule, lam_arr, solver))
-        return norm_sq[..., -1:] * suffix**2
-    raise ValueError(f"input must be one of {', '.join(INPUTS)}, got {input!r}")
+    suffix = composite_table(_step_operators(schedule, lam, solver))
+    return norm_sq[..., -1:] * suffix**2
 
 
 def retention_table(schedule: Schedule, lam, model: StudentModel, solver: str = "ddim", n_merges: int | None = None) -> np.ndarray:
     r"""Retention :math:`r_j` for a node with input time ``j = 0..N`` (entry 0 unused).
 
     With ``budget="total"`` the per-node budget is :math:`\eta\tau / m`, ``m = n_merges``.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array
+        Eigenvalues :math:`\lambda \ge 0`.
+    model : StudentModel
+    solver : {"ddim", "heun"}
+    n_merges : int, optional
+        The plan's number of merge nodes (needed for ``budget="total"``).
+
+    Returns
+    -------
+    ndarray of shape ``lam.shape + (N + 1,)``
     """
-    q = input_variance(schedule, lam, model.input, solver)
+    _check_schedule(schedule)
+    if not isinstance(model, StudentModel):
+        raise InputTypeError(f"model must be a StudentModel, got {type(model).__name__}")
+    _check_solver(solver)
+    if n_merges is not None:
+        n_merges = integer(n_merges, "n_merges", low=0)
+    return _retention_table(schedule, check_lam(lam), model, solver, n_merges)
+
+
+def _retention_table(schedule: Schedule, lam: np.ndarray, model: StudentModel, solver: str, n_merges: int | None) -> np.ndarray:
+    q = _input_variance(schedule, lam, model.input, solver)
     if model.training == "flow":
         eta_tau = model.eta_tau
         if model.budget == "total":
             if n_merges is None:
-                raise ValueError("budget='total' needs the plan's number of merge nodes (n_merges)")
+                raise InputError("budget='total' needs the plan's number of merge nodes (n_merges)")
             eta_tau = eta_tau / max(int(n_merges), 1)
         return retention("flow", q, eta_tau=eta_tau)
     # gd: only nodes with input time j >= 2 exist; check stability there
@@ -184,7 +210,12 @@ def retention_table(schedule: Schedule, lam, model: StudentModel, solver: str = 
 
 def ddim_jump_table(schedule: Schedule, lam) -> np.ndarray:
     r"""All single jumps: ``out[..., i, j] = D(j -> i)`` for ``0 <= i <= j <= N`` (0 below the diagonal)."""
-    lam_arr = check_lam(lam)[..., None, None]
+    _check_schedule(schedule)
+    return _ddim_jump_table(schedule, check_lam(lam))
+
+
+def _ddim_jump_table(schedule: Schedule, lam: np.ndarray) -> np.ndarray:
+    lam_arr = lam[..., None, None]
     a, s = schedule.alpha, schedule.sigma
     numerator = a[:, None] * a[None, :] * lam_arr + s[:, None] * s[None, :]
     denominator = a[None, :] ** 2 * lam_arr + s[None, :] ** 2

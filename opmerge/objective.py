@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import StudentModel, ddim_jump_table, retention_table
+from ._validate import choice, integer, real_array
+from .errors import InputError, InputTypeError
+from .model import StudentModel, _ddim_jump_table, _retention_table
 from .plans import MergeNode, Plan, Tree
 from .schedules import Schedule, signal_noise_norm_sq
-from .teacher import SOLVERS, check_lam, exact_flow, step_operators
+from .teacher import SOLVERS, _exact_flow, _step_operators, check_lam
 
 __all__ = ["TARGETS", "Problem", "PlanEvaluation", "evaluate_plan", "w2_distance"]
 
@@ -64,39 +66,35 @@ class Problem:
 
     def __post_init__(self) -> None:
         if not isinstance(self.schedule, Schedule):
-            raise TypeError(f"schedule must be an opmerge Schedule, got {type(self.schedule).__name__}")
+            raise InputTypeError(f"schedule must be an opmerge Schedule, got {type(self.schedule).__name__}")
         if not isinstance(self.model, StudentModel):
-            raise TypeError(f"model must be a StudentModel, got {type(self.model).__name__}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+            raise InputTypeError(f"model must be a StudentModel, got {type(self.model).__name__}")
+        choice(self.solver, "solver", SOLVERS)
+        choice(self.target, "target", TARGETS)
         lam = np.atleast_1d(check_lam(self.lam)).astype(np.float64)
         if lam.ndim != 1:
-            raise ValueError(f"lam must be a scalar or a 1-D array, got shape {lam.shape}")
+            raise InputError(f"lam must be a scalar or a 1-D array, got shape {lam.shape}")
         if self.weights is None:
             weights = np.ones_like(lam)
         else:
-            weights = np.atleast_1d(np.asarray(self.weights, dtype=np.float64))
+            weights = np.atleast_1d(real_array(self.weights, "weights"))
             if weights.shape != lam.shape:
-                raise ValueError(f"weights must have the shape of lam {lam.shape}, got {weights.shape}")
+                raise InputError(f"weights must have the shape of lam {lam.shape}, got {weights.shape}")
             if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-                raise ValueError("weights must be finite and >= 0")
+                raise InputError("weights must be finite and >= 0 (allowed range [0, inf))")
         n_steps = self.schedule.steps
-        if isinstance(self.segments, bool) or not isinstance(self.segments, (int, np.integer)):
-            raise TypeError(f"segments must be an int, got {type(self.segments).__name__}")
-        if not (1 <= int(self.segments) <= n_steps):
-            raise ValueError(f"segments must be in [1, N] = [1, {n_steps}], got {self.segments}")
+        segments = integer(self.segments, "segments", low=1, high=n_steps)
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
-        set_("segments", int(self.segments))
+        set_("segments", segments)
         set_("lam", _readonly(lam))
         set_("weights", _readonly(weights))
-        steps = step_operators(self.schedule, lam, self.solver)
+        # lam is validated once, above; the kernels below take the checked array
+        steps = _step_operators(self.schedule, lam, self.solver)
         set_("step_values", _readonly(steps))
-        set_("retention", _readonly(retention_table(self.schedule, lam, self.model, self.solver, n_merges=1)))
-        set_("jump", _readonly(ddim_jump_table(self.schedule, lam)) if self.model.init == "ddim" else None)
+        set_("retention", _readonly(_retention_table(self.schedule, lam, self.model, self.solver, 1)))
+        set_("jump", _readonly(_ddim_jump_table(self.schedule, lam)) if self.model.init == "ddim" else None)
         set_("teacher", _readonly(np.prod(steps[:, 1:], axis=1)))
-        set_("exact", _readonly(np.atleast_1d(exact_flow(self.schedule, lam))))
+        set_("exact", _readonly(np.atleast_1d(_exact_flow(self.schedule, lam, n_steps, 0))))
         norm_sq = signal_noise_norm_sq(self.schedule, lam[:, None])
         set_("norm_noise", _readonly(np.sqrt(norm_sq[..., -1])))
         goal = self.teacher if self.target == "teacher" else np.sqrt(lam) / self.norm_noise
@@ -117,7 +115,7 @@ class Problem:
         """Retention table for a plan with ``n_merges`` merge nodes (differs from ``retention`` only for ``budget='total'``)."""
         if self.model.budget != "total":
             return self.retention
-        return retention_table(self.schedule, self.lam, self.model, self.solver, n_merges=n_merges)
+        return _retention_table(self.schedule, self.lam, self.model, self.solver, integer(n_merges, "n_merges", low=0))
 
     def w2_of(self, student) -> float:
         r""":math:`W_2` of a student operator vector ``S`` (shape ``(d,)``)."""
@@ -210,11 +208,11 @@ def evaluate_plan(problem: Problem, plan: Plan) -> PlanEvaluation:
     values :math:`c_1..c_k` gets :math:`a = P + (a_0 - P) r_j`; :math:`S = \prod` segment values.
     """
     if not isinstance(plan, Plan):
-        raise TypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")
+        raise InputTypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")
     if plan.steps != problem.steps:
-        raise ValueError(f"plan is for N = {plan.steps} steps but the schedule has N = {problem.steps}")
+        raise InputError(f"plan is for N = {plan.steps} steps but the schedule has N = {problem.steps}")
     if plan.n_segments != problem.segments:
-        raise ValueError(f"plan has {plan.n_segments} segment(s) but the problem asks for segments = {problem.segments}")
+        raise InputError(f"plan has {plan.n_segments} segment(s) but the problem asks for segments = {problem.segments}")
     retention = problem.retention_for(plan.n_merges)
     values: dict = {}
 

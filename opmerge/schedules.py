@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._validate import echo, integer, real_array
+from .errors import InputError, InputTypeError
+
 __all__ = [
     "SCHEDULE_NAMES",
     "Schedule",
@@ -64,8 +67,10 @@ class Schedule:
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        alpha = _frozen_copy(self.alpha)
-        sigma = _frozen_copy(self.sigma)
+        alpha = _frozen_copy(real_array(self.alpha, "alpha"))
+        sigma = _frozen_copy(real_array(self.sigma, "sigma"))
+        if not isinstance(self.name, str):
+            raise InputTypeError(f"name must be a str, got {type(self.name).__name__}")
         _validate(alpha, sigma)
         object.__setattr__(self, "alpha", alpha)
         object.__setattr__(self, "sigma", sigma)
@@ -107,30 +112,30 @@ class Schedule:
 
 def _validate(alpha: np.ndarray, sigma: np.ndarray) -> None:
     if alpha.ndim != 1 or sigma.ndim != 1:
-        raise ValueError(f"alpha and sigma must be 1-D arrays, got shapes {alpha.shape} and {sigma.shape}")
+        raise InputError(f"alpha and sigma must be 1-D arrays, got shapes {alpha.shape} and {sigma.shape}")
     if alpha.shape != sigma.shape:
-        raise ValueError(f"alpha and sigma must have the same length N + 1, got {alpha.shape[0]} and {sigma.shape[0]}")
+        raise InputError(f"alpha and sigma must have the same length N + 1, got {alpha.shape[0]} and {sigma.shape[0]}")
     if alpha.shape[0] < 2:
-        raise ValueError(f"a schedule needs N >= 1 steps (N + 1 >= 2 grid points), got {alpha.shape[0]} point(s)")
+        raise InputError(f"a schedule needs N >= 1 steps (N + 1 >= 2 grid points), got {alpha.shape[0]} point(s)")
     if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(sigma))):
-        raise ValueError("alpha and sigma must be finite (no NaN or inf)")
+        raise InputError("alpha and sigma must be finite (no NaN or inf)")
     if np.any(alpha < 0):
         n = int(np.argmax(alpha < 0))
-        raise ValueError(f"alpha must be >= 0 at every grid index; alpha[{n}] = {float(alpha[n])!r}")
+        raise InputError(f"alpha must be >= 0 at every grid index; alpha[{n}] = {float(alpha[n])!r}")
     if np.any(sigma[1:] <= 0):
         n = 1 + int(np.argmax(sigma[1:] <= 0))
-        raise ValueError(f"sigma must be > 0 for every n >= 1; sigma[{n}] = {float(sigma[n])!r}")
+        raise InputError(f"sigma must be > 0 for every n >= 1; sigma[{n}] = {float(sigma[n])!r}")
     if sigma[0] < 0:
-        raise ValueError(f"sigma must be >= 0; sigma[0] = {float(sigma[0])!r}")
+        raise InputError(f"sigma must be >= 0; sigma[0] = {float(sigma[0])!r}")
     if sigma[0] == 0 and alpha[0] == 0:
-        raise ValueError("alpha[0] and sigma[0] cannot both be 0 (the data-side grid point would carry nothing)")
+        raise InputError("alpha[0] and sigma[0] cannot both be 0 (the data-side grid point would carry nothing)")
     # SNR strictly decreasing: alpha_{n-1} sigma_n > alpha_n sigma_{n-1} (cross-multiplied, exact for sigma_0 = 0)
     lhs = alpha[:-1] * sigma[1:]
     rhs = alpha[1:] * sigma[:-1]
     bad = ~(lhs > rhs)
     if np.any(bad):
         n = 1 + int(np.argmax(bad))
-        raise ValueError(
+        raise InputError(
             "the signal-to-noise ratio alpha_n / sigma_n must be strictly decreasing in n; "
             f"it does not decrease from n = {n - 1} to n = {n}"
         )
@@ -168,12 +173,8 @@ def make_schedule(name: str, steps: int) -> Schedule:
     Schedule
     """
     if not isinstance(name, str):
-        raise TypeError(f"schedule name must be a str, got {type(name).__name__}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
-    steps = int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise InputTypeError(f"schedule name must be a str, one of {', '.join(SCHEDULE_NAMES)}; got {type(name).__name__}")
+    steps = integer(steps, "steps", low=1)
     n = np.arange(steps + 1, dtype=np.float64)
     if name == "vp-cosine":
         t = n / steps
@@ -183,7 +184,7 @@ def make_schedule(name: str, steps: int) -> Schedule:
         sigma[0] = 0.0
     elif name == "vp-linear":
         if steps > DDPM_TIMESTEPS:
-            raise ValueError(f"vp-linear lives on the {DDPM_TIMESTEPS}-step DDPM grid, so steps must be <= {DDPM_TIMESTEPS}, got {steps}")
+            raise InputError(f"vp-linear lives on the {DDPM_TIMESTEPS}-step DDPM grid, so steps must be <= {DDPM_TIMESTEPS}, got {steps}")
         betas = np.linspace(DDPM_BETA_START, DDPM_BETA_END, DDPM_TIMESTEPS)
         alpha_bar = np.concatenate([[1.0], np.cumprod(1.0 - betas)])
         k = np.rint(DDPM_TIMESTEPS * n / steps).astype(np.int64)
@@ -204,13 +205,32 @@ def make_schedule(name: str, steps: int) -> Schedule:
             idx = np.arange(1, steps + 1, dtype=np.float64)
             sigma[1:] = (hi + (steps - idx) / (steps - 1) * (lo - hi)) ** EDM_RHO
     else:
-        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULE_NAMES)} or pass alpha/sigma arrays")
+        raise InputError(f"unknown schedule {echo(name)!r}; choose one of {', '.join(SCHEDULE_NAMES)} or pass alpha/sigma arrays")
     return Schedule(alpha=alpha, sigma=sigma, name=name)
 
 
 def custom_schedule(alpha, sigma) -> Schedule:
-    r"""A schedule from user arrays :math:`(\alpha_n, \sigma_n)_{n=0..N}`, validated as in THEORY.md §1."""
-    return Schedule(alpha=np.asarray(alpha, dtype=np.float64), sigma=np.asarray(sigma, dtype=np.float64), name="custom")
+    r"""A schedule from user arrays :math:`(\alpha_n, \sigma_n)_{n=0..N}`, validated as in THEORY.md §1.
+
+    Parameters
+    ----------
+    alpha, sigma : array-like of shape (N + 1,)
+        Real numbers, index 0 on the data side, with :math:`\alpha_n \ge 0`, :math:`\sigma_n > 0`
+        for :math:`n \ge 1` and :math:`\alpha_n / \sigma_n` strictly decreasing.
+
+    Returns
+    -------
+    Schedule
+        Named ``"custom"``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``alpha`` or ``sigma`` is not an array of numbers.
+    InputError
+        When they break the conditions above.
+    """
+    return Schedule(alpha=real_array(alpha, "alpha"), sigma=real_array(sigma, "sigma"), name="custom")
 
 
 def signal_noise_norm_sq(schedule: Schedule, lam: float) -> np.ndarray:

@@ -13,7 +13,7 @@ Sources
 * a file: ``.npy``, ``.txt`` or ``.csv`` (1-D: eigenvalues; square 2-D: a covariance; other 2-D: a
   data matrix, one sample per row);
 * the preset ``digits``: scikit-learn's 8x8 digits, pixels scaled to :math:`[-1, 1]`
-  (:func:`digits_spectrum`, computed on first use and cached on disk).
+  (:func:`digits_spectrum`, shipped as package data).
 
 :func:`load_spectrum` reads any of the text forms. :func:`bin_spectrum` reduces a long spectrum to
 a few log-spaced bins (fewer directions for the joint solver) and reports the error it introduces;
@@ -24,15 +24,15 @@ a few log-spaced bins (fewer directions for the joint solver) and reports the er
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ._validate import integer, real_array, real_number
+from .errors import InputError, InputTypeError
 from .objective import Problem, evaluate_plan
 from .plans import CANONICAL_KINDS, Plan, canonical_plan, parse_plan
 
@@ -48,7 +48,7 @@ __all__ = [
     "bin_spectrum",
     "binning_w2_error",
     "merge_duplicates",
-    "cache_dir",
+    "digits_data_path",
 ]
 
 #: named spectra accepted by :func:`load_spectrum`
@@ -57,8 +57,6 @@ PRESETS = ("digits",)
 PSD_RTOL = 1e-10
 #: eigenvalues below this fraction of the largest are treated as zero when binning
 ZERO_RTOL = 1e-12
-#: environment variable naming the cache directory
-CACHE_ENV = "OPMERGE_CACHE_DIR"
 _ACCEPTED_FORMS = (
     "a comma list of eigenvalues like '0.5,2,10' (weights as 'value:weight', e.g. '0.5:3,2:1'), "
     "a path to a .npy, .txt or .csv file (1-D: eigenvalues; square 2-D: a covariance; other 2-D: a data "
@@ -94,25 +92,22 @@ class Spectrum:
     name: str = "spectrum"
 
     def __post_init__(self) -> None:
-        try:
-            lam = np.atleast_1d(np.asarray(self.lam, dtype=np.float64))
-            weights = np.atleast_1d(np.asarray(self.weights, dtype=np.float64))
-        except (TypeError, ValueError) as exc:
-            raise TypeError("lam and weights must be arrays of numbers") from exc
+        lam = np.atleast_1d(real_array(self.lam, "lam"))
+        weights = np.atleast_1d(real_array(self.weights, "weights"))
         if lam.ndim != 1 or lam.size == 0:
-            raise ValueError(f"a spectrum needs a non-empty 1-D array of eigenvalues (d >= 1), got shape {lam.shape}")
+            raise InputError(f"a spectrum needs a non-empty 1-D array of eigenvalues (d >= 1), got shape {lam.shape}")
         if weights.shape != lam.shape:
-            raise ValueError(f"weights must have the shape of the eigenvalues {lam.shape}, got {weights.shape}")
+            raise InputError(f"weights must have the shape of the eigenvalues {lam.shape}, got {weights.shape}")
         if not np.all(np.isfinite(lam)):
-            raise ValueError("eigenvalues must be finite (no NaN or inf); allowed range [0, inf)")
+            raise InputError("eigenvalues must be finite (no NaN or inf); allowed range [0, inf)")
         if np.any(lam < 0):
-            raise ValueError(f"eigenvalues must be >= 0 (allowed range [0, inf)), got {float(lam.min())!r}")
+            raise InputError(f"eigenvalues must be >= 0 (allowed range [0, inf)), got {float(lam.min())!r}")
         if not np.all(np.isfinite(weights)):
-            raise ValueError("weights must be finite (no NaN or inf); allowed range [0, inf)")
+            raise InputError("weights must be finite (no NaN or inf); allowed range [0, inf)")
         if np.any(weights < 0):
-            raise ValueError(f"weights must be >= 0 (allowed range [0, inf)), got {float(weights.min())!r}")
+            raise InputError(f"weights must be >= 0 (allowed range [0, inf)), got {float(weights.min())!r}")
         if not isinstance(self.name, str):
-            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
+            raise InputTypeError(f"name must be a str, got {type(self.name).__name__}")
         object.__setattr__(self, "lam", _readonly(lam))
         object.__setattr__(self, "weights", _readonly(weights))
 
@@ -131,7 +126,7 @@ class Spectrum:
         (``model``, ``solver``, ``target``, ``segments``)."""
         for key in ("lam", "weights"):
             if key in kwargs:
-                raise TypeError(f"{key} comes from the spectrum; do not pass it to Spectrum.problem")
+                raise InputTypeError(f"{key} comes from the spectrum; do not pass it to Spectrum.problem")
         return Problem(schedule, self.lam, weights=self.weights, **kwargs)
 
     def to_dict(self) -> dict:
@@ -152,19 +147,16 @@ def spectrum_from_list(values, weights=None, name: str = "list") -> Spectrum:
     -------
     Spectrum
     """
-    lam = np.atleast_1d(np.asarray(values, dtype=np.float64))
-    w = np.ones_like(lam) if weights is None else np.atleast_1d(np.asarray(weights, dtype=np.float64))
+    lam = np.atleast_1d(real_array(values, "values"))
+    w = np.ones_like(lam) if weights is None else np.atleast_1d(real_array(weights, "weights"))
     return Spectrum(lam, w, name)
 
 
 def _check_matrix(matrix, label: str) -> np.ndarray:
-    try:
-        arr = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{label} must be a numeric array") from exc
+    arr = real_array(matrix, label)
     if arr.size and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{label} contains NaN or inf (first at index {tuple(int(b) for b in bad)}); every entry must be finite")
+        raise InputError(f"{label} contains NaN or inf (first at index {tuple(int(b) for b in bad)}); every entry must be finite")
     return arr
 
 
@@ -191,18 +183,18 @@ def spectrum_from_covariance(cov, name: str = "covariance") -> Spectrum:
     """
     cov = _check_matrix(cov, "covariance")
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] == 0:
-        raise ValueError(f"a covariance must be a non-empty square 2-D matrix, got shape {cov.shape}")
+        raise InputError(f"a covariance must be a non-empty square 2-D matrix, got shape {cov.shape}")
     largest = float(np.max(np.abs(cov)))
     asym = float(np.max(np.abs(cov - cov.T)))
     if asym > PSD_RTOL * max(largest, 1e-300):
-        raise ValueError(
+        raise InputError(
             f"the covariance is not symmetric: max |C - C^T| = {asym:.3g} exceeds {PSD_RTOL:g} x max |C| = {PSD_RTOL * largest:.3g}"
         )
     eig = np.linalg.eigvalsh(0.5 * (cov + cov.T))[::-1].copy()
     top = float(np.max(np.abs(eig)))
     most_negative = float(eig.min())
     if most_negative < -PSD_RTOL * top:
-        raise ValueError(
+        raise InputError(
             f"the covariance is not positive semi-definite: its most negative eigenvalue is {most_negative:.6g} "
             f"(tolerance {-PSD_RTOL * top:.3g} = -{PSD_RTOL:g} x max |eigenvalue|)"
         )
@@ -227,11 +219,11 @@ def spectrum_from_data(data, name: str = "data") -> Spectrum:
     data = _check_matrix(data, "data")
     if data.ndim != 2:
         hint = " (flatten images first: data.reshape(len(data), -1))" if data.ndim > 2 else ""
-        raise ValueError(f"data must have shape (n_samples, dim), got shape {data.shape}{hint}")
+        raise InputError(f"data must have shape (n_samples, dim), got shape {data.shape}{hint}")
     if data.shape[0] < 2:
-        raise ValueError(f"data needs n_samples >= 2 (one sample per row), got shape {data.shape}")
+        raise InputError(f"data needs n_samples >= 2 (one sample per row), got shape {data.shape}")
     if data.shape[1] < 1:
-        raise ValueError(f"data needs dim >= 1, got shape {data.shape}")
+        raise InputError(f"data needs dim >= 1, got shape {data.shape}")
     cov = np.cov(data, rowvar=False, ddof=1).reshape(data.shape[1], data.shape[1])
     return spectrum_from_covariance(cov, name=name)
 
@@ -241,13 +233,13 @@ def _parse_list(spec: str) -> Spectrum:
     for item in spec.split(","):
         item = item.strip()
         if not item:
-            raise ValueError(f"empty item in the spectrum list {spec!r}; accepted forms: {_ACCEPTED_FORMS}")
+            raise InputError(f"empty item in the spectrum list {spec!r}; accepted forms: {_ACCEPTED_FORMS}")
         value, sep, weight = item.partition(":")
         try:
             values.append(float(value))
             weights.append(float(weight) if sep else 1.0)
         except ValueError as exc:
-            raise ValueError(f"cannot read {item!r} in the spectrum list {spec!r} (expected NUMBER or NUMBER:WEIGHT); "
+            raise InputError(f"cannot read {item!r} in the spectrum list {spec!r} (expected NUMBER or NUMBER:WEIGHT); "
                              f"accepted forms: {_ACCEPTED_FORMS}") from exc
     return spectrum_from_list(values, weights, name="list")
 
@@ -260,7 +252,7 @@ def _from_array(arr: np.ndarray, name: str) -> Spectrum:
         return spectrum_from_covariance(arr, name=name)
     if arr.ndim == 2:
         return spectrum_from_data(arr, name=name)
-    raise ValueError(f"{name}: expected a 1-D array of eigenvalues or a 2-D matrix (covariance or data), got shape {arr.shape}")
+    raise InputError(f"{name}: expected a 1-D array of eigenvalues or a 2-D matrix (covariance or data), got shape {arr.shape}")
 
 
 def _load_text(path: Path) -> np.ndarray:
@@ -289,10 +281,10 @@ def load_spectrum(spec) -> Spectrum:
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str):
-        raise TypeError(f"spectrum must be a str or a path, got {type(spec).__name__}")
+        raise InputTypeError(f"spectrum must be a str or a path, got {type(spec).__name__}")
     text = spec.strip()
     if not text:
-        raise ValueError(f"empty spectrum; accepted forms: {_ACCEPTED_FORMS}")
+        raise InputError(f"empty spectrum; accepted forms: {_ACCEPTED_FORMS}")
     if text.lower() in PRESETS:
         return digits_spectrum()
     path = Path(text)
@@ -304,36 +296,15 @@ def load_spectrum(spec) -> Spectrum:
         return _from_array(arr, name=path.name)
     if any(ch.isdigit() for ch in text):
         return _parse_list(text)
-    raise ValueError(f"unknown spectrum {spec!r}; accepted forms: {_ACCEPTED_FORMS}")
+    raise InputError(f"unknown spectrum {spec!r}; accepted forms: {_ACCEPTED_FORMS}")
 
 
 # ---------------------------------------------------------------------------------------------
-# the digits preset, cached on disk
+# the digits preset, shipped as package data
 # ---------------------------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    """Where computed presets are cached: ``$OPMERGE_CACHE_DIR`` if set, else ``~/.cache/opmerge``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "opmerge")
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then ``os.replace`` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-#: configuration stored beside the cached digits eigenvalues (a cache with another one is recomputed)
+#: how the shipped digits eigenvalues were computed (:func:`_compute_digits_eigenvalues` redoes it)
 DIGITS_CONFIG = {
     "source": "sklearn.datasets.load_digits",
     "n_samples": 1797,
@@ -344,42 +315,39 @@ DIGITS_CONFIG = {
     "ddof": 1,
     "format": 1,
 }
+#: the package-data file (``opmerge/data/``) holding the 64 eigenvalues as a float64 ``.npy`` array
 DIGITS_FILE = "digits_spectrum.npy"
 
 
 def _compute_digits_eigenvalues() -> np.ndarray:
+    """Recompute the digits eigenvalues from scikit-learn's data (the shipped file was made by this).
+
+    Raises
+    ------
+    ModuleNotFoundError
+        When scikit-learn is not installed.
+    """
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
         raise ModuleNotFoundError(
-            "the 'digits' spectrum needs scikit-learn: pip install 'opmerge[bridge]' (or pip install scikit-learn)",
+            "recomputing the 'digits' spectrum needs scikit-learn: pip install 'opmerge[bridge]' (or pip install scikit-learn)",
             name="sklearn",
         ) from exc
     pixels = load_digits().data.astype(np.float64) / 8.0 - 1.0
     return np.asarray(spectrum_from_data(pixels, name="digits").lam)
 
 
-def _read_digits_cache(path: Path) -> np.ndarray | None:
-    config_path = path.with_suffix(".json")
-    try:
-        config = json.loads(config_path.read_text())
-        lam = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if config != DIGITS_CONFIG or lam.shape != (DIGITS_CONFIG["dim"],) or not np.all(np.isfinite(lam)) or np.any(lam < 0):
-        return None
-    return lam
+def digits_data_path() -> Path:
+    """Path of the shipped digits eigenvalues (``opmerge/data/digits_spectrum.npy``)."""
+    return Path(__file__).resolve().parent / "data" / DIGITS_FILE
 
 
 @functools.lru_cache(maxsize=None)
-def _digits_cached(directory: str) -> Spectrum:
-    path = Path(directory) / DIGITS_FILE
-    lam = _read_digits_cache(path)
-    if lam is None:
-        lam = _compute_digits_eigenvalues()
-        _write_atomic(path, lambda stream: np.save(stream, lam))
-        config = json.dumps(DIGITS_CONFIG, indent=2).encode()
-        _write_atomic(path.with_suffix(".json"), lambda stream: stream.write(config))
+def _digits_cached() -> Spectrum:
+    lam = np.load(digits_data_path(), allow_pickle=False)
+    if lam.dtype != np.float64 or lam.shape != (DIGITS_CONFIG["dim"],):
+        raise RuntimeError(f"the shipped digits spectrum {digits_data_path()} is damaged (dtype {lam.dtype}, shape {lam.shape}); reinstall opmerge")
     return spectrum_from_list(lam, name="digits")
 
 
@@ -388,17 +356,19 @@ def digits_spectrum() -> Spectrum:
 
     1797 images, pixel values :math:`0..16` scaled to :math:`[-1, 1]` by :math:`x/8 - 1`; centred
     sample covariance with ``ddof = 1``; eigenvalues in descending order, those at rounding level
-    set to 0 (:func:`spectrum_from_covariance`); weights 1. Computed on first use (scikit-learn is
-    imported only then) and cached in :func:`cache_dir` as ``digits_spectrum.npy`` with its
-    configuration in ``digits_spectrum.json`` (both written atomically); later calls read the cache
-    (and, within a process, a memory cache keyed by the directory).
+    set to 0 (:func:`spectrum_from_covariance`); weights 1 (:data:`DIGITS_CONFIG`).
 
-    Raises
-    ------
-    ModuleNotFoundError
-        When the cache is missing and scikit-learn is not installed (``pip install 'opmerge[bridge]'``).
+    The eigenvalues ship with opmerge as package data (``opmerge/data/digits_spectrum.npy``,
+    computed once by :func:`_compute_digits_eigenvalues`), so neither scikit-learn nor torch is
+    needed; a test recomputes them, bit for bit, when scikit-learn is installed. Within a process
+    the spectrum is read once and kept.
+
+    Returns
+    -------
+    Spectrum
+        Named ``"digits"``, ``dim = 64``.
     """
-    return _digits_cached(str(cache_dir()))
+    return _digits_cached()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,8 +384,7 @@ def merge_duplicates(spectrum: Spectrum, rtol: float = 1e-12) -> Spectrum:
     value and the position of its first member in the input order. W2 is unchanged for every plan
     when the merged eigenvalues are exactly equal (the terms of equal directions add up).
     """
-    if not (isinstance(rtol, (int, float)) and rtol >= 0):
-        raise ValueError(f"rtol must be a number >= 0, got {rtol!r}")
+    rtol = real_number(rtol, "rtol", low=0.0)
     lam, weights = spectrum.lam, spectrum.weights
     order = np.argsort(lam, kind="stable")
     group = np.empty(lam.shape[0], dtype=np.int64)
@@ -497,10 +466,9 @@ def bin_spectrum(spectrum: Spectrum, bins: int) -> BinnedSpectrum:
     bins : int
         ``B >= 1``.
     """
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
-        raise ValueError(f"bins must be an int >= 1, got {bins!r}")
+    bins = integer(bins, "bins", low=1)
     if not isinstance(spectrum, Spectrum):
-        raise TypeError(f"spectrum must be a Spectrum, got {type(spectrum).__name__}")
+        raise InputTypeError(f"spectrum must be a Spectrum, got {type(spectrum).__name__}")
     lam, weights = spectrum.lam, spectrum.weights
     positive = lam > ZERO_RTOL * float(lam.max())
     raw = np.full(lam.shape[0], -1, dtype=np.int64)  # -1: the zero bin
@@ -554,7 +522,7 @@ def _as_plan(plan, steps: int, segments: int) -> Plan:
         if plan in CANONICAL_KINDS:
             return canonical_plan(plan, steps, segments)
         return parse_plan(plan, steps=steps)
-    raise TypeError(f"plans must be Plans, plan texts or canonical kinds {CANONICAL_KINDS}, got {type(plan).__name__}")
+    raise InputTypeError(f"plans must be Plans, plan texts or canonical kinds {CANONICAL_KINDS}, got {type(plan).__name__}")
 
 
 def binning_w2_error(spectrum: Spectrum, binned: BinnedSpectrum, problem_kwargs: dict, plans=None) -> dict:
@@ -580,7 +548,7 @@ def binning_w2_error(spectrum: Spectrum, binned: BinnedSpectrum, problem_kwargs:
         ``{"plans": {text: {"w2", "w2_binned", "relative_error"}}, "max_relative_error": float}``.
     """
     if not isinstance(problem_kwargs, dict) or "schedule" not in problem_kwargs:
-        raise ValueError("problem_kwargs must be a dict with at least 'schedule' (and optionally model, solver, target, segments)")
+        raise InputError("problem_kwargs must be a dict with at least 'schedule' (and optionally model, solver, target, segments)")
     kwargs = dict(problem_kwargs)
     schedule = kwargs.pop("schedule")
     full = spectrum.problem(schedule, **kwargs)

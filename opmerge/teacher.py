@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import choice, integer, real_array
+from .errors import InputError, InputTypeError
 from .schedules import Schedule, signal_noise_norm_sq
 
 __all__ = [
@@ -36,41 +38,103 @@ SOLVERS = ("ddim", "heun")
 
 
 def check_lam(lam, name: str = "lam") -> np.ndarray:
-    """Validate eigenvalues: finite and ``>= 0``. Returns a float64 array (0-d for a scalar)."""
-    if isinstance(lam, (str, bytes)) or lam is None:
-        raise TypeError(f"{name} must be a number or an array of numbers, got {type(lam).__name__}")
-    try:
-        arr = np.asarray(lam, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number or an array of numbers") from exc
+    r"""Validate eigenvalues :math:`\lambda \in [0, \infty)`; returns a float64 array (0-d for a scalar).
+
+    Parameters
+    ----------
+    lam : number or array-like of numbers
+        Eigenvalues of a covariance (``bool``, strings and ``None`` are refused).
+    name : str
+        How the message names the parameter.
+
+    Raises
+    ------
+    InputTypeError
+        When ``lam`` is not a number or an array of numbers.
+    InputError
+        When it is empty, not finite or negative.
+    """
+    arr = real_array(lam, name)
     if arr.size == 0:
-        raise ValueError(f"{name} must not be empty")
+        raise InputError(f"{name} must not be empty; allowed range of each value is [0, inf)")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (no NaN or inf); allowed range is [0, inf)")
+        raise InputError(f"{name} must be finite (no NaN or inf); allowed range is [0, inf)")
     if np.any(arr < 0):
-        raise ValueError(f"{name} must be >= 0 (an eigenvalue of a covariance); got {float(arr.min())!r}")
+        raise InputError(f"{name} must be >= 0 (an eigenvalue of a covariance; allowed range [0, inf)); got {float(arr.min())!r}")
     return arr
 
 
 def _check_schedule(schedule) -> None:
     if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be an opmerge Schedule, got {type(schedule).__name__}")
+        raise InputTypeError(f"schedule must be an opmerge Schedule, got {type(schedule).__name__}")
 
 
 def _check_solver(solver: str) -> None:
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    choice(solver, "solver", SOLVERS)
 
 
 def _check_span(schedule: Schedule, top: int, bottom: int) -> tuple[int, int]:
     n_steps = schedule.steps
-    for label, value in (("top", top), ("bottom", bottom)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{label} must be an int grid index, got {type(value).__name__}")
-    top, bottom = int(top), int(bottom)
+    top = integer(top, "top")
+    bottom = integer(bottom, "bottom")
     if not (0 <= bottom <= top <= n_steps):
-        raise ValueError(f"need 0 <= bottom <= top <= N = {n_steps}; got top = {top}, bottom = {bottom}")
+        raise InputError(f"need 0 <= bottom <= top <= N = {n_steps}; got top = {top}, bottom = {bottom}")
     return top, bottom
+
+
+# ---------------------------------------------------------------------------------------------
+# kernels on validated input: ``lam`` is a float64 array of finite values >= 0
+# ---------------------------------------------------------------------------------------------
+
+
+def _ddim_step(schedule: Schedule, lam: np.ndarray) -> np.ndarray:
+    lam_arr = lam[..., None]
+    a, s = schedule.alpha, schedule.sigma
+    out = np.ones(lam_arr.shape[:-1] + (schedule.steps + 1,))
+    out[..., 1:] = (a[:-1] * a[1:] * lam_arr + s[:-1] * s[1:]) / (a[1:] ** 2 * lam_arr + s[1:] ** 2)
+    return out
+
+
+def _check_heun_schedule(schedule: Schedule) -> None:
+    a = schedule.alpha
+    if np.any(a <= 0):
+        n = int(np.argmax(a <= 0))
+        raise InputError(
+            f"the Heun solver needs alpha_n > 0 at every grid index (it works in y = z / alpha); "
+            f"schedule {schedule.name!r} has alpha[{n}] = {float(a[n])!r}. Use solver='ddim' for this schedule"
+        )
+
+
+def _heun_step(schedule: Schedule, lam: np.ndarray) -> np.ndarray:
+    _check_heun_schedule(schedule)
+    a, sig = schedule.alpha, schedule.sigma
+    lam_arr = lam[..., None]
+    s = sig[1:] / a[1:]
+    s_next = sig[:-1] / a[:-1]
+    euler = (lam_arr + s * s_next) / (lam_arr + s**2)
+    # the corrector's slope at s' = 0 is never used (plain Euler there); a safe denominator avoids 0/0
+    safe_den = np.where(s_next > 0, lam_arr + s_next**2, 1.0)
+    corrected = 1.0 + 0.5 * (s_next - s) * (s / (lam_arr + s**2) + euler * s_next / safe_den)
+    ratio = np.where(s_next > 0, corrected, euler)
+    out = np.ones(lam_arr.shape[:-1] + (schedule.steps + 1,))
+    out[..., 1:] = (a[:-1] / a[1:]) * ratio
+    return out
+
+
+def _step_operators(schedule: Schedule, lam: np.ndarray, solver: str) -> np.ndarray:
+    return _ddim_step(schedule, lam) if solver == "ddim" else _heun_step(schedule, lam)
+
+
+def _exact_flow(schedule: Schedule, lam: np.ndarray, top: int, bottom: int) -> np.ndarray:
+    if top == bottom:
+        return np.ones_like(lam)
+    norm_sq = signal_noise_norm_sq(schedule, lam[..., None])
+    return np.sqrt(norm_sq[..., bottom]) / np.sqrt(norm_sq[..., top])
+
+
+# ---------------------------------------------------------------------------------------------
+# public operators (validate their input, then call the kernels)
+# ---------------------------------------------------------------------------------------------
 
 
 def ddim_step(schedule: Schedule, lam) -> np.ndarray:
@@ -84,11 +148,7 @@ def ddim_step(schedule: Schedule, lam) -> np.ndarray:
         Entry ``n`` is :math:`A_n` for ``n = 1..N``; entry 0 is 1 (the empty step).
     """
     _check_schedule(schedule)
-    lam_arr = check_lam(lam)[..., None]
-    a, s = schedule.alpha, schedule.sigma
-    out = np.ones(lam_arr.shape[:-1] + (schedule.steps + 1,))
-    out[..., 1:] = (a[:-1] * a[1:] * lam_arr + s[:-1] * s[1:]) / (a[1:] ** 2 * lam_arr + s[1:] ** 2)
-    return out
+    return _ddim_step(schedule, check_lam(lam))
 
 
 def heun_step(schedule: Schedule, lam) -> np.ndarray:
@@ -106,30 +166,14 @@ def heun_step(schedule: Schedule, lam) -> np.ndarray:
     The closed form is derived symbolically in :mod:`opmerge.symbolic`. Requires :math:`\alpha_n > 0`.
     """
     _check_schedule(schedule)
-    a, sig = schedule.alpha, schedule.sigma
-    if np.any(a <= 0):
-        n = int(np.argmax(a <= 0))
-        raise ValueError(
-            f"the Heun solver needs alpha_n > 0 at every grid index (it works in y = z / alpha); "
-            f"schedule {schedule.name!r} has alpha[{n}] = {float(a[n])!r}. Use solver='ddim' for this schedule"
-        )
-    lam_arr = check_lam(lam)[..., None]
-    s = sig[1:] / a[1:]
-    s_next = sig[:-1] / a[:-1]
-    euler = (lam_arr + s * s_next) / (lam_arr + s**2)
-    # the corrector's slope at s' = 0 is never used (plain Euler there); a safe denominator avoids 0/0
-    safe_den = np.where(s_next > 0, lam_arr + s_next**2, 1.0)
-    corrected = 1.0 + 0.5 * (s_next - s) * (s / (lam_arr + s**2) + euler * s_next / safe_den)
-    ratio = np.where(s_next > 0, corrected, euler)
-    out = np.ones(lam_arr.shape[:-1] + (schedule.steps + 1,))
-    out[..., 1:] = (a[:-1] / a[1:]) * ratio
-    return out
+    return _heun_step(schedule, check_lam(lam))
 
 
 def step_operators(schedule: Schedule, lam, solver: str = "ddim") -> np.ndarray:
     """Per-step teacher operators for ``solver`` (``"ddim"``: :func:`ddim_step`, ``"heun"``: :func:`heun_step`)."""
     _check_solver(solver)
-    return ddim_step(schedule, lam) if solver == "ddim" else heun_step(schedule, lam)
+    _check_schedule(schedule)
+    return _step_operators(schedule, check_lam(lam), solver)
 
 
 def ddim_jump(schedule: Schedule, lam, top: int, bottom: int) -> np.ndarray:
@@ -148,11 +192,7 @@ def exact_flow(schedule: Schedule, lam, top: int | None = None, bottom: int = 0)
     _check_schedule(schedule)
     top = schedule.steps if top is None else top
     top, bottom = _check_span(schedule, top, bottom)
-    lam_arr = check_lam(lam)
-    if top == bottom:
-        return np.ones_like(lam_arr)
-    norm_sq = signal_noise_norm_sq(schedule, lam_arr[..., None])
-    return np.sqrt(norm_sq[..., bottom]) / np.sqrt(norm_sq[..., top])
+    return _exact_flow(schedule, check_lam(lam), top, bottom)
 
 
 def teacher_composite(schedule: Schedule, lam, top: int | None = None, bottom: int = 0, solver: str = "ddim") -> np.ndarray:
@@ -160,6 +200,7 @@ def teacher_composite(schedule: Schedule, lam, top: int | None = None, bottom: i
 
     ``solver="heun"`` multiplies Heun steps instead of DDIM steps. An empty product (``top == bottom``) is 1.
     """
+    _check_schedule(schedule)
     top = schedule.steps if top is None else top
     top, bottom = _check_span(schedule, top, bottom)
     ops = step_operators(schedule, lam, solver)

@@ -1,10 +1,9 @@
-"""Spectra (opmerge.spectra): loaders, validation, the cached digits preset, duplicates and binning."""
+"""Spectra (opmerge.spectra): loaders, validation, the shipped digits preset, duplicates and binning."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -16,7 +15,6 @@ from opmerge.objective import Problem, evaluate_plan
 from opmerge.plans import canonical_plan, parse_plan
 from opmerge.schedules import make_schedule
 from opmerge.spectra import (
-    DIGITS_CONFIG,
     BinnedSpectrum,
     Spectrum,
     bin_spectrum,
@@ -196,83 +194,57 @@ def test_data_spectrum_and_shape_errors():
 
 
 # ---------------------------------------------------------------------------------------------
-# the digits preset and its cache
+# the digits preset, shipped as package data
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fresh_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("OPMERGE_CACHE_DIR", str(tmp_path))
-    spectra._digits_cached.cache_clear()
-    yield tmp_path
-    spectra._digits_cached.cache_clear()
+def test_shipped_digits_spectrum_equals_a_fresh_computation_bit_for_bit():
+    pytest.importorskip("sklearn")
+    fresh = spectra._compute_digits_eigenvalues()
+    shipped = digits_spectrum().lam
+    assert shipped.dtype == fresh.dtype == np.float64
+    assert shipped.tobytes() == fresh.tobytes()
 
 
-def test_digits_spectrum_and_cache(fresh_cache, monkeypatch):
-    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+def test_digits_spectrum_properties():
     s = digits_spectrum()
     assert s.name == "digits" and s.dim == 64 and np.all(s.lam >= 0) and np.all(np.diff(s.lam) <= 0)
     assert np.all(s.weights == 1.0)
-    # the trace of the sample covariance, computed independently (per-pixel variances)
-    pixels = sklearn_datasets.load_digits().data / 8.0 - 1.0
-    assert pixels.shape == (1797, 64)
-    assert s.trace == pytest.approx(float(np.sum(np.var(pixels, axis=0, ddof=1))), rel=1e-10)
     assert int(np.sum(s.lam == 0.0)) >= 2  # constant border pixels: exact zeros
-    # the cache: both files, no temporary left, the configuration beside the numbers
-    files = sorted(p.name for p in fresh_cache.iterdir())
-    assert files == ["digits_spectrum.json", "digits_spectrum.npy"]
-    assert json.loads((fresh_cache / "digits_spectrum.json").read_text()) == DIGITS_CONFIG
-    np.testing.assert_array_equal(np.load(fresh_cache / "digits_spectrum.npy"), s.lam)
-    assert digits_spectrum() is s  # in-process memory cache
-    # a new process (memory cache cleared) reads the file without recomputing
-    spectra._digits_cached.cache_clear()
-
-    def no_recompute():
-        raise AssertionError("the cached file should have been used")
-
-    monkeypatch.setattr(spectra, "_compute_digits_eigenvalues", no_recompute)
-    again = digits_spectrum()
-    np.testing.assert_array_equal(again.lam, s.lam)
+    assert s.lam[0] == pytest.approx(2.797, abs=1e-3) and s.trace == pytest.approx(18.78, abs=1e-2)
+    assert digits_spectrum() is s  # read once per process
     assert load_spectrum("digits").lam.tolist() == s.lam.tolist()
 
 
-def test_digits_cache_with_another_configuration_is_recomputed(fresh_cache, monkeypatch):
-    (fresh_cache / "digits_spectrum.npy").write_bytes(b"")
-    np.save(fresh_cache / "digits_spectrum.npy", np.ones(64))
-    (fresh_cache / "digits_spectrum.json").write_text(json.dumps(dict(DIGITS_CONFIG, ddof=0)))
-    monkeypatch.setattr(spectra, "_compute_digits_eigenvalues", lambda: np.linspace(2.0, 0.0, 64))
-    s = digits_spectrum()
-    np.testing.assert_array_equal(s.lam, np.linspace(2.0, 0.0, 64))
-    assert json.loads((fresh_cache / "digits_spectrum.json").read_text()) == DIGITS_CONFIG
-
-
-def test_digits_cache_write_is_atomic(fresh_cache, monkeypatch):
-    """If the final rename fails, neither a partial file nor a temporary is left behind."""
-    monkeypatch.setattr(spectra, "_compute_digits_eigenvalues", lambda: np.linspace(2.0, 0.0, 64))
-
-    def failing_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(spectra.os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
-        digits_spectrum()
-    assert list(fresh_cache.iterdir()) == []
-
-
-def test_digits_without_sklearn_says_how_to_install(fresh_cache, monkeypatch):
+def test_digits_spectrum_needs_neither_sklearn_nor_torch(monkeypatch):
     import builtins
 
     real_import = builtins.__import__
 
-    def no_sklearn(name, *args, **kwargs):
-        if name.startswith("sklearn"):
-            raise ImportError("no sklearn here")
+    def refuse(name, *args, **kwargs):
+        if name.split(".")[0] in ("sklearn", "torch"):
+            raise ImportError(f"no {name} here")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_sklearn)
-    with pytest.raises(ModuleNotFoundError, match="opmerge\\[bridge\\]") as info:
-        digits_spectrum()
-    assert info.value.name == "sklearn"
+    spectra._digits_cached.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", refuse)
+    try:
+        s = digits_spectrum()
+    finally:
+        spectra._digits_cached.cache_clear()
+    assert s.dim == 64
+    assert spectra.digits_data_path().name == "digits_spectrum.npy"
+
+
+def test_digits_data_is_declared_as_package_data():
+    tomllib = pytest.importorskip("tomllib")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["opmerge"]
+    relative = spectra.digits_data_path().relative_to(root / "opmerge").as_posix()
+    assert any(Path(relative).match(pattern) for pattern in patterns)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,10 +343,3 @@ def test_binning_w2_error_of_given_plans():
         binning_w2_error(s, b, {"target": "data"})
     with pytest.raises(TypeError):
         binning_w2_error(s, b, {"schedule": schedule}, [3])
-
-
-def test_cache_dir_default(monkeypatch):
-    monkeypatch.delenv("OPMERGE_CACHE_DIR", raising=False)
-    assert spectra.cache_dir() == spectra.Path.home() / ".cache" / "opmerge"
-    monkeypatch.setenv("OPMERGE_CACHE_DIR", os.sep + "somewhere")
-    assert str(spectra.cache_dir()) == os.sep + "somewhere"

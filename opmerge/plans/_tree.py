@@ -1,0 +1,339 @@
+"""Merge nodes and trees of teacher steps (private; the public names live in :mod:`opmerge.plans`)."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence, Union
+
+from ..errors import InputError, InputTypeError
+
+__all__ = [
+    "Tree",
+    "MergeNode",
+    "tree_top",
+    "tree_bottom",
+    "tree_leaves",
+    "tree_merges",
+    "tree_depth",
+    "iter_merge_nodes",
+    "format_tree",
+]
+
+Tree = Union[int, "MergeNode"]
+"""A tree over consecutive teacher steps: a leaf (plain ``int`` step index) or a :class:`MergeNode`."""
+
+
+# ---------------------------------------------------------------------------------------------
+# validation helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _check_int(value: object, name: str, minimum: int) -> int:
+    if not _is_int(value):
+        raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)  # type: ignore[arg-type]
+    if value < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_leaf(x: object, where: str) -> int:
+    if not _is_int(x):
+        raise InputTypeError(f"{where} must be an int leaf or a MergeNode, got {type(x).__name__}")
+    n = int(x)  # type: ignore[arg-type]
+    if n < 1:
+        raise InputError(f"{where}: leaf (teacher step) must be >= 1, got {n}")
+    return n
+
+
+def _check_tree(tree: object, name: str = "tree") -> Tree:
+    if isinstance(tree, MergeNode):
+        return tree
+    return _check_leaf(tree, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# trees
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class MergeNode:
+    r"""One merge node: a distillation run over consecutive teacher steps :math:`j \to i`.
+
+    Parameters
+    ----------
+    children : tuple of Tree
+        At least two children, noise side first, partitioning :math:`j \to i`: the first child
+        starts at ``j`` and ``bottom(child[k]) == top(child[k + 1])``. Leaves are ints ``>= 1``.
+        Any sequence is accepted and stored as a tuple (integer-like leaves are stored as ``int``).
+
+    Raises
+    ------
+    TypeError
+        If ``children`` is not a sequence, or a child is neither an int nor a ``MergeNode``.
+    ValueError
+        If there are fewer than two children, a leaf is ``< 1``, or the children are not
+        contiguous.
+
+    Notes
+    -----
+    ``top``, ``bottom``, ``n_merges``, ``depth`` and the hash are computed once at construction
+    from the (already validated) children. Equality is structural.
+    """
+
+    children: tuple[Tree, ...]
+    _top: int = field(default=0, init=False, repr=False, compare=False)
+    _bottom: int = field(default=0, init=False, repr=False, compare=False)
+    _n_merges: int = field(default=0, init=False, repr=False, compare=False)
+    _depth: int = field(default=0, init=False, repr=False, compare=False)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        raw = self.children
+        if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
+            raise InputTypeError(f"children must be a sequence of trees, got {type(raw).__name__}")
+        children = tuple(
+            c if isinstance(c, MergeNode) else _check_leaf(c, f"children[{k}]") for k, c in enumerate(raw)
+        )
+        if len(children) < 2:
+            raise InputError(f"a merge node needs >= 2 children, got {len(children)}")
+        for k in range(len(children) - 1):
+            b, t = tree_bottom(children[k]), tree_top(children[k + 1])
+            if b != t:
+                raise InputError(
+                    "children must be contiguous, noise side first: "
+                    f"children[{k}] ends at grid index {b} but children[{k + 1}] starts at {t}"
+                )
+        object.__setattr__(self, "children", children)
+        object.__setattr__(self, "_top", tree_top(children[0]))
+        object.__setattr__(self, "_bottom", tree_bottom(children[-1]))
+        object.__setattr__(self, "_n_merges", 1 + sum(c._n_merges for c in children if isinstance(c, MergeNode)))
+        object.__setattr__(self, "_depth", 1 + max(c._depth if isinstance(c, MergeNode) else 0 for c in children))
+        object.__setattr__(self, "_hash", hash(("MergeNode", children)))
+
+    @property
+    def top(self) -> int:
+        """Input (noise-side) grid index ``j``: the top of the first child."""
+        return self._top
+
+    @property
+    def bottom(self) -> int:
+        """Output grid index ``i``: the bottom of the last child."""
+        return self._bottom
+
+    @property
+    def leaves(self) -> tuple[int, ...]:
+        """Covered teacher steps, descending: ``(j, j - 1, ..., i + 1)``."""
+        return tuple(range(self._top, self._bottom, -1))
+
+    @property
+    def n_merges(self) -> int:
+        """Number of merge nodes in this subtree, this node included."""
+        return self._n_merges
+
+    @property
+    def depth(self) -> int:
+        """Height of the subtree: a leaf has depth 0, a node ``1 + max(child depths)``."""
+        return self._depth
+
+    @classmethod
+    def from_text(cls, text: str) -> "MergeNode":
+        """Parse a single node in the text notation, e.g. ``"((4 3) 2)"`` (see :func:`parse_tree`)."""
+        from ._notation import parse_tree
+
+        tree = parse_tree(text)
+        if not isinstance(tree, MergeNode):
+            raise InputError(f"text describes a single leaf ({tree}), not a merge node")
+        return tree
+
+    def to_nested(self) -> list:
+        """JSON-friendly nested lists (see :func:`tree_to_nested`)."""
+        from ._plan import tree_to_nested
+
+        return tree_to_nested(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MergeNode):
+            return NotImplemented
+        stack: list[tuple[Tree, Tree]] = [(self, other)]
+        while stack:
+            a, b = stack.pop()
+            if a is b:
+                continue
+            a_node, b_node = isinstance(a, MergeNode), isinstance(b, MergeNode)
+            if a_node != b_node:
+                return False
+            if not a_node:
+                if a != b:
+                    return False
+                continue
+            assert isinstance(a, MergeNode) and isinstance(b, MergeNode)
+            if (
+                a._hash != b._hash
+                or a._top != b._top
+                or a._bottom != b._bottom
+                or a._n_merges != b._n_merges
+                or len(a.children) != len(b.children)
+            ):
+                return False
+            stack.extend(zip(a.children, b.children))
+        return True
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __str__(self) -> str:
+        return format_tree(self)
+
+    def __repr__(self) -> str:
+        return f"MergeNode.from_text({format_tree(self)!r})"
+
+
+def tree_top(tree: Tree) -> int:
+    """Input (noise-side) grid index of a tree: ``n`` for the leaf ``n``, ``node.top`` for a node.
+
+    Parameters
+    ----------
+    tree : int or MergeNode
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(tree, MergeNode):
+        return tree.top
+    return _check_leaf(tree, "tree")
+
+
+def tree_bottom(tree: Tree) -> int:
+    """Output grid index of a tree: ``n - 1`` for the leaf ``n``, ``node.bottom`` for a node.
+
+    Parameters
+    ----------
+    tree : int or MergeNode
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(tree, MergeNode):
+        return tree.bottom
+    return _check_leaf(tree, "tree") - 1
+
+
+def tree_leaves(tree: Tree) -> tuple[int, ...]:
+    """Teacher steps covered by a tree, descending (``(n,)`` for the leaf ``n``).
+
+    Parameters
+    ----------
+    tree : int or MergeNode
+
+    Returns
+    -------
+    tuple of int
+    """
+    if isinstance(tree, MergeNode):
+        return tree.leaves
+    return (_check_leaf(tree, "tree"),)
+
+
+def tree_merges(tree: Tree) -> int:
+    """Number of merge nodes in a tree (0 for a leaf).
+
+    Parameters
+    ----------
+    tree : int or MergeNode
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(tree, MergeNode):
+        return tree.n_merges
+    _check_leaf(tree, "tree")
+    return 0
+
+
+def tree_depth(tree: Tree) -> int:
+    """Height of a tree: 0 for a leaf, ``1 + max(child depths)`` for a node.
+
+    Parameters
+    ----------
+    tree : int or MergeNode
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(tree, MergeNode):
+        return tree.depth
+    _check_leaf(tree, "tree")
+    return 0
+
+
+def iter_merge_nodes(tree: Tree) -> Iterator[MergeNode]:
+    """Iterate over the merge nodes of a tree in post-order.
+
+    Children come before their parent (bottom-up training order: a node is yielded only after
+    every node it contains) and, among siblings, the first (noise-side) child comes first.
+    A leaf yields nothing.
+
+    Parameters
+    ----------
+    tree : int or MergeNode
+
+    Yields
+    ------
+    MergeNode
+    """
+    if not isinstance(tree, MergeNode):
+        _check_leaf(tree, "tree")
+        return
+    stack: list[tuple[MergeNode, bool]] = [(tree, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            yield node
+            continue
+        stack.append((node, True))
+        for child in reversed(node.children):
+            if isinstance(child, MergeNode):
+                stack.append((child, False))
+
+
+
+def format_tree(tree: Tree) -> str:
+    """Write one tree in the text notation: ``"4"`` for a leaf, ``"((4 3) 2)"`` for a node.
+
+    Parameters
+    ----------
+    tree : int or MergeNode
+
+    Returns
+    -------
+    str
+    """
+    if not isinstance(tree, MergeNode):
+        return str(_check_leaf(tree, "tree"))
+    parts: list[str] = []
+    stack: list[Tree | str] = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            parts.append(item)
+        elif isinstance(item, MergeNode):
+            parts.append("(")
+            stack.append(")")
+            for k in range(len(item.children) - 1, -1, -1):
+                stack.append(item.children[k])
+                if k:
+                    stack.append(" ")
+        else:
+            parts.append(str(item))
+    return "".join(parts)
