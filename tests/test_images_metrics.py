@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
@@ -23,6 +24,19 @@ from opmerge.experiments.readout import gaussian_w2  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 
+
+def _psd_sqrt(c):
+    """Symmetric square root of a PSD matrix by its eigendecomposition (negative rounding clipped)."""
+    w, v = np.linalg.eigh((c + c.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def _fd_reference(x, y):
+    """Fréchet distance by the symmetric route tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2), independent of sqrtm(C1 C2)."""
+    m1, m2 = x.mean(0), y.mean(0)
+    c1, c2 = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
+    r1 = _psd_sqrt(c1)
+    return float(np.sum((m1 - m2) ** 2) + np.trace(c1) + np.trace(c2) - 2.0 * np.trace(_psd_sqrt(r1 @ c2 @ r1)))
 
 
 def _random_cov(rng, d):
@@ -90,6 +104,52 @@ def test_memorization_flags_copies_not_fresh_draws():
     assert near["fraction"] == 1.0 and near["exact_copies"] == 0.0
 
 
+def test_frechet_matches_the_symmetric_sqrtm_route_on_known_gaussians():
+    rng = np.random.default_rng(3)
+    for d in (1, 3, 10):
+        c1, c2 = _random_cov(rng, d), _random_cov(rng, d)
+        m1, m2 = rng.standard_normal(d), rng.standard_normal(d)
+        r1 = scipy.linalg.sqrtm(c1)
+        expected = np.sum((m1 - m2) ** 2) + np.trace(c1 + c2 - 2.0 * np.real(scipy.linalg.sqrtm(r1 @ c2 @ r1)))
+        assert frechet_distance(m1, c1, m2, c2) == pytest.approx(expected, rel=1e-9)
+    # commuting covariances with a known root: C1 = diag(4, 9), C2 = diag(1, 1) -> tr = 13 + 2 - 2 (2 + 3) = 5
+    assert frechet_distance([1.0, 0.0], np.diag([4.0, 9.0]), [0.0, 0.0], np.eye(2)) == pytest.approx(1.0 + 5.0, rel=1e-12)
+
+
+def test_memorization_on_a_planted_line():
+    # training points at 0, 10, 20, 30; held-out points at 5, 15, 25 (1-D): every distance is known
+    train = np.array([[0.0], [10.0], [20.0], [30.0]])
+    test = np.array([[5.0], [15.0], [25.0]])
+    samples = np.array([[1.0], [2.0], [10.5], [14.0]])
+    # d_train = 1, 2, 0.5, 4 ; d_test = 4, 3, 4.5, 1 -> ratios 0.25, 2/3, 1/9, 4
+    m = memorization(samples, train, test, factor=3.0)
+    assert m["fraction"] == pytest.approx(0.5)  # 0.25 and 1/9 are below 1/3
+    assert m["median_ratio"] == pytest.approx((0.25 + 2.0 / 3.0) / 2, rel=1e-12)
+    assert m["median_train_distance"] == pytest.approx(1.5) and m["median_test_distance"] == pytest.approx(3.5)
+    assert m["exact_copies"] == 0.0
+    # held-out points: 5 from a training point, 10 from the other held-out points -> ratio 0.5 each
+    assert m["baseline_median_ratio"] == pytest.approx(0.5) and m["baseline_fraction"] == 0.0
+    # the threshold 1/factor: 2/3 is below 1/1.2 but not below 1/1.6
+    assert memorization(samples, train, test, factor=1.2)["fraction"] == pytest.approx(0.75)
+    assert memorization(samples, train, test, factor=1.6)["fraction"] == pytest.approx(0.5)
+
+
+def test_coverage_on_planted_shares():
+    # 100 predictions: class 0 gets 50, 1 gets 30, 2 gets 19, 3 gets 1 (of 5 classes)
+    preds = np.array([0] * 50 + [1] * 30 + [2] * 19 + [3])
+    assert class_coverage(preds, 5, min_share=0.01) == pytest.approx(4 / 5)  # a share of exactly 1 % counts
+    assert class_coverage(preds, 5, min_share=0.19) == pytest.approx(3 / 5)
+    assert class_coverage(preds, 5, min_share=0.2) == pytest.approx(2 / 5)
+
+
+def test_classifier_score_on_a_constructed_mixture():
+    # half the rows certain of class 0, half uniform over 4 classes:
+    # p(y) = (5/8, 1/8, 1/8, 1/8); KL(e_0 || p) = log(8/5), KL(uniform || p) = 1/4 log(2/5) + 3/4 log 2
+    rows = np.vstack([np.tile([1.0, 0.0, 0.0, 0.0], (6, 1)), np.full((6, 4), 0.25)])
+    expected = np.exp(0.5 * np.log(8 / 5) + 0.5 * (0.25 * np.log(0.25 / (5 / 8)) + 0.75 * np.log(0.25 / (1 / 8))))
+    assert classifier_score(rows) == pytest.approx(expected, rel=1e-12)
+
+
 def test_digits_classifier_accuracy_cache_and_metrics(tmp_path):
     d = load_digits_dataset()
     cfg = ClassifierConfig(epochs=30)
@@ -98,8 +158,37 @@ def test_digits_classifier_accuracy_cache_and_metrics(tmp_path):
     again, info2 = load_or_train_classifier(d, tmp_path, cfg)
     assert info2["cached"] and info2["test_accuracy"] == info["test_accuracy"]
     np.testing.assert_array_equal(again.predict(d.test)["probs"], model.predict(d.test)["probs"])
+    stored = torch.load(info["path"], weights_only=True)
+    assert stored["provenance"]["device"] == "cpu" and stored["provenance"]["config"] == cfg.to_dict()
     m = evaluate_samples(d.test, d, model, references={"self": d.test})
     assert m["fd_pixels_self"] == pytest.approx(0.0, abs=1e-8) and m["fd_features_self"] == pytest.approx(0.0, abs=1e-6)
-    assert m["classifier_score"] > 8.0 and m["coverage"] == 1.0
     assert m["memorization"]["fraction"] == 0.0
-    assert set(m) >= {"fd_pixels_test", "fd_features_test", "fd_features_train", "mean_confidence", "class_histogram"}
+
+
+def test_evaluate_samples_values_by_an_independent_route(tmp_path):
+    d = load_digits_dataset()
+    model, _ = load_or_train_classifier(d, tmp_path, ClassifierConfig(epochs=5))
+    # planted samples: 40 copies of training images (memorised) and 60 held-out images (not)
+    samples = np.concatenate([d.train[:40], d.test[:60]])
+    m = evaluate_samples(samples, d, model)
+    with torch.no_grad():
+        t = torch.tensor(samples, dtype=torch.float32)
+        feats = model.body(t).double().numpy()
+        probs = torch.softmax(model.head(model.body(t)).double(), dim=1).numpy()
+        test_feats = model.body(torch.tensor(d.test, dtype=torch.float32)).double().numpy()
+        train_feats = model.body(torch.tensor(d.train, dtype=torch.float32)).double().numpy()
+    assert m["n"] == 100
+    assert m["fd_pixels_test"] == pytest.approx(_fd_reference(samples, d.test), rel=1e-6)
+    assert m["fd_pixels_train"] == pytest.approx(_fd_reference(samples, d.train), rel=1e-6)
+    assert m["fd_features_test"] == pytest.approx(_fd_reference(feats, test_feats), rel=1e-6)
+    assert m["fd_features_train"] == pytest.approx(_fd_reference(feats, train_feats), rel=1e-6)
+    marginal = probs.mean(0)
+    kl = np.sum(np.where(probs > 0, probs * np.log(np.where(probs > 0, probs, 1.0) / marginal), 0.0), axis=1)
+    assert m["classifier_score"] == pytest.approx(float(np.exp(kl.mean())), rel=1e-9)
+    labels = probs.argmax(1)
+    histogram = np.array([np.sum(labels == k) for k in range(10)]) / 100
+    np.testing.assert_allclose(m["class_histogram"], histogram, atol=0)
+    assert m["coverage"] == pytest.approx(np.mean(histogram >= 0.02))
+    assert m["mean_confidence"] == pytest.approx(float(probs.max(1).mean()), rel=1e-12)
+    assert m["memorization"]["fraction"] == pytest.approx(0.4) and m["memorization"]["exact_copies"] == pytest.approx(0.4)
+    assert m["value_range"] == [float(samples.min()), float(samples.max())]

@@ -109,7 +109,7 @@ def test_random_plans_and_config_validation():
 def test_calibration_recovers_a_known_eta_tau():
     from opmerge import Problem, StudentModel, canonical_plan, evaluate_plan, make_schedule
 
-    from opmerge.experiments.images.study import _calibrate_eta_tau
+    from opmerge.experiments.images.comparison import calibrate_eta_tau
 
     schedule = make_schedule("rf", 6)
     lam = np.geomspace(1e-3, 3.0, 12)
@@ -120,5 +120,5 @@ def test_calibration_recovers_a_known_eta_tau():
         for kind in ("vanilla", "boot", "cd"):
             plan = canonical_plan(kind, 6, m)
             rows.append({"segments": m, "plan": str(plan), "gain": evaluate_plan(problem, plan).student})
-    cal = _calibrate_eta_tau(schedule, lam, cfg, rows, np.ones(12))
+    cal = calibrate_eta_tau(schedule, lam, cfg, rows, np.ones(12))
     assert cal["eta_tau"] == pytest.approx(1.0) and cal["sse"] < 1e-20 and not cal["at_grid_edge"]

@@ -8,7 +8,7 @@ Submodules (import them directly; torch is needed by all but :mod:`~experiments.
   diffusion teacher trained in the project (checkpoints, resume, DDIM sampler);
 * :mod:`~experiments.images.metrics` — a digits classifier trained in the project, Fréchet distances
   (pixels and classifier features), classifier score, class coverage, nearest-neighbour memorisation;
-* :mod:`~experiments.images.linearity` — how linear a teacher is per eigen-direction (THEORY.md §7);
+* :mod:`~experiments.images.linearity` — how linear a teacher is per eigen-direction (``docs/theory.md`` §7);
 * :mod:`~experiments.images.distill` — plan students executed on image data (any teacher);
 * :mod:`~experiments.images.trajectory` — SCoT / TraFlow students on image data;
 * :mod:`~experiments.images.study` — the distillation study on digits (:func:`run_images_study`);

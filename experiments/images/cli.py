@@ -2,11 +2,13 @@ r"""Command-line entries of the image bridge (wired by ``opmerge.cli`` as ``opme
 ``opmerge validate images``).
 
 * :func:`train_teacher_main` — train (or resume) the MLP diffusion teacher, then evaluate it
-  (Fréchet distances to held-out images, classifier score) unless ``--no-evaluate``.
+  (Fréchet distances to held-out images, classifier score) unless ``--no-evaluate``, writing the
+  numbers with provenance to ``OUT/teacher_metrics.json``.
 * :func:`validate_images_main` — the distillation study on digits (:func:`~experiments.images.study.run_images_study`).
 
 Both return an exit status: 0, 2 for bad input (one ``opmerge: error:`` line), 130 on Ctrl-C
-(a teacher checkpoint is written first; finished study units are kept).
+(a teacher checkpoint is written first; finished study units are kept). Both run torch on
+:data:`DEFAULT_THREADS` CPU thread unless ``--threads`` says otherwise (``docs/images.md`` §7).
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import re
 from typing import Sequence
 
 from opmerge.cli_options import ArgumentParser, UsageError, emit_json, positive_float, positive_int, run_main
+from opmerge.errors import InputError
 
 __all__ = ["train_teacher_main", "validate_images_main", "build_train_teacher_parser", "build_validate_images_parser"]
 
 DEFAULT_TEACHER_OUT = "results/teachers"
+#: torch CPU threads unless --threads says otherwise (one thread is fastest for these small networks)
+DEFAULT_THREADS = 1
 
 
 def _device_check(name: str) -> None:
@@ -38,7 +43,7 @@ def _load_data_or_usage(spec: str):
         return load_dataset(spec)
     except ModuleNotFoundError as exc:  # torchvision missing for mnist / cifar10
         raise UsageError(f"--data {spec}: {exc}") from exc
-    except ValueError as exc:
+    except InputError as exc:
         raise UsageError(f"--data: {exc}") from exc
 
 
@@ -69,56 +74,50 @@ def build_train_teacher_parser() -> ArgumentParser:
     p.add_argument("--no-evaluate", action="store_true", help="skip the sample-quality evaluation after training")
     p.add_argument("--n-eval", type=positive_int, default=2000, help="samples for the evaluation (default 2000)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (default: torch's choice; small networks often run fastest with 1)")
+                   help=f"torch CPU threads (default {DEFAULT_THREADS}: faster than torch's default for these small networks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     return p
 
 
 def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
+    """Set torch's CPU threads: ``threads``, or :data:`DEFAULT_THREADS` when not given.
 
-        torch.set_num_threads(int(threads))
+    One thread is the default: these networks are small, and on a 2-core machine torch's default
+    thread count ran ``train-teacher --quick`` 18x slower with the same loss (``docs/images.md`` §7).
+    """
+    import torch
+
+    torch.set_num_threads(DEFAULT_THREADS if threads is None else int(threads))
 
 
 def _train_teacher(argv: list[str]) -> int:
     args = build_train_teacher_parser().parse_args(argv)
     _device_check(args.device)
     _set_threads(args.threads)
-    import torch
-
-    from .metrics import evaluate_samples, load_or_train_classifier
+    from .teacher_quality import evaluate_teacher_quality
     from .teachers import TeacherConfig, train_teacher
 
     dataset = _load_data_or_usage(args.data)
     overrides = {k: v for k, v in (("train_steps", args.train_steps), ("batch_size", args.batch_size), ("lr", args.lr),
                                    ("hidden", args.hidden), ("depth", args.depth)) if v is not None}
-    try:
-        preset = TeacherConfig.quick if args.quick else TeacherConfig
-        config = preset(data=args.data, schedule=args.schedule, steps=args.steps, prediction=args.prediction, seed=args.seed, **overrides)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
+    preset = TeacherConfig.quick if args.quick else TeacherConfig
+    config = preset(data=args.data, schedule=args.schedule, steps=args.steps, prediction=args.prediction, seed=args.seed, **overrides)
     if args.out is None:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset.name.replace("npy:", ""))
         out = f"{DEFAULT_TEACHER_OUT}/{stem}-{args.schedule}" + ("-quick" if args.quick else "")
     else:
         out = args.out
-    try:
-        summary = train_teacher(config, out, resume=args.resume, progress=not (args.no_progress or args.json), device=args.device,
-                                dataset=dataset)
-    except ValueError as exc:  # a checkpoint with another configuration
-        raise UsageError(str(exc)) from exc
+    summary = train_teacher(config, out, resume=args.resume, progress=not (args.no_progress or args.json), device=args.device,
+                            dataset=dataset)
     result = {"checkpoint": summary.to_dict()}
     if not args.no_evaluate:
-        teacher = summary.load_teacher(device=args.device, dataset=dataset)
-        classifier = None
-        if dataset.has_labels:
-            classifier, info = load_or_train_classifier(dataset, f"{out}/cache")
-            result["classifier"] = info
-        samples = teacher.sample_images(args.n_eval, torch.Generator().manual_seed(args.seed))
-        result["evaluation"] = evaluate_samples(samples, dataset, classifier, seed=args.seed)
-        result["data_reference"] = evaluate_samples(dataset.train, dataset, classifier, seed=args.seed, check_memorization=False)
+        quality = evaluate_teacher_quality(summary, dataset, n_eval=args.n_eval, seed=args.seed, device=args.device,
+                                           cache_dir=f"{out}/cache")
+        if quality["classifier"] is not None:
+            result["classifier"] = quality["classifier"]
+        for key in ("evaluation", "data_reference", "metrics_file"):
+            result[key] = quality[key]
     if args.json:
         emit_json(result)
         return 0
@@ -135,6 +134,7 @@ def _train_teacher(argv: list[str]) -> int:
         mem = e["memorization"]
         print(f"  memorisation: {mem['fraction']:.1%} of samples closer to a training image than to a test image by a factor {mem['factor']:g}"
               f" (median ratio {mem['median_ratio']:.3f}, held-out images {mem['baseline_median_ratio']:.3f})")
+        print(f"  metrics written to {result['metrics_file']}")
     return 0
 
 
@@ -197,7 +197,7 @@ def build_validate_images_parser() -> ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small size (CPU, under two minutes including the teacher's training)")
     p.add_argument("--out", default=None, help=f"results folder (default {DEFAULT_OUT})")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch CPU threads (default: torch's choice; small networks often run fastest with 1)")
+                   help=f"torch CPU threads (default {DEFAULT_THREADS}: faster than torch's default for these small networks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     return p
@@ -257,10 +257,7 @@ def _validate_images(argv: list[str]) -> int:
     if args.random_plans is not None and args.random_plans < 0:
         raise UsageError("--random-plans must be >= 0")
     _load_data_or_usage(args.data)
-    try:
-        config = ImagesStudyConfig(**values).resolved()
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
+    config = ImagesStudyConfig(**values).resolved()
     result = run_images_study(config)
     if args.json:
         emit_json(result)

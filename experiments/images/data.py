@@ -17,7 +17,7 @@ The train/test split of ``digits`` and ``.npy`` data is a seeded permutation
 
 :func:`fit_gaussian` fits :math:`\mathcal N(\mu, \Sigma)` to the training images (maximum-likelihood
 covariance, :math:`1/n`) and its eigenbasis :math:`\Sigma = U \operatorname{diag}(\lambda) U^\top`:
-the data of THEORY.md §1 for the Gaussian teacher and for the model's prediction.
+the data of ``docs/theory.md`` §1 for the Gaussian teacher and for the model's prediction.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from opmerge.errors import InputError, InputTypeError
 
 __all__ = [
     "DATASET_NAMES",
@@ -89,14 +91,14 @@ class ImageDataset:
     def __post_init__(self) -> None:
         train, test = _frozen(self.train), _frozen(self.test)
         if train.ndim != 2 or test.ndim != 2 or train.shape[1] != test.shape[1]:
-            raise ValueError(f"train and test must be 2-D arrays (n, dim) of the same dim, got {train.shape} and {test.shape}")
+            raise InputError(f"train and test must be 2-D arrays (n, dim) of the same dim, got {train.shape} and {test.shape}")
         if train.shape[0] < 2 or test.shape[0] < 1:
-            raise ValueError(f"need >= 2 training rows and >= 1 test row, got {train.shape[0]} and {test.shape[0]}")
+            raise InputError(f"need >= 2 training rows and >= 1 test row, got {train.shape[0]} and {test.shape[0]}")
         if not (np.all(np.isfinite(train)) and np.all(np.isfinite(test))):
-            raise ValueError("image data must be finite (no NaN or inf)")
+            raise InputError("image data must be finite (no NaN or inf)")
         shape = tuple(int(s) for s in self.image_shape)
         if int(np.prod(shape)) != train.shape[1]:
-            raise ValueError(f"image_shape {shape} does not match dim = {train.shape[1]}")
+            raise InputError(f"image_shape {shape} does not match dim = {train.shape[1]}")
         object.__setattr__(self, "train", train)
         object.__setattr__(self, "test", test)
         object.__setattr__(self, "image_shape", shape)
@@ -104,14 +106,14 @@ class ImageDataset:
             if labels is not None:
                 arr = _frozen(labels, np.int64)
                 if arr.shape != (n,):
-                    raise ValueError(f"{label} must have shape ({n},), got {arr.shape}")
+                    raise InputError(f"{label} must have shape ({n},), got {arr.shape}")
                 object.__setattr__(self, label, arr)
         if (self.train_labels is None) != (self.test_labels is None):
-            raise ValueError("give labels for both train and test, or for neither")
+            raise InputError("give labels for both train and test, or for neither")
         if self.value_range is not None:
             lo, hi = (float(v) for v in self.value_range)
             if not lo < hi:
-                raise ValueError(f"value_range must be (lo, hi) with lo < hi, got {self.value_range}")
+                raise InputError(f"value_range must be (lo, hi) with lo < hi, got {self.value_range}")
             object.__setattr__(self, "value_range", (lo, hi))
         object.__setattr__(self, "source", dict(self.source))
 
@@ -166,9 +168,9 @@ class ImageDataset:
 
 def _check_fraction(test_fraction: float) -> float:
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)):
-        raise TypeError(f"test_fraction must be a number in (0, 1), got {type(test_fraction).__name__}")
+        raise InputTypeError(f"test_fraction must be a number in (0, 1), got {type(test_fraction).__name__}")
     if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     return float(test_fraction)
 
 
@@ -185,7 +187,7 @@ def split_indices(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np
     """
     fraction = _check_fraction(test_fraction)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 3:
-        raise ValueError(f"n must be an int >= 3, got {n!r}")
+        raise InputError(f"n must be an int >= 3, got {n!r}")
     n_test = min(max(1, int(round(fraction * n))), int(n) - 2)
     perm = np.random.default_rng(int(seed)).permutation(int(n))
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
@@ -227,14 +229,14 @@ def load_npy_dataset(path: str | os.PathLike, test_fraction: float = 0.2, seed: 
     """
     path = Path(path)
     if path.suffix.lower() != ".npy":
-        raise ValueError(f"data file must be a .npy file, got {str(path)!r}")
+        raise InputError(f"data file must be a .npy file, got {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(2, "data file not found", str(path))
     raw = np.load(path, allow_pickle=False)
     if raw.ndim < 2 or raw.shape[0] < 3:
-        raise ValueError(f"{path.name}: expected an array of shape (n >= 3, ...), got {raw.shape}")
+        raise InputError(f"{path.name}: expected an array of shape (n >= 3, ...), got {raw.shape}")
     if not (np.issubdtype(raw.dtype, np.number) and not np.issubdtype(raw.dtype, np.complexfloating)):
-        raise ValueError(f"{path.name}: expected a real numeric array, got dtype {raw.dtype}")
+        raise InputError(f"{path.name}: expected a real numeric array, got dtype {raw.dtype}")
     shape = tuple(raw.shape[1:]) if image_shape is None else tuple(int(s) for s in image_shape)
     x = raw.reshape(raw.shape[0], -1)
     if raw.dtype == np.uint8:
@@ -244,7 +246,7 @@ def load_npy_dataset(path: str | os.PathLike, test_fraction: float = 0.2, seed: 
         x = x.astype(np.float64)
         value_range = None if len(shape) == 1 else (float(x.min()), float(x.max()) if x.max() > x.min() else float(x.min()) + 1.0)
     if not np.all(np.isfinite(x)):
-        raise ValueError(f"{path.name}: the array contains NaN or inf")
+        raise InputError(f"{path.name}: the array contains NaN or inf")
     y = None
     if labels is not None:
         labels_path = Path(labels)
@@ -252,7 +254,7 @@ def load_npy_dataset(path: str | os.PathLike, test_fraction: float = 0.2, seed: 
             raise FileNotFoundError(2, "labels file not found", str(labels_path))
         y = np.asarray(np.load(labels_path, allow_pickle=False)).reshape(-1)
         if y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-            raise ValueError(f"{labels_path.name}: expected {x.shape[0]} integer labels >= 0, got shape {y.shape}, dtype {y.dtype}")
+            raise InputError(f"{labels_path.name}: expected {x.shape[0]} integer labels >= 0, got shape {y.shape}, dtype {y.dtype}")
     tr, te = split_indices(x.shape[0], test_fraction, seed)
     return ImageDataset(
         train=x[tr], test=x[te], image_shape=shape, name=f"npy:{path.name}",
@@ -288,7 +290,7 @@ def load_torchvision_dataset(name: str, root: str | os.PathLike | None = None, *
     """
     key = str(name).lower()
     if key not in _TORCHVISION:
-        raise ValueError(f"name must be one of {', '.join(_TORCHVISION)}, got {name!r}")
+        raise InputError(f"name must be one of {', '.join(_TORCHVISION)}, got {name!r}")
     cls_name, shape = _TORCHVISION[key]
     root = default_data_root() if root is None else Path(root)
     try:
@@ -317,7 +319,7 @@ def load_torchvision_dataset(name: str, root: str | os.PathLike | None = None, *
         limit = limit_train if train else limit_test
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-                raise ValueError(f"limit_train / limit_test must be an int >= 1, got {limit!r}")
+                raise InputError(f"limit_train / limit_test must be an int >= 1, got {limit!r}")
             keep = np.sort(np.random.default_rng([int(seed), int(train)]).permutation(x.shape[0])[: int(limit)])
             x, y = x[keep], y[keep]
         arrays[train] = (x, y)
@@ -339,7 +341,7 @@ def load_dataset(spec: str | os.PathLike = "digits", *, test_fraction: float = 0
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError("data must be 'digits', 'mnist', 'cifar10' or a path to a .npy file")
+        raise InputError("data must be 'digits', 'mnist', 'cifar10' or a path to a .npy file")
     key = spec.strip()
     if key.lower() == "digits":
         return load_digits_dataset(test_fraction, seed)
@@ -347,7 +349,7 @@ def load_dataset(spec: str | os.PathLike = "digits", *, test_fraction: float = 0
         return load_torchvision_dataset(key.lower(), root, seed=seed)
     if key.lower().endswith(".npy"):
         return load_npy_dataset(key, test_fraction, seed)
-    raise ValueError(f"data must be one of {', '.join(DATASET_NAMES)} or a path to a .npy file, got {spec!r}")
+    raise InputError(f"data must be one of {', '.join(DATASET_NAMES)} or a path to a .npy file, got {spec!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -396,7 +398,7 @@ def fit_gaussian(x: np.ndarray) -> GaussianFit:
     """
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] < 2:
-        raise ValueError(f"x must be a 2-D array with >= 2 rows, got shape {arr.shape}")
+        raise InputError(f"x must be a 2-D array with >= 2 rows, got shape {arr.shape}")
     mean = arr.mean(axis=0)
     centred = arr - mean
     cov = centred.T @ centred / arr.shape[0]

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .study import ratio
+from opmerge.errors import InputError
+
+from .comparison import ratio
 
 __all__ = ["tile_images", "plot_sample_grid", "study_figures"]
 
@@ -39,10 +41,10 @@ def tile_images(samples, image_shape, columns: int | None = None, pad: int = 1, 
     x = np.asarray(samples, dtype=np.float64)
     shape = tuple(int(s) for s in image_shape)
     if len(shape) not in (2, 3):
-        raise ValueError(f"image_shape must be (H, W) or (C, H, W) to tile images, got {shape}")
+        raise InputError(f"image_shape must be (H, W) or (C, H, W) to tile images, got {shape}")
     n = x.shape[0]
     if n == 0:
-        raise ValueError("need at least one image to tile")
+        raise InputError("need at least one image to tile")
     cols = int(math.ceil(math.sqrt(n))) if columns is None else int(columns)
     rows = int(math.ceil(n / cols))
     lo, hi = (-1.0, 1.0) if value_range is None else value_range
@@ -75,7 +77,7 @@ def plot_sample_grid(panels: list[list[tuple[str, np.ndarray | None]]], image_sh
             if samples is not None:
                 tiles[i, j] = (title, tile_images(np.asarray(samples), image_shape, value_range=value_range))
     if not tiles:
-        raise ValueError("no panel has samples")
+        raise InputError("no panel has samples")
     th, tw = max(t.shape[0] for _, t in tiles.values()), max(t.shape[1] for _, t in tiles.values())
     gap_x, gap_y = max(2, tw // 6), max(6, th // 3)  # room between panels and for the titles
     height, width = nrows * (th + gap_y), ncols * (tw + gap_x)

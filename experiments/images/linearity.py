@@ -1,4 +1,4 @@
-r"""How linear is a teacher (or student) on image data: per-direction gains in the data's eigenbasis (THEORY.md §7).
+r"""How linear is a teacher (or student) on image data: per-direction gains in the data's eigenbasis (``docs/theory.md`` §7).
 
 For a sampler :math:`f: z_N \mapsto x` and the Gaussian fit :math:`\mathcal N(\mu, U\operatorname{diag}(\lambda)U^\top)`
 of the training images, draw fresh :math:`z_N`, and regress per direction ``i`` the centred output
@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from opmerge.errors import InputError
 from opmerge.teacher import step_operators, teacher_composite
 
 from ..readout import gain_regression
@@ -165,7 +166,7 @@ def step_gains(teacher: ImageTeacher, n: int = 2048, seed: int = 0, level: float
         (column ``n - 1`` is step ``n``), ``linear_share`` and ``median_rel_gain_error`` per step (``(N,)``), ``lam``.
     """
     if teacher.train is None:
-        raise ValueError("step_gains needs a teacher that holds its training rows (teacher.train)")
+        raise InputError("step_gains needs a teacher that holds its training rows (teacher.train)")
     gen = torch.Generator().manual_seed(int(seed))
     fit = teacher.fit
     lam = np.array(fit.lam)

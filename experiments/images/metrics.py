@@ -40,6 +40,11 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from opmerge.errors import InputError
+from opmerge.io import provenance
+
+from ._records import device_label
+from .checkpoints import save_checkpoint_atomic
 from .data import ImageDataset
 
 __all__ = [
@@ -74,7 +79,7 @@ def frechet_distance(mean1, cov1, mean2, cov2, eps: float = 1e-6) -> float:
     m1, m2 = np.atleast_1d(np.asarray(mean1, dtype=np.float64)), np.atleast_1d(np.asarray(mean2, dtype=np.float64))
     c1, c2 = np.atleast_2d(np.asarray(cov1, dtype=np.float64)), np.atleast_2d(np.asarray(cov2, dtype=np.float64))
     if m1.shape != m2.shape or c1.shape != c2.shape or c1.shape != (m1.size, m1.size):
-        raise ValueError(f"means (d,) and covariances (d, d) must agree, got {m1.shape}, {c1.shape}, {m2.shape}, {c2.shape}")
+        raise InputError(f"means (d,) and covariances (d, d) must agree, got {m1.shape}, {c1.shape}, {m2.shape}, {c2.shape}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)  # singular products (constant pixels) are expected
         root = scipy.linalg.sqrtm(c1 @ c2)
@@ -89,7 +94,7 @@ def frechet_distance(mean1, cov1, mean2, cov2, eps: float = 1e-6) -> float:
 def _moments(x) -> tuple[np.ndarray, np.ndarray]:
     arr = np.asarray(x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] < 2:
-        raise ValueError(f"samples must be a 2-D array with >= 2 rows, got shape {arr.shape}")
+        raise InputError(f"samples must be a 2-D array with >= 2 rows, got shape {arr.shape}")
     return arr.mean(0), np.atleast_2d(np.cov(arr, rowvar=False))
 
 
@@ -109,7 +114,7 @@ def classifier_score(probs) -> float:
     r"""IS-like score :math:`\exp(\frac1n\sum_b \mathrm{KL}(p_b \| \bar p))`, :math:`\bar p = \frac1n\sum_b p_b` (rows of class probabilities)."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] < 1 or np.any(p < 0) or not np.allclose(p.sum(1), 1.0, atol=1e-6):
-        raise ValueError("probs must be a 2-D array of rows of class probabilities (>= 0, summing to 1)")
+        raise InputError("probs must be a 2-D array of rows of class probabilities (>= 0, summing to 1)")
     marginal = p.mean(0)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * (np.log(p) - np.log(np.where(marginal > 0, marginal, 1.0))[None, :]), 0.0)
@@ -120,9 +125,9 @@ def class_coverage(predictions, n_classes: int, min_share: float = 0.02) -> floa
     r"""Fraction of the ``n_classes`` classes that get at least ``min_share`` of the arg-max ``predictions``."""
     pred = np.asarray(predictions).reshape(-1)
     if not 0.0 < min_share <= 1.0:
-        raise ValueError(f"min_share must be in (0, 1], got {min_share!r}")
+        raise InputError(f"min_share must be in (0, 1], got {min_share!r}")
     if n_classes < 1 or pred.size == 0:
-        raise ValueError("need n_classes >= 1 and at least one prediction")
+        raise InputError("need n_classes >= 1 and at least one prediction")
     shares = np.bincount(pred.astype(np.int64), minlength=n_classes)[:n_classes] / pred.size
     return float(np.mean(shares >= min_share))
 
@@ -152,9 +157,9 @@ def memorization(samples, train, test, factor: float = 3.0, seed: int = 0) -> di
     to_np = lambda a: np.asarray(a.detach().cpu().double().numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float64)  # noqa: E731
     x, tr, te = to_np(samples), to_np(train), to_np(test)
     if not factor > 1.0:
-        raise ValueError(f"factor must be > 1, got {factor!r}")
+        raise InputError(f"factor must be > 1, got {factor!r}")
     if te.shape[0] < 2 or tr.shape[0] < 1:
-        raise ValueError("need >= 2 test images and >= 1 training image")
+        raise InputError("need >= 2 test images and >= 1 training image")
     d_train, d_test = _nearest(x, tr), _nearest(x, te)
     ratio = d_train / np.maximum(d_test, 1e-300)
     te_sq = np.sum(te**2, 1)
@@ -234,7 +239,7 @@ def train_classifier(dataset: ImageDataset, config: ClassifierConfig = Classifie
     standard deviation ``input_noise``; loss: cross-entropy; Adam with weight decay.
     """
     if not dataset.has_labels:
-        raise ValueError(f"dataset {dataset.name!r} has no labels: the classifier metrics need labelled data")
+        raise InputError(f"dataset {dataset.name!r} has no labels: the classifier metrics need labelled data")
     gen = torch.Generator().manual_seed(config.seed)
     torch_state = torch.random.get_rng_state()
     torch.manual_seed(config.seed)  # nn.Linear's default initialisation draws from the global generator
@@ -269,8 +274,6 @@ def load_or_train_classifier(dataset: ImageDataset, cache_dir: str | os.PathLike
 
     Returns the model and a record: ``test_accuracy``, ``train_accuracy``, ``config``, ``cached`` (bool), ``path``.
     """
-    from .teachers import save_checkpoint_atomic
-
     path = None if cache_dir is None else Path(cache_dir) / f"classifier-{_classifier_key(dataset, config)}.pt"
     model = None
     cached = False
@@ -286,7 +289,8 @@ def load_or_train_classifier(dataset: ImageDataset, cache_dir: str | os.PathLike
     if model is None:
         model = train_classifier(dataset, config)
         if path is not None:
-            save_checkpoint_atomic({"model": model.state_dict(), "config": config.to_dict(), "data": dataset.fingerprint()}, path)
+            save_checkpoint_atomic({"model": model.state_dict(), "config": config.to_dict(), "data": dataset.fingerprint(),
+                                    "provenance": provenance(device=device_label("cpu"), config=config.to_dict())}, path)
     model.identity = {"config": config.to_dict(), "data": dataset.fingerprint()}
     record = {"test_accuracy": model.accuracy(dataset.test, dataset.test_labels),
               "train_accuracy": model.accuracy(dataset.train, dataset.train_labels),

@@ -1,0 +1,166 @@
+r"""The units of the image study: teachers, their evaluation, plan students and trajectory students.
+
+Each unit (a teacher's evaluation, one plan student, one trajectory student) is computed once and kept
+in an :class:`opmerge.io.ResultCache` (namespace :data:`UNIT_NAMESPACE`, code fingerprint of the core
+and ``opmerge.experiments``) under ``<out>/units/``, keyed by its full configuration including the
+teacher's identity and the classifier's: a rerun only computes what is missing, and a change of the
+code that computes the units invalidates them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from opmerge.io import ResultCache
+from opmerge.plans import format_plan
+
+from .._torch import derive_seed
+from .comparison import LAM_FLOOR, w2_parts
+from .data import ImageDataset
+from .distill import ImagePlanExecutor, ImageTrainConfig
+from .linearity import read_linearity, step_gains
+from .metrics import evaluate_samples
+from .teachers import GaussianImageTeacher, ImageTeacher, TeacherConfig, load_checkpoint, train_teacher
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .study import ImagesStudyConfig
+
+__all__ = ["UNIT_NAMESPACE", "GRID_SAMPLES", "unit_cache", "to_numpy", "tile_samples", "teacher_identity", "classifier_identity",
+           "build_teachers", "evaluate_teacher", "run_plan_unit", "run_trajectory_unit"]
+
+#: the namespace of the study's units in the result cache
+UNIT_NAMESPACE = "images-unit"
+#: samples kept per student for the figures' grids
+GRID_SAMPLES = 36
+
+
+def unit_cache(out: str | Path) -> ResultCache:
+    """The result cache of the study's units, ``<out>/units/``."""
+    return ResultCache(Path(out) / "units", UNIT_NAMESPACE, packages=("opmerge.experiments",))
+
+
+def to_numpy(t) -> np.ndarray:
+    """A tensor or array as a float64 numpy array (on the CPU)."""
+    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
+
+
+def teacher_identity(teacher: ImageTeacher, dataset: ImageDataset, summary=None) -> dict:
+    """What fixes a teacher (kind, data fingerprint, grid, dtype; a trained one's configuration and step): part of every unit's key."""
+    ident = {"kind": teacher.kind, "data": dataset.fingerprint(), "schedule": teacher.schedule.name, "steps": teacher.steps,
+             "dtype": str(teacher.dtype).replace("torch.", "")}
+    if summary is not None:
+        ident.update(config=summary.config.to_dict(), step=summary.step)
+    return ident
+
+
+def classifier_identity(classifier) -> dict | None:
+    """What fixes the metrics classifier (its configuration), so that cached units never mix classifiers."""
+    return None if classifier is None else getattr(classifier, "identity", None)
+
+
+def tile_samples(samples: np.ndarray) -> list:
+    """The first :data:`GRID_SAMPLES` rows, rounded to 4 decimals (the sample grids of the figures)."""
+    return np.round(samples[:GRID_SAMPLES], 4).tolist()
+
+
+def build_teachers(cfg: "ImagesStudyConfig", dataset: ImageDataset, schedule, device: torch.device) -> dict:
+    """``{kind: (teacher, identity, training record)}`` for the configured teachers (a trained one is loaded or trained)."""
+    teachers: dict = {}
+    if "gaussian" in cfg.teachers:
+        dtype = torch.float64 if device.type == "cpu" else torch.float32
+        t = GaussianImageTeacher.from_dataset(dataset, schedule, dtype=dtype, device=device)
+        teachers["gaussian"] = (t, teacher_identity(t, dataset), None)
+    if "trained" in cfg.teachers:
+        if cfg.checkpoint is not None:
+            teacher, summary = load_checkpoint(cfg.checkpoint, device=device, schedule=schedule, dataset=dataset)
+            train_info = summary.to_dict()
+        else:
+            preset = TeacherConfig.quick if cfg.teacher_preset == "quick" else TeacherConfig
+            tcfg = preset(data=cfg.data, schedule=cfg.schedule, steps=cfg.steps, seed=cfg.seed)
+            started = time.perf_counter()
+            summary = train_teacher(tcfg, Path(cfg.out) / "teacher", resume=True, progress=cfg.progress, device=device, dataset=dataset)
+            teacher = summary.load_teacher(device=device, schedule=schedule, dataset=dataset)
+            train_info = {**summary.to_dict(), "wall_seconds_this_run": time.perf_counter() - started}
+        teachers["trained"] = (teacher, teacher_identity(teacher, dataset, summary), train_info)
+    return teachers
+
+
+def evaluate_teacher(cfg, teacher: ImageTeacher, z: torch.Tensor, dataset, classifier, cache, ident) -> dict:
+    """The teacher's unit: sample metrics on the inputs ``z``, its linearity readout and per-step gains."""
+    unit_cfg = {"unit": "teacher", "teacher": ident, "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level,
+                "classifier": classifier_identity(classifier)}
+
+    def compute():
+        x = to_numpy(teacher.sample(z))
+        metrics = evaluate_samples(x, dataset, classifier, seed=cfg.seed)
+        lin = read_linearity(teacher.sample, teacher, inputs=z, level=cfg.level)
+        steps = step_gains(teacher, n=min(cfg.n_eval, 2048), seed=derive_seed(cfg.seed, "step-gains"), level=cfg.level)
+        return {"metrics": metrics, "linearity": lin.to_dict(), "step_gains": steps, "samples": tile_samples(x)}
+
+    return cache.get_or_compute({"label": f"teacher-{teacher.kind}", **unit_cfg}, compute)
+
+
+def run_plan_unit(cfg, teacher, ident, recipe, plan, z, teacher_x, dataset, classifier, cache, teacher_gain) -> dict:
+    """One plan student's unit: execute the plan with the recipe, then its samples, metrics, W2 parts and gains."""
+    train_cfg = (ImageTrainConfig(family="affine", optimizer="sgd", lr=cfg.lr_linear, steps=cfg.node_steps_linear, batch=cfg.batch,
+                                  init=cfg.init, input=cfg.input) if recipe == "linear" else
+                 ImageTrainConfig(family="denoiser", optimizer="adam", lr=cfg.lr_network, steps=cfg.node_steps_network, batch=cfg.batch,
+                                  init=cfg.init, input=cfg.input))
+    text = format_plan(plan)
+    unit_cfg = {"unit": "plan", "teacher": ident, "recipe": recipe, "train": train_cfg.to_dict(), "plan": text, "n_eval": cfg.n_eval,
+                "seed": cfg.seed, "level": cfg.level, "classifier": classifier_identity(classifier)}
+
+    def compute():
+        started = time.perf_counter()
+        executed = ImagePlanExecutor(teacher, train_cfg, seed=derive_seed(cfg.seed, teacher.kind, recipe)).run(plan)
+        seconds = time.perf_counter() - started
+        sampler = executed.sampler()
+        with torch.no_grad():
+            x = to_numpy(sampler(z))
+        lin = read_linearity(sampler, teacher, inputs=z, level=cfg.level)
+        metrics = evaluate_samples(x, dataset, classifier, references={"teacher": teacher_x}, seed=cfg.seed)
+        norm_noise = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * lin.lam + float(teacher.schedule.sigma[-1]) ** 2)
+        keep = lin.lam > LAM_FLOOR
+        w2_gain = float(np.sqrt(np.sum((norm_noise * (lin.gain - teacher_gain))[keep] ** 2)))
+        return {"plan": text, "train_seconds": seconds, "records": executed.records, "metrics": metrics,
+                "w2": {**w2_parts(x, teacher_x), "w2_gain": w2_gain}, "gain": lin.gain, "gain_low": lin.gain_low,
+                "gain_high": lin.gain_high, "nonlinear_residual": lin.nonlinear_residual, "linearity": lin.summary, "samples": tile_samples(x)}
+
+    return cache.get_or_compute({"label": f"plan-{teacher.kind}-{recipe}-M{plan.n_segments}-{text}", **unit_cfg}, compute)
+
+
+def run_trajectory_unit(cfg, teacher, ident, method, z, teacher_x, dataset, classifier, cache, teacher_gain) -> dict:
+    """One SCoT/TraFlow student's unit: trained once, sampled and read out at every ``M``."""
+    from ..trajectory import TrajectoryConfig
+    from .trajectory import ImageTrajectorySampler, train_trajectory_student
+
+    tcfg = TrajectoryConfig(method=method, steps=cfg.traj_steps, batch=cfg.traj_batch, lr=cfg.traj_lr, hidden=cfg.traj_hidden,
+                            depth=cfg.traj_depth)
+    unit_cfg = {"unit": "trajectory", "teacher": ident, "train": tcfg.to_dict(), "segments": list(cfg.segments), "n_eval": cfg.n_eval,
+                "seed": cfg.seed, "level": cfg.level, "classifier": classifier_identity(classifier)}
+
+    def compute():
+        started = time.perf_counter()
+        trainer, view = train_trajectory_student(teacher, tcfg, seed=derive_seed(cfg.seed, "trajectory", teacher.kind, method))
+        seconds = time.perf_counter() - started
+        out = {"train_seconds": seconds, "history": trainer.history[-1] if trainer.history else {}, "by_steps": {}}
+        norm_noise = None
+        for m in cfg.segments:
+            sampler = ImageTrajectorySampler(trainer.ema, view, m)
+            x = to_numpy(sampler(z))
+            lin = read_linearity(sampler, teacher, inputs=z, level=cfg.level)
+            if norm_noise is None:
+                norm_noise = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * lin.lam + float(teacher.schedule.sigma[-1]) ** 2)
+            keep = lin.lam > LAM_FLOOR
+            out["by_steps"][str(m)] = {
+                "metrics": evaluate_samples(x, dataset, classifier, references={"teacher": teacher_x}, seed=cfg.seed),
+                "w2": {**w2_parts(x, teacher_x), "w2_gain": float(np.sqrt(np.sum((norm_noise * (lin.gain - teacher_gain))[keep] ** 2)))},
+                "gain": lin.gain, "gain_low": lin.gain_low, "gain_high": lin.gain_high, "linearity": lin.summary, "samples": tile_samples(x)}
+        return out
+
+    return cache.get_or_compute({"label": f"trajectory-{teacher.kind}-{method}", **unit_cfg}, compute)
