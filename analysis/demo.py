@@ -3,9 +3,10 @@ r"""The built-in demo: optimal merge plans for the digits spectrum, compared wit
 :func:`run_demo` (``opmerge demo``) does, for a 16-step vp-cosine teacher and the default student
 model (warm start, :math:`\eta\tau = 0.5`):
 
-1. the **spectrum**: sklearn's 8x8 digits covariance (64 directions,
-   :func:`opmerge.spectra.digits_spectrum`), binned to ``bins`` directions for the joint solves
-   when ``bins`` is given (default: :data:`DEFAULT_BINS`; ``bins=0`` solves the full spectrum);
+1. the **spectrum**: the covariance of the 8x8 digits (64 directions,
+   :func:`opmerge.spectra.digits_spectrum`, package data: no torch, no scikit-learn), binned to
+   ``bins`` directions for the joint solves when ``bins`` is given (default: :data:`DEFAULT_BINS`;
+   ``bins=0`` solves the full spectrum);
 2. the **joint optimal plan** of all directions for a 1-, 2- and 4-step student, with its
    certificate, its W2 on the full spectrum, and the W2 of the canonical plans (vanilla, BOOT, CD,
    PD) for comparison;
@@ -15,7 +16,8 @@ model (warm start, :math:`\eta\tau = 0.5`):
 
 Everything is written to ``out_dir``: ``demo.json`` (all numbers and the configuration), the
 figures ``demo_spectrum``, ``demo_joint_plans``, ``demo_comparison``, ``demo_w2_vs_lambda`` and
-``demo_phase_diagram`` (PDF + PNG + JSON each) and the point cache ``cache/``.
+``demo_phase_diagram`` (PDF + PNG + JSON each) and the point cache ``cache/``; ``demo.json`` and
+every figure's JSON carry a ``provenance`` block.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ def run_demo(
     -------
     dict
         ``config``, ``spectrum``, ``joint`` (one entry per ``M``), ``directions``, ``sweep``,
-        ``phase``, ``files``, ``seconds``.
+        ``phase``, ``files``, ``seconds``, ``provenance``.
     """
     from opmerge.spectra import bin_spectrum, digits_spectrum
 

@@ -9,7 +9,7 @@ Usage::
    once with a process pool (``workers=W``, default all cores; the in-process shortcut for cheap
    sweeps is switched off), in the same run, after a JIT warm-up. Prints both times, the speed-up
    and whether the two results are identical.
-2. The joint optimal plan (M = 1) of the digits spectrum (sklearn 8x8 digits, 64 directions) at
+2. The joint optimal plan (M = 1) of the digits spectrum (8x8 digits, 64 directions) at
    N = 16, 32, 64, unbinned and binned to ``B`` bins (default 16): solve time, exact flag and the
    certified gap ``w2 - lower_bound``.
 

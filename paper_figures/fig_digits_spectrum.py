@@ -1,4 +1,4 @@
-"""Figure: the digits spectrum (sklearn 8x8 digits, 64 directions) with each direction's optimal family.
+"""Figure: the digits spectrum (8x8 digits, 64 directions) with each direction's optimal family.
 
 Every eigenvalue is solved as its own one-direction problem (vp-cosine, N = 16, warm init,
 eta*tau = 0.5, one student step) and coloured by the optimal family; the thresholds of a
