@@ -1,4 +1,4 @@
-r"""The student model of one merge node (THEORY.md §4) and plan evaluation.
+r"""The student model of one merge node (docs/theory.md §4) and plan evaluation.
 
 A merge node over :math:`j \to i` with children values :math:`c_1, \dots, c_k` (``c_1`` applied
 first) is trained to reproduce :math:`P = c_k \cdots c_1` on the loss
@@ -46,7 +46,7 @@ INIT_CODES = {name: code for code, name in enumerate(INITS)}
 
 @dataclass(frozen=True)
 class StudentModel:
-    r"""Configuration of the student model (THEORY.md §4).
+    r"""Configuration of the student model (docs/theory.md §4).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-r"""The objective (THEORY.md §5): plan evaluation and the W2 distance.
+r"""The objective (docs/theory.md §5): plan evaluation and the W2 distance.
 
 The final student operator is :math:`S = \prod_{\text{segments}} \mathrm{value(root)}`, the teacher's
 :math:`T = T(N \to 0)`. For a spectrum :math:`(\lambda_i, \omega_i)`:
@@ -181,7 +181,7 @@ def _right_product(factors: list) -> np.ndarray:
 
 
 def merge_value(problem: Problem, retention: np.ndarray, top: int, bottom: int, children: list) -> np.ndarray:
-    r"""Value of a merge node over ``top -> bottom`` from its children values (THEORY.md §4).
+    r"""Value of a merge node over ``top -> bottom`` from its children values (docs/theory.md §4).
 
     :math:`a = (1 - r_j)\, c_1 R + r_j a_0` with :math:`R = c_2 (c_3 (\cdots c_k))`, which equals
     :math:`P + (a_0 - P) r_j`; written in this association so that plan evaluation and the
@@ -202,7 +202,7 @@ def merge_value(problem: Problem, retention: np.ndarray, top: int, bottom: int, 
 
 
 def evaluate_plan(problem: Problem, plan: Plan) -> PlanEvaluation:
-    r"""Evaluate a merge plan bottom-up with the student model of THEORY.md §4.
+    r"""Evaluate a merge plan bottom-up with the student model of docs/theory.md §4.
 
     A leaf ``n`` is the teacher step :math:`A_n`; a node over :math:`j \to i` with children
     values :math:`c_1..c_k` gets :math:`a = P + (a_0 - P) r_j`; :math:`S = \prod` segment values.

@@ -1,4 +1,4 @@
-r"""Noise schedules on a discrete grid (THEORY.md §1).
+r"""Noise schedules on a discrete grid (docs/theory.md §1).
 
 A schedule is a grid ``n = 0, 1, ..., N`` (0 = data side, N = noise side) with
 coefficients :math:`(\alpha_n, \sigma_n)` such that
@@ -28,11 +28,11 @@ __all__ = [
 
 SCHEDULE_NAMES = ("vp-cosine", "vp-linear", "rf", "edm")
 
-#: EDM (Karras et al. 2022) constants fixed by THEORY.md §1.
+#: EDM (Karras et al. 2022) constants fixed by docs/theory.md §1.
 EDM_RHO = 7.0
 EDM_SIGMA_MIN = 0.002
 EDM_SIGMA_MAX = 80.0
-#: DDPM linear-beta constants fixed by THEORY.md §1.
+#: DDPM linear-beta constants fixed by docs/theory.md §1.
 DDPM_BETA_START = 1e-4
 DDPM_BETA_END = 0.02
 DDPM_TIMESTEPS = 1000
@@ -142,7 +142,7 @@ def _validate(alpha: np.ndarray, sigma: np.ndarray) -> None:
 
 
 def make_schedule(name: str, steps: int) -> Schedule:
-    r"""Build a named schedule on ``steps + 1`` grid points (THEORY.md §1).
+    r"""Build a named schedule on ``steps + 1`` grid points (docs/theory.md §1).
 
     =============  ======================================  =====================  =====================
     name           grid                                    :math:`\alpha_n`       :math:`\sigma_n`
@@ -210,7 +210,7 @@ def make_schedule(name: str, steps: int) -> Schedule:
 
 
 def custom_schedule(alpha, sigma) -> Schedule:
-    r"""A schedule from user arrays :math:`(\alpha_n, \sigma_n)_{n=0..N}`, validated as in THEORY.md §1.
+    r"""A schedule from user arrays :math:`(\alpha_n, \sigma_n)_{n=0..N}`, validated as in docs/theory.md §1.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-r"""Data spectra: eigenvalues with weights (THEORY.md §1, §5).
+r"""Data spectra: eigenvalues with weights (docs/theory.md §1, §5).
 
 Every operator of the linear regime is diagonal in the eigenbasis of the data covariance
 :math:`\Sigma = U \operatorname{diag}(\lambda_1..\lambda_d) U^\top`, so a data set enters the theory

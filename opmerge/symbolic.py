@@ -1,4 +1,4 @@
-r"""Symbolic derivations (sympy) that check the numeric formulas of THEORY.md §2 and §4.
+r"""Symbolic derivations (sympy) that check the numeric formulas of docs/theory.md §2 and §4.
 
 Every function returns a :class:`Derivation`: a named chain of intermediate expressions ending in
 a closed form. The functions *derive* the closed forms from first principles (the posterior-mean
@@ -161,7 +161,7 @@ def _require_zero(expr: sympy.Expr, what: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# THEORY.md §2: teacher operators
+# docs/theory.md §2: teacher operators
 # --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def ddim_step_expression() -> Derivation:
@@ -371,7 +371,7 @@ def exact_flow_expression() -> Derivation:
 
 
 # --------------------------------------------------------------------------------------------
-# THEORY.md §4: the student model
+# docs/theory.md §4: the student model
 # --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def student_flow_expression() -> Derivation:
@@ -460,7 +460,7 @@ def warm_init_identity() -> Derivation:
 
 
 def derive_all() -> list[Derivation]:
-    """All derivations, THEORY.md §2 first, then §4.
+    """All derivations, docs/theory.md §2 first, then §4.
 
     Returns
     -------

@@ -1,4 +1,4 @@
-r"""Teacher sampling operators in the linear regime (THEORY.md §2).
+r"""Teacher sampling operators in the linear regime (docs/theory.md §2).
 
 On Gaussian data every sampler step is a scalar per eigen-direction :math:`\lambda`
 of the data covariance. With the signal-noise vector :math:`v_n = (\alpha_n\sqrt\lambda, \sigma_n)`:

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for merge plans (THEORY.md §3), shared by the test files.
+"""Hypothesis strategies for merge plans (docs/theory.md §3), shared by the test files.
 
 Usage::
 

@@ -136,7 +136,7 @@ def test_spectrum_wiring_with_a_stand_in_module(capsys, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------
-# compare: the acceptance cases of THEORY.md section 6
+# compare: the acceptance cases of docs/theory.md section 6
 # ------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""The student model of one merge node (THEORY.md §4), checked against brute simulation."""
+"""The student model of one merge node (docs/theory.md §4), checked against brute simulation."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The objective (THEORY.md §4-§6): plan evaluation and W2, against an independent hand computation.
+"""The objective (docs/theory.md §4-§6): plan evaluation and W2, against an independent hand computation.
 
-The reference evaluator below is written from the formulas of shared/THEORY.md alone, with Python
+The reference evaluator below is written from the formulas of docs/theory.md alone, with Python
 floats and one direction at a time: teacher steps from ``(alpha, sigma)`` (DDIM by its formula,
 Heun by running the Euler predictor and trapezoid corrector in ``y = z / alpha`` with 40-digit
 mpmath),
@@ -43,7 +43,7 @@ RTOL = 1e-12
 
 
 # ---------------------------------------------------------------------------------------------
-# the independent reference (THEORY.md §2, §4, §5), one direction
+# the independent reference (docs/theory.md §2, §4, §5), one direction
 # ---------------------------------------------------------------------------------------------
 def ref_ddim_step(alpha, sigma, lam, n):
     """A_n = (a_{n-1} a_n lam + s_{n-1} s_n) / (a_n^2 lam + s_n^2)."""
@@ -155,7 +155,7 @@ def ref_direction(schedule, lam, solver, model):
 
 
 def ref_w2(directions, weights, student, target):
-    """W2 of THEORY.md §5 (teacher or data target) from per-direction S."""
+    """W2 of docs/theory.md §5 (teacher or data target) from per-direction S."""
     total = 0.0
     for d, w, s in zip(directions, weights, student):
         norm_noise_sq = d.norm_sq[d.n]
@@ -316,7 +316,7 @@ def test_evaluate_plan_several_directions_with_weights(target):
 
 
 # ---------------------------------------------------------------------------------------------
-# W2 formulas (THEORY.md §5)
+# W2 formulas (docs/theory.md §5)
 # ---------------------------------------------------------------------------------------------
 @settings(deadline=None, max_examples=60)
 @given(
@@ -352,7 +352,7 @@ def test_data_target_uses_the_absolute_value():
 
 
 # ---------------------------------------------------------------------------------------------
-# warm-init facts (THEORY.md §4, §6)
+# warm-init facts (docs/theory.md §4, §6)
 # ---------------------------------------------------------------------------------------------
 def _configs_by_step_sign():
     """(schedule, solver, N, lam) with every A_n <= 1 and with every A_n >= 1, found on a grid."""
@@ -418,7 +418,7 @@ def test_warm_init_shrinks_when_every_step_grows(config):
 
 
 def test_warm_node_is_convex_combination():
-    """a = c1 (w P' + 1 - w), w = 1 - r (THEORY.md §4) against merge_value."""
+    """a = c1 (w P' + 1 - w), w = 1 - r (docs/theory.md §4) against merge_value."""
     problem = Problem(make_schedule("rf", 5), 0.5)
     rng = np.random.default_rng(1)
     for _ in range(200):

@@ -1,4 +1,4 @@
-"""Tests for opmerge.plans (THEORY.md §3): notation, canonical plans, enumeration, counting."""
+"""Tests for opmerge.plans (docs/theory.md §3): notation, canonical plans, enumeration, counting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Schedules (THEORY.md §1): exact values, monotone SNR, validation."""
+"""Schedules (docs/theory.md §1): exact values, monotone SNR, validation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from opmerge.schedules import SCHEDULE_NAMES, Schedule, custom_schedule, make_sc
 
 
 # ---------------------------------------------------------------------------------------------
-# exact values at small N, computed by hand from THEORY §1
+# exact values at small N, computed by hand from docs/theory.md §1
 # ---------------------------------------------------------------------------------------------
 def test_vp_cosine_n2_values():
     s = make_schedule("vp-cosine", 2)

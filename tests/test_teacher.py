@@ -1,4 +1,4 @@
-"""Teacher operators (THEORY.md §2): every stated fact as a test, checked independently."""
+"""Teacher operators (docs/theory.md §2): every stated fact as a test, checked independently."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the model predicts (THEORY.md §6), as tests: brute force over every plan is the judge,
+"""What the model predicts (docs/theory.md §6), as tests: brute force over every plan is the judge,
 and the solver must agree. Plans can tie to the last bit, so optimality is stated on W2 values.
 
 The overshoot / shrink facts of §6 (every A_n <= 1 or >= 1) are in tests/test_objective.py.
@@ -20,7 +20,7 @@ LAMS_GRID = (0.01, 0.05, 0.3, 1.0, 1.5, 3.0, 10.0, 100.0)
 
 
 def warm_problem(lam, init="warm", name="vp-cosine", n_steps=N_STEPS):
-    """THEORY.md §6 setting: eta_tau = 0.5, one direction, one student step."""
+    """docs/theory.md §6 setting: eta_tau = 0.5, one direction, one student step."""
     return Problem(make_schedule(name, n_steps), lam, model=StudentModel(eta_tau=0.5, init=init))
 
 
@@ -101,7 +101,7 @@ def test_vanilla_is_optimal_without_warm_start(init, name):
 # the straddle: the goal inside the achievable range (rf, N = 7)
 # ---------------------------------------------------------------------------------------------
 # With the default eta_tau = 0.5 the rf, N = 7 range straddles T for lam in about [0.67, 1.32]
-# (THEORY.md's "0.6-1.7" is the interval for eta_tau ~ 2; see docs/solver.md).
+# (docs/theory.md's "0.6-1.7" is the interval for eta_tau ~ 2; see docs/solver.md).
 @pytest.mark.parametrize("lam", [0.7, 1.0, 1.3])
 def test_straddle_optimum_is_not_an_extreme(lam):
     problem = warm_problem(lam, name="rf", n_steps=7)
