@@ -1,4 +1,4 @@
-r"""Reading a trained student back into the model (THEORY.md §7).
+r"""Reading a trained student back into the model (docs/theory.md §7, docs/bridge.md §3).
 
 For a sampler ``f`` (any map from :math:`z_N` to a sample), draw fresh :math:`z_N`, run it, rotate
 inputs and outputs into the eigenbasis (:math:`c = zU`, :math:`y = f(z)U`) and estimate per direction:
@@ -25,7 +25,7 @@ W2 to a reference (the teacher, the exact flow, the data, the model's predicted 
   (matrix square roots of symmetric PSD matrices by eigendecomposition). The teacher, exact-flow and
   predicted references are run on the *same* :math:`z_N` as the student (common random numbers: the
   sampling noise of :math:`\widehat{\mathrm{Cov}}(z_N)` largely cancels); the data reference is the exact
-  :math:`\mathcal N(0, \Sigma)`.
+  :math:`\mathcal N(\mu, \Sigma)` (:math:`\mu` the teacher's mean, zero for the synthetic studies).
 * **sample** (:func:`sample_w2`): the plain two-sample estimate, exact optimal transport between
   ``n_ot`` points of each sample (:func:`scipy.optimize.linear_sum_assignment` on squared distances).
   It is biased upwards by the empirical-measure error (roughly :math:`n^{-1/d}`), so it is reported
@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import norm
+
+from opmerge.errors import InputError
 
 from .teacher import GaussianTeacher
 
@@ -65,7 +67,7 @@ def gaussian_w2(mean1, cov1, mean2, cov2) -> float:
     m1, m2 = np.atleast_1d(np.asarray(mean1, dtype=np.float64)), np.atleast_1d(np.asarray(mean2, dtype=np.float64))
     c1, c2 = np.atleast_2d(np.asarray(cov1, dtype=np.float64)), np.atleast_2d(np.asarray(cov2, dtype=np.float64))
     if c1.shape != c2.shape or c1.shape[0] != c1.shape[1] or m1.shape != m2.shape or m1.shape[0] != c1.shape[0]:
-        raise ValueError(f"means and covariances must agree in dimension, got {m1.shape}, {c1.shape}, {m2.shape}, {c2.shape}")
+        raise InputError(f"means and covariances must agree in dimension, got {m1.shape}, {c1.shape}, {m2.shape}, {c2.shape}")
     root1 = sqrtm_psd(c1)
     cross = sqrtm_psd(root1 @ c2 @ root1)
     value = float(np.sum((m1 - m2) ** 2) + np.trace(c1) + np.trace(c2) - 2.0 * np.trace(cross))
@@ -88,7 +90,7 @@ def sample_w2(x, y) -> float:
     if x.ndim == 1:
         x, y = x[:, None], y[:, None]
     if x.shape != y.shape:
-        raise ValueError(f"sample_w2 needs two samples of the same shape, got {x.shape} and {y.shape}")
+        raise InputError(f"sample_w2 needs two samples of the same shape, got {x.shape} and {y.shape}")
     cost = np.sum(x**2, 1)[:, None] + np.sum(y**2, 1)[None, :] - 2.0 * x @ y.T
     rows, cols = linear_sum_assignment(cost)
     return float(np.sqrt(max(float(np.mean(cost[rows, cols])), 0.0)))
@@ -111,11 +113,11 @@ def gain_regression(inputs: np.ndarray, outputs: np.ndarray, level: float = 0.99
         ``output_var``, ``input_var``.
     """
     if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+        raise InputError(f"level must be in (0, 1), got {level!r}")
     c = np.asarray(inputs, dtype=np.float64)
     y = np.asarray(outputs, dtype=np.float64)
     if c.shape != y.shape or c.ndim != 2 or c.shape[0] < 3:
-        raise ValueError(f"inputs and outputs must both have shape (n >= 3, d), got {c.shape} and {y.shape}")
+        raise InputError(f"inputs and outputs must both have shape (n >= 3, d), got {c.shape} and {y.shape}")
     n = c.shape[0]
     cc = c - c.mean(0)
     yc = y - y.mean(0)
@@ -181,7 +183,7 @@ def _fit(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def read_out(sampler, teacher: GaussianTeacher, n: int = 20000, generator: torch.Generator | None = None, *,
              predicted=None, level: float = 0.99, n_ot: int = 512, inputs: torch.Tensor | None = None) -> Readout:
-    r"""Read a sampler back in the eigenbasis (THEORY.md §7).
+    r"""Read a sampler back in the eigenbasis (docs/theory.md §7).
 
     Parameters
     ----------
@@ -225,10 +227,10 @@ def read_out(sampler, teacher: GaussianTeacher, n: int = 20000, generator: torch
         w2_d[name] = gaussian_w2_1d(y_std, np.sqrt(np.var(to_np(data.to_eigen(ref)), 0, ddof=1)))
         if n_ot:
             w2_s[name] = sample_w2(to_np(y)[:n_ot], to_np(ref)[:n_ot])
-    w2_g["data"] = gaussian_w2(y_mean, y_cov, np.zeros(data.dim), data.covariance())
+    w2_g["data"] = gaussian_w2(y_mean, y_cov, teacher.mean.detach().cpu().double().numpy(), data.covariance())
     w2_d["data"] = gaussian_w2_1d(y_std, np.sqrt(data.lam))
     if n_ot:
-        x0 = data.sample(n_ot, generator, teacher.dtype, teacher.device)
+        x0 = teacher.data_sample(n_ot, generator)
         w2_s["data"] = sample_w2(to_np(y)[:n_ot], to_np(x0))
     return Readout(
         gain=stats["gain"], gain_se=stats["gain_se"], gain_low=stats["gain_low"], gain_high=stats["gain_high"],

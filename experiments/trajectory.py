@@ -1,4 +1,4 @@
-r"""SCoT and TraFlow: continuous-time trajectory students on Gaussian data (BRIDGE.md §2).
+r"""SCoT and TraFlow: continuous-time trajectory students on Gaussian data (docs/bridge.md §2).
 
 Both learn a map :math:`G(x_t, t, s)` from time :math:`t` to any earlier :math:`s \le t`
 (grid time :math:`t_n = n/N`; :math:`t = 1` noise, :math:`t = 0` data). With a network ``g`` in the
@@ -44,7 +44,6 @@ SCoT = :math:`w_v` velocity + consistency + :math:`w_d` denoising; :math:`w_v` f
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -53,8 +52,11 @@ import torch
 from torch import nn
 from torch.func import jvp
 
+from opmerge.errors import InputError
+
 from ._torch import make_generator
 from .teacher import GaussianTeacher
+from .training import EMA, GradientStepper
 
 __all__ = ["TRAJECTORY_SCHEDULES", "METHODS", "TrajectoryConfig", "TrajectoryNet", "TrajectoryTrainer", "time_coefficients",
            "trajectory_map", "straightness", "teacher_straightness", "consistency_error"]
@@ -70,7 +72,7 @@ def time_coefficients(schedule: str, t: torch.Tensor) -> tuple[torch.Tensor, tor
         return 1.0 - t, t
     if schedule == "vp-cosine":
         return torch.cos(0.5 * math.pi * t), torch.sin(0.5 * math.pi * t)
-    raise ValueError(f"trajectory students need a continuous-time schedule: one of {', '.join(TRAJECTORY_SCHEDULES)}, got {schedule!r}")
+    raise InputError(f"trajectory students need a continuous-time schedule: one of {', '.join(TRAJECTORY_SCHEDULES)}, got {schedule!r}")
 
 
 def time_derivatives(schedule: str, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +81,7 @@ def time_derivatives(schedule: str, t: torch.Tensor) -> tuple[torch.Tensor, torc
         return -torch.ones_like(t), torch.ones_like(t)
     if schedule == "vp-cosine":
         return -0.5 * math.pi * torch.sin(0.5 * math.pi * t), 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
-    raise ValueError(f"trajectory students need a continuous-time schedule: one of {', '.join(TRAJECTORY_SCHEDULES)}, got {schedule!r}")
+    raise InputError(f"trajectory students need a continuous-time schedule: one of {', '.join(TRAJECTORY_SCHEDULES)}, got {schedule!r}")
 
 
 def trajectory_map(x: torch.Tensor, g: torch.Tensor, t: torch.Tensor, s: torch.Tensor, schedule: str = "rf") -> torch.Tensor:
@@ -207,18 +209,18 @@ class TrajectoryConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+            raise InputError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.pairs not in ("ddim", "exact"):
-            raise ValueError(f"pairs must be 'ddim' or 'exact', got {self.pairs!r}")
+            raise InputError(f"pairs must be 'ddim' or 'exact', got {self.pairs!r}")
         if not (0.0 <= self.ema < 1.0):
-            raise ValueError(f"ema must be in [0, 1), got {self.ema!r}")
+            raise InputError(f"ema must be in [0, 1), got {self.ema!r}")
         if not (self.velocity_weight == "adaptive" or (isinstance(self.velocity_weight, (int, float)) and self.velocity_weight >= 0)):
-            raise ValueError(f"velocity_weight must be 'adaptive' or a number >= 0, got {self.velocity_weight!r}")
+            raise InputError(f"velocity_weight must be 'adaptive' or a number >= 0, got {self.velocity_weight!r}")
         for label, value in (("steps", self.steps), ("batch", self.batch), ("hidden", self.hidden), ("depth", self.depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be an int >= 1, got {value!r}")
+                raise InputError(f"{label} must be an int >= 1, got {value!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
+            raise InputError(f"lr must be finite and > 0, got {self.lr!r}")
 
     def to_dict(self) -> dict:
         """JSON-friendly dict."""
@@ -238,19 +240,16 @@ class TrajectoryTrainer:
 
     def __init__(self, teacher: GaussianTeacher, config: TrajectoryConfig, seed: int = 0) -> None:
         if teacher.schedule.name not in TRAJECTORY_SCHEDULES:
-            raise ValueError(f"trajectory students need an rf or vp-cosine teacher (continuous time), got {teacher.schedule.name!r}")
+            raise InputError(f"trajectory students need an rf or vp-cosine teacher (continuous time), got {teacher.schedule.name!r}")
         if teacher.steps < 2:
-            raise ValueError("trajectory students need a teacher with N >= 2 steps (s < t1 < t2 on the grid)")
+            raise InputError("trajectory students need a teacher with N >= 2 steps (s < t1 < t2 on the grid)")
         self.teacher, self.config = teacher, config
         self.generator = make_generator(seed, teacher.device)
         dtype, device = teacher.dtype, teacher.device
         sigma_data = float(np.sqrt(np.mean(teacher.data.lam)))
         self.net = TrajectoryNet(teacher.dim, config.hidden, config.depth, teacher.schedule.name, sigma_data, self.generator, dtype, device)
-        self.ema = copy.deepcopy(self.net)
-        for p in self.ema.parameters():
-            p.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
-        self.updates = 0
+        self.average = EMA(self.net, config.ema, warmup=True)
+        self.stepper = GradientStepper("adam", self.net.parameters(), config.lr)
         self.history: list[dict] = []
         n = teacher.steps
         self.grid = torch.arange(n + 1, dtype=dtype, device=device) / n
@@ -258,6 +257,25 @@ class TrajectoryTrainer:
         self._a1, self._s1 = float(a1), float(s1)
         self._alpha = torch.tensor(np.array(teacher.schedule.alpha), dtype=dtype, device=device)
         self._sigma = torch.tensor(np.array(teacher.schedule.sigma), dtype=dtype, device=device)
+
+    @property
+    def ema(self) -> TrajectoryNet:
+        r"""The EMA network :math:`G^-` (:class:`~experiments.training.EMA`)."""
+        return self.average.module
+
+    @ema.setter
+    def ema(self, module: nn.Module) -> None:
+        self.average.module = module
+
+    @property
+    def updates(self) -> int:
+        """Number of updates so far."""
+        return self.average.updates
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The Adam optimiser."""
+        return self.stepper.adam
 
     # ---- data -------------------------------------------------------------------------------
     def pairs(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -378,15 +396,8 @@ class TrajectoryTrainer:
             l_self = self.self_consistency_loss(x1, x0)
             total = l_rec + l_vel + l_self
             record.update(reconstruction=float(l_rec.detach()), velocity=float(l_vel.detach()), self_consistency=float(l_self.detach()))
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        self.updates += 1
-        rate = min(cfg.ema, (1.0 + self.updates) / (10.0 + self.updates))
-        with torch.no_grad():
-            for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
-                p_ema.mul_(rate).add_(p, alpha=1.0 - rate)
-        record["total"] = float(total.detach())
+        record["total"] = self.stepper.step(total)
+        self.average.update(self.net)
         return record
 
     def train(self, steps: int | None = None, progress: bool = False, log_every: int = 50) -> TrajectoryNet:

@@ -12,14 +12,15 @@ torch = pytest.importorskip("torch")
 from scipy import stats  # noqa: E402
 
 from opmerge.objective import Problem, evaluate_plan  # noqa: E402
-from opmerge.plans import CANONICAL_KINDS, canonical_plan, enumerate_plans, parse_plan  # noqa: E402
+from opmerge.plans import CANONICAL_KINDS, MergeNode, canonical_plan, enumerate_plans, parse_plan  # noqa: E402
 from opmerge.schedules import make_schedule  # noqa: E402
+from opmerge.teacher import step_operators, teacher_composite  # noqa: E402
 from opmerge.solvers import solve  # noqa: E402
 
-from opmerge.experiments.executor import PlanExecutor, TrainConfig, core_model  # noqa: E402
+from opmerge.experiments.executor import GaussianPlanExecutor, PlanExecutor, TrainConfig, core_model  # noqa: E402
 from opmerge.experiments.gaussian import make_gaussian  # noqa: E402
 from opmerge.experiments.students import build_student  # noqa: E402
-from opmerge.experiments.teacher import GaussianTeacher, TeacherStep, operator_matrix  # noqa: E402
+from opmerge.experiments.teacher import GaussianTeacher, TeacherStep, eigen_gains, operator_matrix  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 
@@ -115,3 +116,54 @@ def test_mlp_student_starts_as_exact_copy_and_trains():
 def test_operator_matrix_reads_a_linear_map():
     a = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
     torch.testing.assert_close(operator_matrix(lambda z: z @ a.T, 2), a)
+
+
+@pytest.mark.parametrize("inputs", ["forward", "generated"])
+def test_one_sgd_step_sees_the_second_moment_of_the_requested_inputs(inputs):
+    r"""One SGD step of a diagonal student on a batch of B inputs: a_1 = a_0 - 2 eta q_hat (a_0 - P), q_hat the batch
+    second moment per eigen-direction. Its expectation is the core's input variance: forward alpha_j^2 lam + sigma_j^2,
+    generated T(N -> j)^2 (alpha_N^2 lam + sigma_N^2) (teacher_composite). B = 20000: relative error of q_hat about
+    sqrt(2/B) = 1%, tolerance 5%; the two input laws differ by 11% to 380% here."""
+    schedule = make_schedule("vp-cosine", 4)
+    lam = np.array([0.3, 4.0, 20.0])
+    data = make_gaussian(lam, rotated=True, seed=5)
+    teacher = GaussianTeacher(schedule, data)
+    cfg = TrainConfig(family="diagonal", optimizer="sgd", lr=0.01, steps=1, batch=20000, input=inputs)
+    executor = GaussianPlanExecutor(teacher, cfg, seed=4)
+    node = MergeNode((2, 1))
+    student, record = executor.train_node(node, [TeacherStep(teacher, 2), TeacherStep(teacher, 1)])
+    a0 = step_operators(schedule, lam)[:, 2]
+    target = teacher_composite(schedule, lam, 2, 0)
+    a1 = eigen_gains(operator_matrix(student, 3), data)
+    q_hat = (a0 - a1) / (2 * cfg.lr * (a0 - target))
+    forward = schedule.alpha[2] ** 2 * lam + schedule.sigma[2] ** 2
+    generated = teacher_composite(schedule, lam, 4, 2) ** 2 * (schedule.alpha[4] ** 2 * lam + schedule.sigma[4] ** 2)
+    expected = forward if inputs == "forward" else generated
+    np.testing.assert_allclose(q_hat, expected, rtol=0.05)
+    # the batch loss is the mean squared error of the warm start, sum_i q_hat_i (a0_i - P_i)^2
+    assert record["loss_start"] == pytest.approx(float(np.sum(q_hat * (a0 - target) ** 2)), rel=1e-9)
+    # the Adam path draws the same inputs: their covariance is the closed form in the original coordinates
+    z = executor.draw_inputs(2, 20000, torch.Generator().manual_seed(8)).numpy()
+    u = data.basis()
+    np.testing.assert_allclose(np.diag(u.T @ np.cov(z, rowvar=False) @ u), expected, rtol=0.05)
+
+
+@pytest.mark.parametrize("init,inputs", [("warm", "forward"), ("ddim", "generated")])
+def test_image_case_with_the_gaussian_teacher_and_a_mean_equals_closed_form(init, inputs):
+    """The image executor (affine students around alpha_j mu) against the one Gaussian teacher with a data mean:
+    exact-gd gains (the linear part, read around alpha_N mu) equal the model's gd closed form."""
+    from opmerge.experiments.images.distill import ImagePlanExecutor, ImageTrainConfig
+
+    schedule = make_schedule("vp-cosine", 5)
+    data = make_gaussian([0.2, 1.0, 4.0], rotated=True, seed=6)
+    mean = np.array([1.0, -2.0, 0.5])
+    rows = torch.randn(50, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + torch.as_tensor(mean)
+    teacher = GaussianTeacher(schedule, data, mean=mean, train=rows)
+    cfg = ImageTrainConfig(family="affine", optimizer="exact-gd", lr=0.05, steps=6, init=init, input=inputs)
+    model = core_model(cfg)
+    for text in ("(((5 4) 3) (2 1))", "(5 (4 3)) | (2 1)"):
+        plan = parse_plan(text, 5)
+        executed = ImagePlanExecutor(teacher, cfg, seed=0).run(plan)
+        predicted = evaluate_plan(Problem(schedule, data.lam, model=model, segments=plan.n_segments), plan).student
+        assert _rel(executed.gains(), predicted) <= 1e-9
+        assert executed.off_diagonal() < 1e-10

@@ -1,4 +1,4 @@
-"""Readout (THEORY.md §7): effective gains with intervals, residual shares, Gaussian and sample W2."""
+"""Readout (docs/theory.md §7, docs/bridge.md §3): effective gains with intervals, residual shares, Gaussian and sample W2."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from opmerge.schedules import make_schedule  # noqa: E402
 from opmerge.experiments.gaussian import make_gaussian  # noqa: E402
 from opmerge.experiments.readout import gain_regression, gaussian_w2, read_out, sample_w2  # noqa: E402
 from opmerge.experiments.teacher import GaussianTeacher  # noqa: E402
+from scipy import stats  # noqa: E402
 
 pytestmark = pytest.mark.bridge
-
-
 
 def _teacher(rotated=True):
     return GaussianTeacher(make_schedule("vp-cosine", 4), make_gaussian([0.2, 1.0, 4.0], rotated=rotated, seed=9))
@@ -94,3 +93,50 @@ def test_readout_w2_teacher_zero_for_teacher_and_gain_regression_checks():
     assert r.w2_gaussian["data"] > 0.01
     with pytest.raises(ValueError, match="level"):
         gain_regression(np.zeros((5, 1)), np.zeros((5, 1)), level=1.5)
+
+
+def _hc1_slope_se(c, y):
+    """Independent route: White/HC1 sandwich of OLS y = b0 + b1 c in matrix form, (X'X)^-1 X' diag(e^2) X (X'X)^-1 n/(n-k)."""
+    n = c.size
+    x = np.column_stack([np.ones(n), c])
+    xtx_inv = np.linalg.inv(x.T @ x)
+    beta = xtx_inv @ x.T @ y
+    e = y - x @ beta
+    meat = x.T @ (x * e[:, None] ** 2)
+    cov = xtx_inv @ meat @ xtx_inv * n / (n - 2)
+    return beta[1], np.sqrt(cov[1, 1])
+
+
+@pytest.mark.parametrize("level", [0.8, 0.99])
+def test_gain_interval_is_hc1_sandwich_with_the_two_sided_normal_quantile(level):
+    """Small n (12), heteroskedastic noise: the HC1 factor n/(n-2) = 1.2 and the quantile are visible."""
+    rng = np.random.default_rng(5)
+    n = 12
+    c = rng.standard_normal((n, 2))
+    y = 0.7 * c + rng.standard_normal((n, 2)) * (0.1 + np.abs(c))
+    stats_ = gain_regression(c, y, level)
+    quant = stats.norm.ppf(0.5 + level / 2)
+    for i in range(2):
+        slope, se = _hc1_slope_se(c[:, i], y[:, i])
+        assert stats_["gain"][i] == pytest.approx(slope, rel=1e-12)
+        assert stats_["gain_se"][i] == pytest.approx(se, rel=1e-10)
+        assert stats_["gain_low"][i] == pytest.approx(slope - quant * se, rel=1e-10)
+        assert stats_["gain_high"][i] == pytest.approx(slope + quant * se, rel=1e-10)
+
+
+def test_per_direction_w2_to_the_data_is_a_difference_of_standard_deviations():
+    """A sampler that returns k * x0 with x0 ~ N(0, Sigma): the 1-D W2 to the data is |k - 1| sqrt(lam_i).
+
+    Monte Carlo: the sample sd of n = 40000 draws has relative error about 1/sqrt(2n) = 0.35%,
+    so the tolerance 0.02 sqrt(lam_i) is about 6 standard errors; a dropped square root would give
+    |k sqrt(lam) - lam|, off by 0.25..6 here."""
+    teacher = GaussianTeacher(make_schedule("vp-cosine", 4), make_gaussian([0.25, 4.0, 9.0], rotated=True, seed=3))
+    data = teacher.data
+    for k in (1.0, 1.5):
+        gen = torch.Generator().manual_seed(11)
+        sampler = lambda z: k * teacher.exact_flow(z)  # noqa: E731  exact flow: N(0, Sigma) from z_N
+        r = read_out(sampler, teacher, 40000, gen, n_ot=0)
+        error = np.abs(np.asarray(r.w2_direction["data"]) - abs(k - 1.0) * np.sqrt(data.lam))
+        assert np.all(error <= 0.02 * np.sqrt(data.lam)), error
+        # and the full Gaussian W2 to the data: |k - 1| sqrt(tr Sigma), same tolerance scale
+        assert r.w2_gaussian["data"] == pytest.approx(abs(k - 1.0) * np.sqrt(data.lam.sum()), abs=0.03 * np.sqrt(data.lam.sum()))
