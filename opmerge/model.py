@@ -65,6 +65,15 @@ class StudentModel:
         Step size :math:`\eta` of ``gd`` (required for ``gd``).
     gd_steps : int, optional
         Number of steps :math:`K \ge 1` of ``gd`` (required for ``gd``).
+
+    Raises
+    ------
+    InputTypeError
+        For a value of the wrong type (``eta_tau=True``, ``gd_steps=1.5``, ``init=None``).
+    InputError
+        For a value out of range (``eta_tau <= 0`` or not finite, an unknown choice), ``gd``
+        without ``lr``/``gd_steps`` or with ``budget="total"``, and ``lr``/``gd_steps`` given
+        with ``training="flow"`` (where they would be ignored).
     """
 
     eta_tau: float = 0.5

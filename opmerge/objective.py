@@ -46,6 +46,20 @@ class Problem:
     segments : int
         Number of student steps ``M`` (``1 <= M <= N``).
 
+    Raises
+    ------
+    InputTypeError
+        For a value of the wrong type (``lam=True``, ``weights="ab"``, a schedule that is not a
+        :class:`~opmerge.schedules.Schedule`).
+    InputError
+        For a value out of range: ``lam`` empty, not finite or negative, weights of another shape
+        or negative, ``segments`` outside ``[1, N]``, an unknown solver or target.
+
+    Notes
+    -----
+    This constructor is the one place where ``lam`` is checked; the derived tables below are
+    computed by kernels that take the checked array.
+
     Attributes (derived, read-only)
     -------------------------------
     step_values : (d, N + 1) teacher step operators, entry 0 = 1.

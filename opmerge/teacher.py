@@ -142,10 +142,23 @@ def ddim_step(schedule: Schedule, lam) -> np.ndarray:
 
     Uses the exact posterior-mean denoiser :math:`\hat x_0 = \alpha\lambda/(\alpha^2\lambda+\sigma^2)\,z`.
 
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array-like
+        Eigenvalue(s) :math:`\lambda \ge 0`, finite (checked by :func:`check_lam`).
+
     Returns
     -------
-    ndarray of shape ``lam.shape + (N + 1,)``
-        Entry ``n`` is :math:`A_n` for ``n = 1..N``; entry 0 is 1 (the empty step).
+    ndarray
+        Shape ``lam.shape + (N + 1,)``: entry ``n`` is :math:`A_n`, entry 0 is 1.
+
+    Raises
+    ------
+    InputTypeError
+        When ``schedule`` is not a :class:`~opmerge.schedules.Schedule` or ``lam`` is not numeric.
+    InputError
+        When ``lam`` is out of range.
     """
     _check_schedule(schedule)
     return _ddim_step(schedule, check_lam(lam))
@@ -164,20 +177,79 @@ def heun_step(schedule: Schedule, lam) -> np.ndarray:
 
     except into :math:`s' = 0`, a plain Euler step (:math:`H_n = \alpha_{n-1} e/\alpha_n`), as in EDM.
     The closed form is derived symbolically in :mod:`opmerge.symbolic`. Requires :math:`\alpha_n > 0`.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array-like
+        Eigenvalue(s) :math:`\lambda \ge 0`, finite (checked by :func:`check_lam`).
+
+    Returns
+    -------
+    ndarray
+        Shape ``lam.shape + (N + 1,)``: entry ``n`` is :math:`H_n`, entry 0 is 1.
+
+    Raises
+    ------
+    InputTypeError
+        When ``schedule`` is not a :class:`~opmerge.schedules.Schedule` or ``lam`` is not numeric.
+    InputError
+        When ``lam`` is out of range, or the schedule has some :math:`\alpha_n = 0`.
     """
     _check_schedule(schedule)
     return _heun_step(schedule, check_lam(lam))
 
 
 def step_operators(schedule: Schedule, lam, solver: str = "ddim") -> np.ndarray:
-    """Per-step teacher operators for ``solver`` (``"ddim"``: :func:`ddim_step`, ``"heun"``: :func:`heun_step`)."""
+    r"""Per-step teacher operators for ``solver`` (``"ddim"``: :func:`ddim_step`, ``"heun"``: :func:`heun_step`).
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array-like
+        Eigenvalue(s) :math:`\lambda \ge 0`, finite (checked by :func:`check_lam`).
+    solver : {"ddim", "heun"}
+
+    Returns
+    -------
+    ndarray
+        Shape ``lam.shape + (N + 1,)``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``schedule`` is not a :class:`~opmerge.schedules.Schedule` or ``lam`` is not numeric.
+    InputError
+        When ``lam`` is out of range or ``solver`` is unknown.
+    """
     _check_solver(solver)
     _check_schedule(schedule)
     return _step_operators(schedule, check_lam(lam), solver)
 
 
 def ddim_jump(schedule: Schedule, lam, top: int, bottom: int) -> np.ndarray:
-    r"""Single DDIM jump :math:`D(j \to i) = \langle v_i, v_j\rangle / \|v_j\|^2` (``top = j``, ``bottom = i``)."""
+    r"""Single DDIM jump :math:`D(j \to i) = \langle v_i, v_j\rangle / \|v_j\|^2` (``top = j``, ``bottom = i``).
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array-like
+        Eigenvalue(s) :math:`\lambda \ge 0`, finite (checked by :func:`check_lam`).
+    top, bottom : int
+        Grid indices ``0 <= bottom <= top <= N``.
+
+    Returns
+    -------
+    ndarray
+        Shape ``lam.shape``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``schedule`` is not a :class:`~opmerge.schedules.Schedule` or ``lam`` is not numeric.
+    InputError
+        When ``lam`` is out of range or the indices are.
+    """
     _check_schedule(schedule)
     top, bottom = _check_span(schedule, top, bottom)
     lam_arr = check_lam(lam)
@@ -188,7 +260,30 @@ def ddim_jump(schedule: Schedule, lam, top: int, bottom: int) -> np.ndarray:
 
 
 def exact_flow(schedule: Schedule, lam, top: int | None = None, bottom: int = 0) -> np.ndarray:
-    r"""Probability-flow ODE solved exactly: :math:`E(j \to i) = \|v_i\| / \|v_j\|` (default :math:`j = N`, :math:`i = 0`)."""
+    r"""Probability-flow ODE solved exactly: :math:`E(j \to i) = \|v_i\| / \|v_j\|` (default :math:`j = N`, :math:`i = 0`).
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array-like
+        Eigenvalue(s) :math:`\lambda \ge 0`, finite (checked by :func:`check_lam`).
+    top : int, optional
+        ``j`` (default ``N``).
+    bottom : int
+        ``i`` with ``0 <= i <= j``.
+
+    Returns
+    -------
+    ndarray
+        Shape ``lam.shape``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``schedule`` is not a :class:`~opmerge.schedules.Schedule` or ``lam`` is not numeric.
+    InputError
+        When ``lam`` is out of range or the indices are.
+    """
     _check_schedule(schedule)
     top = schedule.steps if top is None else top
     top, bottom = _check_span(schedule, top, bottom)
@@ -199,6 +294,29 @@ def teacher_composite(schedule: Schedule, lam, top: int | None = None, bottom: i
     r"""Teacher composite :math:`T(j \to i) = \prod_{n=i+1}^{j} A_n` (default :math:`j = N`, :math:`i = 0`).
 
     ``solver="heun"`` multiplies Heun steps instead of DDIM steps. An empty product (``top == bottom``) is 1.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array-like
+        Eigenvalue(s) :math:`\lambda \ge 0`, finite (checked by :func:`check_lam`).
+    top : int, optional
+        ``j`` (default ``N``).
+    bottom : int
+        ``i`` with ``0 <= i <= j``.
+    solver : {"ddim", "heun"}
+
+    Returns
+    -------
+    ndarray
+        Shape ``lam.shape``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``schedule`` is not a :class:`~opmerge.schedules.Schedule` or ``lam`` is not numeric.
+    InputError
+        When ``lam`` is out of range, the indices are, or ``solver`` is unknown.
     """
     _check_schedule(schedule)
     top = schedule.steps if top is None else top

@@ -543,3 +543,26 @@ def test_derive_out_file_has_provenance(capsys, tmp_path):
     assert json.loads(first.split("provenance: ", 1)[1])["config"] == {"command": "derive"}
     assert "\\" in rest or "$" in rest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["derive.tex"]
+
+
+@pytest.mark.slow
+def test_demo_needs_neither_torch_nor_sklearn(tmp_path):
+    """`opmerge demo` runs with torch and scikit-learn unimportable (the digits spectrum is package data)."""
+    pytest.importorskip("matplotlib")
+    script = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'sklearn'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r} (blocked)', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from opmerge.cli import main\n"
+        "code = main(['demo', '--quick', '--out', sys.argv[1], '--workers', '1', '--no-progress'])\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sklearn'})\n"
+        "print('CODE', code, 'LOADED', loaded, 'EXPERIMENTS', 'opmerge.experiments' in sys.modules)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "demo")], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "CODE 0 LOADED [] EXPERIMENTS False" in proc.stdout, proc.stdout[-2000:]
