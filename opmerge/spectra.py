@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import integer, real_array, real_number
+from ._validate import echo, integer, real_array, real_number
 from .errors import InputError, InputTypeError
 from .objective import Problem, evaluate_plan
 from .plans import CANONICAL_KINDS, Plan, canonical_plan, parse_plan
@@ -233,13 +233,13 @@ def _parse_list(spec: str) -> Spectrum:
     for item in spec.split(","):
         item = item.strip()
         if not item:
-            raise InputError(f"empty item in the spectrum list {spec!r}; accepted forms: {_ACCEPTED_FORMS}")
+            raise InputError(f"empty item in the spectrum list {echo(spec)!r}; accepted forms: {_ACCEPTED_FORMS}")
         value, sep, weight = item.partition(":")
         try:
             values.append(float(value))
             weights.append(float(weight) if sep else 1.0)
         except ValueError as exc:
-            raise InputError(f"cannot read {item!r} in the spectrum list {spec!r} (expected NUMBER or NUMBER:WEIGHT); "
+            raise InputError(f"cannot read {echo(item)!r} in the spectrum list {echo(spec)!r} (expected NUMBER or NUMBER:WEIGHT); "
                              f"accepted forms: {_ACCEPTED_FORMS}") from exc
     return spectrum_from_list(values, weights, name="list")
 
@@ -261,6 +261,14 @@ def _load_text(path: Path) -> np.ndarray:
     return np.loadtxt(path, delimiter=delimiter, ndmin=1)
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a text that cannot be a path (too long, NUL bytes)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load_spectrum(spec) -> Spectrum:
     """A spectrum from its text form (the ``--spectrum`` option).
 
@@ -273,10 +281,23 @@ def load_spectrum(spec) -> Spectrum:
        other matrix a data set with one sample per row;
     3. a comma list ``"0.5,2,10"`` with optional weights ``"0.5:3,2:1"``.
 
+    Parameters
+    ----------
+    spec : str or path-like
+        One of the forms above.
+
+    Returns
+    -------
+    Spectrum
+
     Raises
     ------
-    ValueError
-        For anything else, listing the accepted forms; FileNotFoundError for a missing file.
+    InputError
+        For anything else (listing the accepted forms) and for a file whose content is not numbers.
+    InputTypeError
+        When ``spec`` is neither a ``str`` nor a path.
+    FileNotFoundError
+        For a missing file.
     """
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
@@ -289,14 +310,17 @@ def load_spectrum(spec) -> Spectrum:
         return digits_spectrum()
     path = Path(text)
     suffix = path.suffix.lower()
-    if suffix in (".npy", ".txt", ".csv") or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"spectrum file not found: {text}")
-        arr = np.load(path, allow_pickle=False) if suffix == ".npy" else _load_text(path)
+    if suffix in (".npy", ".txt", ".csv") or _is_file(path):
+        if not _is_file(path):
+            raise FileNotFoundError(f"spectrum file not found: {echo(text)}")
+        try:
+            arr = np.load(path, allow_pickle=False) if suffix == ".npy" else _load_text(path)
+        except (ValueError, EOFError, UnicodeDecodeError) as exc:  # the file's content is the user's input
+            raise InputError(f"spectrum file {echo(text)} cannot be read as numbers: {exc}") from None
         return _from_array(arr, name=path.name)
     if any(ch.isdigit() for ch in text):
         return _parse_list(text)
-    raise InputError(f"unknown spectrum {spec!r}; accepted forms: {_ACCEPTED_FORMS}")
+    raise InputError(f"unknown spectrum {echo(str(spec))!r}; accepted forms: {_ACCEPTED_FORMS}")
 
 
 # ---------------------------------------------------------------------------------------------

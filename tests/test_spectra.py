@@ -343,3 +343,21 @@ def test_binning_w2_error_of_given_plans():
         binning_w2_error(s, b, {"target": "data"})
     with pytest.raises(TypeError):
         binning_w2_error(s, b, {"schedule": schedule}, [3])
+
+
+def test_load_spectrum_bad_inputs_are_input_errors(tmp_path):
+    from opmerge.errors import InputError
+
+    long_list = "1," * 5000 + "x"
+    with pytest.raises(InputError, match="cannot read 'x'") as info:
+        load_spectrum(long_list)  # too long to be a file name: read as a list, not an OSError
+    assert len(str(info.value)) < 600
+    bad_npy = tmp_path / "bad.npy"
+    bad_npy.write_bytes(b"not an array")
+    bad_txt = tmp_path / "bad.txt"
+    bad_txt.write_text("a b c\n")
+    for path in (bad_npy, bad_txt):
+        with pytest.raises(InputError, match="cannot be read as numbers"):
+            load_spectrum(str(path))
+    with pytest.raises(FileNotFoundError):
+        load_spectrum(str(tmp_path / "missing.npy"))
