@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 CELLS = [
     ("md", """# opmerge quickstart
 
-Merge plans for diffusion trajectory distillation in the linear regime (see `shared/THEORY.md`):
+Merge plans for diffusion trajectory distillation in the linear regime (specified in `docs/theory.md`):
 parse and draw plans, evaluate them, find the optimal plan with a certificate, compare it with the
 canonical recipes (vanilla, BOOT, CD, PD) and sweep the data variance $\\lambda$ for a small phase
 diagram. Everything runs in well under a minute."""),

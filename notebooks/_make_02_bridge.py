@@ -13,8 +13,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 CELLS = [
     ("md", """# The torch bridge: real students read back into the model
 
-The linear-regime model (`shared/THEORY.md`) predicts what a distilled student learns. Here we
-train students for real in PyTorch on Gaussian data and read them back (THEORY.md §7):
+The linear-regime model (`docs/theory.md`) predicts what a distilled student learns. Here we
+train students for real in PyTorch on Gaussian data and read them back (`docs/theory.md` §7):
 
 1. one merge plan (BOOT) executed as a sequence of distillation runs, with linear students trained by
    exact-loss gradient descent (where the model is exact) and with small MLPs trained by Adam

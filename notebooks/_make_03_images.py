@@ -14,7 +14,7 @@ CELLS = [
     ("md", """# The bridge on images: digits, a trained teacher, distilled students
 
 8x8 digits (scikit-learn, shipped; no download). Two teachers: the Gaussian fitted to the digits
-(its samplers are exactly the linear model of `shared/THEORY.md`) and a small MLP diffusion model
+(its samplers are exactly the linear model of `docs/theory.md`) and a small MLP diffusion model
 trained here in seconds. We measure how linear the trained teacher is per eigen-direction, distil
 merge-plan students and SCoT/TraFlow students from both, and compare the model's predicted W2
 ranking of the plans with the measured one. Everything runs in quick mode on a CPU (about a
