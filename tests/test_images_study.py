@@ -39,6 +39,13 @@ def test_quick_study_writes_json_and_figures(quick_study, capsys):
                  "images_predicted_vs_measured", "images_linearity"):
         for ext in ("pdf", "png", "json"):
             assert (out / f"{stem}.{ext}").stat().st_size > 0, stem
+    # provenance with the device; no figure file takes the result file's name; units in the code-keyed cache
+    assert result["provenance"]["device"] == "cpu" and result["provenance"]["config"] == result["config"]
+    figure_files = {p for paths in result["figures"].values() for p in paths.values()}
+    assert result["result_file"] == str(out / "images.json") and result["result_file"] not in figure_files
+    entries = sorted((out / "units").rglob("*.json"))
+    assert result["unit_cache"] == {"cached": 0, "computed": len(entries)} and len(entries) == 20
+    assert {json.loads(p.read_text())["namespace"] for p in entries} == {"images-unit"}
     s = result["summary"]
     assert set(s["teachers"]) == {"gaussian", "trained"}
     assert s["teachers"]["gaussian"]["linear_share"] == pytest.approx(1.0)
@@ -80,14 +87,59 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     assert train_teacher_main(["--schedule", "edm"]) == 2
 
 
+def _psd_sqrt(c):
+    w, v = np.linalg.eigh((c + c.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def _fd_reference(x, y):
+    """Fréchet distance by the symmetric route tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2) (not the code's sqrtm(C1 C2))."""
+    c1, c2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    r1 = _psd_sqrt(c1)
+    return float(np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(c1) + np.trace(c2) - 2.0 * np.trace(_psd_sqrt(r1 @ c2 @ r1)))
+
+
 def test_train_teacher_cli_quick_and_resume(tmp_path, capsys):
+    from opmerge.experiments.images.data import load_digits_dataset
+    from opmerge.experiments.images.metrics import load_or_train_classifier
+    from opmerge.experiments.images.teachers import load_checkpoint
+
     args = ["--quick", "--train-steps", "30", "--hidden", "16", "--device", "cpu", "--out", str(tmp_path), "--no-progress",
             "--n-eval", "200"]
-    assert train_teacher_main(args + ["--json"]) == 0
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert train_teacher_main(args + ["--json"]) == 0
+        assert torch.get_num_threads() == 1  # the default without --threads
+    finally:
+        torch.set_num_threads(old)
     result = json.loads(capsys.readouterr().out)
     assert result["checkpoint"]["step"] == 30 and result["checkpoint"]["finished"]
-    assert {"fd_pixels_test", "fd_features_test", "classifier_score"} <= set(result["evaluation"])
     assert (tmp_path / "teacher.pt").is_file() and (tmp_path / "teacher.json").is_file()
+    # the printed metrics are written, with provenance, beside the checkpoint
+    saved = json.loads((tmp_path / "teacher_metrics.json").read_text())
+    assert result["metrics_file"] == str(tmp_path / "teacher_metrics.json")
+    assert saved["evaluation"] == result["evaluation"] and saved["data_reference"] == result["data_reference"]
+    assert saved["provenance"]["device"] == "cpu" and saved["provenance"]["config"]["n_eval"] == 200
+    assert saved["provenance"]["config"]["teacher"]["train_steps"] == 30
+    # ... and they are the right numbers: the teacher's 200 samples (seed 0) measured by an independent route
+    digits = load_digits_dataset()
+    teacher, _ = load_checkpoint(tmp_path, device="cpu", dataset=digits)
+    x = teacher.sample_images(200, torch.Generator().manual_seed(0)).double().numpy()
+    e = result["evaluation"]
+    assert e["n"] == 200 and e["fd_pixels_test"] == pytest.approx(_fd_reference(x, digits.test), rel=1e-6)
+    model, info = load_or_train_classifier(digits, tmp_path / "cache")
+    assert info["cached"]
+    with torch.no_grad():
+        t = torch.tensor(x, dtype=torch.float32)
+        feats = model.body(t).double().numpy()
+        probs = torch.softmax(model.head(model.body(t)).double(), dim=1).numpy()
+        test_feats = model.body(torch.tensor(digits.test, dtype=torch.float32)).double().numpy()
+    assert e["fd_features_test"] == pytest.approx(_fd_reference(feats, test_feats), rel=1e-6)
+    marginal = probs.mean(0)
+    kl = np.sum(np.where(probs > 0, probs * np.log(np.where(probs > 0, probs, 1.0) / marginal), 0.0), axis=1)
+    assert e["classifier_score"] == pytest.approx(float(np.exp(kl.mean())), rel=1e-9)
+    assert result["data_reference"]["fd_pixels_test"] == pytest.approx(_fd_reference(digits.train, digits.test), rel=1e-6)
     assert train_teacher_main(args + ["--no-evaluate"]) == 0
     assert "step 30/30" in capsys.readouterr().out
     assert train_teacher_main([*args[:-2], "--hidden", "32", "--no-evaluate"]) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -22,9 +24,11 @@ from opmerge.experiments.images.teachers import (  # noqa: E402
     DenoiserMLP,
     GaussianImageTeacher,
     TeacherConfig,
+    gaussian_teacher_from_dataset,
     load_checkpoint,
     train_teacher,
 )
+from opmerge.experiments.teacher import GaussianTeacher  # noqa: E402
 from opmerge.experiments.images.trajectory import CentredTeacherView  # noqa: E402
 
 pytestmark = pytest.mark.bridge
@@ -38,7 +42,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def gauss(digits):
-    return GaussianImageTeacher.from_dataset(digits, make_schedule("vp-cosine", 6))
+    return gaussian_teacher_from_dataset(digits, make_schedule("vp-cosine", 6))
 
 
 def test_gaussian_teacher_equals_closed_form(digits, gauss):
@@ -56,6 +60,11 @@ def test_gaussian_teacher_equals_closed_form(digits, gauss):
     # the affine denoiser module is the same map
     module = gauss.denoiser_module(*gauss.coef(4))
     np.testing.assert_allclose(module(z).detach().numpy(), gauss.denoise(z, 4).numpy(), atol=1e-12)
+    # the former class name is a factory of the one Gaussian teacher, with the data mean
+    for legacy in (GaussianImageTeacher.from_dataset(digits, gauss.schedule), GaussianImageTeacher(gauss.schedule, fit, gauss.train)):
+        assert isinstance(legacy, GaussianTeacher) and legacy.kind == "gaussian" and not legacy.centred
+        assert torch.equal(legacy.sample(z), gauss.sample(z))
+    np.testing.assert_array_equal(gauss.mean.numpy(), mu)
 
 
 def test_gaussian_linearity_readout_gives_the_composite(gauss):
@@ -67,11 +76,11 @@ def test_gaussian_linearity_readout_gives_the_composite(gauss):
     assert r.summary["gaussian_teacher_share"] == pytest.approx(1.0)
     steps = step_gains(gauss, n=300, seed=2)
     np.testing.assert_allclose(steps["gain"], step_operators(gauss.schedule, np.array(gauss.fit.lam))[:, 1:], atol=1e-10)
-    np.testing.assert_allclose(gauss.composite_gains(), composite, atol=0)
+    np.testing.assert_allclose(gauss.composite_gains(), composite, atol=1e-10)
 
 
 def test_denoiser_mlp_preconditioning_and_eps_at_pure_noise(digits):
-    fit = GaussianImageTeacher.from_dataset(digits, make_schedule("rf", 4)).fit
+    fit = gaussian_teacher_from_dataset(digits, make_schedule("rf", 4)).fit
     mean = torch.tensor(np.array(fit.mean))
     s = 0.6
     net = DenoiserMLP(64, 16, 2, 8, "x0", mean, s, torch.Generator().manual_seed(0), torch.float64)
@@ -119,8 +128,14 @@ def test_checkpoint_resume_is_bit_for_bit(digits, tmp_path):
         train_teacher(_tiny(hidden=32), tmp_path / "b", progress=False, device="cpu", dataset=digits)
     teacher, summary = load_checkpoint(tmp_path / "b", schedule=make_schedule("rf", 3), dataset=digits)
     assert summary.step == 12 and teacher.steps == 3
-    x = teacher.sample_images(5, torch.Generator().manual_seed(0))
-    assert x.shape == (5, 64) and torch.all(torch.isfinite(x))
+    # the loaded teacher samples with the stored EMA weights
+    for name, value in teacher.net.state_dict().items():
+        assert torch.equal(value, sb["ema"][name]), name
+    # checkpoints and their summaries carry provenance (the device and the configuration)
+    assert sb["provenance"]["device"] == "cpu" and sb["provenance"]["config"] == cfg.to_dict()
+    assert summary.provenance == sb["provenance"]
+    summary_json = json.loads((tmp_path / "b" / "teacher.json").read_text())
+    assert summary_json["provenance"]["device"] == "cpu" and summary_json["step"] == 12
     with pytest.raises(ValueError, match="schedule"):
         TeacherConfig(schedule="edm")
 
@@ -167,10 +182,27 @@ def test_centred_view_is_exactly_conjugate(digits, tmp_path):
     shift = lambda n: float(teacher.schedule.alpha[n]) * teacher.mean  # noqa: E731
     torch.testing.assert_close(view.sample(z - shift(4)) + shift(0), teacher.sample(z), atol=1e-12, rtol=0)
     torch.testing.assert_close(view.step(z - shift(4), 4) + shift(3), teacher.step(z, 4), atol=1e-12, rtol=0)
+    # the view's data are training rows minus the mean, exactly
     x0 = view.data.sample(200, torch.Generator().manual_seed(4), teacher.dtype, "cpu")
-    assert float(x0.mean(0).abs().mean()) < 0.2
-    r = read_linearity(teacher.sample, teacher, 300, torch.Generator().manual_seed(5))
-    assert r.gain.shape == (64,) and 0.0 <= r.summary["linear_share"] <= 1.0
+    rows = {tuple(r) for r in (teacher.train - teacher.mean).numpy()}
+    assert all(tuple(r) in rows for r in x0.numpy())
+
+
+def test_untrained_network_teacher_reads_back_as_the_isotropic_gaussian(digits):
+    """An x0 network with its zero output layer is the isotropic Gaussian denoiser of variance s^2: the linearity
+    readout must find gain T_i(s^2) in every direction and a linear share of 1."""
+    from opmerge.experiments.images.teachers import TrainedTeacher
+
+    schedule = make_schedule("vp-cosine", 4)
+    fit = gaussian_teacher_from_dataset(digits, schedule).fit
+    s2 = float(np.sum(fit.lam)) / fit.dim
+    net = DenoiserMLP(64, 16, 2, 8, "x0", torch.tensor(np.array(fit.mean)), np.sqrt(s2), torch.Generator().manual_seed(0), torch.float64)
+    teacher = TrainedTeacher(net, schedule, fit, torch.tensor(np.array(digits.train)))
+    r = read_linearity(teacher.sample, teacher, 400, torch.Generator().manual_seed(5))
+    expected = teacher_composite(schedule, np.full(64, s2))
+    keep = r.lam > 1e-4
+    np.testing.assert_allclose(r.gain[keep], expected[keep], rtol=1e-8)
+    assert r.summary["linear_share"] == pytest.approx(1.0, abs=1e-10)
 
 
 def test_continuous_schedules_match_the_grids():

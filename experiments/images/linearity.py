@@ -31,7 +31,9 @@ from opmerge.errors import InputError
 from opmerge.teacher import step_operators, teacher_composite
 
 from ..readout import gain_regression
-from .teachers import GaussianImageTeacher, ImageTeacher
+from ..teacher import GaussianTeacher
+from .gaussian_teacher import gaussian_image_teacher
+from .teacher_base import ImageTeacher
 
 __all__ = ["LinearityReadout", "read_linearity", "teacher_linearity", "step_gains"]
 
@@ -99,16 +101,16 @@ def _summaries(lam, stats, predicted, significant: np.ndarray) -> dict:
     }
 
 
-def read_linearity(sampler, teacher: ImageTeacher, n: int = 4096, generator: torch.Generator | None = None, *,
+def read_linearity(sampler, teacher: "ImageTeacher | GaussianTeacher", n: int = 4096, generator: torch.Generator | None = None, *,
                    level: float = 0.99, inputs: torch.Tensor | None = None, lam_floor: float = 1e-4,
-                   reference: GaussianImageTeacher | None = None) -> LinearityReadout:
+                   reference: GaussianTeacher | None = None) -> LinearityReadout:
     r"""Read a sampler :math:`z_N \mapsto x` back per eigen-direction of the training covariance (module docstring).
 
     Parameters
     ----------
     sampler : callable
         Maps a batch :math:`z_N` ``(n, dim)`` to samples (a teacher's ``sample``, a student).
-    teacher : ImageTeacher
+    teacher : ImageTeacher or GaussianTeacher
         Supplies the grid (:math:`\alpha_N`, the Gaussian gains :math:`T_i`), the fit and :math:`z_N`.
     n : int
         Fresh inputs (ignored when ``inputs`` is given).
@@ -117,7 +119,7 @@ def read_linearity(sampler, teacher: ImageTeacher, n: int = 4096, generator: tor
     lam_floor : float
         Directions with :math:`\lambda_i \le` ``lam_floor`` (constant pixels: the output there is the
         mean, the gain is 0/0-like) are left out of the summaries (they stay in the arrays).
-    reference : GaussianImageTeacher, optional
+    reference : GaussianTeacher, optional
         Gaussian teacher for the Gaussian-teacher share (default: one built from ``teacher``'s fit
         and grid).
     """
@@ -125,8 +127,8 @@ def read_linearity(sampler, teacher: ImageTeacher, n: int = 4096, generator: tor
     z = teacher.noise_sample(n, generator) if inputs is None else inputs
     with torch.no_grad():
         y = sampler(z)
-    gauss = reference or (teacher if isinstance(teacher, GaussianImageTeacher) else
-                          GaussianImageTeacher(teacher.schedule, teacher.fit, None, teacher.dtype, teacher.device))
+    gauss = reference or (teacher if isinstance(teacher, GaussianTeacher) else
+                          gaussian_image_teacher(teacher.schedule, teacher.fit, None, teacher.dtype, teacher.device))
     with torch.no_grad():
         y_gauss = gauss.sample(z.to(gauss.dtype))
     fit = teacher.fit
@@ -148,12 +150,12 @@ def read_linearity(sampler, teacher: ImageTeacher, n: int = 4096, generator: tor
     )
 
 
-def teacher_linearity(teacher: ImageTeacher, n: int = 4096, seed: int = 0, level: float = 0.99) -> LinearityReadout:
+def teacher_linearity(teacher: "ImageTeacher | GaussianTeacher", n: int = 4096, seed: int = 0, level: float = 0.99) -> LinearityReadout:
     """:func:`read_linearity` of the teacher's own sampler (:math:`T(N\\to 0)`) on ``n`` fresh inputs drawn from ``seed``."""
     return read_linearity(teacher.sample, teacher, n, torch.Generator().manual_seed(int(seed)), level=level)
 
 
-def step_gains(teacher: ImageTeacher, n: int = 2048, seed: int = 0, level: float = 0.99, lam_floor: float = 1e-4) -> dict:
+def step_gains(teacher: "ImageTeacher | GaussianTeacher", n: int = 2048, seed: int = 0, level: float = 0.99, lam_floor: float = 1e-4) -> dict:
     r"""Effective gain of every single step :math:`n \to n-1` on forward inputs, next to the Gaussian :math:`A_n`.
 
     Inputs :math:`z_n = \alpha_n x_0 + \sigma_n\varepsilon` with :math:`x_0` drawn uniformly from the training rows;

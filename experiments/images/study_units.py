@@ -20,12 +20,14 @@ from opmerge.io import ResultCache
 from opmerge.plans import format_plan
 
 from .._torch import derive_seed
+from ..teacher import GaussianTeacher
 from .comparison import LAM_FLOOR, w2_parts
 from .data import ImageDataset
 from .distill import ImagePlanExecutor, ImageTrainConfig
 from .linearity import read_linearity, step_gains
 from .metrics import evaluate_samples
-from .teachers import GaussianImageTeacher, ImageTeacher, TeacherConfig, load_checkpoint, train_teacher
+from .gaussian_teacher import gaussian_teacher_from_dataset
+from .teachers import ImageTeacher, TeacherConfig, load_checkpoint, train_teacher
 
 if TYPE_CHECKING:  # pragma: no cover
     from .study import ImagesStudyConfig
@@ -49,7 +51,7 @@ def to_numpy(t) -> np.ndarray:
     return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
 
 
-def teacher_identity(teacher: ImageTeacher, dataset: ImageDataset, summary=None) -> dict:
+def teacher_identity(teacher: "ImageTeacher | GaussianTeacher", dataset: ImageDataset, summary=None) -> dict:
     """What fixes a teacher (kind, data fingerprint, grid, dtype; a trained one's configuration and step): part of every unit's key."""
     ident = {"kind": teacher.kind, "data": dataset.fingerprint(), "schedule": teacher.schedule.name, "steps": teacher.steps,
              "dtype": str(teacher.dtype).replace("torch.", "")}
@@ -73,7 +75,7 @@ def build_teachers(cfg: "ImagesStudyConfig", dataset: ImageDataset, schedule, de
     teachers: dict = {}
     if "gaussian" in cfg.teachers:
         dtype = torch.float64 if device.type == "cpu" else torch.float32
-        t = GaussianImageTeacher.from_dataset(dataset, schedule, dtype=dtype, device=device)
+        t = gaussian_teacher_from_dataset(dataset, schedule, dtype=dtype, device=device)
         teachers["gaussian"] = (t, teacher_identity(t, dataset), None)
     if "trained" in cfg.teachers:
         if cfg.checkpoint is not None:
@@ -90,7 +92,7 @@ def build_teachers(cfg: "ImagesStudyConfig", dataset: ImageDataset, schedule, de
     return teachers
 
 
-def evaluate_teacher(cfg, teacher: ImageTeacher, z: torch.Tensor, dataset, classifier, cache, ident) -> dict:
+def evaluate_teacher(cfg, teacher: "ImageTeacher | GaussianTeacher", z: torch.Tensor, dataset, classifier, cache, ident) -> dict:
     """The teacher's unit: sample metrics on the inputs ``z``, its linearity readout and per-step gains."""
     unit_cfg = {"unit": "teacher", "teacher": ident, "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level,
                 "classifier": classifier_identity(classifier)}

@@ -8,8 +8,9 @@ DDIM step is an Euler step of the probability-flow ODE, ``docs/theory.md`` §2):
           \qquad (z_0 = \hat x_0 \text{ when } \sigma_0 = 0),
 
 and draws the sampler's inputs :math:`z_N = \alpha_N x_0 + \sigma_N\varepsilon` with :math:`x_0`
-uniform over the training rows. The two teachers are :class:`~experiments.images.gaussian_teacher.GaussianImageTeacher`
-and :class:`~experiments.images.trained_teacher.TrainedTeacher`.
+uniform over the training rows. :class:`~experiments.images.trained_teacher.TrainedTeacher` implements it;
+the Gaussian teacher (:class:`experiments.teacher.GaussianTeacher` with a data mean, built by
+:mod:`~experiments.images.gaussian_teacher`) has the same methods.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ This module gathers the public names of the modules that implement them (import 
 the module itself; both stay valid):
 
 * :mod:`~experiments.images.teacher_base` — :class:`ImageTeacher`, the denoiser + DDIM sampler interface;
-* :mod:`~experiments.images.gaussian_teacher` — :class:`GaussianImageTeacher` (exact posterior mean of
-  the Gaussian fitted to the training images) and its trainable :class:`AffineDenoiser`;
+* :mod:`~experiments.images.gaussian_teacher` — the Gaussian teacher of the fitted images
+  (:func:`gaussian_image_teacher`, :func:`gaussian_teacher_from_dataset`; ``GaussianImageTeacher`` is
+  their former name): an :class:`experiments.teacher.GaussianTeacher` with the data mean;
 * :mod:`~experiments.images.denoiser` — the network :class:`DenoiserMLP` (log-SNR embedding, EDM-style
   preconditioning around the data mean);
 * :mod:`~experiments.images.trained_teacher` — :class:`TrainedTeacher`, the network run as a sampler;
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from .checkpoints import CHECKPOINT_NAME, METRICS_NAME, SUMMARY_NAME, TeacherCheckpoint, load_checkpoint, save_checkpoint_atomic
 from .denoiser import ALPHA_ZERO, PREDICTIONS, DenoiserMLP, FixedLevelDenoiser, logsnr_embedding
-from .gaussian_teacher import AffineDenoiser, GaussianImageTeacher
+from .gaussian_teacher import AffineDenoiser, GaussianImageTeacher, gaussian_image_teacher, gaussian_teacher_from_dataset
 from .teacher_base import ImageTeacher
 from .teacher_config import TeacherConfig
 from .teacher_training import train_teacher
@@ -30,6 +31,8 @@ __all__ = [
     "ALPHA_ZERO",
     "ImageTeacher",
     "GaussianImageTeacher",
+    "gaussian_image_teacher",
+    "gaussian_teacher_from_dataset",
     "DenoiserMLP",
     "FixedLevelDenoiser",
     "AffineDenoiser",
