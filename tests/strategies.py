@@ -12,11 +12,13 @@ per segment. Shrinking goes towards small ``N``, one segment and flat nodes.
 
 from __future__ import annotations
 
+import math
+
 from hypothesis import strategies as st
 
 from opmerge.plans import MergeNode, Plan, Tree
 
-__all__ = ["plans", "trees", "tree_over"]
+__all__ = ["plans", "trees", "tree_over", "not_numbers", "bad_nonnegative", "other_text"]
 
 
 def _draw_tree(draw: st.DrawFn, top: int, bottom: int) -> Tree:
@@ -50,3 +52,24 @@ def plans(draw: st.DrawFn, max_steps: int = 12, min_steps: int = 1, max_segments
     interior = draw(st.sets(st.integers(1, n - 1), min_size=m - 1, max_size=m - 1)) if m > 1 else set()
     bounds = [n, *sorted(interior, reverse=True), 0]
     return Plan(tuple(_draw_tree(draw, bounds[k], bounds[k + 1]) for k in range(m)))
+
+
+# ---------------------------------------------------------------------------------------------
+# invalid user input, for the tests of the checks at the public boundary
+# ---------------------------------------------------------------------------------------------
+
+
+def not_numbers() -> st.SearchStrategy:
+    """Values that are not numbers: text, booleans (never a number in opmerge), ``None``, lists of text."""
+    return st.one_of(st.text(max_size=5), st.booleans(), st.none(), st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=3))
+
+
+def bad_nonnegative() -> st.SearchStrategy:
+    """Numbers outside ``[0, inf)``: finite negatives, NaN and the infinities."""
+    return st.one_of(st.floats(max_value=-1e-300, allow_nan=False, allow_infinity=False),
+                     st.sampled_from([math.nan, math.inf, -math.inf]))
+
+
+def other_text(allowed) -> st.SearchStrategy:
+    """Strings that are none of ``allowed``."""
+    return st.text(max_size=12).filter(lambda text: text not in allowed)

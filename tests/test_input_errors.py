@@ -121,14 +121,13 @@ def test_input_type_error_is_both_kinds():
 # random invalid values (hypothesis)
 # ---------------------------------------------------------------------------------------------
 
-#: values that are not numbers: text, booleans, None, containers of text
-not_numbers = st.one_of(st.text(max_size=5), st.booleans(), st.none(), st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=3))
-#: finite numbers below zero, or NaN / inf
-bad_nonnegative = st.one_of(st.floats(max_value=-1e-300, allow_nan=False, allow_infinity=False), st.just(math.nan), st.just(math.inf), st.just(-math.inf))
-#: a string that is none of ``allowed``
-def other_text(allowed):
-    return st.text(max_size=12).filter(lambda t: t not in allowed)
+try:  # tests/ is not a package: pytest puts it on sys.path ("prepend" import mode)
+    from strategies import bad_nonnegative as _bad_nonnegative, not_numbers as _not_numbers, other_text
+except ModuleNotFoundError:  # pragma: no cover - run from another root
+    from tests.strategies import bad_nonnegative as _bad_nonnegative, not_numbers as _not_numbers, other_text
 
+not_numbers = _not_numbers()
+bad_nonnegative = _bad_nonnegative()
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
