@@ -13,9 +13,13 @@ Modules: ``exact`` (``solve``, ranges, extreme plans), ``pareto`` (``solve_joint
 ``_tolerance`` (the optimality tolerance), ``_checks`` (input checks).
 """
 from .brute import brute_force
-from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, Solution, achievable_range, extreme_plan, range_tables, solve
+from .dispatch import solve
+from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
 from .front import FrontPoint, fidelity_cost_front
 from .pareto import solve_joint
+from .progress import Progress, stderr_progress
+from .solution import Solution
+from .tables import achievable_range, extreme_plan, range_tables
 
 __all__ = [
     "Solution",
@@ -29,4 +33,6 @@ __all__ = [
     "FrontPoint",
     "DEFAULT_NODE_BUDGET",
     "DEFAULT_TIME_BUDGET",
+    "Progress",
+    "stderr_progress",
 ]

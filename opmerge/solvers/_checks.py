@@ -28,6 +28,7 @@ __all__ = [
     "check_tolerances",
     "check_choice",
     "check_flag",
+    "check_progress",
 ]
 
 
@@ -157,3 +158,16 @@ def check_flag(value: object, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise InputTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return bool(value)
+
+
+def check_progress(value: object) -> object:
+    """``progress``: ``None`` or a callable taking a :class:`~opmerge.solvers.progress.Progress`.
+
+    Raises
+    ------
+    InputTypeError
+        For anything else.
+    """
+    if value is not None and not callable(value):
+        raise InputTypeError(f"progress must be None or a callable taking a Progress, got {type(value).__name__} {value!r}")
+    return value

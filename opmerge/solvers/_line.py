@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -41,8 +40,14 @@ def effective_list_length(steps: int, list_length: int) -> int:
     return max(length, 1)
 
 
-def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, deadline, list_length):
-    """Search one direction; returns ``(best_sq, plan or None, lower_bound_sq, nodes, complete)``."""
+def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, budget, list_length):
+    """Search one direction; returns ``(best_sq, plan or None, lower_bound_sq, nodes, complete)``.
+
+    ``tables``: the range tables of :func:`~opmerge.solvers.tables.range_tables` (direction first);
+    ``budget``: the :class:`~opmerge.solvers._control.Budget` of the call, asked for the deadline
+    between list lengths while the value lists are built (shorter lists when it has passed) and
+    between slices of ``SLICE_NODES`` expansions of the kernel.
+    """
     n = problem.steps
     steps = np.ascontiguousarray(problem.step_values[0])
     retention = np.ascontiguousarray(problem.retention[0])
@@ -60,6 +65,9 @@ def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, 
     chunks = []
     offset = 0
     for ell in range(1, length + 1):
+        if ell > 1 and budget.expired():
+            length = ell - 1  # shorter lists: the search stays exact, only slower
+            break
         for i in range(0, n - ell + 1):
             for kind_code, kind in ((0, "V"), (1, "F")):
                 values = lists.get(kind, i, i + ell)[0]
@@ -83,8 +91,9 @@ def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, 
     status = 1
     while status == 1:
         remaining = node_budget - int(state[4])
-        if remaining <= 0 or time.perf_counter() > deadline:
+        if remaining <= 0 or budget.expired():
             break
+        budget.report("search", int(state[4]))
         status = line_search(
             steps, retention, init_code, jump, goal, scale, data_target,
             tab["v_lo"], tab["v_hi"], tab["f_lo"], tab["f_hi"], tab["g_lo"], tab["g_hi"],
@@ -92,6 +101,7 @@ def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, 
             pool_int, pool_f, pool_top, stack_expr, stack_bound, stack_mark, stack_size,
             state, best_rows, min(SLICE_NODES, remaining),
         )
+        budget.note(incumbent=math.sqrt(state[0]))
     complete = status == 0
     lower_sq = min(state[0], state[3])
     if not complete:

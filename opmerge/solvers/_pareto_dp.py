@@ -22,7 +22,7 @@ from ..plans import MergeNode, Plan
 from ._checks import check_problem
 from ._kernels import INIT_CODES
 from ._pareto_kernels import combine_candidates, context_bounds, merge_fronts
-from .exact import _range_tables
+from .tables import ProblemTables
 
 __all__ = ["ParetoDP", "ParetoAbort", "pareto_applicable", "root_objective"]
 
@@ -110,8 +110,11 @@ class ParetoDP:
         Same, when more candidate vectors than this have been generated.
     deadline : float
         Same, when ``time.perf_counter()`` passes it.
-    tables : dict, optional
-        :func:`~opmerge.solvers.exact.range_tables` of ``problem`` (computed when omitted).
+    tables : ProblemTables, optional
+        The range tables of ``problem`` (built when omitted).
+    budget : Budget, optional
+        Told the number of candidates after every batch, for progress reports
+        (:class:`~opmerge.solvers._control.Budget`).
     beam : int, optional
         Keep only the ``beam`` vectors of smallest bound of every front (sets ``truncated``).
 
@@ -125,8 +128,8 @@ class ParetoDP:
     """
 
     def __init__(self, problem: Problem, threshold: float, *, label_rule: int = 0, max_front: int = 20000,
-                 node_budget: int = 10**12, deadline: float = math.inf, tables: dict | None = None,
-                 beam: int | None = None):
+                 node_budget: int = 10**12, deadline: float = math.inf, tables: ProblemTables | None = None,
+                 beam: int | None = None, budget=None):
         self.problem = problem
         self.beam = beam
         self.truncated = False
@@ -135,13 +138,13 @@ class ParetoDP:
         self.max_front = max_front
         self.node_budget = node_budget
         self.deadline = deadline
+        self.budget = budget
         self.n = problem.steps
         self.m_seg = problem.segments
         self.d = problem.dim
-        tables = _range_tables(problem) if tables is None else tables
-        move = lambda name: np.ascontiguousarray(np.moveaxis(tables[name], 0, -1))  # noqa: E731
-        self.v_lo, self.v_hi, self.f_lo, self.f_hi = (move(k) for k in ("v_lo", "v_hi", "f_lo", "f_hi"))
-        self.g_lo, self.g_hi = move("g_lo"), move("g_hi")
+        last = (ProblemTables(problem) if tables is None else tables).direction_last()
+        self.v_lo, self.v_hi, self.f_lo, self.f_hi = (last[k] for k in ("v_lo", "v_hi", "f_lo", "f_hi"))
+        self.g_lo, self.g_hi = last["g_lo"], last["g_hi"]
         self.s_lo = np.ascontiguousarray(self.g_lo[self.m_seg, self.n])
         self.s_hi = np.ascontiguousarray(self.g_hi[self.m_seg, self.n])
         self.goal = np.ascontiguousarray(problem.goal, dtype=np.float64)
@@ -164,6 +167,8 @@ class ParetoDP:
         return np.full(self.d, 0.0 if self.init_code == 2 else 1.0)
 
     def _check(self) -> None:
+        if self.budget is not None:
+            self.budget.report("pareto", self.candidates)
         if self.candidates > self.node_budget:
             raise ParetoAbort("node_budget")
         if time.perf_counter() > self.deadline:
@@ -238,6 +243,7 @@ class ParetoDP:
             self.v_lo, self.v_hi, self.f_lo, self.f_hi, self.g_lo, self.g_hi, self.retention_t, self.init_code,
             self.jump_t, m_seg, self.s_lo, self.s_hi, self.goal, self.scale, self.threshold,
         )
+        self._check()
         self.V: dict = {}
         self.F: dict = {}
         leaf_labels = self.label_rule == 2

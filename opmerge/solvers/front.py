@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from ..errors import InputError
 from ..objective import Problem, evaluate_plan
 from ..plans import MergeNode, Plan, count_plans, enumerate_plans
-from . import exact as _exact
 from ._checks import check_choice, check_int, check_plan, check_problem, check_time_budget
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
-from ._tolerance import optimality_tolerance
+from .tables import ProblemTables
+from ._control import optimality_tolerance
 
 __all__ = ["COSTS", "FRONT_METHODS", "FrontPoint", "plan_cost", "fidelity_cost_front", "front_by_enumeration", "MAX_ENUMERATED_PLANS"]
 
@@ -217,7 +217,7 @@ def fidelity_cost_front(
     if not applicable:
         raise InputError(f"method='dp' does not apply to this problem ({why}); use method='enumerate' or 'auto'")
     tol = optimality_tolerance(problem, None, 0.0)
-    tables = _exact._range_tables(problem)
+    tables = ProblemTables(problem)
     rule = _LABEL_RULE[cost]
     exact = True
     try:

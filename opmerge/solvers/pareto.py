@@ -92,11 +92,13 @@ import time
 import numpy as np
 
 from ..objective import Problem, evaluate_plan
-from . import exact as _exact
-from ._checks import check_int, check_node_budget, check_problem, check_time_budget, check_tolerances
+from ._checks import check_int, check_node_budget, check_problem, check_progress, check_time_budget, check_tolerances
+from ._control import Budget, Incumbent, optimality_tolerance, seed_incumbent
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
-from ._tolerance import optimality_tolerance, pruning_threshold
-from .exact import Solution
+from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, search_plan
+from .progress import ProgressCallback
+from .solution import Solution, certified_solution
+from .tables import ProblemTables
 
 __all__ = ["solve_joint", "per_direction_bound", "pareto_applicable", "PARETO_METHODS", "DEFAULT_MAX_FRONT"]
 
@@ -146,11 +148,12 @@ def per_direction_bound(problem: Problem, tables: dict[str, np.ndarray] | None =
     """
     check_problem(problem)
     time_budget = check_time_budget(time_budget)
-    return _per_direction_bound(problem, _exact._range_tables(problem) if tables is None else tables, time_budget)
+    return _per_direction_bound(problem, ProblemTables(problem, tables), time.perf_counter() + time_budget)
 
 
-def _per_direction_bound(problem: Problem, tables: dict[str, np.ndarray], time_budget: float) -> tuple[float, np.ndarray]:
-    lo, hi = _exact._student_range(problem, tables)
+def _per_direction_bound(problem: Problem, tables: ProblemTables, deadline: float) -> tuple[float, np.ndarray]:
+    """:func:`per_direction_bound` for validated arguments; the one-direction searches stop at ``deadline``."""
+    lo, hi = tables.lo, tables.hi
     if problem.target == "data":
         a_lo = np.where(lo >= 0, lo, np.where(hi <= 0, -hi, 0.0))
         a_hi = np.maximum(np.abs(lo), np.abs(hi))
@@ -158,7 +161,6 @@ def _per_direction_bound(problem: Problem, tables: dict[str, np.ndarray], time_b
     dist = np.maximum(0.0, np.maximum(lo - problem.goal, problem.goal - hi))
     per = np.sqrt(problem.scale) * dist
     straddle = np.nonzero((dist == 0.0) & (problem.scale > 0))[0]
-    deadline = time.perf_counter() + float(time_budget)
     for k in straddle:
         left = deadline - time.perf_counter()
         if left <= 0:
@@ -167,8 +169,10 @@ def _per_direction_bound(problem: Problem, tables: dict[str, np.ndarray], time_b
             problem.schedule, lam=[float(problem.lam[k])], weights=[float(problem.weights[k])], model=problem.model,
             solver=problem.solver, target=problem.target, segments=problem.segments,
         )
-        per[k] = _exact._solve_by_search(one, node_budget=_exact.DEFAULT_NODE_BUDGET, time_budget=left, rtol=None,
-                                         atol=0.0, list_length=6).lower_bound
+        one_budget = Budget(left, DEFAULT_NODE_BUDGET)
+        one_tables = ProblemTables(one)
+        incumbent = seed_incumbent(one, one_tables, optimality_tolerance(one, None, 0.0), one_budget)
+        per[k] = search_plan(one, one_tables, incumbent, one_budget, node_budget=DEFAULT_NODE_BUDGET, list_length=6).lower_bound
     return float(math.sqrt(float(np.sum(per**2)))), per
 
 
@@ -176,10 +180,11 @@ def solve_joint(
     problem: Problem,
     *,
     max_front: int = DEFAULT_MAX_FRONT,
-    node_budget: int = _exact.DEFAULT_NODE_BUDGET,
-    time_budget: float = _exact.DEFAULT_TIME_BUDGET,
+    node_budget: int = DEFAULT_NODE_BUDGET,
+    time_budget: float = DEFAULT_TIME_BUDGET,
     rtol: float | None = None,
     atol: float = 0.0,
+    progress: ProgressCallback | None = None,
 ) -> Solution:
     r"""The plan with ``M`` segments minimising :math:`W_2 = \sqrt{\sum_i s_i (S_i - g_i)^2}` over all
     directions jointly, with a certificate.
@@ -241,34 +246,35 @@ def solve_joint(
     node_budget = check_node_budget(node_budget)
     time_budget = check_time_budget(time_budget)
     check_tolerances(rtol, atol)
-    return _solve_joint(problem, max_front=max_front, node_budget=node_budget, time_budget=time_budget, rtol=rtol, atol=atol)
+    check_progress(progress)
+    budget = Budget(time_budget, node_budget, progress)
+    tables = ProblemTables(problem)
+    incumbent = seed_incumbent(problem, tables, optimality_tolerance(problem, rtol, atol), budget)
+    solution = joint_plan(problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget)
+    budget.finish(solution.w2, solution.lower_bound, solution.nodes)
+    return solution
 
 
-def _solve_joint(problem: Problem, *, max_front: int, node_budget: int, time_budget: float, rtol: float | None,
-                 atol: float) -> Solution:
-    """:func:`solve_joint` for validated arguments (also called by :func:`~opmerge.solvers.exact.solve`)."""
-    start = time.perf_counter()
-    tol = optimality_tolerance(problem, rtol, atol)
-    tables = _exact._range_tables(problem)
-    lo, hi = _exact._student_range(problem, tables)
-
-    def tol_sq(best_sq: float) -> float:
-        return pruning_threshold(best_sq, tol)
-
+def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, budget: Budget, *, max_front: int,
+               node_budget: int) -> Solution:
+    """:func:`solve_joint` for validated arguments, the tables, the seeded incumbent and the budget of the call
+    (also called by :func:`opmerge.solvers.solve`)."""
+    start = budget.start
+    time_budget = budget.time_budget
+    tol = incumbent.tol
+    lo, hi = tables.lo, tables.hi
+    tol_sq = incumbent.threshold_for
     # incumbent: the seeds of solve() in the same order and with the same tie rule
-    best_plan, best_eval, best_sq = None, None, math.inf
-    for plan in _exact._seed_plans(problem, tables):
-        ev = evaluate_plan(problem, plan)
-        if best_plan is None or ev.w2 * ev.w2 < tol_sq(best_sq):
-            best_plan, best_eval, best_sq = plan, ev, ev.w2 * ev.w2
+    seeds = incumbent.copy()
+    best_plan, best_eval, best_sq = seeds.plan, seeds.evaluation, seeds.sq
 
     applicable, _why = pareto_applicable(problem)
     nodes = 0
     lower_sq = 0.0  # certified: no plan has W2^2 below it
     direction_bound = None
     if applicable:
-        budget = float(time_budget)
-        phase_end = start + _PARETO_SHARE * budget
+        budget_s = float(time_budget)
+        phase_end = start + _PARETO_SHARE * budget_s
         fraction = 1.0
         first = True
         while nodes < node_budget:
@@ -280,9 +286,10 @@ def _solve_joint(problem: Problem, *, max_front: int, node_budget: int, time_bud
             now = time.perf_counter()
             if now >= phase_end:
                 break
-            deadline = start + _FIRST_SHARE * budget if first else now + 0.5 * (phase_end - now)
+            deadline = start + _FIRST_SHARE * budget_s if first else now + 0.5 * (phase_end - now)
+            budget.nodes = nodes
             dp = ParetoDP(problem, theta, max_front=int(max_front), node_budget=int(node_budget) - nodes,
-                          deadline=min(deadline, phase_end), tables=tables)
+                          deadline=min(deadline, phase_end), tables=tables, budget=budget)
             try:
                 root = dp.run()
             except ParetoAbort:
@@ -297,26 +304,24 @@ def _solve_joint(problem: Problem, *, max_front: int, node_budget: int, time_bud
                 if ev.w2 * ev.w2 < best_sq:
                     best_plan, best_eval, best_sq = plan, ev, ev.w2 * ev.w2
                 lower = min(math.sqrt(float(objective[index])), best_eval.w2)
-                return Solution(
-                    plan=best_plan, evaluation=best_eval, w2=best_eval.w2, lower_bound=lower, exact=True, tol=tol,
-                    method="pareto", nodes=nodes, student_range=(lo, hi), elapsed=time.perf_counter() - start, problem=problem,
-                )
+                return certified_solution(best_plan, best_eval, lower, tol, "pareto", nodes, (lo, hi),
+                                          time.perf_counter() - start, problem)
             if root is not None and full:
                 # no plan beats the incumbent by more than tol
                 w2 = best_eval.w2
-                return Solution(
-                    plan=best_plan, evaluation=best_eval, w2=w2, lower_bound=min(max(w2 - tol, 0.0), w2), exact=True, tol=tol,
-                    method="pareto", nodes=nodes, student_range=(lo, hi), elapsed=time.perf_counter() - start, problem=problem,
-                )
+                return certified_solution(best_plan, best_eval, min(max(w2 - tol, 0.0), w2), tol, "pareto", nodes,
+                                          (lo, hi), time.perf_counter() - start, problem)
             if first:
                 # the full threshold was too hard: bisect between a certified bound and the incumbent
-                direction_bound, _ = _per_direction_bound(problem, tables, min(1.0, 0.05 * budget))
+                direction_bound, _ = _per_direction_bound(problem, tables, _bound_deadline(budget, budget_s))
                 lower_sq = max(lower_sq, direction_bound * direction_bound)
+                budget.note(bound=math.sqrt(lower_sq))
                 fraction = _BISECT_START
                 first = False
                 continue
             if root is not None:
                 lower_sq = max(lower_sq, theta)  # completed with nothing below theta
+                budget.note(bound=math.sqrt(lower_sq))
                 fraction = min(1.0, 2.0 * fraction)
             else:
                 fraction /= 4.0
@@ -324,16 +329,18 @@ def _solve_joint(problem: Problem, *, max_front: int, node_budget: int, time_bud
                     break
     # fallback: branch and bound with the rest of the time
     if direction_bound is None:
-        direction_bound, _ = _per_direction_bound(problem, tables, min(1.0, 0.05 * float(time_budget)))
-    remaining = max(float(time_budget) - (time.perf_counter() - start), 0.15 * float(time_budget))
-    search = _exact._solve_by_search(problem, node_budget=node_budget, time_budget=remaining, rtol=rtol, atol=atol)
+        direction_bound, _ = _per_direction_bound(problem, tables, _bound_deadline(budget, float(time_budget)))
+    budget.nodes = nodes
+    budget.note(bound=max(direction_bound, math.sqrt(lower_sq)))
+    search = search_plan(problem, tables, seeds.copy(), budget, node_budget=node_budget)
     if search.w2 * search.w2 < tol_sq(best_sq):
         best_plan, best_eval = search.plan, search.evaluation
     w2 = best_eval.w2
     lower = min(max(search.lower_bound, direction_bound, math.sqrt(lower_sq)), w2)
-    return Solution(
-        plan=best_plan, evaluation=best_eval, w2=w2, lower_bound=lower, exact=bool(w2 - lower <= tol), tol=tol,
-        method="pareto+search" if applicable else "search", nodes=nodes + search.nodes, student_range=(lo, hi),
-        elapsed=time.perf_counter() - start, problem=problem,
-    )
+    return certified_solution(best_plan, best_eval, lower, tol, "pareto+search" if applicable else "search",
+                              nodes + search.nodes, (lo, hi), time.perf_counter() - start, problem)
 
+
+def _bound_deadline(budget: Budget, seconds: float) -> float:
+    """Deadline of :func:`per_direction_bound` inside :func:`joint_plan`: ``min(1 s, 5 %)`` of the budget, within it."""
+    return min(budget.deadline, time.perf_counter() + min(1.0, 0.05 * seconds))

@@ -1,0 +1,246 @@
+r"""What every solver driver shares: the tolerance, the incumbent and the budget (private).
+
+Tolerance
+---------
+Two plans whose :math:`W_2` agree within
+
+.. math:: \mathrm{tol} = \mathrm{atol} + \mathrm{rtol} \sqrt{\textstyle\sum_i s_i g_i^2}
+
+cannot be told apart by evaluating them, so a solver stops when its certified lower bound is within
+``tol`` of its incumbent. The default ``rtol = 64 N eps`` is a safe multiple of the floating-point
+resolution of :math:`S` itself (each of the :math:`\le N - 1` merge nodes adds a few roundings of
+relative size ``eps``).
+
+Incumbent and ties
+------------------
+:class:`Incumbent` holds the best plan met so far. Ties (plans whose W2 agree within ``tol``) go to
+the first plan met, in this order: the canonical ``vanilla``, ``boot``, ``cd``, ``pd`` (uniform
+segments), the DP's extreme plans (per direction, ``lo`` then ``hi``; :func:`seed_incumbent`),
+then the search order: a later plan replaces the incumbent only when it is better by more than
+``tol``.
+
+Budget
+------
+One :class:`Budget` is made at the public entry (:func:`opmerge.solvers.solve`,
+:func:`opmerge.solvers.solve_joint`) before any work, so its deadline covers everything: the
+interval DP tables, the seed plans, the Pareto runs, the per-direction bounds and the branch and
+bound. The drivers ask it :meth:`Budget.expired` between small units of work (a branch-and-bound
+expansion, a slice of the Numba search, a batch of Pareto candidates, a seed plan) and report the
+work done through :meth:`Budget.report`, which calls the user's progress callback at most every
+:data:`~opmerge.solvers.progress.REPORT_INTERVAL` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..objective import PlanEvaluation, Problem, evaluate_plan
+from ..plans import CANONICAL_KINDS, Plan, canonical_plan
+from .progress import REPORT_INTERVAL, Progress, ProgressCallback
+from .tables import ProblemTables, _extreme_plan
+
+__all__ = ["default_rtol", "optimality_tolerance", "pruning_threshold", "Incumbent", "seed_incumbent", "Budget"]
+
+
+def default_rtol(steps: int) -> float:
+    r"""The default relative tolerance :math:`64\, N\, \varepsilon` (``eps`` of float64).
+
+    Parameters
+    ----------
+    steps : int
+        Number of teacher steps ``N``.
+
+    Returns
+    -------
+    float
+    """
+    return 64.0 * steps * np.finfo(np.float64).eps
+
+
+def optimality_tolerance(problem: Problem, rtol: float | None, atol: float) -> float:
+    r"""``tol`` of the module docstring for validated ``rtol`` (``None``: :func:`default_rtol`) and ``atol``.
+
+    Parameters
+    ----------
+    problem : Problem
+    rtol : float or None
+    atol : float
+
+    Returns
+    -------
+    float
+    """
+    if rtol is None:
+        rtol = default_rtol(problem.steps)
+    return atol + rtol * math.sqrt(float(np.sum(problem.scale * problem.goal**2)))
+
+
+def pruning_threshold(best_sq: float, tol: float) -> float:
+    r"""The squared W2 a plan must beat to replace an incumbent of squared W2 ``best_sq``.
+
+    .. math:: \theta = \big(\max(\sqrt{\mathrm{best\_sq}} - \mathrm{tol},\ 0)\big)^2
+
+    Parameters
+    ----------
+    best_sq : float
+        Squared W2 of the incumbent (``inf`` when there is none).
+    tol : float
+
+    Returns
+    -------
+    float
+    """
+    root = math.sqrt(best_sq) - tol
+    return root * root if root > 0 else 0.0
+
+
+class Incumbent:
+    """The best plan met so far, with the tie rule of the module docstring.
+
+    Parameters
+    ----------
+    problem : Problem
+    tol : float
+        The optimality tolerance (:func:`optimality_tolerance`).
+    """
+
+    def __init__(self, problem: Problem, tol: float):
+        self.problem = problem
+        self.tol = tol
+        self.plan: Plan | None = None
+        self.evaluation: PlanEvaluation | None = None
+        self.sq = math.inf  # squared W2 of the incumbent
+
+    @property
+    def w2(self) -> float:
+        """:math:`W_2` of the incumbent (``inf`` before the first plan)."""
+        return self.evaluation.w2 if self.evaluation is not None else math.inf
+
+    def threshold(self) -> float:
+        """The squared W2 a plan must beat to replace the incumbent (:func:`pruning_threshold`)."""
+        return pruning_threshold(self.sq, self.tol)
+
+    def threshold_for(self, best_sq: float) -> float:
+        """:func:`pruning_threshold` of a squared W2 ``best_sq`` with this incumbent's ``tol``."""
+        return pruning_threshold(best_sq, self.tol)
+
+    def copy(self) -> "Incumbent":
+        """An independent incumbent in the same state."""
+        other = Incumbent(self.problem, self.tol)
+        other.plan, other.evaluation, other.sq = self.plan, self.evaluation, self.sq
+        return other
+
+    def offer(self, plan: Plan, evaluation: PlanEvaluation | None = None) -> bool:
+        """Take ``plan`` when it is the first or better than the incumbent by more than ``tol``."""
+        ev = evaluate_plan(self.problem, plan) if evaluation is None else evaluation
+        if self.plan is None or ev.w2 * ev.w2 < self.threshold():
+            self.plan, self.evaluation, self.sq = plan, ev, ev.w2 * ev.w2
+            return True
+        return False
+
+    def take(self, plan: Plan, evaluation: PlanEvaluation) -> None:
+        """Replace the incumbent unconditionally (the caller has compared)."""
+        self.plan, self.evaluation, self.sq = plan, evaluation, evaluation.w2 * evaluation.w2
+
+
+def seed_plans(problem: Problem, tables: ProblemTables, budget: "Budget | None" = None) -> list[Plan]:
+    """The canonical plans (vanilla, boot, cd, pd) and, while the budget lasts, the extreme plans of every direction."""
+    plans = [canonical_plan(kind, problem.steps, problem.segments) for kind in CANONICAL_KINDS]
+    if problem.model.budget != "total":
+        for d in range(problem.dim):
+            for side in ("lo", "hi"):
+                if budget is not None:
+                    if budget.expired():
+                        return plans  # fewer seeds: the incumbent is still a valid plan
+                    budget.report("seeds")
+                plans.append(_extreme_plan(problem, d, side, tables.by_direction))
+    return plans
+
+
+def seed_incumbent(problem: Problem, tables: ProblemTables, tol: float, budget: "Budget | None" = None) -> Incumbent:
+    """The incumbent after the seed plans of :func:`seed_plans`, met in that order."""
+    incumbent = Incumbent(problem, tol)
+    for plan in seed_plans(problem, tables, budget):
+        incumbent.offer(plan)
+        if budget is not None:
+            budget.note(incumbent=incumbent.w2)
+    return incumbent
+
+
+class Budget:
+    r"""Deadline, node budget and progress reporting of one solver call.
+
+    Parameters
+    ----------
+    time_budget : float
+        Seconds from now (validated: ``> 0``; ``inf`` for no limit).
+    node_budget : int
+        Largest number of branch-and-bound expansions or Pareto candidates (validated: ``>= 1``).
+    progress : callable or None
+        Called with a :class:`~opmerge.solvers.progress.Progress` (see :meth:`report`).
+    start : float, optional
+        ``time.perf_counter()`` value the budget counts from (default: now).
+    """
+
+    def __init__(self, time_budget: float, node_budget: int, progress: ProgressCallback | None = None,
+                 start: float | None = None):
+        self.start = time.perf_counter() if start is None else float(start)
+        self.time_budget = float(time_budget)
+        self.deadline = self.start + self.time_budget
+        self.node_budget = int(node_budget)
+        self.progress = progress
+        self._next_report = self.start + REPORT_INTERVAL
+        self.reported = False
+        self.nodes = 0  # work of finished phases (added by the drivers)
+        self.incumbent = math.inf
+        self.bound = 0.0
+
+    # -- the clock ------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        """Seconds since :attr:`start`."""
+        return time.perf_counter() - self.start
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return self.deadline - time.perf_counter()
+
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        return time.perf_counter() > self.deadline
+
+    def share(self, fraction: float) -> float:
+        """The ``perf_counter`` value at ``fraction`` of the budget (capped by the deadline)."""
+        return min(self.deadline, self.start + fraction * self.time_budget)
+
+    # -- progress -------------------------------------------------------------------------------
+    def note(self, incumbent: float | None = None, bound: float | None = None) -> None:
+        """Record a better incumbent :math:`W_2` or a higher certified bound (for the reports)."""
+        if incumbent is not None and incumbent < self.incumbent:
+            self.incumbent = float(incumbent)
+        if bound is not None and bound > self.bound:
+            self.bound = float(bound)
+
+    def report(self, phase: str, nodes: int = 0) -> None:
+        """Call the progress callback if one is set and :data:`REPORT_INTERVAL` seconds have passed.
+
+        ``nodes`` is the work of the running phase so far (added to :attr:`nodes`, the work of the
+        finished ones).
+        """
+        if self.progress is None:
+            return
+        now = time.perf_counter()
+        if now < self._next_report:
+            return
+        self._next_report = now + REPORT_INTERVAL
+        self.reported = True
+        self.progress(Progress(phase, now - self.start, self.nodes + int(nodes), self.incumbent,
+                               min(self.bound, self.incumbent)))
+
+    def finish(self, w2: float, lower_bound: float, nodes: int) -> None:
+        """The last report (``phase="done"``), sent only when an earlier one was."""
+        if self.progress is None or not self.reported:
+            return
+        self.progress(Progress("done", self.elapsed(), int(nodes), float(w2), float(lower_bound)))

@@ -1,0 +1,245 @@
+r"""The interval dynamic program's value ranges, the achievable range and extreme plans.
+
+Every node value is bilinear in its children, so :func:`range_tables` computes, exactly and in
+:math:`O(N^3)` per direction, the smallest and largest value of every tree, forest and sequence of
+segments over every interval (Numba kernel :func:`opmerge.solvers._kernels.range_dp`);
+:func:`achievable_range` reads off the interval :math:`[S_{\min}, S_{\max}]` of student operators
+over *all* plans with ``M`` segments, and :func:`extreme_plan` rebuilds a plan attaining one end.
+
+The solvers build the tables once per problem (:class:`ProblemTables`, which also holds the
+direction-last copies their kernels read) and pass them down.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..objective import Problem
+from ..plans import MergeNode, Plan
+from .._util import deep_recursion
+from ._checks import check_choice, check_int, check_problem
+from ._kernels import INIT_CODES, find_choice, range_dp
+
+__all__ = ["range_tables", "achievable_range", "extreme_plan", "ProblemTables", "TABLE_NAMES"]
+
+#: names of the six tables, in the order :func:`~opmerge.solvers._kernels.range_dp` returns them
+TABLE_NAMES = ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")
+_TABLE_NAMES = TABLE_NAMES
+
+
+def _merge_count_range(problem: Problem) -> range:
+    n, m = problem.steps, problem.segments
+    return range(0, 1) if m == n else range(1, n - m + 1)
+
+
+def _dp_one(problem: Problem, direction: int, retention: np.ndarray) -> dict:
+    jump = problem.jump[direction] if problem.jump is not None else np.zeros((1, 1))
+    out = range_dp(
+        np.ascontiguousarray(problem.step_values[direction]),
+        np.ascontiguousarray(retention[direction]),
+        INIT_CODES[problem.model.init],
+        np.ascontiguousarray(jump),
+        problem.segments,
+    )
+    return dict(zip(_TABLE_NAMES, out))
+
+
+def range_tables(problem: Problem) -> dict[str, np.ndarray]:
+    r"""Value ranges of trees ``V``, forests ``F`` and segment sequences ``G`` for every direction.
+
+    The interval dynamic program of :mod:`opmerge.solvers._kernels`: every node value is bilinear
+    in its children, so the extremes over all subtrees of an interval are attained at corners of
+    the children's extremes,
+
+    .. math:: V_{\min}(i, j) = \min_{m,\ c_1 \in \{V^{\pm}(m, j)\},\ R \in \{F^{\pm}(i, m)\}} f(c_1, R),
+
+    and likewise for the maxima, forests and segment sequences (:math:`O(N^3)` in all).
+
+    Parameters
+    ----------
+    problem : Problem
+
+    Returns
+    -------
+    dict of str to ndarray
+        Arrays with the direction axis first: ``v_lo, v_hi, f_lo, f_hi`` of shape
+        ``(d, N + 1, N + 1)`` (entry ``[., i, j]`` for the steps ``j -> i``), ``g_lo, g_hi`` of
+        shape ``(d, M + 1, N + 1)``. For ``budget='total'`` the ranges enclose the union over the
+        possible merge counts.
+
+    Raises
+    ------
+    InputTypeError
+        When ``problem`` is not a :class:`~opmerge.objective.Problem`.
+    """
+    return _range_tables(check_problem(problem))
+
+
+def _range_tables(problem: Problem) -> dict[str, np.ndarray]:
+    if problem.model.budget != "total":
+        per_direction = [_dp_one(problem, d, problem.retention) for d in range(problem.dim)]
+        return {name: np.stack([t[name] for t in per_direction]) for name in _TABLE_NAMES}
+    tables: dict = {}
+    for count in _merge_count_range(problem):
+        retention = problem.retention_for(count)
+        per_direction = [_dp_one(problem, d, retention) for d in range(problem.dim)]
+        for name in ("v_lo", "f_lo", "g_lo"):
+            stacked = np.stack([t[name] for t in per_direction])
+            tables[name] = stacked if name not in tables else np.minimum(tables[name], stacked)
+        for name in ("v_hi", "f_hi", "g_hi"):
+            stacked = np.stack([t[name] for t in per_direction])
+            tables[name] = stacked if name not in tables else np.maximum(tables[name], stacked)
+    return tables
+
+
+def achievable_range(problem: Problem, tables: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Exact :math:`[\min_{\text{plans}} S_i, \max_{\text{plans}} S_i]` per direction.
+
+    .. math:: S_i^- = G_{\min}(M, N)_i, \qquad S_i^+ = G_{\max}(M, N)_i
+
+    Exact for ``budget='per-merge'``; an enclosing interval for ``budget='total'``.
+
+    Parameters
+    ----------
+    problem : Problem
+    tables : dict, optional
+        The output of :func:`range_tables` for ``problem`` (computed when omitted).
+
+    Returns
+    -------
+    lo, hi : (d,) ndarray
+        The smallest and largest student value of every direction over all plans with ``M`` segments.
+
+    Raises
+    ------
+    InputTypeError
+        When ``problem`` is not a :class:`~opmerge.objective.Problem`.
+    """
+    check_problem(problem)
+    return _student_range(problem, _range_tables(problem) if tables is None else tables)
+
+
+def _student_range(problem: Problem, tables: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return tables["g_lo"][:, problem.segments, problem.steps].copy(), tables["g_hi"][:, problem.segments, problem.steps].copy()
+
+
+def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables: dict[str, np.ndarray] | None = None) -> Plan:
+    """A plan attaining the minimum (``side='lo'``) or maximum (``'hi'``) student value of one direction.
+
+    The choices that attain the extremes of :func:`range_tables` are recomputed node by node
+    (same arithmetic, so equality is exact) and the plan is rebuilt from the root down.
+
+    Parameters
+    ----------
+    problem : Problem
+        With ``budget='per-merge'`` (for ``'total'`` a node's retention depends on the whole plan).
+    direction : int
+        Eigen-direction, in ``[0, d - 1]``.
+    side : {"lo", "hi"}
+    tables : dict, optional
+        The output of :func:`range_tables` for ``problem`` (computed when omitted).
+
+    Returns
+    -------
+    Plan
+        A plan with ``M`` segments whose student value of ``direction`` is the end ``side`` of
+        :func:`achievable_range`.
+
+    Raises
+    ------
+    InputError
+        For ``budget='total'``, a ``side`` other than ``'lo'``/``'hi'`` or a direction out of range.
+    InputTypeError
+        When ``problem`` is not a Problem or ``direction`` not an int.
+    """
+    check_problem(problem)
+    if problem.model.budget == "total":
+        raise InputError("extreme_plan needs problem.model.budget = 'per-merge' (extreme plans are not read off the DP for 'total')")
+    check_choice(side, "side", ("lo", "hi"))
+    direction = check_int(direction, "direction", 0, problem.dim - 1)
+    return _extreme_plan(problem, direction, side, _range_tables(problem) if tables is None else tables)
+
+
+def _extreme_plan(problem: Problem, direction: int, side: str, tables: dict[str, np.ndarray]) -> Plan:
+    t = tables
+    d = direction
+    jump = np.ascontiguousarray(problem.jump[d]) if problem.jump is not None else np.zeros((1, 1))
+    args = (
+        np.ascontiguousarray(problem.step_values[d]), np.ascontiguousarray(problem.retention[d]),
+        INIT_CODES[problem.model.init], jump,
+        *(np.ascontiguousarray(t[name][d]) for name in _TABLE_NAMES),
+    )
+
+    def choice(table, s, k_or_i, j):
+        m, bits = find_choice(table, s, k_or_i, j, *args)
+        if m == -2:  # cannot happen: the extreme was computed by the same arithmetic
+            raise RuntimeError("internal error: no choice attains the DP extreme")
+        return int(m), int(bits)
+
+    def tree(i, j, s):
+        if j == i + 1:
+            return j
+        m, bits = choice(0, s, i, j)
+        return MergeNode((tree(m, j, bits & 1), *forest(i, m, (bits >> 1) & 1)))
+
+    def forest(i, j, s):
+        out = []
+        while True:
+            if j == i + 1:
+                out.append(j)
+                return out
+            m, bits = choice(1, s, i, j)
+            if m < 0:
+                out.append(tree(i, j, s))
+                return out
+            out.append(tree(m, j, bits & 1))
+            j, s = m, (bits >> 1) & 1
+
+    with deep_recursion(4 * problem.steps):
+        segments = []
+        k, j, s = problem.segments, problem.steps, 0 if side == "lo" else 1
+        while k > 1:
+            m, bits = choice(2, s, k, j)
+            segments.append(tree(m, j, bits & 1))
+            k, j, s = k - 1, m, (bits >> 1) & 1
+        segments.append(tree(0, j, s))
+        return Plan(tuple(segments))
+
+
+
+
+def retention_bound(problem: Problem, reduce) -> np.ndarray:
+    """Elementwise ``reduce`` (``np.minimum`` or ``np.maximum``) of the retention over the possible merge counts."""
+    if problem.model.budget != "total":
+        return np.asarray(problem.retention)
+    tables = [problem.retention_for(count) for count in _merge_count_range(problem)]
+    out = tables[0]
+    for t in tables[1:]:
+        out = reduce(out, t)
+    return out
+
+
+class ProblemTables:
+    r"""The range tables of one problem, built once and shared by every solver phase.
+
+    Attributes
+    ----------
+    problem : Problem
+    by_direction : dict of str to ndarray
+        The output of :func:`range_tables` (direction axis first).
+    lo, hi : (d,) ndarray
+        The achievable range (:func:`achievable_range`).
+    """
+
+    def __init__(self, problem: Problem, by_direction: dict[str, np.ndarray] | None = None):
+        self.problem = problem
+        self.by_direction = _range_tables(problem) if by_direction is None else by_direction
+        self.lo, self.hi = _student_range(problem, self.by_direction)
+        self._last: dict[str, np.ndarray] | None = None
+
+    def direction_last(self) -> dict[str, np.ndarray]:
+        """The six tables with the direction axis last, C-contiguous (what the kernels read); built once."""
+        if self._last is None:
+            self._last = {k: np.ascontiguousarray(np.moveaxis(self.by_direction[k], 0, -1)) for k in TABLE_NAMES}
+        return self._last
