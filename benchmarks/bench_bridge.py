@@ -6,7 +6,7 @@ Usage::
 
 Measures, after a warm-up, the median over repeats of
 
-1. **MLP plan student**: one merge node (``experiments.executor.PlanExecutor.train_node``) of a
+1. **MLP plan student**: one merge node (``experiments.executor.GaussianPlanExecutor.train_node``) of a
    residual MLP (``mlp``, width 64, 2 hidden layers, Adam) on a 16-direction Gaussian, batch 256:
    training samples per second = ``steps * batch / seconds`` (input draw, teacher target,
    forward, backward, Adam update all included);
@@ -37,7 +37,7 @@ from opmerge.plans import MergeNode  # noqa: E402
 from opmerge.schedules import make_schedule  # noqa: E402
 
 from opmerge.experiments._torch import resolve_device  # noqa: E402
-from opmerge.experiments.executor import PlanExecutor, TrainConfig  # noqa: E402
+from opmerge.experiments.executor import GaussianPlanExecutor, TrainConfig  # noqa: E402
 from opmerge.experiments.gaussian import make_gaussian  # noqa: E402
 from opmerge.experiments.teacher import GaussianTeacher, TeacherStep  # noqa: E402
 from opmerge.experiments.trajectory import TrajectoryConfig, TrajectoryTrainer  # noqa: E402
@@ -58,7 +58,7 @@ def bench_plan_student(device: torch.device, family: str, steps: int, repeats: i
     node = MergeNode((8, 7, 6))
     children = [TeacherStep(teacher, n) for n in node.children]
     cfg = TrainConfig(family=family, optimizer="adam", lr=1e-3, steps=steps, batch=BATCH, hidden=64, depth=2)
-    executor = PlanExecutor(teacher, cfg, seed=0)
+    executor = GaussianPlanExecutor(teacher, cfg, seed=0)
     executor.train_node(node, children, "warmup")
     rates = []
     for r in range(repeats):

@@ -3,12 +3,16 @@ r"""The torch bridge: real students on Gaussian data, read back into the linear-
 Modules (each imports torch; the core ``opmerge`` never does):
 
 * :mod:`experiments.gaussian` — Gaussian data with a given spectrum, diagonal or rotated;
-* :mod:`experiments.teacher` — the exact denoiser and the DDIM / Heun samplers in torch;
+* :mod:`experiments.teacher` — the one Gaussian teacher (data mean optional): exact denoiser and
+  the DDIM / Heun samplers in torch;
+* :mod:`experiments.training` — the one training loop (plain gradient steps, Adam, EMA);
 * :mod:`experiments.students`, :mod:`experiments.executor` — student families and the plan
-  executor (one distillation run per merge node, bottom-up, warm start);
+  executor (one distillation run per merge node, bottom-up, warm start); the image case is
+  :mod:`experiments.images.distill`;
 * :mod:`experiments.trajectory` — SCoT and TraFlow trajectory students;
-* :mod:`experiments.readout` — effective gains, residuals and W2 (THEORY.md §7);
-* :mod:`experiments.studies`, :mod:`experiments.cli` — the validation studies and ``opmerge validate``.
+* :mod:`experiments.readout` — effective gains, residuals and W2 (docs/theory.md §7), for both cases;
+* :mod:`experiments.studies` (one module per study), :mod:`experiments.cli` — the validation
+  studies and ``opmerge validate``.
 
 Quick use::
 

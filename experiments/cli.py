@@ -2,9 +2,12 @@ r"""``opmerge validate <study> [options]``: the validation studies from the comm
 
 ``opmerge.cli`` hands ``validate``'s arguments (without the word ``validate``) to :func:`main`.
 Studies: ``exactness``, ``sgd``, ``ranking``, ``scot`` (see :mod:`experiments.studies` and
-``docs/bridge.md``). Each writes ``<out>/<study>.json`` and a figure, caches finished units in
-``<out>/units/`` (a rerun resumes) and prints a short report, or with ``--json`` one JSON object
-(configuration, predicted and measured values per plan and direction, summary).
+``docs/bridge.md``) and ``images`` (the digits study: :mod:`experiments.images.cli`, its own options,
+``opmerge validate images --help``). Each of the first four writes ``<out>/<study>.json`` and the figure
+``<out>/<study>-figure.*``, caches finished units in ``<out>/units/`` (a rerun resumes) and prints a
+short report, or with ``--json`` one JSON object (configuration, predicted and measured values per
+plan and direction, summary, provenance). An option that does not apply to the chosen study is a
+usage error (exit status 2), as is any bad value (:class:`opmerge.errors.InputError`).
 
 Options shared with the other commands come from :mod:`opmerge.cli_options`: the model group
 (``--schedule``, ``--steps``, ``--segments``, ``--solver``, ``--target``, ``--eta-tau``, ``--init``,
@@ -37,12 +40,18 @@ __all__ = ["main", "build_parser", "config_from_args"]
 _OWN_SPECTRUM_PREFIXES = ("geom:", "logspace:", "lin:", "linspace:")
 
 
+#: the study that lives in :mod:`experiments.images.cli` (its own parser)
+IMAGES = "images"
+
+
 def build_parser() -> ArgumentParser:
-    """The parser of ``opmerge validate``."""
+    """The parser of ``opmerge validate`` (its study choices list all five studies)."""
     from .studies import DEFAULT_OUT, STUDIES
 
     parser = ArgumentParser(prog="opmerge validate", description="Train real torch students and compare them with the model's predictions.")
-    parser.add_argument("study", choices=STUDIES, help="which validation study to run")
+    parser.add_argument("study", choices=STUDIES + (IMAGES,),
+                        help=f"which validation study to run: {', '.join(STUDIES)}, or {IMAGES} (the digits study, with its own options: "
+                             f"opmerge validate {IMAGES} --help)")
     add_model_arguments(parser, steps_default=None, segments_default=None)
     parser.set_defaults(schedule=None, eta_tau=None)
     for flag, text in (("--schedule", "noise schedule (default vp-cosine; rf for scot)"),
@@ -75,12 +84,18 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace):
-    """The :class:`~experiments.studies.StudyConfig` of the parsed options (``UsageError`` on bad input)."""
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None):
+    """The study's configuration (a :class:`~experiments.studies.StudyConfig`) of the parsed options.
+
+    Options left at their parser default are dropped when the study has no such field; an option
+    given for a study that does not use it is a ``UsageError``, as is any bad value.
+    """
     import numpy as np
 
+    from opmerge.errors import InputError
+
     from .gaussian import parse_spectrum
-    from .studies import StudyConfig
+    from .studies import CONFIGS, study_config
 
     if getattr(args, "budget", "per-merge") == "total":
         raise UsageError("--budget total does not apply to the bridge: every merge node is trained with its own budget (--lr, --gd-steps)")
@@ -107,9 +122,19 @@ def config_from_args(args: argparse.Namespace):
         "train_steps": args.train_steps, "n_eval": args.n_eval, "level": args.level, "rotated": args.rotated, "seed": args.seed,
         "device": args.device, "threads": args.threads, "out": args.out, "progress": not (args.no_progress or args.json),
     }
+    parser = parser or build_parser()
+    flags = {"node_steps": "--gd-steps/--node-steps", "n_eval": "--n-eval", "eta_tau": "--eta-tau", "train_steps": "--train-steps",
+             "plans": "--plan", "lam": "--lam/--spectrum", "progress": "--no-progress"}
+    dests = {"node_steps": "gd_steps", "plans": "plan", "progress": "no_progress"}
+    known = set(CONFIGS[args.study].field_names())
+    for key in [k for k in values if k != "study" and k not in known]:
+        value = values.pop(key)
+        default = parser.get_default(dests.get(key, key))
+        if value is not None and value != default:
+            raise UsageError(f"{flags.get(key, '--' + key.replace('_', '-'))} does not apply to the {args.study} study")
     try:
-        return StudyConfig(**values)
-    except (TypeError, ValueError) as exc:
+        return study_config(args.study, values)
+    except (TypeError, InputError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
 
 
@@ -143,8 +168,11 @@ def _report(result: dict) -> str:
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    config = config_from_args(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.study == IMAGES:
+        raise UsageError(f"the {IMAGES} study has its own options: write them after it, opmerge validate {IMAGES} [options]")
+    config = config_from_args(args, parser)
     from ._torch import resolve_device
     from .studies import run_study
 
@@ -152,7 +180,7 @@ def _main(argv: list[str]) -> int:
         resolve_device(config.device)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    result = run_study(config.study, config)
+    result = run_study(args.study, config)
     if args.json:
         emit_json(result)
     else:
@@ -166,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``images`` (the digits study) lives in :mod:`experiments.images.cli` and has its own options.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "images":
+    if argv and argv[0] == IMAGES:
         from .images.cli import validate_images_main
 
         return validate_images_main(argv[1:])

@@ -1,4 +1,4 @@
-r"""Gaussian data with a given spectrum, diagonal or rotated (THEORY.md §1).
+r"""Gaussian data with a given spectrum, diagonal or rotated (docs/theory.md §1).
 
 Data :math:`x_0 \sim \mathcal N(0, \Sigma)` with :math:`\Sigma = U \operatorname{diag}(\lambda_1..\lambda_d) U^\top`.
 ``U`` is the identity (diagonal data) or a Haar-random orthogonal matrix drawn from a seed

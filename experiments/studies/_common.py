@@ -1,0 +1,218 @@
+r"""What the four validation studies share: the common configuration, plan names, the unit cache and the result file.
+
+Every study is a frozen configuration class (a subclass of :class:`StudyConfig` that adds its own
+fields and declares its defaults) and a ``run(config, cache) -> dict`` function with a
+``figure(result) -> (fig, data)`` function. :func:`finish` writes the result and the figure:
+
+* ``<out>/<study>.json`` — the result (configuration, predicted and measured values, summary) with a
+  ``provenance`` block (:func:`opmerge.io.provenance`, with the torch device);
+* ``<out>/<study>-figure.{pdf,png,json}`` — the figure and the numbers it shows;
+* ``<out>/units/`` — finished units (:class:`opmerge.io.ResultCache`, namespace ``bridge-unit``, keyed by
+  the unit's configuration and the source of the core and of ``opmerge.experiments``), so a rerun
+  skips finished units and a code change recomputes them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from opmerge.errors import InputError
+from opmerge.io import ResultCache, provenance, to_jsonable, write_json
+from opmerge.objective import Problem
+from opmerge.plans import CANONICAL_KINDS, Plan, canonical_plan, format_plan, parse_plan
+from opmerge.solvers import solve
+
+from .._torch import default_dtype, resolve_device
+
+__all__ = ["DEFAULT_OUT", "DEFAULT_PLANS", "UNIT_NAMESPACE", "StudyConfig", "resolve_plans", "rel_gap", "families", "progress",
+           "environment", "device_label", "unit_cache", "finish"]
+
+DEFAULT_OUT = "results/validate"
+DEFAULT_PLANS = ("vanilla", "boot", "cd", "pd", "optimal")
+#: the namespace of the bridge's unit cache
+UNIT_NAMESPACE = "bridge-unit"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    r"""The fields every study has; a study's configuration subclasses it (``None`` fields take the study's defaults).
+
+    Parameters
+    ----------
+    quick : bool
+        Small size (tests, CPU, seconds).
+    schedule : str
+        Teacher schedule.
+    steps : int
+        Teacher steps ``N``.
+    segments : int
+        Student steps ``M`` of the plan studies.
+    solver : {"ddim", "heun"}
+    lam : tuple of float
+        Eigenvalues of the data.
+    plans : tuple of str
+        ``vanilla``, ``boot``, ``cd``, ``pd``, ``optimal`` or plans in text notation.
+    init, input : str
+        Student init and input distribution (docs/theory.md §4).
+    level : float
+        Confidence level of the intervals, in (0, 1).
+    seed : int
+    device : {"auto", "cpu", "cuda"}
+    threads : int
+        ``torch.set_num_threads`` for the study's duration (default 1: the tensors are small and
+        several threads are slower, badly so on a shared machine).
+    out : str
+        Results folder (default ``results/validate/<study>``).
+    progress : bool
+        tqdm bars.
+    """
+
+    #: the study's name (a class attribute of each subclass)
+    study: ClassVar[str] = ""
+
+    quick: bool = False
+    schedule: str | None = None
+    steps: int | None = None
+    segments: int | None = None
+    solver: str = "ddim"
+    lam: tuple | None = None
+    plans: tuple | None = None
+    init: str = "warm"
+    input: str = "forward"
+    level: float = 0.99
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    out: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lam is not None:
+            object.__setattr__(self, "lam", tuple(float(v) for v in np.atleast_1d(np.asarray(self.lam, dtype=np.float64))))
+        if self.plans is not None:
+            plans = (self.plans,) if isinstance(self.plans, str) else tuple(str(p) for p in self.plans)
+            object.__setattr__(self, "plans", plans)
+        if not 0.0 < float(self.level) < 1.0:
+            raise InputError(f"level must be in (0, 1), got {self.level!r}")
+
+    @classmethod
+    def defaults(cls, quick: bool) -> dict:
+        """The study's defaults (full size, or ``quick``); see ``docs/bridge.md`` for the reasons."""
+        return {"segments": 1, "plans": DEFAULT_PLANS, "threads": 1}
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The names of this configuration's fields."""
+        return tuple(f.name for f in fields(cls))
+
+    def resolved(self) -> "StudyConfig":
+        """A copy with every ``None`` field replaced by the study's default for ``quick``."""
+        values = {name: getattr(self, name) for name in self.field_names()}
+        for key, value in self.defaults(self.quick).items():
+            if key in values and values[key] is None:
+                values[key] = value
+        if values["out"] is None:
+            values["out"] = str(Path(DEFAULT_OUT) / self.study)
+        return type(self)(**values)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict, with the study's name."""
+        return {"study": self.study, **asdict(self)}
+
+
+def resolve_plans(names, problem: Problem) -> list[tuple[str, Plan]]:
+    """``[(name, Plan)]`` for plan names: canonical kinds, ``optimal`` (``opmerge.solvers.solve``) or text notation.
+
+    Duplicated plans are kept under each name (the same plan may be canonical and optimal).
+    """
+    out = []
+    for name in names:
+        if name in CANONICAL_KINDS:
+            out.append((name, canonical_plan(name, problem.steps, problem.segments)))
+        elif name == "optimal":
+            out.append((name, solve(problem).plan))
+        else:
+            plan = parse_plan(name, problem.steps)
+            if plan.n_segments != problem.segments:
+                raise InputError(f"plan {name!r} has {plan.n_segments} segment(s) but the study uses segments = {problem.segments}")
+            out.append((format_plan(plan), plan))
+    return out
+
+
+def progress(iterable, enabled: bool, desc: str, total: int | None = None):
+    """``iterable`` under a tqdm bar when ``enabled``."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+def families(text: str) -> list[str]:
+    """The entries of a comma list (``"diagonal,full"``)."""
+    return [part.strip() for part in str(text).split(",") if part.strip()]
+
+
+def rel_gap(measured, predicted) -> float:
+    r"""Largest relative gap :math:`\max_i |m_i - p_i| / |p_i|` (the denominator floored at 1e-300)."""
+    measured, predicted = np.asarray(measured, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    scale = np.maximum(np.abs(predicted), 1e-300)
+    return float(np.max(np.abs(measured - predicted) / scale))
+
+
+def environment(cfg: StudyConfig) -> tuple[torch.device, torch.dtype]:
+    """The torch device of ``cfg.device`` and its dtype (float64 on the CPU, float32 on CUDA)."""
+    device = resolve_device(cfg.device)
+    return device, default_dtype(device)
+
+
+def device_label(device: torch.device) -> str:
+    """``"cpu"`` or ``"cuda:0 (<device name>)"`` for the provenance block."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device.type
+
+
+def unit_cache(cfg: StudyConfig) -> ResultCache:
+    """The unit cache of a study: ``<out>/units``, namespace ``bridge-unit``, keyed by the core's and the bridge's code."""
+    return ResultCache(Path(cfg.out) / "units", UNIT_NAMESPACE, packages=("opmerge.experiments",))
+
+
+def finish(cfg: StudyConfig, body: dict, figure_fn, started: float, cache: ResultCache) -> dict:
+    """Assemble the result, save the figure (``<study>-figure.*``) and write ``<out>/<study>.json`` with its provenance."""
+    out = Path(cfg.out)
+    device, _ = environment(cfg)
+    result: dict[str, Any] = {"study": cfg.study, "config": cfg.to_dict(), **body}
+    result["unit_cache"] = {"cached": cache.hits, "computed": cache.misses}
+    try:
+        fig, data = figure_fn(result)
+        from opmerge.analysis.style import save_figure
+
+        paths = save_figure(fig, out / f"{cfg.study}-figure", data, config=result["config"], close=True)
+        result["figure"] = {k: str(v) for k, v in paths.items()}
+    except ImportError as exc:  # matplotlib missing: the numbers still count
+        result["figure"] = {"error": f"no figure ({exc})"}
+    result["elapsed_s"] = time.perf_counter() - started
+    result = to_jsonable(result)
+    result["result_file"] = str(out / f"{cfg.study}.json")
+    result["provenance"] = to_jsonable(provenance(device=device_label(device), config=result["config"]))
+    write_json(out / f"{cfg.study}.json", result)
+    return result
+
+
+def min_separation(predictions: list) -> float:
+    """Smallest relative difference between the predicted gains of two different plans (same direction)."""
+    best = float("inf")
+    for a in range(len(predictions)):
+        for b in range(a + 1, len(predictions)):
+            pa, pb = np.asarray(predictions[a]), np.asarray(predictions[b])
+            best = min(best, float(np.min(np.abs(pa - pb) / np.abs(pa))))
+    return best if math.isfinite(best) else float("nan")
