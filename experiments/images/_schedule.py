@@ -31,7 +31,7 @@ def check_continuous(name: str) -> str:
     return name
 
 
-def alpha_sigma(name: str, t):
+def alpha_sigma(name: str, t: float | np.ndarray | torch.Tensor) -> tuple:
     r""":math:`(\alpha(t), \sigma(t))` for a tensor, array or float ``t``."""
     check_continuous(name)
     lib = torch if isinstance(t, torch.Tensor) else np

@@ -18,11 +18,13 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from opmerge.model import StudentModel
 from opmerge.objective import Problem, evaluate_plan
 from opmerge.plans import parse_plan
+from opmerge.schedules import Schedule
 
 from .metrics import frechet_distance
 
@@ -47,7 +49,7 @@ def model_for(recipe: str, cfg: "ImagesStudyConfig", eta_tau: float | None = Non
 
 
 
-def ratio(a, b) -> np.ndarray:
+def ratio(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """Elementwise ``a / b`` with NaN where ``b == 0`` (zero-variance directions, which the summaries leave out)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -69,7 +71,7 @@ def w2_parts(student: np.ndarray, teacher: np.ndarray) -> dict:
             "mean_error": float(np.linalg.norm(m1 - m2)), "rms_paired": float(np.sqrt(np.mean(np.sum((student - teacher) ** 2, 1))))}
 
 
-def rank_agreement(measured, predicted) -> dict:
+def rank_agreement(measured: ArrayLike, predicted: ArrayLike) -> dict:
     """Spearman and Kendall correlations of measured vs predicted W2 (finite pairs), their count ``n``, and
     ``winner_agrees`` (the same plan is best); ``None`` correlations below 3 pairs or for constant values."""
     m, p = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
@@ -100,7 +102,8 @@ def relative_gain_errors(measured_norm: np.ndarray, predicted_norm: np.ndarray, 
     return {"median": float(np.median(rel[mask])) if np.any(mask) else None, "by_lambda": by_bin, "per_direction": rel}
 
 
-def calibrate_eta_tau(schedule, lam, cfg, plan_rows: list[dict], teacher_norm: np.ndarray, grid=None) -> dict:
+def calibrate_eta_tau(schedule: Schedule, lam: np.ndarray, cfg: "ImagesStudyConfig", plan_rows: list[dict], teacher_norm: np.ndarray,
+                      grid: ArrayLike | None = None) -> dict:
     r"""Gradient-flow :math:`\eta\tau` that best fits the measured gains of the network recipe.
 
     The measured gain is first mapped onto the Gaussian teacher's scale, :math:`\hat g_i = g_i T_i / g^T_i`

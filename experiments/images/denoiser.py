@@ -112,7 +112,7 @@ class DenoiserMLP(nn.Module):
             h = torch.nn.functional.silu(h @ w.T + emb @ e.T + b)
         return h @ self.out_weight.T + self.out_bias
 
-    def preconditioning(self, alpha: torch.Tensor, sigma: torch.Tensor):
+    def preconditioning(self, alpha: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         r""":math:`(c_\text{in}, c_\text{skip}, c_\text{out}, \ell)` for columns ``alpha``, ``sigma``."""
         s2 = self.data_std**2
         den2 = alpha**2 * s2 + sigma**2
@@ -122,7 +122,7 @@ class DenoiserMLP(nn.Module):
         logsnr = 2.0 * (torch.log(alpha.clamp_min(1e-30)) - torch.log(sigma.clamp_min(1e-30)))
         return c_in, c_skip, c_out, logsnr
 
-    def forward(self, z: torch.Tensor, alpha, sigma) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, alpha: float | torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""Denoised estimate :math:`\hat x_0(z; \alpha, \sigma)`."""
         n = z.shape[0]
         a, s = _as_column(alpha, n, z), _as_column(sigma, n, z)
@@ -153,5 +153,6 @@ class FixedLevelDenoiser(nn.Module):
         super().__init__()
         self.net, self.alpha, self.sigma = net, float(alpha), float(sigma)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\hat x_0(z; \alpha, \sigma)` at the fixed level."""
         return self.net(z, self.alpha, self.sigma)

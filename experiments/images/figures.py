@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from opmerge.errors import InputError
 
 from .comparison import ratio
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from .data import ImageDataset
 
 __all__ = ["tile_images", "plot_sample_grid", "study_figures"]
 
@@ -23,7 +30,8 @@ _GROUP_COLORS = {"gaussian-linear": "#0072B2", "gaussian-network": "#56B4E9", "t
 _M_MARKERS = {1: "o", 2: "s", 4: "^", 8: "D"}
 
 
-def tile_images(samples, image_shape, columns: int | None = None, pad: int = 1, value_range=(-1.0, 1.0)) -> np.ndarray:
+def tile_images(samples: ArrayLike, image_shape: tuple[int, ...], columns: int | None = None, pad: int = 1,
+                value_range: tuple[float, float] | None = (-1.0, 1.0)) -> np.ndarray:
     r"""Tile rows of flattened images into one picture.
 
     Parameters
@@ -62,7 +70,8 @@ def tile_images(samples, image_shape, columns: int | None = None, pad: int = 1, 
     return canvas
 
 
-def plot_sample_grid(panels: list[list[tuple[str, np.ndarray | None]]], image_shape, value_range=(-1.0, 1.0), panel_size: float = 1.25):
+def plot_sample_grid(panels: list[list[tuple[str, np.ndarray | None]]], image_shape: tuple[int, ...],
+                     value_range: tuple[float, float] | None = (-1.0, 1.0), panel_size: float = 1.25) -> "Figure":
     """A figure of panels (rows of ``(title, samples or None)``), each panel a tile of its samples.
 
     All panels are pasted into one mosaic and drawn with a single ``imshow`` (fast to save as PDF),
@@ -271,7 +280,7 @@ def _linearity_figure(result: dict, out: Path) -> dict:
     return {k: str(v) for k, v in paths.items()}
 
 
-def study_figures(result: dict, dataset, out: str | Path) -> dict:
+def study_figures(result: dict, dataset: "ImageDataset", out: str | Path) -> dict:
     """All figures of :func:`~experiments.images.study.run_images_study`; returns ``{name: {pdf, png, json}}``."""
     out = Path(out)
     figures: dict = {}

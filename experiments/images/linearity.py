@@ -23,6 +23,7 @@ Gaussian step operators :math:`A_n` (:func:`opmerge.teacher.step_operators`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -101,7 +102,7 @@ def _summaries(lam, stats, predicted, significant: np.ndarray) -> dict:
     }
 
 
-def read_linearity(sampler, teacher: "ImageTeacher | GaussianTeacher", n: int = 4096, generator: torch.Generator | None = None, *,
+def read_linearity(sampler: Callable[[torch.Tensor], torch.Tensor], teacher: "ImageTeacher | GaussianTeacher", n: int = 4096, generator: torch.Generator | None = None, *,
                    level: float = 0.99, inputs: torch.Tensor | None = None, lam_floor: float = 1e-4,
                    reference: GaussianTeacher | None = None) -> LinearityReadout:
     r"""Read a sampler :math:`z_N \mapsto x` back per eigen-direction of the training covariance (module docstring).

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 import scipy.linalg
 import torch
 from torch import nn
@@ -66,7 +67,7 @@ __all__ = [
 # =============================================================================================
 
 
-def frechet_distance(mean1, cov1, mean2, cov2, eps: float = 1e-6) -> float:
+def frechet_distance(mean1: ArrayLike, cov1: ArrayLike, mean2: ArrayLike, cov2: ArrayLike, eps: float = 1e-6) -> float:
     r"""Fréchet distance :math:`\|\mu_1-\mu_2\|^2 + \operatorname{tr}(C_1 + C_2 - 2(C_1C_2)^{1/2})` (squared W2 of Gaussians).
 
     Parameters
@@ -98,7 +99,7 @@ def _moments(x) -> tuple[np.ndarray, np.ndarray]:
     return arr.mean(0), np.atleast_2d(np.cov(arr, rowvar=False))
 
 
-def frechet_from_samples(x, y) -> float:
+def frechet_from_samples(x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor) -> float:
     r"""Fréchet distance between the Gaussians fitted to two samples (rows; :math:`1/(n-1)` covariances)."""
     m1, c1 = _moments(x)
     m2, c2 = _moments(y)
@@ -110,7 +111,7 @@ def frechet_from_samples(x, y) -> float:
 # =============================================================================================
 
 
-def classifier_score(probs) -> float:
+def classifier_score(probs: ArrayLike) -> float:
     r"""IS-like score :math:`\exp(\frac1n\sum_b \mathrm{KL}(p_b \| \bar p))`, :math:`\bar p = \frac1n\sum_b p_b` (rows of class probabilities)."""
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] < 1 or np.any(p < 0) or not np.allclose(p.sum(1), 1.0, atol=1e-6):
@@ -121,7 +122,7 @@ def classifier_score(probs) -> float:
     return float(np.exp(np.mean(terms.sum(1))))
 
 
-def class_coverage(predictions, n_classes: int, min_share: float = 0.02) -> float:
+def class_coverage(predictions: ArrayLike, n_classes: int, min_share: float = 0.02) -> float:
     r"""Fraction of the ``n_classes`` classes that get at least ``min_share`` of the arg-max ``predictions``."""
     pred = np.asarray(predictions).reshape(-1)
     if not 0.0 < min_share <= 1.0:
@@ -142,7 +143,8 @@ def _nearest(x: np.ndarray, ref: np.ndarray, batch: int = 2048) -> np.ndarray:
     return out
 
 
-def memorization(samples, train, test, factor: float = 3.0, seed: int = 0) -> dict:
+def memorization(samples: ArrayLike | torch.Tensor, train: ArrayLike | torch.Tensor, test: ArrayLike | torch.Tensor,
+                 factor: float = 3.0, seed: int = 0) -> dict:
     r"""Nearest-neighbour memorisation check (module docstring): ratio :math:`\rho = d_\text{train}/d_\text{test}` per sample.
 
     Returns
@@ -215,11 +217,12 @@ class ImageClassifier(nn.Module):
         """Penultimate activations (the feature space of the FID-like distance)."""
         return self.body(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits."""
         return self.head(self.body(x))
 
     @torch.no_grad()
-    def predict(self, x) -> dict:
+    def predict(self, x: ArrayLike | torch.Tensor) -> dict:
         """``probs`` (n, classes), ``labels`` (n,), ``features`` (n, features) as numpy float64 arrays."""
         t = torch.tensor(np.array(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x), dtype=torch.float32)
         self.eval()
@@ -227,7 +230,7 @@ class ImageClassifier(nn.Module):
         probs = torch.softmax(self.head(feats).double(), dim=1)
         return {"probs": probs.numpy(), "labels": probs.argmax(1).numpy(), "features": feats.double().numpy()}
 
-    def accuracy(self, x, labels) -> float:
+    def accuracy(self, x: ArrayLike | torch.Tensor, labels: ArrayLike) -> float:
         """Share of correct arg-max predictions."""
         return float(np.mean(self.predict(x)["labels"] == np.asarray(labels)))
 
@@ -307,7 +310,7 @@ def _reference_features(classifier: ImageClassifier, dataset: ImageDataset, spli
     return cache[key]
 
 
-def evaluate_samples(samples, dataset: ImageDataset, classifier: ImageClassifier | None = None, references: dict | None = None,
+def evaluate_samples(samples: ArrayLike | torch.Tensor, dataset: ImageDataset, classifier: ImageClassifier | None = None, references: dict | None = None,
                      min_share: float = 0.02, factor: float = 3.0, seed: int = 0, check_memorization: bool = True) -> dict:
     r"""All sample metrics of one set of samples.
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from opmerge.io import ResultCache
-from opmerge.plans import format_plan
+from opmerge.plans import Plan, format_plan
+from opmerge.schedules import Schedule
 
 from .._torch import derive_seed
 from ..teacher import GaussianTeacher
@@ -25,9 +27,9 @@ from .comparison import LAM_FLOOR, w2_parts
 from .data import ImageDataset
 from .distill import ImagePlanExecutor, ImageTrainConfig
 from .linearity import read_linearity, step_gains
-from .metrics import evaluate_samples
+from .metrics import ImageClassifier, evaluate_samples
 from .gaussian_teacher import gaussian_teacher_from_dataset
-from .teachers import ImageTeacher, TeacherConfig, load_checkpoint, train_teacher
+from .teachers import ImageTeacher, TeacherCheckpoint, TeacherConfig, load_checkpoint, train_teacher
 
 if TYPE_CHECKING:  # pragma: no cover
     from .study import ImagesStudyConfig
@@ -46,12 +48,12 @@ def unit_cache(out: str | Path) -> ResultCache:
     return ResultCache(Path(out) / "units", UNIT_NAMESPACE, packages=("opmerge.experiments",))
 
 
-def to_numpy(t) -> np.ndarray:
+def to_numpy(t: torch.Tensor | ArrayLike) -> np.ndarray:
     """A tensor or array as a float64 numpy array (on the CPU)."""
     return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
 
 
-def teacher_identity(teacher: "ImageTeacher | GaussianTeacher", dataset: ImageDataset, summary=None) -> dict:
+def teacher_identity(teacher: "ImageTeacher | GaussianTeacher", dataset: ImageDataset, summary: TeacherCheckpoint | None = None) -> dict:
     """What fixes a teacher (kind, data fingerprint, grid, dtype; a trained one's configuration and step): part of every unit's key."""
     ident = {"kind": teacher.kind, "data": dataset.fingerprint(), "schedule": teacher.schedule.name, "steps": teacher.steps,
              "dtype": str(teacher.dtype).replace("torch.", "")}
@@ -60,7 +62,7 @@ def teacher_identity(teacher: "ImageTeacher | GaussianTeacher", dataset: ImageDa
     return ident
 
 
-def classifier_identity(classifier) -> dict | None:
+def classifier_identity(classifier: ImageClassifier | None) -> dict | None:
     """What fixes the metrics classifier (its configuration), so that cached units never mix classifiers."""
     return None if classifier is None else getattr(classifier, "identity", None)
 
@@ -70,7 +72,7 @@ def tile_samples(samples: np.ndarray) -> list:
     return np.round(samples[:GRID_SAMPLES], 4).tolist()
 
 
-def build_teachers(cfg: "ImagesStudyConfig", dataset: ImageDataset, schedule, device: torch.device) -> dict:
+def build_teachers(cfg: "ImagesStudyConfig", dataset: ImageDataset, schedule: Schedule, device: torch.device) -> dict:
     """``{kind: (teacher, identity, training record)}`` for the configured teachers (a trained one is loaded or trained)."""
     teachers: dict = {}
     if "gaussian" in cfg.teachers:
@@ -92,7 +94,8 @@ def build_teachers(cfg: "ImagesStudyConfig", dataset: ImageDataset, schedule, de
     return teachers
 
 
-def evaluate_teacher(cfg, teacher: "ImageTeacher | GaussianTeacher", z: torch.Tensor, dataset, classifier, cache, ident) -> dict:
+def evaluate_teacher(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", z: torch.Tensor, dataset: ImageDataset,
+                     classifier: ImageClassifier | None, cache: ResultCache, ident: dict) -> dict:
     """The teacher's unit: sample metrics on the inputs ``z``, its linearity readout and per-step gains."""
     unit_cfg = {"unit": "teacher", "teacher": ident, "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level,
                 "classifier": classifier_identity(classifier)}
@@ -107,7 +110,9 @@ def evaluate_teacher(cfg, teacher: "ImageTeacher | GaussianTeacher", z: torch.Te
     return cache.get_or_compute({"label": f"teacher-{teacher.kind}", **unit_cfg}, compute)
 
 
-def run_plan_unit(cfg, teacher, ident, recipe, plan, z, teacher_x, dataset, classifier, cache, teacher_gain) -> dict:
+def run_plan_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", ident: dict, recipe: str, plan: Plan, z: torch.Tensor,
+                  teacher_x: np.ndarray, dataset: ImageDataset, classifier: ImageClassifier | None, cache: ResultCache,
+                  teacher_gain: np.ndarray) -> dict:
     """One plan student's unit: execute the plan with the recipe, then its samples, metrics, W2 parts and gains."""
     train_cfg = (ImageTrainConfig(family="affine", optimizer="sgd", lr=cfg.lr_linear, steps=cfg.node_steps_linear, batch=cfg.batch,
                                   init=cfg.init, input=cfg.input) if recipe == "linear" else
@@ -136,7 +141,9 @@ def run_plan_unit(cfg, teacher, ident, recipe, plan, z, teacher_x, dataset, clas
     return cache.get_or_compute({"label": f"plan-{teacher.kind}-{recipe}-M{plan.n_segments}-{text}", **unit_cfg}, compute)
 
 
-def run_trajectory_unit(cfg, teacher, ident, method, z, teacher_x, dataset, classifier, cache, teacher_gain) -> dict:
+def run_trajectory_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", ident: dict, method: str, z: torch.Tensor,
+                        teacher_x: np.ndarray, dataset: ImageDataset, classifier: ImageClassifier | None, cache: ResultCache,
+                        teacher_gain: np.ndarray) -> dict:
     """One SCoT/TraFlow student's unit: trained once, sampled and read out at every ``M``."""
     from ..trajectory import TrajectoryConfig
     from .trajectory import ImageTrajectorySampler, train_trajectory_student

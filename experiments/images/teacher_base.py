@@ -74,7 +74,7 @@ class ImageTeacher:
         return float(self.schedule.alpha[n]), float(self.schedule.sigma[n])
 
     # ---- denoiser and sampler --------------------------------------------------------------
-    def denoise_at(self, z: torch.Tensor, alpha, sigma) -> torch.Tensor:
+    def denoise_at(self, z: torch.Tensor, alpha: float | torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         r"""The denoiser :math:`\hat x_0(z; \alpha, \sigma)` (floats, or tensors broadcastable to ``(n, 1)``)."""
         raise NotImplementedError
 

@@ -42,7 +42,8 @@ class TrainedTeacher(ImageTeacher):
             q.requires_grad_(False)
         self.config = config
 
-    def denoise_at(self, z: torch.Tensor, alpha, sigma) -> torch.Tensor:  # noqa: D102
+    def denoise_at(self, z: torch.Tensor, alpha: float | torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        r"""The EMA network's :math:`\hat x_0(z; \alpha, \sigma)`."""
         return self.net(z, alpha, sigma)
 
     def denoiser_module(self, alpha: float, sigma: float) -> nn.Module:
@@ -52,10 +53,12 @@ class TrainedTeacher(ImageTeacher):
             q.requires_grad_(True)
         return FixedLevelDenoiser(net, alpha, sigma)
 
-    def with_schedule(self, schedule: Schedule) -> "TrainedTeacher":  # noqa: D102
+    def with_schedule(self, schedule: Schedule) -> "TrainedTeacher":
+        """The same network sampled on another grid (it sees only the SNR, so any grid works)."""
         return TrainedTeacher(self.net, schedule, self.fit, self.train, self.config)
 
-    def to_dict(self) -> dict:  # noqa: D102
+    def to_dict(self) -> dict:
+        """JSON-friendly description, with the training configuration."""
         out = super().to_dict()
         out["config"] = None if self.config is None else self.config.to_dict()
         return out
