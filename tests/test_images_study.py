@@ -150,10 +150,15 @@ def test_random_plans_and_config_validation():
     rng = np.random.default_rng(0)
     plans = [random_plan(8, m, rng) for m in (1, 2, 4) for _ in range(5)]
     assert all(p.steps == 8 for p in plans) and {p.n_segments for p in plans} == {1, 2, 4}
-    with pytest.raises(ValueError, match="teachers"):
+    from opmerge.errors import InputError, InputTypeError
+    from opmerge.experiments.images.teacher_quality import evaluate_teacher_quality
+
+    with pytest.raises(InputError, match="teachers"):
         ImagesStudyConfig(teachers=("nope",))
-    with pytest.raises(ValueError, match="schedule"):
+    with pytest.raises(InputError, match="schedule"):
         ImagesStudyConfig(schedule="edm")
+    with pytest.raises(InputTypeError, match="TeacherCheckpoint"):
+        evaluate_teacher_quality("teacher.pt", None)
     cfg = ImagesStudyConfig(quick=True).resolved()
     assert cfg.steps == 8 and cfg.recipes_by_teacher == (("gaussian", "linear"), ("trained", "network"))
 

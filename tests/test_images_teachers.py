@@ -136,8 +136,12 @@ def test_checkpoint_resume_is_bit_for_bit(digits, tmp_path):
     assert summary.provenance == sb["provenance"]
     summary_json = json.loads((tmp_path / "b" / "teacher.json").read_text())
     assert summary_json["provenance"]["device"] == "cpu" and summary_json["step"] == 12
-    with pytest.raises(ValueError, match="schedule"):
+    from opmerge.errors import InputError
+
+    with pytest.raises(InputError, match="schedule"):
         TeacherConfig(schedule="edm")
+    with pytest.raises(InputError, match="hidden"):
+        TeacherConfig(hidden=0)
 
 
 @pytest.mark.parametrize("init,inputs", [("warm", "forward"), ("ddim", "generated")])

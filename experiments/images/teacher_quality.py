@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from opmerge.errors import InputError
+from opmerge.errors import InputError, InputTypeError
 from opmerge.io import provenance, write_json
 
 from .._torch import resolve_device
@@ -58,7 +58,7 @@ def evaluate_teacher_quality(checkpoint: TeacherCheckpoint, dataset: ImageDatase
         ``provenance``.
     """
     if not isinstance(checkpoint, TeacherCheckpoint):
-        raise InputError(f"checkpoint must be a TeacherCheckpoint, got {type(checkpoint).__name__}")
+        raise InputTypeError(f"checkpoint must be a TeacherCheckpoint, got {type(checkpoint).__name__}")
     if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 2:
         raise InputError(f"n_eval must be an int >= 2, got {n_eval!r}")
     folder = Path(checkpoint.path).parent
