@@ -188,3 +188,28 @@ def test_api_reference_builds(tmp_path: Path):
     # the whole package tree is there: the core, the subpackages mapped from other folders, and modules
     for module in ("opmerge", "opmerge.analysis", "opmerge.experiments", "opmerge.teacher", "opmerge.model"):
         assert (html / "generated" / f"{module}.html").is_file(), f"no page for {module}"
+
+
+# ---------------------------------------------------------------------------------------------
+# license and citation
+# ---------------------------------------------------------------------------------------------
+def _top_level_keys(cff_text: str) -> dict[str, str]:
+    """Top-level ``key: value`` pairs of a CFF (YAML) file, quotes removed (enough for these checks)."""
+    out = {}
+    for match in re.finditer(r"^([a-z][a-z-]*):\s*(.*?)\s*$", cff_text, re.M):
+        out[match.group(1)] = match.group(2).strip("\"'")
+    return out
+
+
+def test_license_and_citation_agree_with_the_package():
+    from importlib.metadata import version
+
+    license_text = (REPO_ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert license_text.startswith("MIT License") and "the opmerge developers" in license_text
+    keys = _top_level_keys((REPO_ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    for required in ("cff-version", "message", "title", "authors", "version", "license", "references"):
+        assert required in keys, f"CITATION.cff lacks {required}"
+    assert keys["cff-version"] == "1.2.0"
+    assert keys["license"] == "MIT"
+    assert keys["version"] == version("opmerge"), "CITATION.cff's version is not the package's"
+    assert "2505.16024" in (REPO_ROOT / "CITATION.cff").read_text(encoding="utf-8")
