@@ -45,7 +45,7 @@ from .cli_options import (
 from .objective import PlanEvaluation, Problem, evaluate_plan
 from ._validate import echo
 from .plans import CANONICAL_KINDS, Plan, PlanParseError, canonical_plan, draw_plan, parse_plan
-from .solvers import Solution, solve
+from .solvers import Solution, solve, stderr_progress
 
 __all__ = ["main", "build_parser", "COMMANDS", "DELEGATED"]
 
@@ -162,6 +162,9 @@ def _add_output_arguments(parser: argparse.ArgumentParser, *, drawing: bool) -> 
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the text report")
     if drawing:
         g.add_argument("--no-draw", action="store_true", help="leave out the ASCII drawing of the plan")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="status line of a long search on stderr (phase, time, nodes, best W2, bound); "
+                        "default: on when stderr is a terminal")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,8 +337,16 @@ def _print(lines: list[str]) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-def _solve(problem: Problem, budgets: dict) -> Solution:
-    return solve(problem, **budgets)
+def _progress_callback(args: argparse.Namespace):
+    """:func:`opmerge.solvers.stderr_progress` when ``--progress`` (or, by default, when stderr is a terminal), else ``None``."""
+    wanted = getattr(args, "progress", None)
+    if wanted is None:
+        wanted = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return stderr_progress if wanted else None
+
+
+def _solve(problem: Problem, budgets: dict, args: argparse.Namespace) -> Solution:
+    return solve(problem, **budgets, progress=_progress_callback(args))
 
 
 def _attains(w2: float, solution: Solution) -> bool:
@@ -368,7 +379,7 @@ def run_plan(args: argparse.Namespace) -> int:
     directions = spectrum_from_args(args)
     problem = problem_from_args(args, directions=directions)
     budgets = search_budgets_from_args(args)
-    solution = _solve(problem, budgets)
+    solution = _solve(problem, budgets, args)
     if args.json:
         out = solution.to_dict()  # "exact": the plan is certified optimal
         out["command"] = "plan"
@@ -391,7 +402,7 @@ def run_compare(args: argparse.Namespace) -> int:
     directions = spectrum_from_args(args)
     problem = problem_from_args(args, directions=directions)
     budgets = search_budgets_from_args(args)
-    solution = _solve(problem, budgets)
+    solution = _solve(problem, budgets, args)
     entries: dict[str, tuple[Plan, PlanEvaluation]] = {}
     for kind in CANONICAL_KINDS:
         plan = canonical_plan(kind, problem.steps, problem.segments)
@@ -465,7 +476,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     problem = problem_from_args(args, steps=plan.steps, segments=plan.n_segments, directions=directions)
     budgets = search_budgets_from_args(args)
     evaluation = evaluate_plan(problem, plan)
-    solution = _solve(problem, budgets)
+    solution = _solve(problem, budgets, args)
     # one meaning of "exact" everywhere: this plan is certified optimal (W2 within tol of the certified lower bound)
     exact = bool(evaluation.w2 <= solution.lower_bound + solution.tol)
     ratio = _ratio(evaluation.w2, solution)

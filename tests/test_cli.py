@@ -566,3 +566,53 @@ def test_demo_needs_neither_torch_nor_sklearn(tmp_path):
                           env=env, timeout=600, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "CODE 0 LOADED [] EXPERIMENTS False" in proc.stdout, proc.stdout[-2000:]
+
+
+# ------------------------------------------------------------------------------------------
+# progress of long searches
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["plan"], ["compare"], ["evaluate", "--plan", "boot"]])
+def test_progress_option_reaches_solve(command, capsys, monkeypatch):
+    import io
+
+    import opmerge.cli as cli
+    from opmerge.solvers import stderr_progress
+
+    seen = []
+    real_solve = cli.solve
+
+    def spy(problem, **kwargs):
+        seen.append(kwargs.get("progress", "missing"))
+        return real_solve(problem, **kwargs)
+
+    monkeypatch.setattr(cli, "solve", spy)
+    argv = [*command, "--steps", "4", "--json"]
+    for extra, expected in (([], None), (["--progress"], stderr_progress), (["--no-progress"], None)):
+        seen.clear()
+        assert main([*argv, *extra]) == 0
+        capsys.readouterr()
+        assert seen == [expected]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    for extra, expected in (([], stderr_progress), (["--no-progress"], None)):
+        seen.clear()
+        assert main([*argv, *extra]) == 0
+        assert seen == [expected]  # default: on when stderr is a terminal
+
+
+def test_progress_lines_of_a_long_search(capsys):
+    # --budget total at N = 30 is a long branch and bound: it stops at the time budget
+    argv = ["plan", "--steps", "30", "--lam", "0.3", "--budget", "total", "--time-budget", "1.2", "--json"]
+    code, out, err = run(capsys, *argv, "--progress")
+    assert code == 0 and json.loads(out)["exact"] is False
+    lines = err.splitlines()
+    assert len(lines) >= 2 and all(line.startswith("opmerge: ") for line in lines)
+    assert lines[-1].startswith("opmerge: done") and "nodes" in lines[0] and "bound" in lines[0]
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and err == ""
