@@ -45,6 +45,7 @@ SCoT = :math:`w_v` velocity + consistency + :math:`w_d` denoising; :math:`w_v` f
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -314,7 +315,11 @@ class TrajectoryTrainer:
         x_t = a_t * x0 + s_t * eps
         da, ds = time_derivatives(name, s)
         target = da * x0 + ds * eps
-        _, d_s = jvp(lambda s_: self.net(x_t, t, s_), (s,), (torch.ones_like(s),))
+        with warnings.catch_warnings():
+            # torch.func.jvp loads torch's own jvp decompositions, which call the deprecated torch.jit.script
+            # internally (torch 2.13); the bridge itself scripts nothing
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
+            _, d_s = jvp(lambda s_: self.net(x_t, t, s_), (s,), (torch.ones_like(s),))
         return (d_s - target).pow(2).sum(-1).mean()
 
     def consistency_loss(self, n: int) -> torch.Tensor:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from opmerge.errors import InputError
+
 from ..trajectory import TrajectoryConfig, TrajectoryTrainer
 from .teachers import ImageTeacher
 
@@ -31,7 +33,8 @@ class _CentredData:
         import numpy as np
 
         self.teacher = teacher
-        self.lam = np.array(teacher.fit.lam)
+        fit = getattr(teacher, "fit", None)
+        self.lam = np.array(fit.lam) if fit is not None else np.array(teacher.data.lam)
         self.dim = teacher.dim
 
     def sample(self, n: int, generator: torch.Generator, dtype: torch.dtype, device) -> torch.Tensor:
@@ -46,11 +49,11 @@ class _CentredData:
 
 
 class CentredTeacherView:
-    r"""An :class:`ImageTeacher` in centred coordinates :math:`z'_n = z_n - \alpha_n\mu` (module docstring)."""
+    r"""An image teacher (or the Gaussian teacher with a mean) in centred coordinates :math:`z'_n = z_n - \alpha_n\mu` (module docstring)."""
 
     def __init__(self, teacher: ImageTeacher) -> None:
         if teacher.train is None:
-            raise ValueError("the teacher must hold its training rows (teacher.train)")
+            raise InputError("the teacher must hold its training rows (teacher.train)")
         self.teacher = teacher
         self.schedule = teacher.schedule
         self.device, self.dtype = teacher.device, teacher.dtype
@@ -83,7 +86,7 @@ class CentredTeacherView:
         return self.teacher.sample(z + self._shift(top), top, bottom) - self._shift(bottom)
 
     def exact_flow(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - guarded by the config check
-        raise ValueError("image teachers have no exact flow: use pairs='ddim'")
+        raise InputError("image teachers have no exact flow: use pairs='ddim'")
 
 
 class ImageTrajectorySampler(torch.nn.Module):
@@ -107,7 +110,7 @@ def train_trajectory_student(teacher: ImageTeacher, config: TrajectoryConfig, se
     ``ImageTrajectorySampler(trainer.ema, view, k)`` samples images in ``k`` steps.
     """
     if config.pairs != "ddim":
-        raise ValueError("image teachers have no exact flow: TrajectoryConfig.pairs must be 'ddim'")
+        raise InputError("image teachers have no exact flow: TrajectoryConfig.pairs must be 'ddim'")
     view = CentredTeacherView(teacher)
     trainer = TrajectoryTrainer(view, config, seed=seed)
     trainer.train(progress=progress)
