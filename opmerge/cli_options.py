@@ -108,8 +108,20 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
+#: longest error line printed; longer messages (an echoed 10,000-character value) are cut in the middle
+MAX_ERROR_LENGTH = 600
+
+
+def _shorten(message: str, limit: int = MAX_ERROR_LENGTH) -> str:
+    """``message`` cut to ``limit`` characters, keeping its start and end around a `` ... ``."""
+    if len(message) <= limit:
+        return message
+    keep = (limit - 5) // 2
+    return f"{message[:keep]} ... {message[-keep:]}"
+
+
 def _print_error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.write(f"{PROG}: error: {_shorten(message)}\n")
     sys.stderr.flush()
 
 

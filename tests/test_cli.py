@@ -616,3 +616,14 @@ def test_progress_lines_of_a_long_search(capsys):
     assert lines[-1].startswith("opmerge: done") and "nodes" in lines[0] and "bound" in lines[0]
     code, out, err = run(capsys, *argv)
     assert code == 0 and err == ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", "--schedule", "x" * 10_000],
+    ["plan", "--frobnicate", "y" * 10_000],
+    ["plan", "--spectrum", "1," * 5_000 + "z"],
+])
+def test_long_values_are_not_echoed_whole(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert_user_error(code, out, err)
+    assert len(err) <= 700
