@@ -41,28 +41,63 @@ LAM_FLOOR = 1e-4
 
 
 def model_for(recipe: str, cfg: "ImagesStudyConfig", eta_tau: float | None = None) -> StudentModel:
-    r"""The model of a student recipe: ``linear`` — gradient descent with the recipe's step and count
-    (``training="gd"``); ``network`` — gradient flow with :math:`\eta\tau` = ``eta_tau`` (default ``cfg.eta_tau``)."""
+    r"""The model of a student recipe.
+
+    Parameters
+    ----------
+    recipe : {"linear", "network"}
+        ``linear``: gradient descent with the recipe's step ``cfg.lr_linear`` and count
+        ``cfg.node_steps_linear`` (``training="gd"``, exact in expectation for affine students of the
+        Gaussian teacher); ``network``: gradient flow with budget :math:`\eta\tau`.
+    cfg : ImagesStudyConfig
+        Supplies the steps, ``init`` and ``input``.
+    eta_tau : float, optional
+        The flow budget of the ``network`` model (default ``cfg.eta_tau``).
+
+    Returns
+    -------
+    StudentModel
+    """
     if recipe == "linear":
         return StudentModel(training="gd", lr=cfg.lr_linear, gd_steps=cfg.node_steps_linear, init=cfg.init, input=cfg.input)
     return StudentModel(eta_tau=cfg.eta_tau if eta_tau is None else eta_tau, init=cfg.init, input=cfg.input)
 
 
-
 def ratio(a: ArrayLike, b: ArrayLike) -> np.ndarray:
-    """Elementwise ``a / b`` with NaN where ``b == 0`` (zero-variance directions, which the summaries leave out)."""
+    """Elementwise ``a / b`` with NaN where ``b == 0`` (zero-variance directions, which the summaries leave out).
+
+    Parameters
+    ----------
+    a, b : array-like
+        Broadcastable arrays.
+
+    Returns
+    -------
+    ndarray of float64
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(b != 0, a / np.where(b != 0, b, 1.0), np.nan)
 
 
-
 def w2_parts(student: np.ndarray, teacher: np.ndarray) -> dict:
-    r"""W2 of a student's samples to the teacher's on the same inputs (rows).
+    r"""W2 of a student's samples to the teacher's on the same inputs.
 
-    ``w2_cov`` — :math:`\sqrt{\mathrm{FD}(\mu_s, C_s; \mu_s, C_t)}`, the covariance part (the centred model's
-    quantity); ``w2_full`` — with the means, :math:`\sqrt{\mathrm{FD}}`; ``mean_error`` — :math:`\|\mu_s - \mu_t\|`;
-    ``rms_paired`` — the root mean squared distance of paired samples.
+    .. math:: W_\text{cov} = \sqrt{\operatorname{tr}\big(C_s + C_t - 2(C_s C_t)^{1/2}\big)},\qquad
+              W_\text{full} = \sqrt{W_\text{cov}^2 + \|\mu_s - \mu_t\|^2}
+
+    (Gaussians fitted to the rows, covariances with :math:`1/(n-1)`).
+
+    Parameters
+    ----------
+    student, teacher : ndarray (n, d)
+        Paired samples: row ``k`` of both comes from the same input :math:`z_N`.
+
+    Returns
+    -------
+    dict
+        ``w2_cov`` (the covariance part, what the centred model predicts), ``w2_full``, ``mean_error``
+        :math:`\|\mu_s - \mu_t\|` and ``rms_paired`` (root mean squared distance of paired rows).
     """
     m1, c1 = student.mean(0), np.cov(student, rowvar=False)
     m2, c2 = teacher.mean(0), np.cov(teacher, rowvar=False)
@@ -72,8 +107,19 @@ def w2_parts(student: np.ndarray, teacher: np.ndarray) -> dict:
 
 
 def rank_agreement(measured: ArrayLike, predicted: ArrayLike) -> dict:
-    """Spearman and Kendall correlations of measured vs predicted W2 (finite pairs), their count ``n``, and
-    ``winner_agrees`` (the same plan is best); ``None`` correlations below 3 pairs or for constant values."""
+    """How well a predicted ordering of plans matches the measured one.
+
+    Parameters
+    ----------
+    measured, predicted : array-like (k,)
+        W2 per plan; pairs with a non-finite entry are dropped.
+
+    Returns
+    -------
+    dict
+        ``spearman``, ``kendall`` (``None`` below 3 pairs or when either side is constant), ``n`` (pairs
+        used) and ``winner_agrees`` (the plan with the smallest measured W2 has the smallest predicted one).
+    """
     m, p = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
     ok = np.isfinite(m) & np.isfinite(p)
     m, p = m[ok], p[ok]
@@ -83,15 +129,33 @@ def rank_agreement(measured: ArrayLike, predicted: ArrayLike) -> dict:
             "winner_agrees": bool(np.argmin(m) == np.argmin(p))}
 
 
-
 def lam_bin_labels() -> list[str]:
     """Labels ``[lo, hi)`` of the eigenvalue bins :data:`LAM_BINS`."""
     return [f"[{lo:g}, {hi:g})" for lo, hi in zip(LAM_BINS[:-1], LAM_BINS[1:])]
 
 
 def relative_gain_errors(measured_norm: np.ndarray, predicted_norm: np.ndarray, lam: np.ndarray) -> dict:
-    r"""Relative error :math:`|g_i/g^T_i - S_i/T_i| / |S_i/T_i|` per direction, its median over directions with
-    :math:`\lambda_i >` :data:`LAM_FLOOR` and by eigenvalue bin (``None`` for an empty bin)."""
+    r"""Relative error of the teacher-normalised gains per direction,
+
+    .. math:: e_i = \frac{|g_i/g^T_i - S_i/T_i|}{|S_i/T_i|},
+
+    with its median over the directions with :math:`\lambda_i >` :data:`LAM_FLOOR` and per eigenvalue bin.
+
+    Parameters
+    ----------
+    measured_norm : ndarray (d,)
+        Measured :math:`g_i/g^T_i`.
+    predicted_norm : ndarray (d,)
+        The model's :math:`S_i/T_i`.
+    lam : ndarray (d,)
+        Eigenvalues :math:`\lambda_i`.
+
+    Returns
+    -------
+    dict
+        ``median`` (or ``None``), ``by_lambda`` (label of :func:`lam_bin_labels` -> median or ``None`` for an
+        empty bin) and ``per_direction`` (:math:`e_i`, NaN where :math:`S_i/T_i = 0`).
+    """
     keep = lam > LAM_FLOOR
     rel = ratio(np.abs(measured_norm - predicted_norm), np.abs(predicted_norm))
     by_bin = {}
@@ -109,6 +173,26 @@ def calibrate_eta_tau(schedule: Schedule, lam: np.ndarray, cfg: "ImagesStudyConf
     The measured gain is first mapped onto the Gaussian teacher's scale, :math:`\hat g_i = g_i T_i / g^T_i`
     (``teacher_norm`` :math:`= g^T_i/T_i`), then :math:`\sum_{\text{plans}}\sum_i \|v_{N,i}\|^2 (\hat g_i - S_i)^2`
     (the model's W2 weighting, directions with :math:`\lambda_i > 10^{-4}`) is minimised over a log grid.
+
+    Parameters
+    ----------
+    schedule : Schedule
+        The teacher's grid.
+    lam : ndarray (d,)
+        Eigenvalues of the data.
+    cfg : ImagesStudyConfig
+        Supplies ``init`` and ``input`` of the model.
+    plan_rows : list of dict
+        Each with ``segments``, ``plan`` (text) and the measured ``gain`` (d,).
+    teacher_norm : ndarray (d,)
+        :math:`g^T_i/T_i`, the measured teacher gain over the Gaussian one.
+    grid : array-like, optional
+        Candidate values (default 61 points geometric from 1e-3 to 1e3).
+
+    Returns
+    -------
+    dict
+        ``eta_tau`` (the best value), ``sse``, ``at_grid_edge``, ``grid`` and ``sse_grid``.
     """
     grid = np.geomspace(1e-3, 1e3, 61) if grid is None else np.asarray(grid, dtype=float)
     keep = lam > LAM_FLOOR
@@ -129,9 +213,21 @@ def calibrate_eta_tau(schedule: Schedule, lam: np.ndarray, cfg: "ImagesStudyConf
             "grid": grid.tolist(), "sse_grid": errors}
 
 
-
 def summarize(result: dict) -> dict:
-    """The short summary of a study result: teachers, students, rank correlations, breakdown, calibration."""
+    """The short summary of a study result.
+
+    Parameters
+    ----------
+    result : dict
+        What :func:`~experiments.images.study.run_images_study` has assembled (teachers, plan and
+        trajectory students, rankings, breakdown, calibration, data reference).
+
+    Returns
+    -------
+    dict
+        ``teachers``, ``data_reference``, ``students``, ``rank_correlation``, ``breakdown`` and
+        ``calibrated_eta_tau``.
+    """
     teachers = {}
     for kind, info in result["teachers"].items():
         m = info["metrics"]
