@@ -129,10 +129,24 @@ class EMA:
         r""":math:`r_k` of update number ``k`` (1 for the first update)."""
         return min(self.rate, (1.0 + k) / (10.0 + k)) if self.warmup else self.rate
 
-    def update(self, source: nn.Module) -> float:
-        r"""One update :math:`\theta^- \leftarrow r_k\theta^- + (1 - r_k)\theta` from ``source``'s parameters; returns :math:`r_k`."""
+    def update(self, source: nn.Module, k: int | None = None) -> float:
+        r"""One update :math:`\theta^- \leftarrow r_k\theta^- + (1 - r_k)\theta` from ``source``'s parameters.
+
+        Parameters
+        ----------
+        source : nn.Module
+            The trained network (same architecture as :attr:`module`).
+        k : int, optional
+            The update number in :math:`r_k`; default: the number of updates including this one
+            (1 for the first). A loop that counts from 0 (a resumed checkpoint's step) passes its own.
+
+        Returns
+        -------
+        float
+            The rate :math:`r_k` used.
+        """
         self.updates += 1
-        rate = self.rate_at(self.updates)
+        rate = self.rate_at(self.updates if k is None else int(k))
         with torch.no_grad():
             for p_ema, p in zip(self.module.parameters(), source.parameters()):
                 p_ema.mul_(rate).add_(p, alpha=1.0 - rate)

@@ -171,3 +171,19 @@ def test_ema_update_weights_the_old_average_by_the_rate():
             torch.testing.assert_close(p_ema, rate * p_old + (1 - rate) * p_net, rtol=1e-12, atol=1e-15)
             moved = max(moved, float((p_ema - p_old).abs().max()))
         assert moved > 1e-6  # the step changed the network, so the weights matter
+
+
+def test_ema_rate_schedule_and_explicit_update_number():
+    """r_k = min(r, (1 + k)/(10 + k)): 2/11 at k = 1, 0.1 at k = 0 (a loop counting from 0), r itself late; no warm-up: r."""
+    from opmerge.experiments.training import EMA
+
+    net = torch.nn.Linear(2, 1, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema = EMA(net, 0.9)
+    assert ema.rate_at(1) == pytest.approx(2 / 11) and ema.rate_at(1000) == 0.9 and EMA(net, 0.9, warmup=False).rate_at(1) == 0.9
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    assert ema.update(net, k=0) == pytest.approx(0.1)
+    torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 0.1 * 1.0 + 0.9 * 3.0, dtype=torch.float64))
+    assert ema.updates == 1 and not ema.module.weight.requires_grad
