@@ -48,7 +48,17 @@ METRICS_NAME = "teacher_metrics.json"
 
 
 def dataset_of(config: TeacherConfig) -> ImageDataset:
-    """The dataset a teacher configuration names (``config.data`` split by ``test_fraction``, ``split_seed``)."""
+    """The dataset a teacher configuration names.
+
+    Parameters
+    ----------
+    config : TeacherConfig
+        ``data`` split by ``test_fraction`` and ``split_seed``.
+
+    Returns
+    -------
+    ImageDataset
+    """
     return load_dataset(config.data, test_fraction=config.test_fraction, seed=config.split_seed)
 
 
@@ -83,7 +93,16 @@ class TeacherCheckpoint:
 
     def load_teacher(self, device: str | torch.device = "cpu", schedule: Schedule | None = None,
                      dataset: ImageDataset | None = None) -> TrainedTeacher:
-        """The EMA network as a :class:`TrainedTeacher` on ``device`` (grid: ``schedule`` or the configured one)."""
+        """The EMA network as a :class:`TrainedTeacher` (see :func:`load_checkpoint`).
+
+        Parameters
+        ----------
+        device : {"auto", "cpu", "cuda"} or torch.device
+        schedule : Schedule, optional
+            The sampling grid (default: the configured schedule and steps).
+        dataset : ImageDataset, optional
+            The training data (default: rebuilt from the configuration); its fingerprint must match.
+        """
         return load_checkpoint(self.path, device=device, schedule=schedule, dataset=dataset)[0]
 
     def to_dict(self) -> dict:
@@ -116,6 +135,11 @@ def save_checkpoint_atomic(obj: dict, path: str | os.PathLike) -> Path:
 def read_checkpoint(path: Path) -> dict:
     """The raw checkpoint dict at ``path`` (``torch.load(weights_only=True)``, on the CPU).
 
+    Parameters
+    ----------
+    path : Path
+        A ``teacher.pt`` file.
+
     Raises
     ------
     FileNotFoundError
@@ -133,7 +157,22 @@ def read_checkpoint(path: Path) -> dict:
 
 def build_net(config: TeacherConfig, dataset: ImageDataset, fit: GaussianFit, device: torch.device) -> DenoiserMLP:
     r"""The initial :class:`DenoiserMLP` of ``config`` (weights from a generator seeded by ``config.seed``),
-    preconditioned with the fit's mean and :math:`s = \sqrt{\operatorname{tr}\Sigma/d}`."""
+    preconditioned with the fit's mean and :math:`s = \sqrt{\operatorname{tr}\Sigma/d}`.
+
+    Parameters
+    ----------
+    config : TeacherConfig
+        Width, depth, embedding, prediction, dtype and seed.
+    dataset : ImageDataset
+        Supplies the dimension.
+    fit : GaussianFit
+        Supplies :math:`\mu` and :math:`s`.
+    device : torch.device
+
+    Returns
+    -------
+    DenoiserMLP
+    """
     dtype = dtype_of(config.dtype)
     gen = torch.Generator().manual_seed(config.seed)
     data_std = math.sqrt(float(np.sum(fit.lam)) / fit.dim)
@@ -146,8 +185,28 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     dataset: ImageDataset | None = None) -> tuple[TrainedTeacher, TeacherCheckpoint]:
     """Load a checkpoint file (or a folder holding ``teacher.pt``): the EMA network as a teacher, and its summary.
 
-    The dataset is rebuilt from the stored configuration (or ``dataset`` is used) and must have the
-    stored fingerprint.
+    Parameters
+    ----------
+    path : path-like
+        ``teacher.pt`` or its folder.
+    device : {"auto", "cpu", "cuda"} or torch.device
+        Where the network runs (float32 on CUDA, the configured dtype on the CPU).
+    schedule : Schedule, optional
+        The sampling grid (default: the configured schedule and steps).
+    dataset : ImageDataset, optional
+        The training data (default: rebuilt from the stored configuration); it must have the stored
+        fingerprint.
+
+    Returns
+    -------
+    (TrainedTeacher, TeacherCheckpoint)
+
+    Raises
+    ------
+    FileNotFoundError
+        No checkpoint at ``path``.
+    InputError
+        Not a checkpoint of this format, or other data.
     """
     path = Path(path)
     if path.is_dir():

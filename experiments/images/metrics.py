@@ -100,7 +100,17 @@ def _moments(x) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_from_samples(x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor) -> float:
-    r"""Fréchet distance between the Gaussians fitted to two samples (rows; :math:`1/(n-1)` covariances)."""
+    r"""Fréchet distance between the Gaussians fitted to two samples (:func:`frechet_distance` of their moments).
+
+    Parameters
+    ----------
+    x, y : array-like or tensor (n, d), (m, d)
+        Rows are samples, ``n, m >= 2``; covariances with :math:`1/(n-1)`.
+
+    Returns
+    -------
+    float
+    """
     m1, c1 = _moments(x)
     m2, c2 = _moments(y)
     return frechet_distance(m1, c1, m2, c2)
@@ -112,7 +122,20 @@ def frechet_from_samples(x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tenso
 
 
 def classifier_score(probs: ArrayLike) -> float:
-    r"""IS-like score :math:`\exp(\frac1n\sum_b \mathrm{KL}(p_b \| \bar p))`, :math:`\bar p = \frac1n\sum_b p_b` (rows of class probabilities)."""
+    r"""IS-like classifier score of a set of class-probability rows,
+
+    .. math:: \exp\Big(\frac1n\sum_b \mathrm{KL}(p_b \,\|\, \bar p)\Big),\qquad \bar p = \frac1n\sum_b p_b .
+
+    Parameters
+    ----------
+    probs : array-like (n, classes)
+        Rows of probabilities (``>= 0``, summing to 1).
+
+    Returns
+    -------
+    float
+        Between 1 (all rows alike, or all uniform) and the number of classes (confident and balanced).
+    """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] < 1 or np.any(p < 0) or not np.allclose(p.sum(1), 1.0, atol=1e-6):
         raise InputError("probs must be a 2-D array of rows of class probabilities (>= 0, summing to 1)")
@@ -123,7 +146,21 @@ def classifier_score(probs: ArrayLike) -> float:
 
 
 def class_coverage(predictions: ArrayLike, n_classes: int, min_share: float = 0.02) -> float:
-    r"""Fraction of the ``n_classes`` classes that get at least ``min_share`` of the arg-max ``predictions``."""
+    r"""Fraction of the ``n_classes`` classes that get at least ``min_share`` of the arg-max ``predictions``.
+
+    Parameters
+    ----------
+    predictions : array-like of int
+        Predicted class per sample.
+    n_classes : int
+        Number of classes (``>= 1``).
+    min_share : float
+        Share of the samples a class needs, in ``(0, 1]`` (a class with exactly ``min_share`` counts).
+
+    Returns
+    -------
+    float
+    """
     pred = np.asarray(predictions).reshape(-1)
     if not 0.0 < min_share <= 1.0:
         raise InputError(f"min_share must be in (0, 1], got {min_share!r}")
@@ -146,6 +183,18 @@ def _nearest(x: np.ndarray, ref: np.ndarray, batch: int = 2048) -> np.ndarray:
 def memorization(samples: ArrayLike | torch.Tensor, train: ArrayLike | torch.Tensor, test: ArrayLike | torch.Tensor,
                  factor: float = 3.0, seed: int = 0) -> dict:
     r"""Nearest-neighbour memorisation check (module docstring): ratio :math:`\rho = d_\text{train}/d_\text{test}` per sample.
+
+    Parameters
+    ----------
+    samples : array-like or tensor (n, d)
+    train : array-like or tensor (n_train, d)
+        Training images (``>= 1``).
+    test : array-like or tensor (n_test, d)
+        Held-out images (``>= 2``, for the leave-one-out baseline).
+    factor : float
+        A sample is memorised when :math:`\rho < 1/\text{factor}` (``factor > 1``).
+    seed : int
+        Unused (the check is deterministic).
 
     Returns
     -------
@@ -240,6 +289,17 @@ def train_classifier(dataset: ImageDataset, config: ClassifierConfig = Classifie
 
     Every epoch visits the training rows in a seeded random order; inputs get Gaussian noise of
     standard deviation ``input_noise``; loss: cross-entropy; Adam with weight decay.
+
+    Parameters
+    ----------
+    dataset : ImageDataset
+        Labelled data (``dataset.has_labels``).
+    config : ClassifierConfig
+
+    Returns
+    -------
+    ImageClassifier
+        In eval mode.
     """
     if not dataset.has_labels:
         raise InputError(f"dataset {dataset.name!r} has no labels: the classifier metrics need labelled data")
@@ -273,9 +333,22 @@ def _classifier_key(dataset: ImageDataset, config: ClassifierConfig) -> str:
 
 def load_or_train_classifier(dataset: ImageDataset, cache_dir: str | os.PathLike | None = None,
                              config: ClassifierConfig = ClassifierConfig()) -> tuple[ImageClassifier, dict]:
-    """The classifier for ``dataset`` from ``cache_dir/classifier-<key>.pt`` (key: data fingerprint + configuration), or trained and saved there.
+    """The classifier for ``dataset`` from ``cache_dir/classifier-<key>.pt``, or trained and saved there.
 
-    Returns the model and a record: ``test_accuracy``, ``train_accuracy``, ``config``, ``cached`` (bool), ``path``.
+    Parameters
+    ----------
+    dataset : ImageDataset
+        Labelled data.
+    cache_dir : path-like, optional
+        Folder of the cache file (``None``: train, do not save). The key hashes the data fingerprint
+        and the configuration; the file holds the weights, the configuration, the fingerprint and a
+        provenance block, written atomically.
+    config : ClassifierConfig
+
+    Returns
+    -------
+    (ImageClassifier, dict)
+        The model and a record: ``test_accuracy``, ``train_accuracy``, ``config``, ``cached`` (bool), ``path``.
     """
     path = None if cache_dir is None else Path(cache_dir) / f"classifier-{_classifier_key(dataset, config)}.pt"
     model = None
@@ -320,6 +393,32 @@ def evaluate_samples(samples: ArrayLike | torch.Tensor, dataset: ImageDataset, c
     ``check_memorization=False``); and for every
     named reference sample in ``references`` (e.g. the teacher's samples) ``fd_pixels_<name>`` and
     ``fd_features_<name>``.
+
+    Parameters
+    ----------
+    samples : array-like or tensor (n, d)
+    dataset : ImageDataset
+        Supplies the training and held-out images.
+    classifier : ImageClassifier, optional
+        Enables the feature distances, score, coverage, histogram and confidence.
+    references : dict of name -> array (m, d), optional
+        Further sample sets to measure the distance to.
+    min_share : float
+        Coverage threshold (:func:`class_coverage`).
+    factor : float
+        Memorisation threshold (:func:`memorization`).
+    seed : int
+        Passed to :func:`memorization`.
+    check_memorization : bool
+        Run the memorisation check.
+
+    Returns
+    -------
+    dict
+        ``n``, ``fd_pixels_test``, ``fd_pixels_train``, ``fd_pixels_<name>``; with a classifier
+        ``fd_features_test``, ``fd_features_train``, ``fd_features_<name>``, ``classifier_score``,
+        ``coverage``, ``coverage_min_share``, ``class_histogram``, ``mean_confidence``; ``memorization``;
+        ``value_range``.
     """
     to_np = lambda a: np.asarray(a.detach().cpu().double().numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float64)  # noqa: E731
     x = to_np(samples)

@@ -44,7 +44,19 @@ GRID_SAMPLES = 36
 
 
 def unit_cache(out: str | Path) -> ResultCache:
-    """The result cache of the study's units, ``<out>/units/``."""
+    """The result cache of the study's units, ``<out>/units/``.
+
+    Parameters
+    ----------
+    out : path-like
+        The study's output folder.
+
+    Returns
+    -------
+    ResultCache
+        Namespace :data:`UNIT_NAMESPACE`; keys include the code fingerprint of the core and of
+        ``opmerge.experiments``.
+    """
     return ResultCache(Path(out) / "units", UNIT_NAMESPACE, packages=("opmerge.experiments",))
 
 
@@ -54,7 +66,21 @@ def to_numpy(t: torch.Tensor | ArrayLike) -> np.ndarray:
 
 
 def teacher_identity(teacher: "ImageTeacher | GaussianTeacher", dataset: ImageDataset, summary: TeacherCheckpoint | None = None) -> dict:
-    """What fixes a teacher (kind, data fingerprint, grid, dtype; a trained one's configuration and step): part of every unit's key."""
+    """What fixes a teacher: part of every unit's key.
+
+    Parameters
+    ----------
+    teacher : ImageTeacher or GaussianTeacher
+    dataset : ImageDataset
+        Its data (the fingerprint enters the identity).
+    summary : TeacherCheckpoint, optional
+        A trained teacher's checkpoint (its configuration and step enter the identity).
+
+    Returns
+    -------
+    dict
+        ``kind``, ``data``, ``schedule``, ``steps``, ``dtype`` (and ``config``, ``step``).
+    """
     ident = {"kind": teacher.kind, "data": dataset.fingerprint(), "schedule": teacher.schedule.name, "steps": teacher.steps,
              "dtype": str(teacher.dtype).replace("torch.", "")}
     if summary is not None:
@@ -73,7 +99,22 @@ def tile_samples(samples: np.ndarray) -> list:
 
 
 def build_teachers(cfg: "ImagesStudyConfig", dataset: ImageDataset, schedule: Schedule, device: torch.device) -> dict:
-    """``{kind: (teacher, identity, training record)}`` for the configured teachers (a trained one is loaded or trained)."""
+    """The configured teachers: the Gaussian one of the data, and a trained one loaded from
+    ``cfg.checkpoint`` or trained (resumably) into ``<out>/teacher``.
+
+    Parameters
+    ----------
+    cfg : ImagesStudyConfig
+    dataset : ImageDataset
+    schedule : Schedule
+        The sampling grid.
+    device : torch.device
+
+    Returns
+    -------
+    dict
+        ``{kind: (teacher, identity, training record or None)}``.
+    """
     teachers: dict = {}
     if "gaussian" in cfg.teachers:
         dtype = torch.float64 if device.type == "cpu" else torch.float32
@@ -96,7 +137,25 @@ def build_teachers(cfg: "ImagesStudyConfig", dataset: ImageDataset, schedule: Sc
 
 def evaluate_teacher(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", z: torch.Tensor, dataset: ImageDataset,
                      classifier: ImageClassifier | None, cache: ResultCache, ident: dict) -> dict:
-    """The teacher's unit: sample metrics on the inputs ``z``, its linearity readout and per-step gains."""
+    """The teacher's unit: sample metrics on the inputs ``z``, its linearity readout and per-step gains.
+
+    Parameters
+    ----------
+    cfg : ImagesStudyConfig
+    teacher : ImageTeacher or GaussianTeacher
+    z : tensor (n_eval, d)
+        The fixed sampler inputs.
+    dataset : ImageDataset
+    classifier : ImageClassifier, optional
+    cache : ResultCache
+    ident : dict
+        :func:`teacher_identity` of ``teacher``.
+
+    Returns
+    -------
+    dict
+        ``metrics``, ``linearity``, ``step_gains``, ``samples`` (cached).
+    """
     unit_cfg = {"unit": "teacher", "teacher": ident, "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level,
                 "classifier": classifier_identity(classifier)}
 
@@ -113,7 +172,35 @@ def evaluate_teacher(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | Gaussian
 def run_plan_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", ident: dict, recipe: str, plan: Plan, z: torch.Tensor,
                   teacher_x: np.ndarray, dataset: ImageDataset, classifier: ImageClassifier | None, cache: ResultCache,
                   teacher_gain: np.ndarray) -> dict:
-    """One plan student's unit: execute the plan with the recipe, then its samples, metrics, W2 parts and gains."""
+    """One plan student's unit: execute the plan with the recipe, then its samples, metrics, W2 parts and gains.
+
+    Parameters
+    ----------
+    cfg : ImagesStudyConfig
+        The resolved study configuration.
+    teacher : ImageTeacher or GaussianTeacher
+    ident : dict
+        :func:`teacher_identity` of ``teacher`` (part of the unit's key).
+    recipe : {"linear", "network"}
+        Affine students with SGD, or denoiser copies with Adam.
+    plan : Plan
+    z : tensor (n_eval, d)
+        The fixed sampler inputs :math:`z_N` shared by the teacher and all its students.
+    teacher_x : ndarray (n_eval, d)
+        The teacher's samples on ``z``.
+    dataset : ImageDataset
+    classifier : ImageClassifier, optional
+    cache : ResultCache
+        The unit cache (:func:`unit_cache`).
+    teacher_gain : ndarray (d,)
+        The teacher's measured per-direction gain (for ``w2_gain``).
+
+    Returns
+    -------
+    dict
+        ``plan``, ``train_seconds``, ``records``, ``metrics``, ``w2``, ``gain``, ``gain_low``, ``gain_high``,
+        ``nonlinear_residual``, ``linearity``, ``samples`` (cached).
+    """
     train_cfg = (ImageTrainConfig(family="affine", optimizer="sgd", lr=cfg.lr_linear, steps=cfg.node_steps_linear, batch=cfg.batch,
                                   init=cfg.init, input=cfg.input) if recipe == "linear" else
                  ImageTrainConfig(family="denoiser", optimizer="adam", lr=cfg.lr_network, steps=cfg.node_steps_network, batch=cfg.batch,
@@ -144,7 +231,33 @@ def run_plan_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTea
 def run_trajectory_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", ident: dict, method: str, z: torch.Tensor,
                         teacher_x: np.ndarray, dataset: ImageDataset, classifier: ImageClassifier | None, cache: ResultCache,
                         teacher_gain: np.ndarray) -> dict:
-    """One SCoT/TraFlow student's unit: trained once, sampled and read out at every ``M``."""
+    """One SCoT/TraFlow student's unit: trained once, sampled and read out at every ``M`` of ``cfg.segments``.
+
+    Parameters
+    ----------
+    cfg : ImagesStudyConfig
+        The resolved study configuration.
+    teacher : ImageTeacher or GaussianTeacher
+    ident : dict
+        :func:`teacher_identity` of ``teacher`` (part of the unit's key).
+    method : {"scot", "traflow"}
+    z : tensor (n_eval, d)
+        The fixed sampler inputs :math:`z_N` shared by the teacher and all its students.
+    teacher_x : ndarray (n_eval, d)
+        The teacher's samples on ``z``.
+    dataset : ImageDataset
+    classifier : ImageClassifier, optional
+    cache : ResultCache
+        The unit cache (:func:`unit_cache`).
+    teacher_gain : ndarray (d,)
+        The teacher's measured per-direction gain (for ``w2_gain``).
+
+    Returns
+    -------
+    dict
+        ``train_seconds``, ``history`` and ``by_steps`` (``str(M)`` -> metrics, W2 parts, gains, linearity,
+        samples) (cached).
+    """
     from ..trajectory import TrajectoryConfig
     from .trajectory import ImageTrajectorySampler, train_trajectory_student
 
