@@ -197,10 +197,13 @@ class ExecutedPlan:
         return eigen_gains(self.matrix(), self.teacher.data)
 
     def node_gains(self) -> dict:
-        """Exact per-direction gains of every node's student (centred linear families), keyed by node text."""
+        r"""Exact per-direction gains of every node's student (linear families; read around :math:`\alpha_j\mu` for a mean), keyed by node text."""
         self._check_linear()
         t = self.teacher
-        return {text: eigen_gains(operator_matrix(m, t.dim, t.dtype, t.device), t.data) for text, m in self.nodes.items()}
+        if getattr(t, "centred", True):
+            return {text: eigen_gains(operator_matrix(m, t.dim, t.dtype, t.device), t.data) for text, m in self.nodes.items()}
+        tops = {record["node"]: record["top"] for record in self.records}
+        return {text: eigen_gains(t.matrix(m, t.coef(tops[text])[0] * t.mean), t.data) for text, m in self.nodes.items()}
 
     def off_diagonal(self) -> float:
         r"""Largest off-diagonal entry of :math:`U^\top S U` (0 when the student is diagonal in the eigenbasis)."""

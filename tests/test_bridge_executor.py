@@ -164,6 +164,10 @@ def test_image_case_with_the_gaussian_teacher_and_a_mean_equals_closed_form(init
     for text in ("(((5 4) 3) (2 1))", "(5 (4 3)) | (2 1)"):
         plan = parse_plan(text, 5)
         executed = ImagePlanExecutor(teacher, cfg, seed=0).run(plan)
-        predicted = evaluate_plan(Problem(schedule, data.lam, model=model, segments=plan.n_segments), plan).student
-        assert _rel(executed.gains(), predicted) <= 1e-9
+        evaluation = evaluate_plan(Problem(schedule, data.lam, model=model, segments=plan.n_segments), plan)
+        assert _rel(executed.gains(), evaluation.student) <= 1e-9
         assert executed.off_diagonal() < 1e-10
+        nodes = executed.node_gains()
+        assert set(nodes) == {str(node) for node in evaluation.node_values}
+        for node, value in evaluation.node_values.items():
+            assert _rel(nodes[str(node)], value) <= 1e-9
