@@ -25,14 +25,37 @@ CONTINUOUS_SCHEDULES = ("rf", "vp-cosine")
 
 
 def check_continuous(name: str) -> str:
-    """``name`` if it has a continuous-time form here, else ``ValueError``."""
+    """``name`` if it has a continuous-time form here.
+
+    Parameters
+    ----------
+    name : str
+        A schedule name.
+
+    Raises
+    ------
+    InputError
+        When ``name`` is not in :data:`CONTINUOUS_SCHEDULES`.
+    """
     if name not in CONTINUOUS_SCHEDULES:
         raise InputError(f"schedule must be one of {', '.join(CONTINUOUS_SCHEDULES)} (continuous time), got {name!r}")
     return name
 
 
 def alpha_sigma(name: str, t: float | np.ndarray | torch.Tensor) -> tuple:
-    r""":math:`(\alpha(t), \sigma(t))` for a tensor, array or float ``t``."""
+    r""":math:`(\alpha(t), \sigma(t))` of the continuous schedule (module docstring).
+
+    Parameters
+    ----------
+    name : {"rf", "vp-cosine"}
+    t : float, array or tensor
+        Times in :math:`[0, 1]` (0 = data, 1 = noise).
+
+    Returns
+    -------
+    (alpha, sigma)
+        Of the type of ``t``.
+    """
     check_continuous(name)
     lib = torch if isinstance(t, torch.Tensor) else np
     if name == "rf":

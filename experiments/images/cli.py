@@ -139,7 +139,18 @@ def _train_teacher(argv: list[str]) -> int:
 
 
 def train_teacher_main(argv: Sequence[str] | None = None) -> int:
-    """``opmerge train-teacher [options]`` -> exit status."""
+    """``opmerge train-teacher [options]``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The options (default ``sys.argv[1:]``); ``--help`` lists them.
+
+    Returns
+    -------
+    int
+        Exit status: 0, 2 for bad input, 130 on Ctrl-C.
+    """
     return run_main(_train_teacher, argv)
 
 
@@ -267,5 +278,16 @@ def _validate_images(argv: list[str]) -> int:
 
 
 def validate_images_main(argv: Sequence[str] | None = None) -> int:
-    """``opmerge validate images [options]`` -> exit status."""
+    """``opmerge validate images [options]``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The options (default ``sys.argv[1:]``); ``--help`` lists them.
+
+    Returns
+    -------
+    int
+        Exit status: 0, 2 for bad input, 130 on Ctrl-C.
+    """
     return run_main(_validate_images, argv)

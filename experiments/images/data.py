@@ -181,6 +181,14 @@ def split_indices(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np
     on every machine); the first :math:`n_{test} = \max(1, \operatorname{round}(f\, n))` entries are
     the test rows, the rest the training rows, each sorted.
 
+    Parameters
+    ----------
+    n : int
+        Number of rows, ``>= 3``.
+    test_fraction : float
+        :math:`f \in (0, 1)`.
+    seed : int
+
     Returns
     -------
     (train_idx, test_idx) : int arrays
@@ -198,6 +206,17 @@ def load_digits_dataset(test_fraction: float = 0.2, seed: int = 0) -> ImageDatas
 
     1,797 images of shape (8, 8), labels 0..9; with the default ``test_fraction = 0.2``: 1,438
     training and 359 test images.
+
+    Parameters
+    ----------
+    test_fraction : float
+        Share of held-out images, in ``(0, 1)``.
+    seed : int
+        Seed of the split (:func:`split_indices`).
+
+    Returns
+    -------
+    ImageDataset
     """
     from sklearn.datasets import load_digits
 
@@ -280,6 +299,20 @@ def load_torchvision_dataset(name: str, root: str | os.PathLike | None = None, *
     (shape (28, 28)), CIFAR-10 rows 3,072 (shape (3, 32, 32)). The official train/test split is
     kept; ``limit_train`` / ``limit_test`` keep a seeded random subset (rows sorted).
 
+    Parameters
+    ----------
+    name : {"mnist", "cifar10"}
+    root : path-like, optional
+        Folder of the torchvision files (default ``$OPMERGE_DATA`` or ``./data``).
+    limit_train, limit_test : int, optional
+        Keep this many rows (``>= 1``) of each split.
+    seed : int
+        Seed of the subsets.
+
+    Returns
+    -------
+    ImageDataset
+
     Raises
     ------
     ModuleNotFoundError
@@ -335,8 +368,18 @@ def load_dataset(spec: str | os.PathLike = "digits", *, test_fraction: float = 0
                  root: str | os.PathLike | None = None) -> ImageDataset:
     """Dataset from a short spec: ``"digits"``, ``"mnist"``, ``"cifar10"`` or a path to a ``.npy`` file.
 
-    ``test_fraction`` and ``seed`` fix the split of ``digits`` and ``.npy`` data; ``root`` is the
-    folder of the torchvision files (see :func:`load_torchvision_dataset`).
+    Parameters
+    ----------
+    spec : str or path-like
+        ``"digits"``, ``"mnist"``, ``"cifar10"`` or a ``.npy`` path.
+    test_fraction, seed : float, int
+        The split of ``digits`` and ``.npy`` data (:func:`split_indices`).
+    root : path-like, optional
+        Folder of the torchvision files (see :func:`load_torchvision_dataset`).
+
+    Returns
+    -------
+    ImageDataset
     """
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
@@ -376,11 +419,25 @@ class GaussianFit:
         return int(self.mean.size)
 
     def to_eigen(self, x: np.ndarray, shift: float = 1.0) -> np.ndarray:
-        r"""Centred eigen-coordinates :math:`c = (x - s\mu) U` of row vectors (``shift`` :math:`s`, e.g. :math:`\alpha_n`)."""
+        r"""Centred eigen-coordinates :math:`c = (x - s\mu) U` of row vectors.
+
+        Parameters
+        ----------
+        x : array-like (n, dim)
+        shift : float
+            :math:`s`, e.g. :math:`\alpha_n` for a noisy state :math:`z_n`.
+        """
         return (np.asarray(x, dtype=np.float64) - shift * self.mean) @ self.basis
 
     def from_eigen(self, c: np.ndarray, shift: float = 1.0) -> np.ndarray:
-        r"""Back: :math:`x = c U^\top + s\mu`."""
+        r"""Back from eigen-coordinates: :math:`x = c U^\top + s\mu`.
+
+        Parameters
+        ----------
+        c : array-like (n, dim)
+        shift : float
+            :math:`s`.
+        """
         return np.asarray(c, dtype=np.float64) @ self.basis.T + shift * self.mean
 
     def to_dict(self) -> dict:
@@ -395,6 +452,15 @@ def fit_gaussian(x: np.ndarray) -> GaussianFit:
     :math:`\Sigma = U \operatorname{diag}(\lambda) U^\top` by ``numpy.linalg.eigh`` of the symmetrised
     matrix; eigenvalues sorted descending and clipped at 0; each eigenvector's largest-magnitude entry
     made positive so the basis is a deterministic function of the data.
+
+    Parameters
+    ----------
+    x : array-like (n, dim)
+        Rows, ``n >= 2``.
+
+    Returns
+    -------
+    GaussianFit
     """
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] < 2:

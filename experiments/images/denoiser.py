@@ -53,7 +53,19 @@ def dtype_of(name: str) -> torch.dtype:
 
 def logsnr_embedding(logsnr: torch.Tensor, width: int) -> torch.Tensor:
     r"""Fourier features of the clipped log-SNR :math:`u = \mathrm{clip}(\ell, \pm 15)/4`:
-    :math:`[\sin(f_k u), \cos(f_k u)]_{k}`, :math:`f_k` geometric from 0.25 to 8 (``width`` even)."""
+    :math:`[\sin(f_k u), \cos(f_k u)]_{k}`, :math:`f_k` geometric from 0.25 to 8.
+
+    Parameters
+    ----------
+    logsnr : tensor (n, 1)
+        :math:`\ell = \log(\alpha^2/\sigma^2)`.
+    width : int
+        Number of features (even).
+
+    Returns
+    -------
+    tensor (n, width)
+    """
     half = width // 2
     freqs = torch.exp(torch.linspace(math.log(0.25), math.log(8.0), half, dtype=logsnr.dtype, device=logsnr.device))
     u = logsnr.clamp(-LOGSNR_CLIP, LOGSNR_CLIP) / 4.0
@@ -105,7 +117,14 @@ class DenoiserMLP(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(self.dim, dtype=dtype))
 
     def network(self, inp: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
-        r"""The raw network :math:`F_\theta(\text{input}, \ell)`; ``logsnr`` of shape ``(n, 1)``."""
+        r"""The raw network :math:`F_\theta(\text{input}, \ell)`.
+
+        Parameters
+        ----------
+        inp : tensor (n, dim)
+            The preconditioned input :math:`c_\text{in}(z - \alpha\mu)`.
+        logsnr : tensor (n, 1)
+        """
         emb = logsnr_embedding(logsnr, self.emb_dim)
         h = inp
         for w, b, e in zip(self.weights, self.biases, self.embeds):
@@ -113,7 +132,13 @@ class DenoiserMLP(nn.Module):
         return h @ self.out_weight.T + self.out_bias
 
     def preconditioning(self, alpha: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        r""":math:`(c_\text{in}, c_\text{skip}, c_\text{out}, \ell)` for columns ``alpha``, ``sigma``."""
+        r""":math:`(c_\text{in}, c_\text{skip}, c_\text{out}, \ell)` (module docstring).
+
+        Parameters
+        ----------
+        alpha, sigma : tensor (n, 1)
+            Noise levels (:math:`\ell` clips both at :math:`10^{-30}` before the logarithm).
+        """
         s2 = self.data_std**2
         den2 = alpha**2 * s2 + sigma**2
         c_in = torch.rsqrt(den2)
@@ -123,7 +148,14 @@ class DenoiserMLP(nn.Module):
         return c_in, c_skip, c_out, logsnr
 
     def forward(self, z: torch.Tensor, alpha: float | torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        r"""Denoised estimate :math:`\hat x_0(z; \alpha, \sigma)`."""
+        r"""Denoised estimate :math:`\hat x_0(z; \alpha, \sigma)`.
+
+        Parameters
+        ----------
+        z : tensor (n, dim)
+        alpha, sigma : float or tensor with ``n`` entries
+            Noise levels (per row or shared).
+        """
         n = z.shape[0]
         a, s = _as_column(alpha, n, z), _as_column(sigma, n, z)
         c_in, c_skip, c_out, logsnr = self.preconditioning(a, s)
@@ -137,7 +169,17 @@ class DenoiserMLP(nn.Module):
 
     def loss(self, x0: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         r"""Training loss on a batch, mean over rows of the squared error summed over pixels
-        (``x0``: :math:`\|F - (x_0 - \mu - c_\text{skip}(z - \alpha\mu))/c_\text{out}\|^2`; ``eps``: :math:`\|F - \varepsilon\|^2`)."""
+        (``x0``: :math:`\|F - (x_0 - \mu - c_\text{skip}(z - \alpha\mu))/c_\text{out}\|^2`; ``eps``: :math:`\|F - \varepsilon\|^2`).
+
+        Parameters
+        ----------
+        x0 : tensor (n, dim)
+            Clean rows.
+        alpha, sigma : tensor (n, 1)
+            Their noise levels.
+        eps : tensor (n, dim)
+            The noise, :math:`z = \alpha x_0 + \sigma\varepsilon`.
+        """
         z = alpha * x0 + sigma * eps
         c_in, c_skip, c_out, logsnr = self.preconditioning(alpha, sigma)
         centred = z - alpha * self.mean
@@ -154,5 +196,10 @@ class FixedLevelDenoiser(nn.Module):
         self.net, self.alpha, self.sigma = net, float(alpha), float(sigma)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        r""":math:`\hat x_0(z; \alpha, \sigma)` at the fixed level."""
+        r""":math:`\hat x_0(z; \alpha, \sigma)` at the fixed level.
+
+        Parameters
+        ----------
+        z : tensor (n, dim)
+        """
         return self.net(z, self.alpha, self.sigma)

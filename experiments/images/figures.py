@@ -76,6 +76,21 @@ def plot_sample_grid(panels: list[list[tuple[str, np.ndarray | None]]], image_sh
 
     All panels are pasted into one mosaic and drawn with a single ``imshow`` (fast to save as PDF),
     titles are text above each panel.
+
+    Parameters
+    ----------
+    panels : list of rows of (title, samples or None)
+        ``None`` leaves a panel empty.
+    image_shape : tuple
+        ``(H, W)`` or ``(C, H, W)``.
+    value_range : (lo, hi)
+        Mapped to black..white (see :func:`tile_images`).
+    panel_size : float
+        Width of one panel in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from opmerge.analysis.style import new_figure
 
@@ -281,7 +296,22 @@ def _linearity_figure(result: dict, out: Path) -> dict:
 
 
 def study_figures(result: dict, dataset: "ImageDataset", out: str | Path) -> dict:
-    """All figures of :func:`~experiments.images.study.run_images_study`; returns ``{name: {pdf, png, json}}``."""
+    """All figures of :func:`~experiments.images.study.run_images_study`.
+
+    Parameters
+    ----------
+    result : dict
+        The study's result (before it is written).
+    dataset : ImageDataset
+        For the held-out images of the grids.
+    out : path-like
+        Output folder; the figures are ``images_<figure>.{pdf,png,json}``.
+
+    Returns
+    -------
+    dict
+        ``{name: {"pdf", "png", "json"}}`` of the paths written.
+    """
     out = Path(out)
     figures: dict = {}
     for kind in result["teachers"]:

@@ -57,7 +57,21 @@ def gaussian_image_teacher(schedule: Schedule, fit: GaussianFit, train: torch.Te
 def gaussian_teacher_from_dataset(dataset: ImageDataset, schedule: Schedule, dtype: torch.dtype | None = None,
                                   device: torch.device | str = "cpu") -> GaussianTeacher:
     """Fit the Gaussian to ``dataset.train`` (:func:`~experiments.images.data.fit_gaussian`) and build its teacher,
-    holding the training rows (:func:`gaussian_image_teacher`)."""
+    holding the training rows (:func:`gaussian_image_teacher`).
+
+    Parameters
+    ----------
+    dataset : ImageDataset
+    schedule : Schedule
+        The sampling grid.
+    dtype : torch.dtype, optional
+        Default float64 on the CPU, float32 on CUDA.
+    device : str or torch.device
+
+    Returns
+    -------
+    GaussianTeacher
+    """
     if not isinstance(dataset, ImageDataset):
         raise InputTypeError(f"dataset must be an ImageDataset, got {type(dataset).__name__}")
     return gaussian_image_teacher(schedule, fit_gaussian(dataset.train), torch.tensor(np.array(dataset.train)), dtype, device)

@@ -152,7 +152,18 @@ def read_linearity(sampler: Callable[[torch.Tensor], torch.Tensor], teacher: "Im
 
 
 def teacher_linearity(teacher: "ImageTeacher | GaussianTeacher", n: int = 4096, seed: int = 0, level: float = 0.99) -> LinearityReadout:
-    """:func:`read_linearity` of the teacher's own sampler (:math:`T(N\\to 0)`) on ``n`` fresh inputs drawn from ``seed``."""
+    """:func:`read_linearity` of the teacher's own sampler (:math:`T(N\\to 0)`) on ``n`` fresh inputs drawn from ``seed``.
+
+    Parameters
+    ----------
+    teacher : ImageTeacher or GaussianTeacher
+    n : int
+        Inputs :math:`z_N`.
+    seed : int
+        Seed of the inputs.
+    level : float
+        Confidence level of the gain intervals.
+    """
     return read_linearity(teacher.sample, teacher, n, torch.Generator().manual_seed(int(seed)), level=level)
 
 
@@ -161,6 +172,18 @@ def step_gains(teacher: "ImageTeacher | GaussianTeacher", n: int = 2048, seed: i
 
     Inputs :math:`z_n = \alpha_n x_0 + \sigma_n\varepsilon` with :math:`x_0` drawn uniformly from the training rows;
     :math:`c = (z_n - \alpha_n\mu)U`, :math:`y = (\mathrm{step}(z_n) - \alpha_{n-1}\mu)U`.
+
+    Parameters
+    ----------
+    teacher : ImageTeacher or GaussianTeacher
+        Must hold its training rows.
+    n : int
+        Inputs per step.
+    seed : int
+    level : float
+        Confidence level of the intervals.
+    lam_floor : float
+        Directions with :math:`\lambda_i \le` ``lam_floor`` are left out of the per-step summaries.
 
     Returns
     -------

@@ -263,16 +263,36 @@ class ImageClassifier(nn.Module):
         self.dim, self.n_classes = int(dim), int(n_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate activations (the feature space of the FID-like distance)."""
+        """Penultimate activations (the feature space of the FID-like distance).
+
+        Parameters
+        ----------
+        x : tensor (n, dim)
+        """
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits."""
+        """Class logits.
+
+        Parameters
+        ----------
+        x : tensor (n, dim)
+        """
         return self.head(self.body(x))
 
     @torch.no_grad()
     def predict(self, x: ArrayLike | torch.Tensor) -> dict:
-        """``probs`` (n, classes), ``labels`` (n,), ``features`` (n, features) as numpy float64 arrays."""
+        """Predictions for the rows of ``x`` (run in float32, returned as float64).
+
+        Parameters
+        ----------
+        x : array-like or tensor (n, dim)
+
+        Returns
+        -------
+        dict
+            ``probs`` (n, classes), ``labels`` (n,), ``features`` (n, features).
+        """
         t = torch.tensor(np.array(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x), dtype=torch.float32)
         self.eval()
         feats = self.features(t)
@@ -280,7 +300,13 @@ class ImageClassifier(nn.Module):
         return {"probs": probs.numpy(), "labels": probs.argmax(1).numpy(), "features": feats.double().numpy()}
 
     def accuracy(self, x: ArrayLike | torch.Tensor, labels: ArrayLike) -> float:
-        """Share of correct arg-max predictions."""
+        """Share of correct arg-max predictions.
+
+        Parameters
+        ----------
+        x : array-like or tensor (n, dim)
+        labels : array-like (n,)
+        """
         return float(np.mean(self.predict(x)["labels"] == np.asarray(labels)))
 
 

@@ -215,6 +215,18 @@ def random_plan(steps: int, segments: int, rng: np.random.Generator) -> Plan:
     Each segment of ``L >= 2`` leaves is a random tree: the root gets ``k`` children, ``k`` uniform in
     ``[2, min(L, 4)]``, with ``k - 1`` cut points drawn uniformly without replacement among the ``L - 1``
     gaps; every child of more than one leaf is built the same way.
+
+    Parameters
+    ----------
+    steps : int
+        Teacher steps ``N``.
+    segments : int
+        Student steps ``M <= N``.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    Plan
     """
     b = segment_boundaries(steps, segments)
 

@@ -106,7 +106,13 @@ class TeacherConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TeacherConfig":
-        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        """Inverse of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        values : dict
+            Field values; an unknown key is an :class:`~opmerge.errors.InputError`.
+        """
         names = {f.name for f in fields(cls)}
         unknown = set(values) - names
         if unknown:

@@ -43,7 +43,7 @@ class TrainedTeacher(ImageTeacher):
         self.config = config
 
     def denoise_at(self, z: torch.Tensor, alpha: float | torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        r"""The EMA network's :math:`\hat x_0(z; \alpha, \sigma)`."""
+        r"""The EMA network's :math:`\hat x_0(z; \alpha, \sigma)` (see :meth:`ImageTeacher.denoise_at`)."""
         return self.net(z, alpha, sigma)
 
     def denoiser_module(self, alpha: float, sigma: float) -> nn.Module:
