@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Iterator
 
 import numpy as np
 
 from ..objective import PlanEvaluation, Problem, evaluate_plan
 from ..plans import CANONICAL_KINDS, Plan, canonical_plan
 from .progress import REPORT_INTERVAL, Progress, ProgressCallback
-from .tables import ProblemTables, _extreme_plan
+from .tables import ProblemTables, extreme_shape, plan_from_shape
 
 __all__ = ["default_rtol", "optimality_tolerance", "pruning_threshold", "Incumbent", "seed_incumbent", "Budget"]
 
@@ -146,18 +147,25 @@ class Incumbent:
         self.plan, self.evaluation, self.sq = plan, evaluation, evaluation.w2 * evaluation.w2
 
 
-def seed_plans(problem: Problem, tables: ProblemTables, budget: "Budget | None" = None) -> list[Plan]:
-    """The canonical plans (vanilla, boot, cd, pd) and, while the budget lasts, the extreme plans of every direction."""
-    plans = [canonical_plan(kind, problem.steps, problem.segments) for kind in CANONICAL_KINDS]
-    if problem.model.budget != "total":
-        for d in range(problem.dim):
-            for side in ("lo", "hi"):
-                if budget is not None:
-                    if budget.expired():
-                        return plans  # fewer seeds: the incumbent is still a valid plan
-                    budget.report("seeds")
-                plans.append(_extreme_plan(problem, d, side, tables.by_direction))
-    return plans
+def seed_plans(problem: Problem, tables: ProblemTables, budget: "Budget | None" = None) -> Iterator[Plan]:
+    """The canonical plans (vanilla, boot, cd, pd), then, while the budget lasts, the extreme plans of
+    every direction (``lo`` then ``hi``), each distinct plan once (a repeated plan cannot replace
+    the incumbent: it is not better than itself)."""
+    for kind in CANONICAL_KINDS:
+        yield canonical_plan(kind, problem.steps, problem.segments)
+    if problem.model.budget == "total":
+        return
+    seen: set[tuple] = set()
+    for d in range(problem.dim):
+        for side in ("lo", "hi"):
+            if budget is not None:
+                if budget.expired():
+                    return  # fewer seeds: the incumbent is still a valid plan
+                budget.report("seeds")
+            shape = extreme_shape(problem, d, side, tables.direction(d))
+            if shape not in seen:
+                seen.add(shape)
+                yield plan_from_shape(shape)
 
 
 def seed_incumbent(problem: Problem, tables: ProblemTables, tol: float, budget: "Budget | None" = None) -> Incumbent:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -14,7 +15,10 @@ from ._search import ValueLists
 
 POOL_SIZE = 1 << 20
 STACK_SIZE = 1 << 18
-SLICE_NODES = 20_000
+#: expansions in the first slice of the kernel; later slices adapt to last about SLICE_SECONDS
+FIRST_SLICE = 1024
+MAX_SLICE = 1 << 20
+SLICE_SECONDS = 0.02
 #: lists of all values are built for every interval up to this many entries in total
 MAX_LIST_ENTRIES = 12_000_000
 
@@ -43,10 +47,11 @@ def effective_list_length(steps: int, list_length: int) -> int:
 def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, budget, list_length):
     """Search one direction; returns ``(best_sq, plan or None, lower_bound_sq, nodes, complete)``.
 
-    ``tables``: the range tables of :func:`~opmerge.solvers.tables.range_tables` (direction first);
+    ``tables``: the six range tables of the one direction (:meth:`~opmerge.solvers.tables.ProblemTables.direction`);
     ``budget``: the :class:`~opmerge.solvers._control.Budget` of the call, asked for the deadline
     between list lengths while the value lists are built (shorter lists when it has passed) and
-    between slices of ``SLICE_NODES`` expansions of the kernel.
+    between slices of the kernel (about ``SLICE_SECONDS`` each). Resuming the kernel after a slice
+    continues the same search, so the result does not depend on the slicing.
     """
     n = problem.steps
     steps = np.ascontiguousarray(problem.step_values[0])
@@ -56,7 +61,7 @@ def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, 
     goal = float(problem.goal[0])
     scale = float(problem.scale[0])
     data_target = problem.target == "data"
-    tab = {k: np.ascontiguousarray(tables[k][0]) for k in ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")}
+    tab = {k: np.ascontiguousarray(tables[k]) for k in ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")}
 
     length = effective_list_length(n, list_length)
     lists = ValueLists(steps, retention, init_code, jump if init_code == 1 else None)
@@ -64,10 +69,15 @@ def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, 
     list_len = np.zeros((2, n + 1, n + 1), np.int64)
     chunks = []
     offset = 0
+    began = time.perf_counter()
     for ell in range(1, length + 1):
-        if ell > 1 and budget.expired():
-            length = ell - 1  # shorter lists: the search stays exact, only slower
+        # the lists of length ell cost about 5.8 times those of ell - 1 (little Schroeder numbers):
+        # skip them when they would end past the deadline (shorter lists: still exact, only slower)
+        now = time.perf_counter()
+        if ell > 1 and now + 6.0 * (now - began) > budget.deadline:
+            length = ell - 1
             break
+        began = now
         for i in range(0, n - ell + 1):
             for kind_code, kind in ((0, "V"), (1, "F")):
                 values = lists.get(kind, i, i + ell)[0]
@@ -89,19 +99,27 @@ def run_line_search(problem, tables, best_sq, tol, estimate_slack, node_budget, 
     state = np.array([best_sq, 0.5 * tol, estimate_slack, np.inf, 0.0])
     best_rows = np.full((8 * n + 16, 4), -1, np.int64)
     status = 1
+    slice_nodes = FIRST_SLICE
     while status == 1:
         remaining = node_budget - int(state[4])
         if remaining <= 0 or budget.expired():
             break
         budget.report("search", int(state[4]))
+        began = time.perf_counter()
         status = line_search(
             steps, retention, init_code, jump, goal, scale, data_target,
             tab["v_lo"], tab["v_hi"], tab["f_lo"], tab["f_hi"], tab["g_lo"], tab["g_hi"],
             list_vals, list_off, list_len, length,
             pool_int, pool_f, pool_top, stack_expr, stack_bound, stack_mark, stack_size,
-            state, best_rows, min(SLICE_NODES, remaining),
+            state, best_rows, min(slice_nodes, remaining),
         )
         budget.note(incumbent=math.sqrt(state[0]))
+        # slices of about SLICE_SECONDS, so that the clock is read often whatever one expansion costs
+        took = time.perf_counter() - began
+        if took < 0.5 * SLICE_SECONDS:
+            slice_nodes = min(2 * slice_nodes, MAX_SLICE)
+        elif took > 2.0 * SLICE_SECONDS:
+            slice_nodes = max(slice_nodes // 2, 16)
     complete = status == 0
     lower_sq = min(state[0], state[3])
     if not complete:

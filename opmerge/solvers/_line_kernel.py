@@ -349,11 +349,11 @@ def line_search(
                 near = max(0.0, np.sqrt(value_sq) - slack * abs(exact_s))
                 min_pruned = min(min_pruned, near * near)
             continue
-        nodes += 1
-        if nodes > max_nodes:
-            stack_size[0] += 1  # put it back
+        if nodes >= max_nodes:
+            stack_size[0] += 1  # put it back: it is expanded by the next slice (not counted here)
             status = 1
             break
+        nodes += 1
         # choose the hole to expand
         chosen = pick if n_long > 0 else short_pick
         hole = walk_node[chosen]

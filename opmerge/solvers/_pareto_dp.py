@@ -21,7 +21,7 @@ from ..objective import Problem
 from ..plans import MergeNode, Plan
 from ._checks import check_problem
 from ._kernels import INIT_CODES
-from ._pareto_kernels import combine_candidates, context_bounds, merge_fronts
+from ._pareto_kernels import combine_candidates, context_bounds_levels, context_bounds_start, merge_fronts
 from .tables import ProblemTables
 
 __all__ = ["ParetoDP", "ParetoAbort", "pareto_applicable", "root_objective"]
@@ -239,11 +239,16 @@ class ParetoDP:
             When a front exceeds ``max_front``, the candidates ``node_budget`` or the clock ``deadline``.
         """
         n, d, m_seg = self.n, self.d, self.m_seg
-        self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, self.ctx_g, self.reach_g = context_bounds(
-            self.v_lo, self.v_hi, self.f_lo, self.f_hi, self.g_lo, self.g_hi, self.retention_t, self.init_code,
-            self.jump_t, m_seg, self.s_lo, self.s_hi, self.goal, self.scale, self.threshold,
-        )
-        self._check()
+        (self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, self.ctx_g, self.reach_g,
+         h_lo, h_hi, h_ok) = context_bounds_start(self.v_lo, self.v_hi, self.g_lo, self.g_hi, m_seg, self.s_lo, self.s_hi,
+                                                  self.goal, self.scale, self.threshold)
+        for length in range(n, 0, -1):  # one length per kernel call: the clock is read in between
+            context_bounds_levels(
+                self.v_lo, self.v_hi, self.f_lo, self.f_hi, self.g_lo, self.g_hi, self.retention_t, self.init_code,
+                self.jump_t, m_seg, self.s_lo, self.s_hi, self.goal, self.scale, self.threshold,
+                self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, h_lo, h_hi, h_ok, length, length,
+            )
+            self._check()
         self.V: dict = {}
         self.F: dict = {}
         leaf_labels = self.label_rule == 2

@@ -112,6 +112,21 @@ def context_bounds(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jum
     ctx_g : float64[M + 1, N + 1, 4, d]; reach_g : bool[M + 1, N + 1]
         The same for ``k`` segments covering ``j -> 0`` (``alpha = 0``).
     """
+    ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g, h_lo, h_hi, h_ok = context_bounds_start(
+        v_lo, v_hi, g_lo, g_hi, segments, s_lo, s_hi, goal, scale, threshold)
+    context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jump, segments, s_lo, s_hi, goal,
+                          scale, threshold, ctx_v, reach_v, ctx_f, reach_f, h_lo, h_hi, h_ok, v_lo.shape[0] - 1, 1)
+    return ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g
+
+
+@njit(cache=True)
+def context_bounds_start(v_lo, v_hi, g_lo, g_hi, segments, s_lo, s_hi, goal, scale, threshold):
+    """First part of :func:`context_bounds`: empty tables, the ranges ``H`` of the trees above a
+    position, and the contexts of the segment positions ``G``.
+
+    Returns ``ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g, h_lo, h_hi, h_ok``; the tree and
+    forest contexts are then filled, longest intervals first, by :func:`context_bounds_levels`.
+    """
     n = v_lo.shape[0] - 1
     d = goal.shape[0]
     m_seg = segments
@@ -122,10 +137,6 @@ def context_bounds(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jum
     scratch = np.zeros((4, d))
     zeros = np.zeros(d)
     ones = np.ones(d)
-    la_lo = np.zeros(d)
-    la_hi = np.zeros(d)
-    lb_lo = np.zeros(d)
-    lb_hi = np.zeros(d)
     # H[k, j]: range of the product of k trees covering N -> j (k = 0 only at j = N, value 1)
     h_lo = np.ones((m_seg, n + 1, d))
     h_hi = np.ones((m_seg, n + 1, d))
@@ -155,7 +166,28 @@ def context_bounds(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jum
                 continue
             _accumulate(ctx_g, reach_g, k, j, scratch, zeros, zeros, ones, ones, zeros, zeros,
                         h_lo[m_seg - k, j], h_hi[m_seg - k, j], g_lo[k, j], g_hi[k, j], s_lo, s_hi, goal, scale, threshold)
-    for length in range(n, 0, -1):
+    return ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g, h_lo, h_hi, h_ok
+
+
+@njit(cache=True)
+def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jump, segments, s_lo, s_hi, goal,
+                          scale, threshold, ctx_v, reach_v, ctx_f, reach_f, h_lo, h_hi, h_ok, length_hi, length_lo):
+    """Second part of :func:`context_bounds`: the contexts of the trees and forests over intervals of
+    ``length_hi`` down to ``length_lo`` steps (in place). Called for all lengths at once, or length
+    by length with the clock read in between (:class:`~opmerge.solvers._pareto_dp.ParetoDP`): the
+    same operations in the same order either way.
+    """
+    n = v_lo.shape[0] - 1
+    d = goal.shape[0]
+    m_seg = segments
+    scratch = np.zeros((4, d))
+    zeros = np.zeros(d)
+    ones = np.ones(d)
+    la_lo = np.zeros(d)
+    la_hi = np.zeros(d)
+    lb_lo = np.zeros(d)
+    lb_hi = np.zeros(d)
+    for length in range(length_hi, length_lo - 1, -1):
         for i in range(0, n - length + 1):
             j = i + length
             # ---- forest over j -> i
@@ -227,7 +259,6 @@ def context_bounds(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jum
                     _accumulate(ctx_v, reach_v, i, j, scratch, ctx_f[ip, j, 0], ctx_f[ip, j, 1], ctx_f[ip, j, 2], ctx_f[ip, j, 3],
                                 zeros, zeros, f_lo[ip, i], f_hi[ip, i], v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
             _clip(ctx_v, reach_v, i, j, v_lo[i, j], s_hi)
-    return ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g
 
 
 @njit(cache=True)

@@ -93,7 +93,7 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
         found_plan, lower_sq, nodes = None, root_bound, 0
     elif problem.dim == 1 and problem.model.budget != "total" and engine != "python":
         _found_sq, found_plan, lower_sq, nodes, _complete = run_line_search(
-            problem, tables.by_direction, best_sq, tol, estimate_slack_for(problem), node_budget, budget, list_length
+            problem, tables.direction(0), best_sq, tol, estimate_slack_for(problem), node_budget, budget, list_length
         )
     else:
         if problem.dim == 1 and problem.model.budget != "total":

@@ -78,8 +78,7 @@ def range_tables(problem: Problem) -> dict[str, np.ndarray]:
 
 def _range_tables(problem: Problem) -> dict[str, np.ndarray]:
     if problem.model.budget != "total":
-        per_direction = [_dp_one(problem, d, problem.retention) for d in range(problem.dim)]
-        return {name: np.stack([t[name] for t in per_direction]) for name in _TABLE_NAMES}
+        return _stack(_per_direction_tables(problem), 0)
     tables: dict = {}
     for count in _merge_count_range(problem):
         retention = problem.retention_for(count)
@@ -91,6 +90,15 @@ def _range_tables(problem: Problem) -> dict[str, np.ndarray]:
             stacked = np.stack([t[name] for t in per_direction])
             tables[name] = stacked if name not in tables else np.maximum(tables[name], stacked)
     return tables
+
+
+def _per_direction_tables(problem: Problem) -> list[dict[str, np.ndarray]]:
+    """The six tables of every direction (``budget='per-merge'``), one dict per direction."""
+    return [_dp_one(problem, d, problem.retention) for d in range(problem.dim)]
+
+
+def _stack(per_direction: list[dict[str, np.ndarray]], axis: int) -> dict[str, np.ndarray]:
+    return {name: np.stack([t[name] for t in per_direction], axis=axis) for name in _TABLE_NAMES}
 
 
 def achievable_range(problem: Problem, tables: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -162,13 +170,22 @@ def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables:
 
 
 def _extreme_plan(problem: Problem, direction: int, side: str, tables: dict[str, np.ndarray]) -> Plan:
+    one = {name: tables[name][direction] for name in _TABLE_NAMES}
+    return plan_from_shape(extreme_shape(problem, direction, side, one))
+
+
+def extreme_shape(problem: Problem, direction: int, side: str, tables: dict[str, np.ndarray]) -> tuple:
+    """The extreme plan of :func:`extreme_plan` as nested tuples (a leaf is its step ``n``, a merge
+    node the tuple of its children; one entry per segment, noise side first): cheap to build and
+    to compare, so that solvers build each distinct plan once. ``tables``: the six tables of
+    ``direction`` alone (:meth:`ProblemTables.direction`)."""
     t = tables
     d = direction
     jump = np.ascontiguousarray(problem.jump[d]) if problem.jump is not None else np.zeros((1, 1))
     args = (
         np.ascontiguousarray(problem.step_values[d]), np.ascontiguousarray(problem.retention[d]),
         INIT_CODES[problem.model.init], jump,
-        *(np.ascontiguousarray(t[name][d]) for name in _TABLE_NAMES),
+        *(np.ascontiguousarray(t[name]) for name in _TABLE_NAMES),
     )
 
     def choice(table, s, k_or_i, j):
@@ -181,7 +198,7 @@ def _extreme_plan(problem: Problem, direction: int, side: str, tables: dict[str,
         if j == i + 1:
             return j
         m, bits = choice(0, s, i, j)
-        return MergeNode((tree(m, j, bits & 1), *forest(i, m, (bits >> 1) & 1)))
+        return (tree(m, j, bits & 1), *forest(i, m, (bits >> 1) & 1))
 
     def forest(i, j, s):
         out = []
@@ -204,9 +221,17 @@ def _extreme_plan(problem: Problem, direction: int, side: str, tables: dict[str,
             segments.append(tree(m, j, bits & 1))
             k, j, s = k - 1, m, (bits >> 1) & 1
         segments.append(tree(0, j, s))
-        return Plan(tuple(segments))
+        return tuple(segments)
 
 
+def plan_from_shape(shape: tuple) -> Plan:
+    """The :class:`~opmerge.plans.Plan` of nested tuples made by :func:`extreme_shape`."""
+
+    def tree(node):
+        return node if isinstance(node, int) else MergeNode(tuple(tree(child) for child in node))
+
+    with deep_recursion(4 * len(repr(shape))):
+        return Plan(tuple(tree(segment) for segment in shape))
 
 
 def retention_bound(problem: Problem, reduce) -> np.ndarray:
@@ -223,23 +248,57 @@ def retention_bound(problem: Problem, reduce) -> np.ndarray:
 class ProblemTables:
     r"""The range tables of one problem, built once and shared by every solver phase.
 
+    The interval DP runs once per direction; the stacked layouts are made on first use: direction
+    first (:attr:`by_direction`, the layout of :func:`range_tables`) or last
+    (:meth:`direction_last`, what the search and Pareto kernels read).
+
+    Parameters
+    ----------
+    problem : Problem
+    by_direction : dict of str to ndarray, optional
+        The output of :func:`range_tables` for ``problem`` (computed when omitted).
+
     Attributes
     ----------
     problem : Problem
-    by_direction : dict of str to ndarray
-        The output of :func:`range_tables` (direction axis first).
     lo, hi : (d,) ndarray
         The achievable range (:func:`achievable_range`).
     """
 
     def __init__(self, problem: Problem, by_direction: dict[str, np.ndarray] | None = None):
         self.problem = problem
-        self.by_direction = _range_tables(problem) if by_direction is None else by_direction
-        self.lo, self.hi = _student_range(problem, self.by_direction)
+        self._first = by_direction
         self._last: dict[str, np.ndarray] | None = None
+        self._per: list[dict[str, np.ndarray]] | None = None
+        if by_direction is None and problem.model.budget != "total":
+            self._per = _per_direction_tables(problem)
+        elif by_direction is None:
+            self._first = _range_tables(problem)
+        m, n = problem.segments, problem.steps
+        if self._per is not None:
+            self.lo = np.array([t["g_lo"][m, n] for t in self._per])
+            self.hi = np.array([t["g_hi"][m, n] for t in self._per])
+        else:
+            self.lo, self.hi = _student_range(problem, self._first)
+
+    @property
+    def by_direction(self) -> dict[str, np.ndarray]:
+        """The six tables with the direction axis first (the output of :func:`range_tables`); built once."""
+        if self._first is None:
+            self._first = _stack(self._per, 0)
+        return self._first
+
+    def direction(self, d: int) -> dict[str, np.ndarray]:
+        """The six tables of direction ``d`` (C-contiguous)."""
+        if self._per is not None:
+            return self._per[d]
+        return {name: np.ascontiguousarray(self.by_direction[name][d]) for name in _TABLE_NAMES}
 
     def direction_last(self) -> dict[str, np.ndarray]:
         """The six tables with the direction axis last, C-contiguous (what the kernels read); built once."""
         if self._last is None:
-            self._last = {k: np.ascontiguousarray(np.moveaxis(self.by_direction[k], 0, -1)) for k in TABLE_NAMES}
+            if self._per is not None:
+                self._last = _stack(self._per, -1)
+            else:
+                self._last = {k: np.ascontiguousarray(np.moveaxis(self._first[k], 0, -1)) for k in TABLE_NAMES}
         return self._last

@@ -1,0 +1,181 @@
+"""The time budget of a solver call, its progress reports and the one meaning of ``exact``.
+
+* ``time_budget`` covers the whole call (tables, seed plans, Pareto runs, bounds, branch and
+  bound): a call on a problem that needs minutes returns close to the budget, with ``exact=False``
+  and a certified bound;
+* ``progress`` receives :class:`~opmerge.solvers.Progress` reports at most every 0.5 s and a last
+  one with ``phase="done"``; :func:`~opmerge.solvers.stderr_progress` prints them;
+* ``exact`` is ``w2 - lower_bound <= tol`` on every path.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+
+import numpy as np
+import pytest
+
+from opmerge.errors import InputTypeError
+from opmerge.model import StudentModel
+from opmerge.objective import Problem
+from opmerge.schedules import make_schedule
+from opmerge.solvers import Progress, brute_force, solve, solve_joint, stderr_progress
+from opmerge.solvers.progress import REPORT_INTERVAL, StderrProgress
+from opmerge.spectra import digits_spectrum
+
+PHASES = {"tables", "seeds", "pareto", "bound", "search", "done"}
+
+
+def digits_problem(steps: int, segments: int = 4) -> Problem:
+    """The digits spectrum (64 directions): at N = 128, M = 4 the search needs far more than a minute."""
+    spectrum = digits_spectrum()
+    return Problem(make_schedule("vp-cosine", steps), np.asarray(spectrum.lam), weights=np.asarray(spectrum.weights),
+                   segments=segments)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm_up():
+    """Compile (or load) the Numba kernels once, outside the timed calls."""
+    solve(digits_problem(8), time_budget=5.0)
+    solve(Problem(make_schedule("rf", 10), 1.0, segments=2), time_budget=5.0)
+
+
+def _timed(problem, **kwargs):
+    began = time.perf_counter()
+    sol = solve(problem, **kwargs)
+    return sol, time.perf_counter() - began
+
+
+# ---------------------------------------------------------------------------------------------
+# the time budget holds
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("budget", [0.5, 1.5])
+def test_time_budget_holds_on_a_large_joint_problem(budget):
+    """digits, N = 128, M = 4: before the deadline covered the seed plans and the clock was read
+    often, a 3 s budget took 25 s. Allowed here: 10 % plus 0.3 s of slack for a busy machine."""
+    sol, wall = _timed(digits_problem(128), time_budget=budget)
+    assert wall <= 1.1 * budget + 0.3, wall
+    assert not sol.exact and sol.gap > sol.tol
+    assert 0.0 <= sol.lower_bound < sol.w2
+    assert sol.elapsed <= wall
+
+
+def test_time_budget_holds_in_the_one_direction_search():
+    """rf, lam = 1, N = 32, M = 4 straddles: the Numba search runs in slices of about 20 ms."""
+    sol, wall = _timed(Problem(make_schedule("rf", 32), 1.0, segments=4), time_budget=0.5)
+    assert wall <= 1.1 * 0.5 + 0.3, wall
+    assert sol.method == "search"
+    assert sol.lower_bound <= sol.w2
+
+
+def test_budget_stopped_search_keeps_an_honest_bound():
+    """A budget-stopped joint search on a problem small enough for brute force: the bound stays below the optimum."""
+    problem = Problem(make_schedule("rf", 7), [0.7, 1.0, 1.4], weights=[1.0, 2.0, 1.0], model=StudentModel(budget="total"))
+    best = brute_force(problem)[0].w2
+    for budget in (1e-6, 1e-3):
+        sol = solve(problem, time_budget=budget)
+        assert sol.lower_bound <= best + sol.tol and best <= sol.w2
+
+
+# ---------------------------------------------------------------------------------------------
+# progress reports
+# ---------------------------------------------------------------------------------------------
+def test_progress_reports_are_spaced_and_end_with_done():
+    reports: list[Progress] = []
+    sol = solve(digits_problem(128), time_budget=1.6, progress=reports.append)
+    assert len(reports) >= 3
+    *running, last = reports
+    assert all(r.phase in PHASES - {"done"} for r in running)
+    gaps = np.diff([r.elapsed for r in running])
+    assert np.all(gaps >= REPORT_INTERVAL * 0.99), gaps
+    assert running[0].elapsed >= REPORT_INTERVAL * 0.99
+    assert np.all(np.diff([r.nodes for r in running]) >= 0)
+    assert last.phase == "done"
+    assert (last.incumbent, last.bound, last.nodes) == (sol.w2, sol.lower_bound, sol.nodes)
+    assert all(r.bound <= r.incumbent for r in running)
+    assert all(r.incumbent >= sol.w2 for r in running)  # the incumbent only improves
+
+
+def test_no_progress_report_on_a_short_run():
+    reports: list[Progress] = []
+    solve(Problem(make_schedule("vp-cosine", 6), 0.3), progress=reports.append)
+    assert reports == []
+
+
+def test_solve_joint_takes_progress_too():
+    reports: list[Progress] = []
+    sol = solve_joint(digits_problem(128), time_budget=1.2, progress=reports.append)
+    assert reports and reports[-1].phase == "done" and reports[-1].incumbent == sol.w2
+
+
+def test_progress_must_be_callable():
+    problem = Problem(make_schedule("rf", 4), 1.0)
+    for bad in (3, "stderr", True):
+        with pytest.raises(InputTypeError, match="progress"):
+            solve(problem, progress=bad)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _report(phase="search", elapsed=1.0, nodes=10, incumbent=0.5, bound=0.25):
+    return Progress(phase, elapsed, nodes, incumbent, bound)
+
+
+def test_stderr_progress_rewrites_one_line_on_a_terminal():
+    stream = _Terminal()
+    printer = StderrProgress(stream)
+    printer(_report(nodes=1234567))
+    printer(_report(elapsed=1.5, nodes=2))
+    printer(_report(phase="done", elapsed=2.0))
+    text = stream.getvalue()
+    assert text.count("\r") == 3 and text.endswith("\n") and text.count("\n") == 1
+    assert "1,234,567 nodes" in text and "W2 0.5" in text and "bound 0.25" in text
+
+
+def test_stderr_progress_writes_spaced_lines_elsewhere(monkeypatch):
+    stream = io.StringIO()
+    printer = StderrProgress(stream, every=3600.0)
+    printer(_report())
+    printer(_report(elapsed=2.0))  # within `every`: dropped
+    printer(_report(phase="done", elapsed=3.0))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in stream.getvalue()
+    assert lines[0].startswith("opmerge: search") and lines[1].startswith("opmerge: done")
+    # the ready-made printer writes to the sys.stderr of the moment
+    captured = io.StringIO()
+    monkeypatch.setattr("sys.stderr", captured)
+    stderr_progress(_report(phase="done"))
+    assert captured.getvalue().startswith("opmerge: done")
+
+
+def test_progress_line_before_the_first_plan():
+    line = _report(incumbent=math.inf, bound=0.0).line()
+    assert "W2 -" in line and _report(incumbent=math.inf).gap == math.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# one meaning of exact
+# ---------------------------------------------------------------------------------------------
+EXACT_CASES = [
+    ("extreme", Problem(make_schedule("vp-cosine", 8), 0.5), {}),
+    ("search", Problem(make_schedule("rf", 8), 1.0), {}),
+    ("search-stopped", Problem(make_schedule("rf", 24), 1.0), {"node_budget": 1}),
+    ("pareto", Problem(make_schedule("vp-cosine", 6), [0.3, 2.0], weights=[1.0, 0.5]), {}),
+    ("pareto+search", digits_problem(128), {"time_budget": 0.5}),
+    ("total", Problem(make_schedule("rf", 6), [0.3, 2.0], model=StudentModel(budget="total")), {}),
+]
+
+
+@pytest.mark.parametrize("name,problem,kwargs", EXACT_CASES, ids=[c[0] for c in EXACT_CASES])
+def test_exact_means_the_gap_is_within_tol_on_every_path(name, problem, kwargs):
+    sol = solve(problem, **kwargs)
+    within = sol.w2 - sol.lower_bound <= sol.tol or sol.lower_bound >= sol.w2 - sol.tol
+    assert sol.exact == within
+    assert sol.lower_bound <= sol.w2
+    assert sol.exact == (not name.endswith("stopped") and name != "pareto+search")
+    assert sol.to_dict()["exact"] is sol.exact and sol.to_dict()["tolerance"] == sol.tol
