@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opmerge import Problem, StudentModel, canonical_plan, evaluate_plan, make_schedule, parse_plan, solve
 from opmerge.cli import COMMANDS, main
@@ -627,3 +629,25 @@ def test_long_values_are_not_echoed_whole(capsys, argv):
     code, out, err = run(capsys, *argv)
     assert_user_error(code, out, err)
     assert len(err) <= 700
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.sampled_from("()| 0123456789x-"), min_size=1, max_size=25))
+def test_random_plan_text_is_a_result_or_one_error_line(capsys, text):
+    """Any --plan text ends with exit 0 or with exit 2 and one line: never a traceback."""
+    code, out, err = run(capsys, "evaluate", "--plan", text, "--lam", "1", "--time-budget", "1", "--json")
+    if code == 0:
+        assert json.loads(out)["plan"] == str(parse_plan(text))
+    else:
+        assert_user_error(code, out, err)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(alphabet=st.sampled_from("0123456789.,-+eainf "), min_size=1, max_size=12))
+def test_random_lam_text_is_a_result_or_one_error_line(capsys, value):
+    code, out, err = run(capsys, "plan", "--steps", "3", f"--lam={value}", "--json")
+    if code == 0:
+        lam = json.loads(out)["config"]["lam"]
+        assert all(isinstance(v, float) and math.isfinite(v) and v >= 0 for v in lam)
+    else:
+        assert_user_error(code, out, err)
