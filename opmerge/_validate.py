@@ -24,7 +24,16 @@ ECHO_LIMIT = 80
 
 
 def is_int(value: object) -> bool:
-    """True for a Python or numpy integer that is not a ``bool``."""
+    """True for a Python or numpy integer that is not a ``bool``.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
@@ -135,6 +144,19 @@ def integer(value: object, name: str, *, low: int | None = None, high: int | Non
 def choice(value: object, name: str, allowed: Sequence[str]) -> str:
     """One of the strings ``allowed``.
 
+    Parameters
+    ----------
+    value : object
+        The user's value.
+    name : str
+        The parameter's name, used in the message.
+    allowed : sequence of str
+        The accepted values.
+
+    Returns
+    -------
+    str
+
     Raises
     ------
     InputTypeError
@@ -154,6 +176,19 @@ def echo(text: str, position: int | None = None, limit: int = ECHO_LIMIT) -> str
 
     Long texts keep a window around ``position`` (or their start) with ``...`` marking what was
     cut, so that a 10,000-character plan is never copied whole into a message.
+
+    Parameters
+    ----------
+    text : str
+        The user's text.
+    position : int, optional
+        Where the interesting part is (e.g. a parse error).
+    limit : int
+        About how many characters to keep.
+
+    Returns
+    -------
+    str
     """
     text = str(text)
     if len(text) <= limit:

@@ -176,6 +176,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``opmerge`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
 
     0 success, 2 bad input (one line on stderr), 130 Ctrl-C; see :func:`opmerge.cli_options.run_main`.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after ``opmerge``.
+
+    Returns
+    -------
+    int
+        The exit status.
     """
     return run_main(_dispatch, argv)
 
@@ -375,7 +385,18 @@ def _format_ratio(ratio: float) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    """``opmerge plan``: solve for the optimal plan and report it."""
+    """``opmerge plan``: solve for the optimal plan and report it.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options of the command.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+    """
     directions = spectrum_from_args(args)
     problem = problem_from_args(args, directions=directions)
     budgets = search_budgets_from_args(args)
@@ -398,7 +419,18 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    """``opmerge compare``: the canonical plans and the optimum side by side."""
+    """``opmerge compare``: the canonical plans and the optimum side by side.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options of the command.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+    """
     directions = spectrum_from_args(args)
     problem = problem_from_args(args, directions=directions)
     budgets = search_budgets_from_args(args)
@@ -470,7 +502,18 @@ def _plan_from_text(args: argparse.Namespace) -> Plan:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """``opmerge evaluate``: one plan, its W2 and whether it is optimal."""
+    """``opmerge evaluate``: one plan, its W2 and whether it is optimal.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options of the command.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+    """
     plan = _plan_from_text(args)
     directions = spectrum_from_args(args)
     problem = problem_from_args(args, steps=plan.steps, segments=plan.n_segments, directions=directions)
@@ -519,7 +562,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_derive(args: argparse.Namespace) -> int:
-    """``opmerge derive``: the sympy derivations as LaTeX."""
+    """``opmerge derive``: the sympy derivations as LaTeX.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options of the command.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+    """
     from .symbolic import derive_all, render_latex
 
     text = render_latex(derive_all())

@@ -238,7 +238,22 @@ def _silence_stdout() -> None:
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer ``>= 1``."""
+    """argparse type: an integer ``>= 1``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value as typed.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For a malformed value (argparse turns it into a one-line usage error).
+    """
     try:
         value = int(text)
     except ValueError:
@@ -249,7 +264,22 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """argparse type: a finite number ``> 0``."""
+    """argparse type: a finite number ``> 0``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value as typed.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For a malformed value (argparse turns it into a one-line usage error).
+    """
     try:
         value = float(text)
     except ValueError:
@@ -264,6 +294,20 @@ def float_list(text: str) -> list[float]:
 
     Only the syntax is checked here; the range of the values (eigenvalues: finite, ``>= 0``) is
     checked once, by the core object they go into (:class:`~opmerge.objective.Problem`).
+
+    Parameters
+    ----------
+    text : str
+        The option's value as typed.
+
+    Returns
+    -------
+    list of float
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For a malformed value (argparse turns it into a one-line usage error).
     """
     parts = [part.strip() for part in text.split(",")]
     if not parts or any(part == "" for part in parts):
@@ -329,6 +373,11 @@ def add_direction_arguments(parser: argparse.ArgumentParser) -> None:
     problem with weights 1. ``--spectrum SPEC`` is a comma list, a ``.npy``/``.txt`` file or a named
     spectrum (``digits``), read by ``opmerge.spectra.load_spectrum``; ``--bins B`` bins it to
     ``B`` directions with ``opmerge.spectra.bin_spectrum``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser (or subparser) to extend.
     """
     g = parser.add_argument_group("data (eigenvalues of the covariance)")
     exclusive = g.add_mutually_exclusive_group()
@@ -341,7 +390,13 @@ def add_direction_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the "search" group: ``--node-budget`` and ``--time-budget`` of :func:`opmerge.solvers.solve`."""
+    """Add the "search" group: ``--node-budget`` and ``--time-budget`` of :func:`opmerge.solvers.solve`.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser (or subparser) to extend.
+    """
     from .solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
 
     g = parser.add_argument_group("exact search")

@@ -108,7 +108,30 @@ def retention(training: str, q, *, eta_tau: float | None = None, lr: float | Non
     r"""Share :math:`r` of the initial error left after training on inputs of variance ``q``.
 
     ``flow``: :math:`r = e^{-2\eta\tau q}`; ``gd``: :math:`r = (1 - 2\eta q)^K`, which requires
-    :math:`2\eta q < 2` (otherwise gradient descent diverges: ``ValueError``).
+    :math:`2\eta q < 2` (otherwise gradient descent diverges: ``InputError``).
+
+    Parameters
+    ----------
+    training : {"flow", "gd"}
+    q : float or ndarray
+        Input variances :math:`q_j \ge 0`.
+    eta_tau : float, optional
+        :math:`\eta\tau` of ``flow``.
+    lr : float, optional
+        :math:`\eta` of ``gd``.
+    gd_steps : int, optional
+        :math:`K` of ``gd``.
+
+    Returns
+    -------
+    ndarray
+        :math:`r`, the shape of ``q``.
+
+    Raises
+    ------
+    InputError
+        When ``gd`` diverges for these ``q`` (the message gives the largest stable ``lr``) or
+        ``training`` is unknown.
     """
     q = np.asarray(q, dtype=np.float64)
     if training == "flow":
@@ -218,7 +241,19 @@ def _retention_table(schedule: Schedule, lam: np.ndarray, model: StudentModel, s
 
 
 def ddim_jump_table(schedule: Schedule, lam) -> np.ndarray:
-    r"""All single jumps: ``out[..., i, j] = D(j -> i)`` for ``0 <= i <= j <= N`` (0 below the diagonal)."""
+    r"""All single jumps: ``out[..., i, j] = D(j -> i)`` for ``0 <= i <= j <= N`` (0 below the diagonal).
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or array-like
+        Eigenvalue(s) :math:`\lambda \ge 0` (checked).
+
+    Returns
+    -------
+    ndarray
+        Shape ``lam.shape + (N + 1, N + 1)``.
+    """
     _check_schedule(schedule)
     return _ddim_jump_table(schedule, check_lam(lam))
 

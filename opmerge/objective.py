@@ -159,6 +159,16 @@ def w2_distance(problem: Problem, student) -> float:
 
     ``teacher``: :math:`\sqrt{\sum_i \omega_i\|v_{N,i}\|^2 (S_i - T_i)^2}`;
     ``data``: :math:`\sqrt{\sum_i \omega_i (|S_i|\|v_{N,i}\| - \sqrt{\lambda_i})^2}`.
+
+    Parameters
+    ----------
+    problem : Problem
+    student : array-like of shape (d,)
+        The student operators :math:`S_i`.
+
+    Returns
+    -------
+    float
     """
     student = np.asarray(student, dtype=np.float64)
     value = np.abs(student) if problem.target == "data" else student
@@ -200,6 +210,20 @@ def merge_value(problem: Problem, retention: np.ndarray, top: int, bottom: int, 
     :math:`a = (1 - r_j)\, c_1 R + r_j a_0` with :math:`R = c_2 (c_3 (\cdots c_k))`, which equals
     :math:`P + (a_0 - P) r_j`; written in this association so that plan evaluation and the
     Numba kernels agree to the last bit.
+
+    Parameters
+    ----------
+    problem : Problem
+    retention : ndarray of shape (d, N + 1)
+        :meth:`Problem.retention_for` of the plan.
+    top, bottom : int
+        The node's span :math:`j \to i`.
+    children : list of ndarray of shape (d,)
+        The children's values :math:`c_1, \dots, c_k`, noise side first.
+
+    Returns
+    -------
+    ndarray of shape (d,)
     """
     rest = _right_product(children[1:])
     init = problem.model.init
@@ -220,6 +244,23 @@ def evaluate_plan(problem: Problem, plan: Plan) -> PlanEvaluation:
 
     A leaf ``n`` is the teacher step :math:`A_n`; a node over :math:`j \to i` with children
     values :math:`c_1..c_k` gets :math:`a = P + (a_0 - P) r_j`; :math:`S = \prod` segment values.
+
+    Parameters
+    ----------
+    problem : Problem
+    plan : Plan
+        A plan with ``problem.steps`` teacher steps and ``problem.segments`` segments.
+
+    Returns
+    -------
+    PlanEvaluation
+
+    Raises
+    ------
+    InputTypeError
+        When ``plan`` is not a :class:`~opmerge.plans.Plan`.
+    InputError
+        When its ``N`` or ``M`` differ from the problem's.
     """
     if not isinstance(plan, Plan):
         raise InputTypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")

@@ -237,5 +237,16 @@ def signal_noise_norm_sq(schedule: Schedule, lam: float) -> np.ndarray:
     r"""Variance of :math:`z_n` along an eigen-direction: :math:`\|v_n\|^2 = \alpha_n^2\lambda + \sigma_n^2`.
 
     Returns an array of shape ``(N + 1,)``.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    lam : float or ndarray
+        Validated eigenvalue(s) (an inner helper: no check here), broadcast against the grid.
+
+    Returns
+    -------
+    ndarray
+        Shape ``(N + 1,)`` for a scalar, else ``lam``'s broadcast shape with the grid last.
     """
     return schedule.alpha**2 * lam + schedule.sigma**2

@@ -407,6 +407,23 @@ def merge_duplicates(spectrum: Spectrum, rtol: float = 1e-12) -> Spectrum:
     (zeros are equal to each other); equal values are chained in sorted order. Each group keeps the
     value and the position of its first member in the input order. W2 is unchanged for every plan
     when the merged eigenvalues are exactly equal (the terms of equal directions add up).
+
+    Parameters
+    ----------
+    spectrum : Spectrum
+    rtol : float
+        Relative tolerance, a finite number ``>= 0``.
+
+    Returns
+    -------
+    Spectrum
+
+    Raises
+    ------
+    InputTypeError
+        When ``rtol`` is not a number (``bool`` included).
+    InputError
+        When it is negative or not finite.
     """
     rtol = real_number(rtol, "rtol", low=0.0)
     lam, weights = spectrum.lam, spectrum.weights
