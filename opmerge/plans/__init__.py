@@ -29,10 +29,11 @@ amount of whitespace (none is needed next to ``(``, ``)`` or ``|``).
 Every operation on trees here is iterative (no Python recursion), so very deep trees (e.g. a BOOT
 chain over ``N = 10^4`` steps) are fine.
 
-The implementation is split by topic into private modules: ``_tree`` (merge nodes and trees),
-``_plan`` (plans, nested lists), ``_notation`` (the parser), ``_canonical`` (recipes),
-``_draw`` (ASCII drawings) and ``_enumerate`` (enumeration and counting). Import from
-``opmerge.plans``.
+The implementation is split by topic into private modules, each importing only the ones before
+it: ``_notation`` (tokenizer, grammar and :class:`PlanParseError`; no tree type), ``_tree``
+(merge nodes and trees, their text and nested forms), ``_plan`` (plans and :func:`parse_plan`),
+``_canonical`` (recipes), ``_draw`` (ASCII drawings) and ``_enumerate`` (enumeration and
+counting). Import from ``opmerge.plans``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,22 @@ from __future__ import annotations
 from ._canonical import CANONICAL_KINDS, canonical_plan, canonical_tree, segment_boundaries
 from ._draw import draw_plan
 from ._enumerate import count_plans, count_trees, enumerate_plans, enumerate_trees
-from ._notation import PlanParseError, parse_plan, parse_tree
-from ._plan import Plan, format_plan, plan_from_nested, tree_from_nested, tree_to_nested
-from ._tree import MergeNode, Tree, format_tree, iter_merge_nodes, tree_bottom, tree_depth, tree_leaves, tree_merges, tree_top
+from ._notation import PlanParseError
+from ._plan import Plan, format_plan, parse_plan, plan_from_nested
+from ._tree import (
+    MergeNode,
+    Tree,
+    format_tree,
+    iter_merge_nodes,
+    parse_tree,
+    tree_bottom,
+    tree_depth,
+    tree_from_nested,
+    tree_leaves,
+    tree_merges,
+    tree_to_nested,
+    tree_top,
+)
 
 __all__ = [
     "CANONICAL_KINDS",

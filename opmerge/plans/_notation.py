@@ -1,15 +1,15 @@
-"""The text notation of plans: tokenizer, parser and its errors (private)."""
+"""The text notation of plans: tokenizer, grammar and parse errors (private; needs no tree type)."""
 
 from __future__ import annotations
 
 import re
 
+from typing import Any, Callable
+
 from .._validate import ECHO_LIMIT, echo
 from ..errors import InputError, InputTypeError
-from ._plan import Plan
-from ._tree import MergeNode, Tree, _check_int, tree_bottom
 
-__all__ = ["PlanParseError", "parse_plan", "parse_tree"]
+__all__ = ["PlanParseError"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,8 +131,12 @@ def _check_balance(tokens: list[tuple[str, int, int]], text: str) -> None:
         raise PlanParseError(f"unbalanced parenthesis at position {pos}: '(' is never closed", pos, text)
 
 
-def _parse_segments(text: str) -> tuple[list[Tree], list[int]]:
-    """Parse ``tree ("|" tree)*``; leaves must run down by one. Returns trees and their start positions."""
+def _parse_segments(text: str, make_node: Callable[[tuple], Any]) -> tuple[list, list[int]]:
+    """Parse ``tree ("|" tree)*``; leaves must run down by one. Returns trees and their start positions.
+
+    ``make_node(children)`` builds a merge node from its (checked: >= 2, contiguous) children, so
+    that this module needs no tree type (the tree and plan modules import it, not the reverse).
+    """
     if not isinstance(text, str):
         raise InputTypeError(f"text must be a str, got {type(text).__name__}")
     tokens = _tokenize(text)
@@ -140,14 +144,14 @@ def _parse_segments(text: str) -> tuple[list[Tree], list[int]]:
         raise PlanParseError("empty plan text: expected a tree such as '(4 3 2 1)'", 0, text)
     _check_balance(tokens, text)
 
-    segments: list[Tree] = []
+    segments: list = []
     starts: list[int] = []
-    frames: list[tuple[int, list[Tree]]] = []  # open nodes: (position of '(', children so far)
+    frames: list[tuple[int, list]] = []  # open nodes: (position of '(', children so far)
     need_tree = True  # at top level: a tree is expected next (at start and after '|')
     bar_pos = -1  # position of the last top-level '|'
     prev_leaf: int | None = None
 
-    def place(tree: Tree, pos: int) -> None:
+    def place(tree: Any, pos: int) -> None:
         nonlocal need_tree
         if frames:
             frames[-1][1].append(tree)
@@ -183,7 +187,7 @@ def _parse_segments(text: str) -> tuple[list[Tree], list[int]]:
                     start,
                     text,
                 )
-            place(MergeNode(tuple(children)), start)
+            place(make_node(tuple(children)), start)
         else:  # "|" at top level (guaranteed by _check_balance)
             if need_tree:
                 where = "at the start" if not segments else "after '|'"
@@ -199,83 +203,3 @@ def _parse_segments(text: str) -> tuple[list[Tree], list[int]]:
             text,
         )
     return segments, starts
-
-
-def parse_plan(text: str, steps: int | None = None) -> Plan:
-    """Parse a plan written in the text notation.
-
-    Grammar (whitespace is free; it is only needed between two integers)::
-
-        tree := INT | "(" tree (" " tree)+ ")"
-        plan := tree (" | " tree)*
-
-    The leaves, read left to right, must be ``N, N-1, ..., 1``.
-
-    Parameters
-    ----------
-    text : str
-        E.g. ``"((4 3) (2 1))"`` or ``"(4 3) | (2 1)"``.
-    steps : int, optional
-        Expected number of teacher steps ``N``; if given, a plan for another ``N`` is rejected.
-
-    Returns
-    -------
-    Plan
-
-    Raises
-    ------
-    TypeError
-        If ``text`` is not a str or ``steps`` is not an int.
-    PlanParseError
-        (a ``ValueError``) naming the problem and its character position, followed by the text and
-        a caret line: unbalanced parentheses, a node with fewer than two children, a non-integer
-        or non-positive leaf, leaves out of order, a missing ``" | "`` between top-level trees, a
-        dangling ``"|"``, an empty text, a plan that does not end at leaf 1, or ``N != steps``.
-    """
-    if steps is not None:
-        steps = _check_int(steps, "steps", 1)
-    segments, starts = _parse_segments(text)
-    last = tree_bottom(segments[-1])
-    if last != 0:
-        pos = len(text.rstrip())
-        raise PlanParseError(
-            f"plan ends at leaf {last + 1} (position {pos}): the last leaf must be 1 "
-            "(leaves must run N, N-1, ..., 1)",
-            pos,
-            text,
-        )
-    plan = Plan(tuple(segments))
-    if steps is not None and plan.steps != steps:
-        raise PlanParseError(
-            f"plan is for N={plan.steps} steps but steps={steps} (position {starts[0]})", starts[0], text
-        )
-    return plan
-
-
-def parse_tree(text: str) -> Tree:
-    """Parse a single tree (not necessarily ending at leaf 1), e.g. ``"((6 5) 4)"``.
-
-    Parameters
-    ----------
-    text : str
-        One tree in the notation of :func:`parse_plan` (no ``"|"``).
-
-    Returns
-    -------
-    int or MergeNode
-
-    Raises
-    ------
-    TypeError
-        If ``text`` is not a str.
-    PlanParseError
-        (a ``ValueError``) for malformed text or more than one top-level tree.
-    """
-    segments, starts = _parse_segments(text)
-    if len(segments) != 1:
-        raise PlanParseError(
-            f"expected a single tree, found {len(segments)} segments (second one at position {starts[1]})",
-            starts[1],
-            text,
-        )
-    return segments[0]

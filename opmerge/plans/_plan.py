@@ -1,4 +1,4 @@
-"""Plans (sequences of trees over :math:`N \\to 0`), their text form and nested lists (private)."""
+"""Plans (sequences of trees over :math:`N \\to 0`), their text form, parser and nested lists (private)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,23 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..errors import InputError, InputTypeError
-from ._tree import MergeNode, Tree, _check_leaf, _check_tree, _is_int, format_tree, iter_merge_nodes, tree_bottom, tree_depth, tree_merges, tree_top
+from ._notation import PlanParseError, _parse_segments
+from ._tree import (
+    MergeNode,
+    Tree,
+    _check_int,
+    _check_tree,
+    format_tree,
+    iter_merge_nodes,
+    tree_bottom,
+    tree_depth,
+    tree_from_nested,
+    tree_merges,
+    tree_top,
+    tree_to_nested,
+)
 
-__all__ = ["Plan", "format_plan", "tree_to_nested", "tree_from_nested", "plan_from_nested"]
+__all__ = ["Plan", "format_plan", "parse_plan", "plan_from_nested"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,8 +120,6 @@ class Plan:
     @classmethod
     def from_text(cls, text: str, steps: int | None = None) -> "Plan":
         """Parse the text notation (same as :func:`parse_plan`)."""
-        from ._notation import parse_plan
-
         return parse_plan(text, steps=steps)
 
     @classmethod
@@ -145,83 +157,6 @@ def format_plan(plan_or_tree: Plan | Tree) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def tree_to_nested(tree: Tree) -> int | list:
-    """JSON-friendly form of a tree: a leaf is its int, a node the list of its children's forms.
-
-    Parameters
-    ----------
-    tree : int or MergeNode
-
-    Returns
-    -------
-    int or list
-        E.g. ``[[4, 3], 2]`` for ``((4 3) 2)``.
-    """
-    if not isinstance(tree, MergeNode):
-        return _check_leaf(tree, "tree")
-    root: list = []
-    stack: list[tuple[MergeNode, list]] = [(tree, root)]
-    while stack:
-        node, out = stack.pop()
-        for child in node.children:
-            if isinstance(child, MergeNode):
-                sub: list = []
-                out.append(sub)
-                stack.append((child, sub))
-            else:
-                out.append(child)
-    return root
-
-
-def tree_from_nested(obj: Any) -> Tree:
-    """Inverse of :func:`tree_to_nested`: ints are leaves, lists/tuples are merge nodes.
-
-    Parameters
-    ----------
-    obj : int or list or tuple
-
-    Returns
-    -------
-    int or MergeNode
-
-    Raises
-    ------
-    TypeError
-        For anything that is not an int, list or tuple (``bool`` is rejected).
-    ValueError
-        For an invalid tree (a node with < 2 children, non-contiguous children, leaf < 1).
-    """
-    if _is_int(obj):
-        return _check_leaf(obj, "nested tree")
-    if not isinstance(obj, (list, tuple)):
-        raise InputTypeError(f"a nested tree must be an int (leaf) or a list (node), got {type(obj).__name__}")
-    # iterative post-order build: frames hold (source list, next child index, built children)
-    frames: list[tuple[Sequence, list[Tree]]] = [(obj, [])]
-    index = [0]
-    while True:
-        src, built = frames[-1]
-        k = index[-1]
-        if k < len(src):
-            index[-1] += 1
-            item = src[k]
-            if _is_int(item):
-                built.append(_check_leaf(item, "nested tree leaf"))
-            elif isinstance(item, (list, tuple)):
-                frames.append((item, []))
-                index.append(0)
-            else:
-                raise InputTypeError(
-                    f"a nested tree must contain ints (leaves) and lists (nodes), got {type(item).__name__}"
-                )
-            continue
-        frames.pop()
-        index.pop()
-        node = MergeNode(tuple(built))
-        if not frames:
-            return node
-        frames[-1][1].append(node)
-
-
 def plan_from_nested(obj: Any) -> Plan:
     """Build a plan from its JSON-friendly form: the list of its segments' nested forms.
 
@@ -244,3 +179,54 @@ def plan_from_nested(obj: Any) -> Plan:
     if not isinstance(obj, (list, tuple)):
         raise InputTypeError(f"a nested plan must be a list of segments, got {type(obj).__name__}")
     return Plan(tuple(tree_from_nested(s) for s in obj))
+
+
+def parse_plan(text: str, steps: int | None = None) -> Plan:
+    """Parse a plan written in the text notation.
+
+    Grammar (whitespace is free; it is only needed between two integers)::
+
+        tree := INT | "(" tree (" " tree)+ ")"
+        plan := tree (" | " tree)*
+
+    The leaves, read left to right, must be ``N, N-1, ..., 1``.
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"((4 3) (2 1))"`` or ``"(4 3) | (2 1)"``.
+    steps : int, optional
+        Expected number of teacher steps ``N``; if given, a plan for another ``N`` is rejected.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    TypeError
+        If ``text`` is not a str or ``steps`` is not an int.
+    PlanParseError
+        (a ``ValueError``) naming the problem and its character position, followed by the text and
+        a caret line: unbalanced parentheses, a node with fewer than two children, a non-integer
+        or non-positive leaf, leaves out of order, a missing ``" | "`` between top-level trees, a
+        dangling ``"|"``, an empty text, a plan that does not end at leaf 1, or ``N != steps``.
+    """
+    if steps is not None:
+        steps = _check_int(steps, "steps", 1)
+    segments, starts = _parse_segments(text, MergeNode)
+    last = tree_bottom(segments[-1])
+    if last != 0:
+        pos = len(text.rstrip())
+        raise PlanParseError(
+            f"plan ends at leaf {last + 1} (position {pos}): the last leaf must be 1 "
+            "(leaves must run N, N-1, ..., 1)",
+            pos,
+            text,
+        )
+    plan = Plan(tuple(segments))
+    if steps is not None and plan.steps != steps:
+        raise PlanParseError(
+            f"plan is for N={plan.steps} steps but steps={steps} (position {starts[0]})", starts[0], text
+        )
+    return plan

@@ -1,12 +1,13 @@
-"""Merge nodes and trees of teacher steps (private; the public names live in :mod:`opmerge.plans`)."""
+"""Merge nodes and trees of teacher steps: type, queries, text and nested forms (private; public names in :mod:`opmerge.plans`)."""
 
 from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, Union
+from typing import Any, Iterator, Sequence, Union
 
 from ..errors import InputError, InputTypeError
+from ._notation import PlanParseError, _parse_segments
 
 __all__ = [
     "Tree",
@@ -18,6 +19,9 @@ __all__ = [
     "tree_depth",
     "iter_merge_nodes",
     "format_tree",
+    "parse_tree",
+    "tree_to_nested",
+    "tree_from_nested",
 ]
 
 Tree = Union[int, "MergeNode"]
@@ -145,8 +149,6 @@ class MergeNode:
     @classmethod
     def from_text(cls, text: str) -> "MergeNode":
         """Parse a single node in the text notation, e.g. ``"((4 3) 2)"`` (see :func:`parse_tree`)."""
-        from ._notation import parse_tree
-
         tree = parse_tree(text)
         if not isinstance(tree, MergeNode):
             raise InputError(f"text describes a single leaf ({tree}), not a merge node")
@@ -154,8 +156,6 @@ class MergeNode:
 
     def to_nested(self) -> list:
         """JSON-friendly nested lists (see :func:`tree_to_nested`)."""
-        from ._plan import tree_to_nested
-
         return tree_to_nested(self)
 
     def __eq__(self, other: object) -> bool:
@@ -337,3 +337,109 @@ def format_tree(tree: Tree) -> str:
         else:
             parts.append(str(item))
     return "".join(parts)
+
+
+def parse_tree(text: str) -> Tree:
+    """Parse a single tree (not necessarily ending at leaf 1), e.g. ``"((6 5) 4)"``.
+
+    Parameters
+    ----------
+    text : str
+        One tree in the notation of :func:`parse_plan` (no ``"|"``).
+
+    Returns
+    -------
+    int or MergeNode
+
+    Raises
+    ------
+    TypeError
+        If ``text`` is not a str.
+    PlanParseError
+        (a ``ValueError``) for malformed text or more than one top-level tree.
+    """
+    segments, starts = _parse_segments(text, MergeNode)
+    if len(segments) != 1:
+        raise PlanParseError(
+            f"expected a single tree, found {len(segments)} segments (second one at position {starts[1]})",
+            starts[1],
+            text,
+        )
+    return segments[0]
+
+
+def tree_to_nested(tree: Tree) -> int | list:
+    """JSON-friendly form of a tree: a leaf is its int, a node the list of its children's forms.
+
+    Parameters
+    ----------
+    tree : int or MergeNode
+
+    Returns
+    -------
+    int or list
+        E.g. ``[[4, 3], 2]`` for ``((4 3) 2)``.
+    """
+    if not isinstance(tree, MergeNode):
+        return _check_leaf(tree, "tree")
+    root: list = []
+    stack: list[tuple[MergeNode, list]] = [(tree, root)]
+    while stack:
+        node, out = stack.pop()
+        for child in node.children:
+            if isinstance(child, MergeNode):
+                sub: list = []
+                out.append(sub)
+                stack.append((child, sub))
+            else:
+                out.append(child)
+    return root
+
+
+def tree_from_nested(obj: Any) -> Tree:
+    """Inverse of :func:`tree_to_nested`: ints are leaves, lists/tuples are merge nodes.
+
+    Parameters
+    ----------
+    obj : int or list or tuple
+
+    Returns
+    -------
+    int or MergeNode
+
+    Raises
+    ------
+    TypeError
+        For anything that is not an int, list or tuple (``bool`` is rejected).
+    ValueError
+        For an invalid tree (a node with < 2 children, non-contiguous children, leaf < 1).
+    """
+    if _is_int(obj):
+        return _check_leaf(obj, "nested tree")
+    if not isinstance(obj, (list, tuple)):
+        raise InputTypeError(f"a nested tree must be an int (leaf) or a list (node), got {type(obj).__name__}")
+    # iterative post-order build: frames hold (source list, next child index, built children)
+    frames: list[tuple[Sequence, list[Tree]]] = [(obj, [])]
+    index = [0]
+    while True:
+        src, built = frames[-1]
+        k = index[-1]
+        if k < len(src):
+            index[-1] += 1
+            item = src[k]
+            if _is_int(item):
+                built.append(_check_leaf(item, "nested tree leaf"))
+            elif isinstance(item, (list, tuple)):
+                frames.append((item, []))
+                index.append(0)
+            else:
+                raise InputTypeError(
+                    f"a nested tree must contain ints (leaves) and lists (nodes), got {type(item).__name__}"
+                )
+            continue
+        frames.pop()
+        index.pop()
+        node = MergeNode(tuple(built))
+        if not frames:
+            return node
+        frames[-1][1].append(node)
