@@ -14,6 +14,8 @@ import hashlib
 
 import torch
 
+from opmerge.errors import InputError
+
 __all__ = ["DEVICES", "resolve_device", "default_dtype", "derive_seed", "make_generator"]
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -30,11 +32,11 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if isinstance(name, torch.device):
         return name
     if name not in DEVICES and not (isinstance(name, str) and name.startswith("cuda:")):
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but CUDA is not available on this machine (use --device cpu or auto)")
+        raise InputError("device 'cuda' was requested but CUDA is not available on this machine (use --device cpu or auto)")
     return torch.device(name)
 
 

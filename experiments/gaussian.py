@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opmerge.errors import InputError
 from opmerge.schedules import Schedule
 from opmerge.teacher import check_lam
 
@@ -32,7 +33,7 @@ def random_rotation(dim: int, seed: int) -> np.ndarray:
     Uses :class:`numpy.random.Generator` (PCG64), so it is the same on every machine.
     """
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise ValueError(f"dim must be an int >= 1, got {dim!r}")
+        raise InputError(f"dim must be an int >= 1, got {dim!r}")
     rng = np.random.default_rng(int(seed))
     q, r = np.linalg.qr(rng.standard_normal((int(dim), int(dim))))
     return q * np.sign(np.diag(r))[None, :]
@@ -57,16 +58,16 @@ class GaussianData:
     def __post_init__(self) -> None:
         lam = np.atleast_1d(check_lam(self.lam)).astype(np.float64)
         if lam.ndim != 1:
-            raise ValueError(f"lam must be a 1-D array of eigenvalues, got shape {lam.shape}")
+            raise InputError(f"lam must be a 1-D array of eigenvalues, got shape {lam.shape}")
         lam = lam.copy()
         lam.setflags(write=False)
         object.__setattr__(self, "lam", lam)
         if self.rotation is not None:
             u = np.asarray(self.rotation, dtype=np.float64).copy()
             if u.shape != (lam.size, lam.size):
-                raise ValueError(f"rotation must have shape ({lam.size}, {lam.size}), got {u.shape}")
+                raise InputError(f"rotation must have shape ({lam.size}, {lam.size}), got {u.shape}")
             if not np.allclose(u.T @ u, np.eye(lam.size), atol=1e-10):
-                raise ValueError("rotation must be orthogonal (U^T U = I to 1e-10)")
+                raise InputError("rotation must be orthogonal (U^T U = I to 1e-10)")
             u.setflags(write=False)
             object.__setattr__(self, "rotation", u)
 
@@ -128,7 +129,7 @@ class GaussianData:
                        device: torch.device | str = "cpu") -> torch.Tensor:
         r"""Forward process at grid index ``index``: :math:`z_j = \alpha_j x_0 + \sigma_j \varepsilon`, shape ``(n, d)``."""
         if not 0 <= int(index) <= schedule.steps:
-            raise ValueError(f"index must be in [0, N] = [0, {schedule.steps}], got {index}")
+            raise InputError(f"index must be in [0, N] = [0, {schedule.steps}], got {index}")
         x0 = self.sample(n, generator, dtype, device)
         eps = self.noise(n, generator, dtype, device)
         return float(schedule.alpha[index]) * x0 + float(schedule.sigma[index]) * eps
@@ -161,22 +162,22 @@ def parse_spectrum(text: str) -> np.ndarray:
         Validated eigenvalues (finite, ``>= 0``).
     """
     if not isinstance(text, str) or not text.strip():
-        raise ValueError("spectrum must be a non-empty string (a list 'a,b,c', 'geom:LO:HI:D', 'lin:LO:HI:D' or a file)")
+        raise InputError("spectrum must be a non-empty string (a list 'a,b,c', 'geom:LO:HI:D', 'lin:LO:HI:D' or a file)")
     text = text.strip()
     head = text.split(":", 1)[0].lower()
     if head in ("geom", "logspace", "lin", "linspace"):
         parts = text.split(":")
         if len(parts) != 4:
-            raise ValueError(f"spectrum {text!r}: expected '{head}:LO:HI:D'")
+            raise InputError(f"spectrum {text!r}: expected '{head}:LO:HI:D'")
         try:
             lo, hi, count = float(parts[1]), float(parts[2]), int(parts[3])
         except ValueError:
-            raise ValueError(f"spectrum {text!r}: LO and HI must be numbers and D an integer") from None
+            raise InputError(f"spectrum {text!r}: LO and HI must be numbers and D an integer") from None
         if count < 1:
-            raise ValueError(f"spectrum {text!r}: D must be >= 1")
+            raise InputError(f"spectrum {text!r}: D must be >= 1")
         if head in ("geom", "logspace"):
             if lo <= 0 or hi <= 0:
-                raise ValueError(f"spectrum {text!r}: a log-spaced spectrum needs LO, HI > 0")
+                raise InputError(f"spectrum {text!r}: a log-spaced spectrum needs LO, HI > 0")
             values = np.geomspace(lo, hi, count)
         else:
             values = np.linspace(lo, hi, count)
@@ -193,7 +194,7 @@ def parse_spectrum(text: str) -> np.ndarray:
         try:
             values = np.array([float(v) for v in text.split(",") if v.strip()])
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"spectrum {text!r} is not a list of numbers, 'geom:LO:HI:D', 'lin:LO:HI:D' or an existing .npy/.json/.txt/.csv file"
             ) from None
     values = np.atleast_1d(check_lam(np.asarray(values, dtype=np.float64).ravel(), "spectrum"))

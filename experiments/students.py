@@ -28,6 +28,8 @@ import math
 import torch
 from torch import nn
 
+from opmerge.errors import InputError
+
 from .gaussian import GaussianData
 from .teacher import operator_matrix
 
@@ -81,7 +83,7 @@ class GroupedMLP(nn.Module):
                  dtype: torch.dtype, device: torch.device | str) -> None:
         super().__init__()
         if hidden < 1 or depth < 1:
-            raise ValueError(f"hidden and depth must be >= 1, got hidden = {hidden}, depth = {depth}")
+            raise InputError(f"hidden and depth must be >= 1, got hidden = {hidden}, depth = {depth}")
         sizes = [width] + [hidden] * depth
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -168,7 +170,7 @@ def build_student(family: str, start, data: GaussianData, *, dtype: torch.dtype,
         Needed by the MLP families (hidden-layer init).
     """
     if family not in FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        raise InputError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
     if isinstance(start, nn.Module) and _same_family(start, family):
         student = copy.deepcopy(start)
         for p in student.parameters():
@@ -185,7 +187,7 @@ def build_student(family: str, start, data: GaussianData, *, dtype: torch.dtype,
     if family == "full":
         return FullLinear(matrix)
     if generator is None:
-        raise ValueError("the MLP families need a torch.Generator for their initial weights")
+        raise InputError("the MLP families need a torch.Generator for their initial weights")
     return ResidualMLP(matrix, data, hidden, depth, family == "mlp-separable", generator)
 
 
