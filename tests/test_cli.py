@@ -651,3 +651,17 @@ def test_random_lam_text_is_a_result_or_one_error_line(capsys, value):
         assert all(isinstance(v, float) and math.isfinite(v) and v >= 0 for v in lam)
     else:
         assert_user_error(code, out, err)
+
+
+def test_spectrum_digits_imports_neither_sklearn_nor_torch():
+    script = (
+        "import sys\n"
+        "from opmerge.cli import main\n"
+        "assert main(['plan', '--spectrum', 'digits', '--bins', '4', '--steps', '4', '--json']) == 0\n"
+        "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'torch', 'sympy', 'matplotlib'}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, env=env, timeout=120,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
