@@ -187,3 +187,31 @@ def test_ema_rate_schedule_and_explicit_update_number():
     assert ema.update(net, k=0) == pytest.approx(0.1)
     torch.testing.assert_close(ema.module.weight, torch.full((1, 2), 0.1 * 1.0 + 0.9 * 3.0, dtype=torch.float64))
     assert ema.updates == 1 and not ema.module.weight.requires_grad
+
+
+class _CurvedNet(torch.nn.Module):
+    """G(x, t, s) = x c(s)/c(t), c(s) = s^p + (1 - s^p) T: from x_1 the trajectory is x_1 c(s) and ends at T x_1.
+    p = 1 is the straight line (rf chord); p = 2 bends it by (s^2 - s)(1 - T) x_1. Borrows TrajectoryNet's sampler."""
+
+    sample = TrajectoryNet.sample
+    _time = TrajectoryNet._time
+
+    def __init__(self, gains, power):
+        super().__init__()
+        self.gains, self.power = gains, power
+
+    def _c(self, s):
+        return s**self.power + (1 - s**self.power) * self.gains
+
+    def forward(self, x, t, s):
+        return x * self._c(s) / self._c(t)
+
+
+def test_straightness_is_the_mean_squared_distance_to_the_chord():
+    gains = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    x1 = torch.randn(500, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert straightness(_CurvedNet(gains, 1), x1, 1) < 1e-28
+    # one step, 8 points per step: s_j = 1 - j/8, j = 1..7; deviation (s^2 - s)(1 - T_i) x_1i
+    s_values = np.array([1 - j / 8 for j in range(1, 8)])
+    expected = np.mean((s_values**2 - s_values) ** 2) * float(((1 - gains) ** 2 * x1**2).mean())
+    assert straightness(_CurvedNet(gains, 2), x1, 1) == pytest.approx(expected, rel=1e-12)

@@ -33,7 +33,7 @@ import torch
 from opmerge.errors import InputError, InputTypeError
 
 from . import exactness, ranking, scot, sgd
-from ._common import DEFAULT_OUT, DEFAULT_PLANS, StudyConfig, environment, finish, resolve_plans, unit_cache
+from ._common import DEFAULT_OUT, DEFAULT_PLANS, StudyConfig, finish, resolve_plans, unit_cache
 from .exactness import EXACTNESS_BOUND, ExactnessConfig
 from .ranking import RankingConfig
 from .scot import ScotConfig
