@@ -27,6 +27,18 @@ INIT_CODES = {"warm": INIT_WARM, "ddim": INIT_DDIM, "zero": INIT_ZERO, "identity
 
 
 @njit(cache=True, inline="always")
+def node_value(r, c1, rest, a0):
+    r"""Value of a merge node: :math:`(1 - r)\,(c_1 R) + r\, a_0` (docs/theory.md §4).
+
+    The one place the Numba kernels compute it, in the association that plan evaluation uses
+    (:func:`opmerge.objective.merge_value`), so that every kernel agrees with it to the last bit.
+    ``r``: retention of the node; ``c1``: value of its first child; ``rest``: product ``R`` of the
+    other children; ``a0``: the init value (:func:`_init_value`).
+    """
+    return (1.0 - r) * (c1 * rest) + r * a0
+
+
+@njit(cache=True, inline="always")
 def _init_value(init_code, c1, jump_ij):
     if init_code == 0:
         return c1
@@ -98,7 +110,6 @@ def range_dp(step_values, retention, init_code, jump, segments):
         for i in range(0, n - length + 1):
             j = i + length
             r = retention[j]
-            w = 1.0 - r
             jump_ij = jump[i, j] if init_code == 1 else 0.0
             node_lo = np.inf
             node_hi = -np.inf
@@ -110,15 +121,15 @@ def range_dp(step_values, retention, init_code, jump, segments):
                     p_hi = vt_hi[j, m] * f_hi[i, m]
                     prod_lo = min(prod_lo, p_lo)
                     prod_hi = max(prod_hi, p_hi)
-                    node_lo = min(node_lo, w * p_lo + r * _init_value(init_code, vt_lo[j, m], jump_ij))
-                    node_hi = max(node_hi, w * p_hi + r * _init_value(init_code, vt_hi[j, m], jump_ij))
+                    node_lo = min(node_lo, node_value(r, vt_lo[j, m], f_lo[i, m], _init_value(init_code, vt_lo[j, m], jump_ij)))
+                    node_hi = max(node_hi, node_value(r, vt_hi[j, m], f_hi[i, m], _init_value(init_code, vt_hi[j, m], jump_ij)))
             else:
                 for m in range(i + 1, j):
                     for bits in range(4):
                         c1 = vt_hi[j, m] if (bits & 1) else vt_lo[j, m]
                         rest = f_hi[i, m] if (bits & 2) else f_lo[i, m]
                         prod = c1 * rest
-                        val = w * prod + r * _init_value(init_code, c1, jump_ij)
+                        val = node_value(r, c1, rest, _init_value(init_code, c1, jump_ij))
                         node_lo = min(node_lo, val)
                         node_hi = max(node_hi, val)
                         prod_lo = min(prod_lo, prod)
@@ -163,13 +174,12 @@ def find_choice(table, side, k_or_i, j, step_values, retention, init_code, jump,
         i = k_or_i
         target = v_hi[i, j] if side else v_lo[i, j]
         r = retention[j]
-        w = 1.0 - r
         jump_ij = jump[i, j] if init_code == 1 else 0.0
         for m in range(i + 1, j):
             for bits in range(4):
                 c1 = v_hi[m, j] if (bits & 1) else v_lo[m, j]
                 rest = f_hi[i, m] if (bits & 2) else f_lo[i, m]
-                if w * (c1 * rest) + r * _init_value(init_code, c1, jump_ij) == target:
+                if node_value(r, c1, rest, _init_value(init_code, c1, jump_ij)) == target:
                     return m, bits
         return -2, 0
     if table == 1:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._kernels import closest_pair
+from ._kernels import _init_value, closest_pair, node_value
 
 LEAF, HOLE_V, HOLE_F, HOLE_G, NODE, PROD = 0, 1, 2, 3, 4, 5
 # int columns of the pool
@@ -75,13 +75,8 @@ def _prod(pool_int, pool_f, top, first, rest):
 
 @njit(cache=True)
 def _a0(init_code, c1, jump, i, j):
-    if init_code == 0:
-        return c1
-    if init_code == 1:
-        return jump[i, j]
-    if init_code == 2:
-        return 0.0
-    return 1.0
+    """The init value of a node over ``j -> i`` (``jump`` is read only for the ddim init)."""
+    return _init_value(init_code, c1, jump[i, j] if init_code == 1 else 0.0)
 
 
 @njit(cache=True)
@@ -89,13 +84,12 @@ def _node(pool_int, pool_f, top, i, j, first, rest, retention, init_code, jump):
     if first < 0 or rest < 0:
         return -1
     r = retention[j]
-    w = 1.0 - r
     a_lo, a_hi = pool_f[first, 0], pool_f[first, 1]
     b_lo, b_hi = pool_f[rest, 0], pool_f[rest, 1]
-    v0 = w * (a_lo * b_lo) + r * _a0(init_code, a_lo, jump, i, j)
-    v1 = w * (a_lo * b_hi) + r * _a0(init_code, a_lo, jump, i, j)
-    v2 = w * (a_hi * b_lo) + r * _a0(init_code, a_hi, jump, i, j)
-    v3 = w * (a_hi * b_hi) + r * _a0(init_code, a_hi, jump, i, j)
+    v0 = node_value(r, a_lo, b_lo, _a0(init_code, a_lo, jump, i, j))
+    v1 = node_value(r, a_lo, b_hi, _a0(init_code, a_lo, jump, i, j))
+    v2 = node_value(r, a_hi, b_lo, _a0(init_code, a_hi, jump, i, j))
+    v3 = node_value(r, a_hi, b_hi, _a0(init_code, a_hi, jump, i, j))
     lo = min(min(v0, v1), min(v2, v3))
     hi = max(max(v0, v1), max(v2, v3))
     holes = pool_int[first, C_HOLES] + pool_int[rest, C_HOLES]
@@ -169,7 +163,7 @@ def _evaluate(pool_int, pool_f, order, count, values, h1, x1, h2, x2, retention,
             i, j = pool_int[e, C_I], pool_int[e, C_J]
             r = retention[j]
             c1 = values[pool_int[e, C_FIRST]]
-            values[e] = (1.0 - r) * (c1 * values[pool_int[e, C_REST]]) + r * _a0(init_code, c1, jump, i, j)
+            values[e] = node_value(r, c1, values[pool_int[e, C_REST]], _a0(init_code, c1, jump, i, j))
     return values[order[count - 1]]
 
 

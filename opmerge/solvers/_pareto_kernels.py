@@ -7,7 +7,7 @@ explained in the docstring of :mod:`opmerge.solvers.pareto`.
 * :func:`context_bounds` — the top-down pass: bounds on the affine context
   :math:`S = \alpha + \beta x` of every position.
 * :func:`combine_candidates` — the value vectors of one split, with their bounds.
-* :func:`dominates`, :func:`merge_fronts`, :func:`dominance_filter` — the dominance test and the
+* :func:`dominates`, :func:`merge_fronts` — the dominance test and the
   fronts it keeps.
 """
 
@@ -16,13 +16,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._kernels import node_value
+
 __all__ = [
     "context_bounds",
     "combine_candidates",
     "position_coefficients",
     "dominates",
     "merge_fronts",
-    "dominance_filter",
 ]
 
 
@@ -303,13 +304,11 @@ def combine_candidates(first, rest, labels_first, labels_rest, mode, retention, 
         for b in range(nb):
             bound = 0.0
             for k in range(d):
-                prod = first[a, k] * rest[b, k]
                 if mode == 0:
-                    r = retention[k]
                     init = first[a, k] if warm else a0[k]
-                    val = (1.0 - r) * prod + r * init
+                    val = node_value(retention[k], first[a, k], rest[b, k], init)
                 else:
-                    val = prod
+                    val = first[a, k] * rest[b, k]
                 values[count, k] = val
                 lo = ctx[0, k] + ctx[2, k] * val
                 hi = ctx[1, k] + ctx[3, k] * val
@@ -573,24 +572,3 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
     return old_keep[:n_old_kept], new_keep[:n_kept]
 
 
-def dominance_filter(values, lb_sq, labels, ctx, s_lo, s_hi, goal, scale) -> np.ndarray:
-    """Indices of a front of ``values`` (visited by increasing ``lb_sq``): :func:`merge_fronts` into an empty front.
-
-    Parameters
-    ----------
-    values : (n, d) array; lb_sq : (n,) array; labels : (n, 2) int array
-    ctx : float64[4, d]; s_lo, s_hi, goal, scale : float64[d]
-
-    Returns
-    -------
-    int64 ndarray
-        Indices of the kept vectors.
-    """
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    d = values.shape[1]
-    x_lo = values.min(axis=0) if len(values) else np.zeros(d)
-    x_hi = values.max(axis=0) if len(values) else np.zeros(d)
-    _, keep = merge_fronts(np.empty((0, d)), np.zeros((0, 2), np.int64), values,
-                           np.ascontiguousarray(lb_sq, dtype=np.float64), np.ascontiguousarray(labels, dtype=np.int64),
-                           ctx, s_lo, s_hi, goal, scale, x_lo, x_hi)
-    return keep

@@ -319,9 +319,3 @@ def merge_fronts_reference(old_values, old_labels, new_values, new_lb, new_label
         if not dominated:
             old_keep.append(q)
     return np.array(old_keep, dtype=np.int64), np.array(new_keep, dtype=np.int64)
-
-
-def dominance_filter_reference(values, lb_sq, labels, ctx, s_lo, s_hi, goal, scale):
-    """Plain-Python :func:`dominance_filter`."""
-    return merge_fronts_reference(np.empty((0, len(goal))), np.zeros((0, 2), np.int64), values, lb_sq, labels, ctx,
-                                  s_lo, s_hi, goal, scale)[1]

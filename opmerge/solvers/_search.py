@@ -27,6 +27,15 @@ from ._kernels import closest_pair
 LEAF, HOLE_V, HOLE_F, HOLE_G, NODE, PROD = range(6)
 
 
+def node_value(r, c1, rest, a0):
+    r"""Value of a merge node, :math:`(1 - r)\,(c_1 R) + r\, a_0` (floats or numpy arrays).
+
+    The one place the Python searches compute it, in the association of plan evaluation; the Numba
+    kernels use :func:`opmerge.solvers._kernels.node_value`, the same expression.
+    """
+    return (1.0 - r) * (c1 * rest) + r * a0
+
+
 class _Expr:
     __slots__ = ("kind", "i", "j", "first", "rest", "lo", "hi", "holes", "merges")
 
@@ -113,7 +122,7 @@ class PlanSearch:
         if holes == 0 and self.same_r:
             r = self.r_lo[j]
             a0 = first.lo if init == 0 else a0_const
-            value = (1.0 - r) * (first.lo * rest.lo) + r * a0
+            value = node_value(r, first.lo, rest.lo, a0)
             lo = hi = value
         else:
             corners = []
@@ -121,9 +130,8 @@ class PlanSearch:
             for c1 in (first.lo, first.hi):
                 a0 = c1 if init == 0 else a0_const
                 for rv in (rest.lo, rest.hi):
-                    p = c1 * rv
                     for r in rs:
-                        corners.append((1.0 - r) * p + r * a0)
+                        corners.append(node_value(r, c1, rv, a0))
             lo = corners[0]
             hi = corners[0]
             for c in corners[1:]:
@@ -318,7 +326,7 @@ class ValueLists:
                     a0 = self.jump[i, j]
                 else:
                     a0 = 0.0 if self.init_code == 2 else 1.0
-                vals = (1.0 - r) * prod + r * a0
+                vals = node_value(r, a_vals[:, None], b_vals[None, :], a0)
             else:
                 vals = prod
             values.append(np.ravel(vals))
@@ -413,15 +421,14 @@ class LineSearch1D(PlanSearch):
 
     def node(self, i, j, first, rest):
         r = self.ret_f[j]
-        w = 1.0 - r
         init = self.init_code
         if init == 0:
-            vals = (w * (first.lo * rest.lo) + r * first.lo, w * (first.lo * rest.hi) + r * first.lo,
-                    w * (first.hi * rest.lo) + r * first.hi, w * (first.hi * rest.hi) + r * first.hi)
+            vals = (node_value(r, first.lo, rest.lo, first.lo), node_value(r, first.lo, rest.hi, first.lo),
+                    node_value(r, first.hi, rest.lo, first.hi), node_value(r, first.hi, rest.hi, first.hi))
         else:
             a0 = self.jump_f[i][j] if init == 1 else (0.0 if init == 2 else 1.0)
-            vals = (w * (first.lo * rest.lo) + r * a0, w * (first.lo * rest.hi) + r * a0,
-                    w * (first.hi * rest.lo) + r * a0, w * (first.hi * rest.hi) + r * a0)
+            vals = (node_value(r, first.lo, rest.lo, a0), node_value(r, first.lo, rest.hi, a0),
+                    node_value(r, first.hi, rest.lo, a0), node_value(r, first.hi, rest.hi, a0))
         return _Expr(NODE, i, j, first, rest, min(vals), max(vals), first.holes + rest.holes,
                      first.merges + rest.merges + 1)
 
@@ -484,7 +491,7 @@ class LineSearch1D(PlanSearch):
             a0 = self.jump_f[expr.i][expr.j]
         else:
             a0 = 0.0 if self.init_code == 2 else 1.0
-        return (1.0 - r) * (first * rest) + r * a0
+        return node_value(r, first, rest, a0)
 
     def _fill(self, hole, index):
         kind = "V" if hole.kind == HOLE_V else "F"
