@@ -5,10 +5,9 @@ Run from the repository root: ``python notebooks/_build_01_quickstart.py``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from _notebook import build_notebook, write_notebook
 
 CELLS = [
     ("md", """# opmerge quickstart
@@ -70,16 +69,8 @@ fig, _ = plot_phase_diagram(grid, title="vp-cosine, N = 8")"""),
 
 def build() -> nbformat.NotebookNode:
     """The notebook, without outputs."""
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    for k, cell in enumerate(nb.cells):
-        cell["id"] = f"quickstart-{k:02d}"  # stable ids: regenerating gives the same file
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return build_notebook(CELLS, "quickstart")
 
 
 if __name__ == "__main__":
-    target = Path(__file__).resolve().parent / "01_quickstart.ipynb"
-    nbformat.write(build(), target)
-    print(target)
+    write_notebook(CELLS, "quickstart", "01_quickstart.ipynb")

@@ -5,10 +5,9 @@ Run from the repository root: ``python notebooks/_make_02_bridge.py``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from _notebook import build_notebook, write_notebook
 
 CELLS = [
     ("md", """# The torch bridge: real students read back into the model
@@ -127,16 +126,8 @@ plan's prediction the learned gains sit closest to."""),
 
 def build() -> nbformat.NotebookNode:
     """The notebook, without outputs."""
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    for k, cell in enumerate(nb.cells):
-        cell["id"] = f"bridge-{k:02d}"  # stable ids: regenerating gives the same file
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return build_notebook(CELLS, "bridge")
 
 
 if __name__ == "__main__":
-    target = Path(__file__).resolve().parent / "02_bridge.ipynb"
-    nbformat.write(build(), target)
-    print(target)
+    write_notebook(CELLS, "bridge", "02_bridge.ipynb")

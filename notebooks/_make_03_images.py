@@ -5,10 +5,9 @@ Run from the repository root: ``python notebooks/_make_03_images.py``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from _notebook import build_notebook, write_notebook
 
 CELLS = [
     ("md", """# The bridge on images: digits, a trained teacher, distilled students
@@ -112,16 +111,8 @@ both recipes for both teachers) and writes the same figures."""),
 
 def build() -> nbformat.NotebookNode:
     """The notebook, without outputs."""
-    nb = new_notebook()
-    nb.cells = [new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS]
-    for k, cell in enumerate(nb.cells):
-        cell["id"] = f"images-{k:02d}"  # stable ids: regenerating gives the same file
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+    return build_notebook(CELLS, "images")
 
 
 if __name__ == "__main__":
-    target = Path(__file__).resolve().parent / "03_images.ipynb"
-    nbformat.write(build(), target)
-    print(target)
+    write_notebook(CELLS, "images", "03_images.ipynb")
