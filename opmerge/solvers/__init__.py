@@ -6,11 +6,15 @@ directions), :func:`fidelity_cost_front`, :func:`achievable_range`, :func:`extre
 :func:`range_tables`, :func:`brute_force`. Bad arguments raise
 :class:`~opmerge.errors.InputError` (or :class:`~opmerge.errors.InputTypeError`).
 
-Modules: ``exact`` (``solve``, ranges, extreme plans), ``pareto`` (``solve_joint``), ``front``
-(fidelity versus cost), ``brute`` (the test oracle); private: ``_kernels`` (interval DP),
-``_search`` / ``_line`` / ``_line_kernel`` (branch and bound), ``_pareto_dp`` /
-``_pareto_kernels`` (the front DP), ``_reference`` (plain-Python references of every kernel),
-``_tolerance`` (the optimality tolerance), ``_checks`` (input checks).
+Progress of long searches: ``solve(problem, progress=stderr_progress)`` (:class:`Progress`).
+
+Modules (each imports only those listed before it; docs/solver.md has the map): ``tables``
+(range tables, ``achievable_range``, ``extreme_plan``), ``progress``, ``solution`` (``Solution``,
+the one definition of ``exact``), ``exact`` (the branch-and-bound driver), ``pareto``
+(``solve_joint``), ``dispatch`` (``solve``), ``front`` (fidelity versus cost), ``brute`` (the test
+oracle); private: ``_kernels`` / ``_pareto_kernels`` / ``_line_kernel`` (Numba), ``_reference``
+(their plain-Python references), ``_search`` / ``_line`` / ``_pareto_dp`` (search engines),
+``_control`` (tolerance, incumbent, seeds, budget), ``_checks`` (input checks).
 """
 from .brute import brute_force
 from .dispatch import solve

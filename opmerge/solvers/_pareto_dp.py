@@ -142,18 +142,16 @@ class ParetoDP:
         self.n = problem.steps
         self.m_seg = problem.segments
         self.d = problem.dim
-        last = (ProblemTables(problem) if tables is None else tables).direction_last()
+        tables = ProblemTables(problem) if tables is None else tables
+        last = tables.direction_last()
         self.v_lo, self.v_hi, self.f_lo, self.f_hi = (last[k] for k in ("v_lo", "v_hi", "f_lo", "f_hi"))
         self.g_lo, self.g_hi = last["g_lo"], last["g_hi"]
         self.s_lo = np.ascontiguousarray(self.g_lo[self.m_seg, self.n])
         self.s_hi = np.ascontiguousarray(self.g_hi[self.m_seg, self.n])
         self.goal = np.ascontiguousarray(problem.goal, dtype=np.float64)
         self.scale = np.ascontiguousarray(problem.scale, dtype=np.float64)
-        self.steps_t = np.ascontiguousarray(problem.step_values.T)  # (N + 1, d)
-        self.retention_t = np.ascontiguousarray(problem.retention.T)  # (N + 1, d)
+        self.steps_t, self.retention_t, self.jump_t = tables.problem_last()  # (N + 1, d), (N + 1, d), (N + 1, N + 1, d)
         self.init_code = INIT_CODES[problem.model.init]
-        self.jump_t = (np.ascontiguousarray(np.moveaxis(problem.jump, 0, -1)) if problem.jump is not None
-                       else np.zeros((1, 1, self.d)))
         self.candidates = 0
         self.min_pruned = math.inf
         self.largest_front = 0

@@ -270,6 +270,7 @@ class ProblemTables:
         self._first = by_direction
         self._last: dict[str, np.ndarray] | None = None
         self._per: list[dict[str, np.ndarray]] | None = None
+        self._problem_last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if by_direction is None and problem.model.budget != "total":
             self._per = _per_direction_tables(problem)
         elif by_direction is None:
@@ -293,6 +294,15 @@ class ProblemTables:
         if self._per is not None:
             return self._per[d]
         return {name: np.ascontiguousarray(self.by_direction[name][d]) for name in _TABLE_NAMES}
+
+    def problem_last(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, retention, jump)`` of the problem with the direction axis last, C-contiguous:
+        ``(N + 1, d)``, ``(N + 1, d)`` and ``(N + 1, N + 1, d)`` (zeros ``(1, 1, d)`` unless ``init='ddim'``); built once."""
+        if self._problem_last is None:
+            p = self.problem
+            jump = (np.ascontiguousarray(np.moveaxis(p.jump, 0, -1)) if p.jump is not None else np.zeros((1, 1, p.dim)))
+            self._problem_last = (np.ascontiguousarray(p.step_values.T), np.ascontiguousarray(p.retention.T), jump)
+        return self._problem_last
 
     def direction_last(self) -> dict[str, np.ndarray]:
         """The six tables with the direction axis last, C-contiguous (what the kernels read); built once."""
