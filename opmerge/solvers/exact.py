@@ -90,15 +90,15 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
     method = "extreme" if problem.dim == 1 and root_bound >= incumbent.threshold() else "search"
     if root_bound >= incumbent.threshold():
         # the goal lies outside the achievable range (or an incumbent already attains the bound)
-        found_plan, lower_sq, nodes = None, root_bound, 0
+        found_plan, lower_sq, nodes, complete = None, root_bound, 0, True
     elif problem.dim == 1 and problem.model.budget != "total" and engine != "python":
-        _found_sq, found_plan, lower_sq, nodes, _complete = run_line_search(
+        _found_sq, found_plan, lower_sq, nodes, complete = run_line_search(
             problem, tables.direction(0), best_sq, tol, estimate_slack_for(problem), node_budget, budget, list_length
         )
     else:
         if problem.dim == 1 and problem.model.budget != "total":
             search = LineSearch1D(**search_kwargs, list_length=list_length)
-        _found_sq, found_plan, lower_sq, nodes, _complete = search.run(best_sq, incumbent.threshold_for, evaluate_exact,
+        _found_sq, found_plan, lower_sq, nodes, complete = search.run(best_sq, incumbent.threshold_for, evaluate_exact,
                                                                        node_budget, budget)
     if found_plan is not None:
         found_eval = evaluate_plan(problem, found_plan)
@@ -107,4 +107,4 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
     w2 = incumbent.w2
     lower = math.sqrt(max(0.0, min(lower_sq, w2 * w2)))
     return certified_solution(incumbent.plan, incumbent.evaluation, lower, tol, method, nodes, (tables.lo, tables.hi),
-                              budget.elapsed(), problem)
+                              budget.elapsed(), problem, stopped=not complete)

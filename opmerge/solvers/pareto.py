@@ -338,7 +338,8 @@ def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, bu
     w2 = best_eval.w2
     lower = min(max(search.lower_bound, direction_bound, math.sqrt(lower_sq)), w2)
     return certified_solution(best_plan, best_eval, lower, tol, "pareto+search" if applicable else "search",
-                              nodes + search.nodes, (lo, hi), time.perf_counter() - start, problem)
+                              nodes + search.nodes, (lo, hi), time.perf_counter() - start, problem,
+                              stopped=search.stopped)
 
 
 def _bound_deadline(budget: Budget, seconds: float) -> float:

@@ -44,6 +44,9 @@ class Solution:
     student_range : (lo, hi)      achievable ``S`` per direction (see :func:`~opmerge.solvers.achievable_range`)
     elapsed : float               seconds
     problem : Problem
+    stopped : bool                the search stopped before it finished (``node_budget``, ``time_budget``,
+                                  or the memory of the one-direction search); ``exact`` may still hold:
+                                  the gap left can be within ``tol``
     """
 
     plan: Plan
@@ -57,6 +60,7 @@ class Solution:
     student_range: tuple
     elapsed: float
     problem: Problem = field(repr=False)
+    stopped: bool = False
 
     @property
     def gap(self) -> float:
@@ -79,13 +83,14 @@ class Solution:
             "nodes": self.nodes,
             "student_range": {"min": self.student_range[0].tolist(), "max": self.student_range[1].tolist()},
             "seconds": self.elapsed,
+            "stopped": self.stopped,
             "n_merges": self.plan.n_merges,
         }
 
 
 def certified_solution(plan: Plan, evaluation: PlanEvaluation, lower_bound: float, tol: float, method: str,
                        nodes: int, student_range: tuple[np.ndarray, np.ndarray], elapsed: float,
-                       problem: Problem) -> Solution:
+                       problem: Problem, stopped: bool = False) -> Solution:
     r"""A :class:`Solution` whose ``exact`` is computed from its numbers.
 
     .. math:: \texttt{exact} = (\texttt{w2} - \texttt{lower\_bound} \le \texttt{tol}), \qquad
@@ -106,6 +111,8 @@ def certified_solution(plan: Plan, evaluation: PlanEvaluation, lower_bound: floa
     student_range : (lo, hi)
     elapsed : float
     problem : Problem
+    stopped : bool
+        Whether a budget stopped the search before it finished.
 
     Returns
     -------
@@ -114,4 +121,5 @@ def certified_solution(plan: Plan, evaluation: PlanEvaluation, lower_bound: floa
     w2 = evaluation.w2
     exact = bool(w2 - lower_bound <= tol or lower_bound >= w2 - tol)
     return Solution(plan=plan, evaluation=evaluation, w2=w2, lower_bound=lower_bound, exact=exact,
-                    tol=tol, method=method, nodes=int(nodes), student_range=student_range, elapsed=elapsed, problem=problem)
+                    tol=tol, method=method, nodes=int(nodes), student_range=student_range, elapsed=elapsed, problem=problem,
+                    stopped=bool(stopped))
