@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .study import ImagesStudyConfig
 
 __all__ = ["UNIT_NAMESPACE", "GRID_SAMPLES", "unit_cache", "to_numpy", "tile_samples", "teacher_identity", "classifier_identity",
-           "build_teachers", "evaluate_teacher", "run_plan_unit", "run_trajectory_unit"]
+           "build_teachers", "evaluate_teacher", "read_student", "run_plan_unit", "run_trajectory_unit"]
 
 #: the namespace of the study's units in the result cache
 UNIT_NAMESPACE = "images-unit"
@@ -169,6 +169,43 @@ def evaluate_teacher(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | Gaussian
     return cache.get_or_compute({"label": f"teacher-{teacher.kind}", **unit_cfg}, compute)
 
 
+def read_student(cfg: "ImagesStudyConfig", sampler, teacher: "ImageTeacher | GaussianTeacher", z: torch.Tensor, teacher_x: np.ndarray,
+                 dataset: ImageDataset, classifier: ImageClassifier | None, teacher_gain: np.ndarray, *, nonlinear: bool = False) -> dict:
+    r"""A student sampler read out on the fixed inputs ``z``: metrics, W2 parts, per-direction gains, linearity, samples.
+
+    ``w2_gain`` is :math:`\sqrt{\sum_i (\|v_{N,i}\| (g_i - g^{\text{teacher}}_i))^2}` over the directions with
+    :math:`\lambda_i >` :data:`~experiments.images.comparison.LAM_FLOOR`, with
+    :math:`\|v_{N,i}\| = \sqrt{\alpha_N^2\lambda_i + \sigma_N^2}`.
+
+    Parameters
+    ----------
+    cfg, teacher, z, teacher_x, dataset, classifier, teacher_gain :
+        As in :func:`run_plan_unit`.
+    sampler : callable
+        The student: a batch :math:`z_N` to samples.
+    nonlinear : bool
+        Also report ``nonlinear_residual`` (before ``linearity``).
+
+    Returns
+    -------
+    dict
+        ``metrics``, ``w2``, ``gain``, ``gain_low``, ``gain_high`` (``nonlinear_residual``), ``linearity``, ``samples``.
+    """
+    with torch.no_grad():
+        x = to_numpy(sampler(z))
+    lin = read_linearity(sampler, teacher, inputs=z, level=cfg.level)
+    metrics = evaluate_samples(x, dataset, classifier, references={"teacher": teacher_x}, seed=cfg.seed)
+    norm_noise = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * lin.lam + float(teacher.schedule.sigma[-1]) ** 2)
+    keep = lin.lam > LAM_FLOOR
+    w2_gain = float(np.sqrt(np.sum((norm_noise * (lin.gain - teacher_gain))[keep] ** 2)))
+    out = {"metrics": metrics, "w2": {**w2_parts(x, teacher_x), "w2_gain": w2_gain}, "gain": lin.gain, "gain_low": lin.gain_low,
+           "gain_high": lin.gain_high}
+    if nonlinear:
+        out["nonlinear_residual"] = lin.nonlinear_residual
+    out.update(linearity=lin.summary, samples=tile_samples(x))
+    return out
+
+
 def run_plan_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", ident: dict, recipe: str, plan: Plan, z: torch.Tensor,
                   teacher_x: np.ndarray, dataset: ImageDataset, classifier: ImageClassifier | None, cache: ResultCache,
                   teacher_gain: np.ndarray) -> dict:
@@ -213,17 +250,8 @@ def run_plan_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTea
         started = time.perf_counter()
         executed = ImagePlanExecutor(teacher, train_cfg, seed=derive_seed(cfg.seed, teacher.kind, recipe)).run(plan)
         seconds = time.perf_counter() - started
-        sampler = executed.sampler()
-        with torch.no_grad():
-            x = to_numpy(sampler(z))
-        lin = read_linearity(sampler, teacher, inputs=z, level=cfg.level)
-        metrics = evaluate_samples(x, dataset, classifier, references={"teacher": teacher_x}, seed=cfg.seed)
-        norm_noise = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * lin.lam + float(teacher.schedule.sigma[-1]) ** 2)
-        keep = lin.lam > LAM_FLOOR
-        w2_gain = float(np.sqrt(np.sum((norm_noise * (lin.gain - teacher_gain))[keep] ** 2)))
-        return {"plan": text, "train_seconds": seconds, "records": executed.records, "metrics": metrics,
-                "w2": {**w2_parts(x, teacher_x), "w2_gain": w2_gain}, "gain": lin.gain, "gain_low": lin.gain_low,
-                "gain_high": lin.gain_high, "nonlinear_residual": lin.nonlinear_residual, "linearity": lin.summary, "samples": tile_samples(x)}
+        readout = read_student(cfg, executed.sampler(), teacher, z, teacher_x, dataset, classifier, teacher_gain, nonlinear=True)
+        return {"plan": text, "train_seconds": seconds, "records": executed.records, **readout}
 
     return cache.get_or_compute({"label": f"plan-{teacher.kind}-{recipe}-M{plan.n_segments}-{text}", **unit_cfg}, compute)
 
@@ -235,22 +263,9 @@ def run_trajectory_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | Gauss
 
     Parameters
     ----------
-    cfg : ImagesStudyConfig
-        The resolved study configuration.
-    teacher : ImageTeacher or GaussianTeacher
-    ident : dict
-        :func:`teacher_identity` of ``teacher`` (part of the unit's key).
+    cfg, teacher, ident, z, teacher_x, dataset, classifier, cache, teacher_gain :
+        As in :func:`run_plan_unit`.
     method : {"scot", "traflow"}
-    z : tensor (n_eval, d)
-        The fixed sampler inputs :math:`z_N` shared by the teacher and all its students.
-    teacher_x : ndarray (n_eval, d)
-        The teacher's samples on ``z``.
-    dataset : ImageDataset
-    classifier : ImageClassifier, optional
-    cache : ResultCache
-        The unit cache (:func:`unit_cache`).
-    teacher_gain : ndarray (d,)
-        The teacher's measured per-direction gain (for ``w2_gain``).
 
     Returns
     -------
@@ -271,18 +286,9 @@ def run_trajectory_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | Gauss
         trainer, view = train_trajectory_student(teacher, tcfg, seed=derive_seed(cfg.seed, "trajectory", teacher.kind, method))
         seconds = time.perf_counter() - started
         out = {"train_seconds": seconds, "history": trainer.history[-1] if trainer.history else {}, "by_steps": {}}
-        norm_noise = None
         for m in cfg.segments:
             sampler = ImageTrajectorySampler(trainer.ema, view, m)
-            x = to_numpy(sampler(z))
-            lin = read_linearity(sampler, teacher, inputs=z, level=cfg.level)
-            if norm_noise is None:
-                norm_noise = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * lin.lam + float(teacher.schedule.sigma[-1]) ** 2)
-            keep = lin.lam > LAM_FLOOR
-            out["by_steps"][str(m)] = {
-                "metrics": evaluate_samples(x, dataset, classifier, references={"teacher": teacher_x}, seed=cfg.seed),
-                "w2": {**w2_parts(x, teacher_x), "w2_gain": float(np.sqrt(np.sum((norm_noise * (lin.gain - teacher_gain))[keep] ** 2)))},
-                "gain": lin.gain, "gain_low": lin.gain_low, "gain_high": lin.gain_high, "linearity": lin.summary, "samples": tile_samples(x)}
+            out["by_steps"][str(m)] = read_student(cfg, sampler, teacher, z, teacher_x, dataset, classifier, teacher_gain)
         return out
 
     return cache.get_or_compute({"label": f"trajectory-{teacher.kind}-{method}", **unit_cfg}, compute)
