@@ -50,9 +50,8 @@ import torch
 from opmerge.errors import InputError, InputTypeError
 from opmerge.io import provenance, to_jsonable, write_json
 from opmerge.objective import Problem, evaluate_plan
-from opmerge.plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan, format_plan, parse_plan, segment_boundaries
+from opmerge.plans import MergeNode, Plan, format_plan, parse_plan, segment_boundaries
 from opmerge.schedules import make_schedule
-from opmerge.solvers import solve
 
 from .._torch import derive_seed, resolve_device
 from ._records import device_label
@@ -60,6 +59,7 @@ from .comparison import LAM_BINS, LAM_FLOOR, calibrate_eta_tau, lam_bin_labels, 
 from .data import load_dataset
 from .figures import study_figures
 from .metrics import evaluate_samples, load_or_train_classifier
+from ..studies._common import resolve_plans
 from .study_units import build_teachers, evaluate_teacher, run_plan_unit, run_trajectory_unit, to_numpy, unit_cache
 
 __all__ = ["ImagesStudyConfig", "run_images_study", "random_plan", "ratio", "DEFAULT_OUT", "RESULT_NAME", "RECIPES", "TEACHERS",
@@ -243,17 +243,7 @@ def random_plan(steps: int, segments: int, rng: np.random.Generator) -> Plan:
 
 
 def _plans_for(cfg: ImagesStudyConfig, problem: Problem, recipe: str, teacher_kind: str) -> list[tuple[str, Plan]]:
-    out: list[tuple[str, Plan]] = []
-    for name in cfg.plans:
-        if name in CANONICAL_KINDS:
-            out.append((name, canonical_plan(name, problem.steps, problem.segments)))
-        elif name == "optimal":
-            out.append((name, solve(problem).plan))
-        else:
-            plan = parse_plan(name, problem.steps)
-            if plan.n_segments != problem.segments:
-                continue
-            out.append((format_plan(plan), plan))
+    out = resolve_plans(cfg.plans, problem, skip_other_segments=True)
     rng = np.random.default_rng(derive_seed(cfg.seed, "random-plans", problem.segments) % 2**63)
     seen = {format_plan(p) for _, p in out}
     tries = 0

@@ -127,10 +127,24 @@ class StudyConfig:
         return {"study": self.study, **asdict(self)}
 
 
-def resolve_plans(names, problem: Problem) -> list[tuple[str, Plan]]:
+def resolve_plans(names, problem: Problem, *, skip_other_segments: bool = False) -> list[tuple[str, Plan]]:
     """``[(name, Plan)]`` for plan names: canonical kinds, ``optimal`` (``opmerge.solvers.solve``) or text notation.
 
     Duplicated plans are kept under each name (the same plan may be canonical and optimal).
+
+    Parameters
+    ----------
+    names : iterable of str
+        Plan names.
+    problem : Problem
+        Supplies ``steps`` and ``segments`` (and the problem ``optimal`` solves).
+    skip_other_segments : bool
+        Leave out a plan text whose number of segments is not ``problem.segments`` (default: raise
+        :class:`~opmerge.errors.InputError`).
+
+    Returns
+    -------
+    list of (str, Plan)
     """
     out = []
     for name in names:
@@ -141,6 +155,8 @@ def resolve_plans(names, problem: Problem) -> list[tuple[str, Plan]]:
         else:
             plan = parse_plan(name, problem.steps)
             if plan.n_segments != problem.segments:
+                if skip_other_segments:
+                    continue
                 raise InputError(f"plan {name!r} has {plan.n_segments} segment(s) but the study uses segments = {problem.segments}")
             out.append((format_plan(plan), plan))
     return out
