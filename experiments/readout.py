@@ -35,7 +35,7 @@ W2 to a reference (the teacher, the exact flow, the data, the model's predicted 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ from opmerge.errors import InputError
 
 from .teacher import GaussianTeacher
 
-__all__ = ["Readout", "gain_regression", "gaussian_w2", "gaussian_w2_1d", "sample_w2", "sqrtm_psd", "read_out"]
+__all__ = ["GainStats", "Readout", "gain_regression", "gaussian_w2", "gaussian_w2_1d", "sample_w2", "sqrtm_psd", "read_out"]
 
 
 def sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
@@ -141,17 +141,18 @@ def gain_regression(inputs: np.ndarray, outputs: np.ndarray, level: float = 0.99
 
 
 @dataclass(frozen=True)
-class Readout:
-    r"""What :func:`read_out` measured (per-direction arrays have shape ``(d,)``).
+class GainStats:
+    r"""The per-direction arrays of :func:`gain_regression` that a readout keeps (shape ``(d,)``).
+
+    The common part of :class:`Readout` and of the image study's
+    :class:`~experiments.images.linearity.LinearityReadout`.
 
     Attributes
     ----------
-    gain, gain_se, gain_low, gain_high, residual, nonlinear_residual, output_var : per direction
-    level : float          confidence level of ``[gain_low, gain_high]``
-    n : int                fresh inputs used
-    w2_gaussian : dict     reference -> W2 between fitted Gaussians
-    w2_sample : dict       reference -> plain OT estimate on ``n_ot`` points
-    w2_direction : dict    reference -> per-direction 1-D Gaussian W2 :math:`|\mathrm{sd}(y_i) - \mathrm{sd}(r_i)|`
+    gain, gain_se, gain_low, gain_high : effective gain, robust standard error, confidence interval
+    residual : share of :math:`\mathrm{Var}(y_i)` not explained by :math:`g_i c_i`
+    nonlinear_residual : share not explained by the best affine map of all of :math:`c`
+    output_var : :math:`\mathrm{Var}(y_i)`
     """
 
     gain: np.ndarray
@@ -161,6 +162,45 @@ class Readout:
     residual: np.ndarray
     nonlinear_residual: np.ndarray
     output_var: np.ndarray
+
+    @staticmethod
+    def arrays_of(stats: dict) -> dict:
+        """The entries of a :func:`gain_regression` result that are fields of :class:`GainStats`.
+
+        Parameters
+        ----------
+        stats : dict
+            A :func:`gain_regression` result.
+
+        Returns
+        -------
+        dict
+            ``gain``, ``gain_se``, ``gain_low``, ``gain_high``, ``residual``, ``nonlinear_residual``, ``output_var``.
+        """
+        return {f.name: stats[f.name] for f in fields(GainStats)}
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict of every field (arrays as lists)."""
+        out = asdict(self)
+        for key, value in list(out.items()):
+            if isinstance(value, np.ndarray):
+                out[key] = value.tolist()
+        return out
+
+
+@dataclass(frozen=True)
+class Readout(GainStats):
+    r"""What :func:`read_out` measured: the arrays of :class:`GainStats` (shape ``(d,)``) and these.
+
+    Attributes
+    ----------
+    level : float          confidence level of ``[gain_low, gain_high]``
+    n : int                fresh inputs used
+    w2_gaussian : dict     reference -> W2 between fitted Gaussians
+    w2_sample : dict       reference -> plain OT estimate on ``n_ot`` points
+    w2_direction : dict    reference -> per-direction 1-D Gaussian W2 :math:`|\mathrm{sd}(y_i) - \mathrm{sd}(r_i)|`
+    """
+
     level: float
     n: int
     w2_gaussian: dict = field(default_factory=dict)
@@ -169,10 +209,7 @@ class Readout:
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (arrays as lists)."""
-        out = asdict(self)
-        for key, value in list(out.items()):
-            if isinstance(value, np.ndarray):
-                out[key] = value.tolist()
+        out = super().to_dict()
         out["w2_direction"] = {k: np.asarray(v).tolist() for k, v in self.w2_direction.items()}
         return out
 
@@ -232,8 +269,5 @@ def read_out(sampler, teacher: GaussianTeacher, n: int = 20000, generator: torch
     if n_ot:
         x0 = teacher.data_sample(n_ot, generator)
         w2_s["data"] = sample_w2(to_np(y)[:n_ot], to_np(x0))
-    return Readout(
-        gain=stats["gain"], gain_se=stats["gain_se"], gain_low=stats["gain_low"], gain_high=stats["gain_high"],
-        residual=stats["residual"], nonlinear_residual=stats["nonlinear_residual"], output_var=stats["output_var"],
-        level=float(level), n=int(z.shape[0]), w2_gaussian=w2_g, w2_sample=w2_s, w2_direction=w2_d,
-    )
+    return Readout(**GainStats.arrays_of(stats), level=float(level), n=int(z.shape[0]), w2_gaussian=w2_g, w2_sample=w2_s,
+                   w2_direction=w2_d)

@@ -22,7 +22,7 @@ Gaussian step operators :math:`A_n` (:func:`opmerge.teacher.step_operators`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -31,7 +31,7 @@ import torch
 from opmerge.errors import InputError
 from opmerge.teacher import step_operators, teacher_composite
 
-from ..readout import gain_regression
+from ..readout import GainStats, gain_regression
 from ..teacher import GaussianTeacher
 from .gaussian_teacher import gaussian_image_teacher
 from .teacher_base import ImageTeacher
@@ -40,41 +40,30 @@ __all__ = ["LinearityReadout", "read_linearity", "teacher_linearity", "step_gain
 
 
 @dataclass(frozen=True)
-class LinearityReadout:
+class LinearityReadout(GainStats):
     r"""Per-direction readout of a sampler (arrays of shape ``(d,)``, directions by descending :math:`\lambda`).
+
+    The per-direction regression arrays of :class:`~experiments.readout.GainStats` (``gain``, ``gain_se``,
+    ``gain_low``, ``gain_high``, ``residual``, ``nonlinear_residual``, ``output_var``) and these.
 
     Attributes
     ----------
     lam : eigenvalues of the training covariance
-    gain, gain_se, gain_low, gain_high : effective gain, robust standard error, confidence interval
-    residual : share of :math:`\mathrm{Var}(y_i)` not explained by :math:`g_i c_i`
-    nonlinear_residual : share not explained by the best affine map of all of :math:`c`
-    output_var : :math:`\mathrm{Var}(y_i)`
     predicted : the Gaussian teacher's gain :math:`T_i` on the same grid
     level, n : confidence level, number of inputs
     summary : dict of scalar summaries (see :func:`read_linearity`)
     """
 
     lam: np.ndarray
-    gain: np.ndarray
-    gain_se: np.ndarray
-    gain_low: np.ndarray
-    gain_high: np.ndarray
-    residual: np.ndarray
-    nonlinear_residual: np.ndarray
-    output_var: np.ndarray
     predicted: np.ndarray
     level: float
     n: int
     summary: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-friendly dict."""
-        out = asdict(self)
-        for key, value in list(out.items()):
-            if isinstance(value, np.ndarray):
-                out[key] = value.tolist()
-        return out
+        """JSON-friendly dict (arrays as lists; ``lam`` first, then the fields of :class:`~experiments.readout.GainStats`)."""
+        out = super().to_dict()
+        return {"lam": out.pop("lam"), **out}
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -144,11 +133,8 @@ def read_linearity(sampler: Callable[[torch.Tensor], torch.Tensor], teacher: "Im
     spread = float(np.mean(np.sum((yn - yn.mean(0)) ** 2, 1)))
     summary["gaussian_teacher_share"] = float(1.0 - np.mean(np.sum((yn - ygn) ** 2, 1)) / spread) if spread > 0 else float("nan")
     summary["rms_distance_to_gaussian_teacher"] = float(np.sqrt(np.mean(np.sum((yn - ygn) ** 2, 1))))
-    return LinearityReadout(
-        lam=lam, gain=stats["gain"], gain_se=stats["gain_se"], gain_low=stats["gain_low"], gain_high=stats["gain_high"],
-        residual=stats["residual"], nonlinear_residual=stats["nonlinear_residual"], output_var=stats["output_var"],
-        predicted=predicted, level=float(level), n=int(z.shape[0]), summary=summary,
-    )
+    return LinearityReadout(**GainStats.arrays_of(stats), lam=lam, predicted=predicted, level=float(level), n=int(z.shape[0]),
+                            summary=summary)
 
 
 def teacher_linearity(teacher: "ImageTeacher | GaussianTeacher", n: int = 4096, seed: int = 0, level: float = 0.99) -> LinearityReadout:
