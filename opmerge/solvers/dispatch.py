@@ -97,8 +97,7 @@ def solve(
     joint = check_flag(joint, "joint")
     check_progress(progress)
     budget = Budget(time_budget, node_budget, progress)
-    budget.report("tables")
-    tables = ProblemTables(problem)
+    tables = ProblemTables(problem, budget=budget)
     incumbent = seed_incumbent(problem, tables, optimality_tolerance(problem, rtol, atol), budget)
     if joint and problem.dim > 1:
         solution = joint_plan(problem, tables, incumbent, budget, max_front=DEFAULT_MAX_FRONT, node_budget=node_budget)

@@ -151,8 +151,10 @@ def per_direction_bound(problem: Problem, tables: dict[str, np.ndarray] | None =
     return _per_direction_bound(problem, ProblemTables(problem, tables), time.perf_counter() + time_budget)
 
 
-def _per_direction_bound(problem: Problem, tables: ProblemTables, deadline: float) -> tuple[float, np.ndarray]:
-    """:func:`per_direction_bound` for validated arguments; the one-direction searches stop at ``deadline``."""
+def _per_direction_bound(problem: Problem, tables: ProblemTables, deadline: float,
+                         budget: Budget | None = None) -> tuple[float, np.ndarray]:
+    """:func:`per_direction_bound` for validated arguments; the one-direction searches stop at
+    ``deadline``; ``budget`` (of the calling solver) is told the progress between directions."""
     lo, hi = tables.lo, tables.hi
     if problem.target == "data":
         a_lo = np.where(lo >= 0, lo, np.where(hi <= 0, -hi, 0.0))
@@ -165,6 +167,8 @@ def _per_direction_bound(problem: Problem, tables: ProblemTables, deadline: floa
         left = deadline - time.perf_counter()
         if left <= 0:
             break  # the bound 0 stays valid for the directions not solved
+        if budget is not None:
+            budget.report("bound")
         one = Problem(
             problem.schedule, lam=[float(problem.lam[k])], weights=[float(problem.weights[k])], model=problem.model,
             solver=problem.solver, target=problem.target, segments=problem.segments,
@@ -248,7 +252,7 @@ def solve_joint(
     check_tolerances(rtol, atol)
     check_progress(progress)
     budget = Budget(time_budget, node_budget, progress)
-    tables = ProblemTables(problem)
+    tables = ProblemTables(problem, budget=budget)
     incumbent = seed_incumbent(problem, tables, optimality_tolerance(problem, rtol, atol), budget)
     solution = joint_plan(problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget)
     budget.finish(solution.w2, solution.lower_bound, solution.nodes)
@@ -313,7 +317,7 @@ def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, bu
                                           (lo, hi), time.perf_counter() - start, problem)
             if first:
                 # the full threshold was too hard: bisect between a certified bound and the incumbent
-                direction_bound, _ = _per_direction_bound(problem, tables, _bound_deadline(budget, budget_s))
+                direction_bound, _ = _per_direction_bound(problem, tables, _bound_deadline(budget, budget_s), budget)
                 lower_sq = max(lower_sq, direction_bound * direction_bound)
                 budget.note(bound=math.sqrt(lower_sq))
                 fraction = _BISECT_START
@@ -329,7 +333,7 @@ def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, bu
                     break
     # fallback: branch and bound with the rest of the time
     if direction_bound is None:
-        direction_bound, _ = _per_direction_bound(problem, tables, _bound_deadline(budget, float(time_budget)))
+        direction_bound, _ = _per_direction_bound(problem, tables, _bound_deadline(budget, float(time_budget)), budget)
     budget.nodes = nodes
     budget.note(bound=max(direction_bound, math.sqrt(lower_sq)))
     search = search_plan(problem, tables, seeds.copy(), budget, node_budget=node_budget)

@@ -92,9 +92,15 @@ def _range_tables(problem: Problem) -> dict[str, np.ndarray]:
     return tables
 
 
-def _per_direction_tables(problem: Problem) -> list[dict[str, np.ndarray]]:
-    """The six tables of every direction (``budget='per-merge'``), one dict per direction."""
-    return [_dp_one(problem, d, problem.retention) for d in range(problem.dim)]
+def _per_direction_tables(problem: Problem, report=None) -> list[dict[str, np.ndarray]]:
+    """The six tables of every direction (``budget='per-merge'``), one dict per direction;
+    ``report()`` (optional) is called before each direction (progress reports)."""
+    out = []
+    for d in range(problem.dim):
+        if report is not None:
+            report()
+        out.append(_dp_one(problem, d, problem.retention))
+    return out
 
 
 def _stack(per_direction: list[dict[str, np.ndarray]], axis: int) -> dict[str, np.ndarray]:
@@ -257,6 +263,9 @@ class ProblemTables:
     problem : Problem
     by_direction : dict of str to ndarray, optional
         The output of :func:`range_tables` for ``problem`` (computed when omitted).
+    budget : Budget, optional
+        Told the progress (phase ``"tables"``) between directions
+        (:class:`~opmerge.solvers._control.Budget`).
 
     Attributes
     ----------
@@ -265,14 +274,14 @@ class ProblemTables:
         The achievable range (:func:`achievable_range`).
     """
 
-    def __init__(self, problem: Problem, by_direction: dict[str, np.ndarray] | None = None):
+    def __init__(self, problem: Problem, by_direction: dict[str, np.ndarray] | None = None, budget=None):
         self.problem = problem
         self._first = by_direction
         self._last: dict[str, np.ndarray] | None = None
         self._per: list[dict[str, np.ndarray]] | None = None
         self._problem_last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if by_direction is None and problem.model.budget != "total":
-            self._per = _per_direction_tables(problem)
+            self._per = _per_direction_tables(problem, None if budget is None else (lambda: budget.report("tables")))
         elif by_direction is None:
             self._first = _range_tables(problem)
         m, n = problem.segments, problem.steps
