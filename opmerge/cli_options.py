@@ -12,7 +12,8 @@ these pieces so that every subcommand spells an option the same way and fails th
   :func:`run_main` turns every :class:`~opmerge.errors.InputError` (raised by the CLI or by the
   library's checks of user input), a missing file and Ctrl-C into one stderr line and an exit
   status, while any other exception is a bug and keeps its traceback;
-* :func:`emit_json` and :func:`write_json_atomic` write strict JSON through :mod:`opmerge.io`.
+* :func:`emit_json` prints one strict JSON document through :mod:`opmerge.io` (files are written
+  with :func:`opmerge.io.write_json`).
 
 The reference of every command and option, with the exit statuses, is ``docs/cli.md``.
 """
@@ -25,7 +26,6 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -33,7 +33,6 @@ import numpy as np
 from . import io as _io
 from ._validate import echo
 from .errors import InputError
-from .io import to_jsonable
 from .model import BUDGETS, INITS, INPUTS, TRAININGS, StudentModel
 from .objective import TARGETS, Problem
 from .schedules import SCHEDULE_NAMES, Schedule, make_schedule
@@ -61,9 +60,7 @@ __all__ = [
     "spectrum_from_args",
     "problem_from_args",
     "search_budgets_from_args",
-    "to_jsonable",
     "emit_json",
-    "write_json_atomic",
 ]
 
 PROG = "opmerge"
@@ -623,24 +620,3 @@ def emit_json(obj: Any, *, indent: int | None = 1, stream=None) -> None:
     stream.write(_io.dumps(obj, indent=indent, strict=True) + "\n")
     stream.flush()
 
-
-def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> Path:
-    """Write ``obj`` as strict JSON to ``path`` atomically (:func:`opmerge.io.write_json`).
-
-    Kept for the callers of the earlier API; new code calls :func:`opmerge.io.write_json`.
-
-    Parameters
-    ----------
-    path : path-like
-        The destination; missing folders are created.
-    obj : Any
-        Converted by :func:`opmerge.io.to_jsonable`.
-    indent : int or None
-        JSON indentation.
-
-    Returns
-    -------
-    pathlib.Path
-        The destination.
-    """
-    return _io.write_json(path, obj, indent=indent, strict=True)

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from opmerge import Problem, StudentModel, canonical_plan, evaluate_plan, make_schedule, parse_plan, solve
 from opmerge.cli import COMMANDS, main
 from opmerge.errors import InputError, InputTypeError
-from opmerge.cli_options import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, emit_json, run_main, to_jsonable, write_json_atomic
+from opmerge.cli_options import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, emit_json, run_main
+from opmerge.io import to_jsonable, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -341,7 +342,7 @@ def test_json_helpers(capsys, tmp_path):
     emit_json(obj)
     parsed = json.loads(capsys.readouterr().out)
     assert parsed == {"a": None, "b": [0, 1, 2], "c": [2, True], "d": None, "plan": "(2 1)"}
-    path = write_json_atomic(tmp_path / "sub" / "x.json", obj)
+    path = write_json(tmp_path / "sub" / "x.json", obj)
     assert json.loads(path.read_text()) == parsed
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # no temporary file left
     with pytest.raises(TypeError):
