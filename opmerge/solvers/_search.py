@@ -17,6 +17,7 @@ plan whose bound cannot beat the incumbent by more than the tolerance.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -49,6 +50,10 @@ class _Expr:
         self.hi = hi
         self.holes = holes
         self.merges = merges
+
+
+class _OutOfTime(Exception):
+    """The deadline passed in the middle of an expansion (:meth:`PlanSearch.run` puts the node back)."""
 
 
 class PlanSearch:
@@ -110,7 +115,13 @@ class PlanSearch:
             hi = np.maximum(np.maximum(c[0], c[1]), np.maximum(c[2], c[3]))
         return _Expr(PROD, rest.i, first.j, first, rest, lo, hi, first.holes + rest.holes, first.merges + rest.merges)
 
+    #: ``time.perf_counter()`` value after which :meth:`node` stops an expansion (set by :meth:`run`)
+    deadline = math.inf
+
     def node(self, i, j, first, rest):
+        # one expansion of a long hole makes O(N) nodes of O(d) numpy work each: check the clock here
+        if time.perf_counter() > self.deadline:
+            raise _OutOfTime
         init = self.init_code
         if init == 1:
             a0_const = self.jump[i, j]
@@ -267,7 +278,16 @@ class PlanSearch:
                 return best_sq, best_plan, lower, nodes, False
             budget.report("search", nodes)
             children = []
-            for child in self.expand(expr):
+            self.deadline = budget.deadline
+            try:
+                expanded = self.expand(expr)
+            except _OutOfTime:
+                stack.append((bound, expr))
+                lower = min([best_sq, min_pruned] + [b for b, _ in stack])
+                return best_sq, best_plan, lower, nodes, False
+            finally:
+                self.deadline = math.inf
+            for child in expanded:
                 child_bound = self.bound_sq(child)
                 if child_bound < threshold:
                     children.append((child_bound, self.centrality(child), child))
