@@ -144,14 +144,14 @@ def _validate(alpha: np.ndarray, sigma: np.ndarray) -> None:
 def make_schedule(name: str, steps: int) -> Schedule:
     r"""Build a named schedule on ``steps + 1`` grid points (docs/theory.md §1).
 
-    =============  ======================================  =====================  =====================
-    name           grid                                    :math:`\alpha_n`       :math:`\sigma_n`
-    =============  ======================================  =====================  =====================
-    ``vp-cosine``  :math:`t_n = n/N`                        :math:`\cos(\pi t_n/2)`  :math:`\sin(\pi t_n/2)`
-    ``vp-linear``  DDPM :math:`k_n = \mathrm{rint}(1000 n/N)`  :math:`\sqrt{\bar\alpha(k_n)}`  :math:`\sqrt{1-\bar\alpha(k_n)}`
-    ``rf``         :math:`t_n = n/N`                        :math:`1 - t_n`          :math:`t_n`
-    ``edm``        Karras, :math:`\rho = 7`                 :math:`1`                Karras :math:`\sigma_n`, :math:`\sigma_0 = 0`
-    =============  ======================================  =====================  =====================
+    =============  ==========================================  ================================  ================================================
+    name           grid                                        :math:`\alpha_n`                  :math:`\sigma_n`
+    =============  ==========================================  ================================  ================================================
+    ``vp-cosine``  :math:`t_n = n/N`                           :math:`\cos(\pi t_n/2)`           :math:`\sin(\pi t_n/2)`
+    ``vp-linear``  DDPM :math:`k_n = \mathrm{rint}(1000 n/N)`  :math:`\sqrt{\bar\alpha(k_n)}`    :math:`\sqrt{1-\bar\alpha(k_n)}`
+    ``rf``         :math:`t_n = n/N`                           :math:`1 - t_n`                   :math:`t_n`
+    ``edm``        Karras, :math:`\rho = 7`                    :math:`1`                         Karras :math:`\sigma_n`, :math:`\sigma_0 = 0`
+    =============  ==========================================  ================================  ================================================
 
     with :math:`\bar\alpha(k) = \prod_{i \le k}(1 - \beta_i)`, :math:`\beta = \mathrm{linspace}(10^{-4}, 0.02, 1000)`,
     and for EDM (:math:`n \ge 1`)
