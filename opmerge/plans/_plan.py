@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import InputError, InputTypeError
 from ._notation import PlanParseError, _parse_segments
 from ._tree import (
     MergeNode,
     Tree,
+    _check_contiguous,
     _check_int,
-    _check_tree,
+    _check_trees,
     format_tree,
     iter_merge_nodes,
     tree_bottom,
@@ -55,19 +56,10 @@ class Plan:
     segments: tuple[Tree, ...]
 
     def __post_init__(self) -> None:
-        raw = self.segments
-        if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
-            raise InputTypeError(f"segments must be a sequence of trees, got {type(raw).__name__}")
-        segments = tuple(_check_tree(s, f"segments[{k}]") for k, s in enumerate(raw))
+        segments = _check_trees(self.segments, "segments")
         if not segments:
             raise InputError("a plan needs >= 1 segment, got 0")
-        for k in range(len(segments) - 1):
-            b, t = tree_bottom(segments[k]), tree_top(segments[k + 1])
-            if b != t:
-                raise InputError(
-                    "segments must be contiguous, noise side first: "
-                    f"segments[{k}] ends at grid index {b} but segments[{k + 1}] starts at {t}"
-                )
+        _check_contiguous(segments, "segments")
         last = tree_bottom(segments[-1])
         if last != 0:
             raise InputError(f"the last segment must end at grid index 0 (the data side), got {last}")

@@ -55,10 +55,34 @@ def _check_leaf(x: object, where: str) -> int:
     return n
 
 
+def _leaf_zero(leaf: object) -> int:
+    """0, the merge count and the depth of a leaf, once ``leaf`` is checked to be one."""
+    _check_leaf(leaf, "tree")
+    return 0
+
+
 def _check_tree(tree: object, name: str = "tree") -> Tree:
     if isinstance(tree, MergeNode):
         return tree
     return _check_leaf(tree, name)
+
+
+def _check_trees(raw: object, name: str) -> tuple[Tree, ...]:
+    """The trees of the sequence ``raw`` as a tuple, each leaf checked (``name``: ``"children"``, ``"segments"``)."""
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
+        raise InputTypeError(f"{name} must be a sequence of trees, got {type(raw).__name__}")
+    return tuple(t if isinstance(t, MergeNode) else _check_leaf(t, f"{name}[{k}]") for k, t in enumerate(raw))
+
+
+def _check_contiguous(trees: tuple[Tree, ...], name: str) -> None:
+    """Each tree of ``trees`` must start where the one before it ends (noise side first)."""
+    for k in range(len(trees) - 1):
+        b, t = tree_bottom(trees[k]), tree_top(trees[k + 1])
+        if b != t:
+            raise InputError(
+                f"{name} must be contiguous, noise side first: "
+                f"{name}[{k}] ends at grid index {b} but {name}[{k + 1}] starts at {t}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,21 +123,10 @@ class MergeNode:
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        raw = self.children
-        if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
-            raise InputTypeError(f"children must be a sequence of trees, got {type(raw).__name__}")
-        children = tuple(
-            c if isinstance(c, MergeNode) else _check_leaf(c, f"children[{k}]") for k, c in enumerate(raw)
-        )
+        children = _check_trees(self.children, "children")
         if len(children) < 2:
             raise InputError(f"a merge node needs >= 2 children, got {len(children)}")
-        for k in range(len(children) - 1):
-            b, t = tree_bottom(children[k]), tree_top(children[k + 1])
-            if b != t:
-                raise InputError(
-                    "children must be contiguous, noise side first: "
-                    f"children[{k}] ends at grid index {b} but children[{k + 1}] starts at {t}"
-                )
+        _check_contiguous(children, "children")
         object.__setattr__(self, "children", children)
         object.__setattr__(self, "_top", tree_top(children[0]))
         object.__setattr__(self, "_bottom", tree_bottom(children[-1]))
@@ -206,9 +219,7 @@ def tree_top(tree: Tree) -> int:
     -------
     int
     """
-    if isinstance(tree, MergeNode):
-        return tree.top
-    return _check_leaf(tree, "tree")
+    return tree.top if isinstance(tree, MergeNode) else _check_leaf(tree, "tree")
 
 
 def tree_bottom(tree: Tree) -> int:
@@ -222,9 +233,7 @@ def tree_bottom(tree: Tree) -> int:
     -------
     int
     """
-    if isinstance(tree, MergeNode):
-        return tree.bottom
-    return _check_leaf(tree, "tree") - 1
+    return tree.bottom if isinstance(tree, MergeNode) else _check_leaf(tree, "tree") - 1
 
 
 def tree_leaves(tree: Tree) -> tuple[int, ...]:
@@ -238,9 +247,7 @@ def tree_leaves(tree: Tree) -> tuple[int, ...]:
     -------
     tuple of int
     """
-    if isinstance(tree, MergeNode):
-        return tree.leaves
-    return (_check_leaf(tree, "tree"),)
+    return tree.leaves if isinstance(tree, MergeNode) else (_check_leaf(tree, "tree"),)
 
 
 def tree_merges(tree: Tree) -> int:
@@ -254,10 +261,7 @@ def tree_merges(tree: Tree) -> int:
     -------
     int
     """
-    if isinstance(tree, MergeNode):
-        return tree.n_merges
-    _check_leaf(tree, "tree")
-    return 0
+    return tree.n_merges if isinstance(tree, MergeNode) else _leaf_zero(tree)
 
 
 def tree_depth(tree: Tree) -> int:
@@ -271,10 +275,7 @@ def tree_depth(tree: Tree) -> int:
     -------
     int
     """
-    if isinstance(tree, MergeNode):
-        return tree.depth
-    _check_leaf(tree, "tree")
-    return 0
+    return tree.depth if isinstance(tree, MergeNode) else _leaf_zero(tree)
 
 
 def iter_merge_nodes(tree: Tree) -> Iterator[MergeNode]:
@@ -305,7 +306,6 @@ def iter_merge_nodes(tree: Tree) -> Iterator[MergeNode]:
         for child in reversed(node.children):
             if isinstance(child, MergeNode):
                 stack.append((child, False))
-
 
 
 def format_tree(tree: Tree) -> str:
