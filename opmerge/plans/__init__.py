@@ -38,56 +38,18 @@ counting). Import from ``opmerge.plans``.
 
 from __future__ import annotations
 
-from ._canonical import CANONICAL_KINDS, canonical_plan, canonical_tree, segment_boundaries
-from ._draw import draw_plan
-from ._enumerate import count_plans, count_trees, enumerate_plans, enumerate_trees
-from ._notation import PlanParseError
-from ._plan import Plan, format_plan, parse_plan, plan_from_nested
-from ._tree import (
-    MergeNode,
-    Tree,
-    format_tree,
-    iter_merge_nodes,
-    parse_tree,
-    tree_bottom,
-    tree_depth,
-    tree_from_nested,
-    tree_leaves,
-    tree_merges,
-    tree_to_nested,
-    tree_top,
-)
+# every private module lists its public names in its own ``__all__``; they are gathered here once
+from . import _canonical, _draw, _enumerate, _notation, _plan, _tree
+from ._canonical import *  # noqa: F401, F403
+from ._draw import *  # noqa: F401, F403
+from ._enumerate import *  # noqa: F401, F403
+from ._notation import *  # noqa: F401, F403
+from ._plan import *  # noqa: F401, F403
+from ._tree import *  # noqa: F401, F403
 
-__all__ = [
-    "CANONICAL_KINDS",
-    "Tree",
-    "MergeNode",
-    "Plan",
-    "PlanParseError",
-    "tree_top",
-    "tree_bottom",
-    "tree_leaves",
-    "tree_merges",
-    "tree_depth",
-    "iter_merge_nodes",
-    "parse_plan",
-    "parse_tree",
-    "format_plan",
-    "format_tree",
-    "canonical_tree",
-    "canonical_plan",
-    "segment_boundaries",
-    "draw_plan",
-    "enumerate_trees",
-    "enumerate_plans",
-    "count_trees",
-    "count_plans",
-    "tree_to_nested",
-    "tree_from_nested",
-    "plan_from_nested",
-]
+__all__ = [*_tree.__all__, *_plan.__all__, *_notation.__all__, *_canonical.__all__, *_draw.__all__, *_enumerate.__all__]
 
 # the public classes present themselves (repr, pickle, docs) under the public module
-for _cls in (MergeNode, Plan, PlanParseError):
+for _cls in (_tree.MergeNode, _plan.Plan, _notation.PlanParseError):
     _cls.__module__ = __name__
 del _cls
