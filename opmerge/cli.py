@@ -248,6 +248,13 @@ def _delegate(command: str, rest: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def _setup(args: argparse.Namespace, **problem_kwargs) -> tuple[Directions, Problem, dict]:
+    """The directions, the problem (``problem_kwargs`` as for :func:`problem_from_args`) and the search budgets of ``args``."""
+    directions = spectrum_from_args(args)
+    problem = problem_from_args(args, directions=directions, **problem_kwargs)
+    return directions, problem, search_budgets_from_args(args)
+
+
 def _config(problem: Problem, budgets: dict, directions: Directions) -> dict:
     config = problem.config()
     config.update(budgets)
@@ -255,12 +262,19 @@ def _config(problem: Problem, budgets: dict, directions: Directions) -> dict:
     return config
 
 
-def _emit(out: dict) -> None:
-    """Print a command's JSON document with its provenance block (the configuration inside it)."""
+def _emit(out: dict, problem: Problem, budgets: dict, directions: Directions) -> None:
+    """Print a command's JSON document ``out``, with ``"config"`` and ``"provenance"`` (the configuration inside it) added last."""
     from .io import provenance
 
-    out["provenance"] = provenance(config=out.get("config"))
+    out["config"] = _config(problem, budgets, directions)
+    out["provenance"] = provenance(config=out["config"])
     emit_json(out)
+
+
+def _report_head(command: str, problem: Problem, directions: Directions) -> list[str]:
+    """The first lines of a command's text report: ``opmerge <command>:``, the problem, a blank line."""
+    first, *rest = _header(problem, directions)
+    return [f"opmerge {command}: {first}", *rest, ""]
 
 
 def _header(problem: Problem, directions: Directions) -> list[str]:
@@ -397,17 +411,14 @@ def run_plan(args: argparse.Namespace) -> int:
     int
         The exit status (0).
     """
-    directions = spectrum_from_args(args)
-    problem = problem_from_args(args, directions=directions)
-    budgets = search_budgets_from_args(args)
+    directions, problem, budgets = _setup(args)
     solution = _solve(problem, budgets, args)
     if args.json:
         out = solution.to_dict()  # "exact": the plan is certified optimal
         out["command"] = "plan"
-        out["config"] = _config(problem, budgets, directions)
-        _emit(out)
+        _emit(out, problem, budgets, directions)
         return 0
-    lines = ["opmerge plan: " + _header(problem, directions)[0], *_header(problem, directions)[1:], ""]
+    lines = _report_head("plan", problem, directions)
     lines.append(f"optimal plan: {solution.plan}")
     if not args.no_draw:
         lines.append(draw_plan(solution.plan))
@@ -431,9 +442,7 @@ def run_compare(args: argparse.Namespace) -> int:
     int
         The exit status (0).
     """
-    directions = spectrum_from_args(args)
-    problem = problem_from_args(args, directions=directions)
-    budgets = search_budgets_from_args(args)
+    directions, problem, budgets = _setup(args)
     solution = _solve(problem, budgets, args)
     entries: dict[str, tuple[Plan, PlanEvaluation]] = {}
     for kind in CANONICAL_KINDS:
@@ -453,8 +462,7 @@ def run_compare(args: argparse.Namespace) -> int:
             }
             for name, (plan, ev) in entries.items()
         }
-        out["config"] = _config(problem, budgets, directions)
-        _emit(out)
+        _emit(out, problem, budgets, directions)
         return 0
     one = problem.dim == 1
     header = ["strategy", "plan", *(["S"] if one else []), "W2", "W2/W2_opt", "opt"]
@@ -466,7 +474,7 @@ def run_compare(args: argparse.Namespace) -> int:
         row += [f"{ev.w2:.10g}", _format_ratio(_ratio(ev.w2, solution)), "*" if _attains(ev.w2, solution) else ""]
         rows.append(row)
     right = range(2, len(header) - 1)
-    lines = ["opmerge compare: " + _header(problem, directions)[0], *_header(problem, directions)[1:], ""]
+    lines = _report_head("compare", problem, directions)
     lines += _table(header, rows, right=right)
     lines.append("")
     if one:
@@ -515,9 +523,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         The exit status (0).
     """
     plan = _plan_from_text(args)
-    directions = spectrum_from_args(args)
-    problem = problem_from_args(args, steps=plan.steps, segments=plan.n_segments, directions=directions)
-    budgets = search_budgets_from_args(args)
+    directions, problem, budgets = _setup(args, steps=plan.steps, segments=plan.n_segments)
     evaluation = evaluate_plan(problem, plan)
     solution = _solve(problem, budgets, args)
     # one meaning of "exact" everywhere: this plan is certified optimal (W2 within tol of the certified lower bound)
@@ -539,10 +545,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             "ratio": ratio,
             "n_merges": plan.n_merges,
             "optimum": {"plan": str(solution.plan), "w2": solution.w2, "exact": solution.exact, "lower_bound": solution.lower_bound},
-            "config": _config(problem, budgets, directions),
-        })
+        }, problem, budgets, directions)
         return 0
-    lines = ["opmerge evaluate: " + _header(problem, directions)[0], *_header(problem, directions)[1:], ""]
+    lines = _report_head("evaluate", problem, directions)
     lines.append(f"plan: {plan}")
     if not args.no_draw:
         lines.append(draw_plan(plan))
