@@ -425,7 +425,7 @@ def test_extreme_plan_and_brute_force_report_input_errors():
         extreme_plan(problem, 2)
     with pytest.raises(InputTypeError, match="direction"):
         extreme_plan(problem, 1.0)
-    with pytest.raises(InputError, match="'lo', 'hi'"):
+    with pytest.raises(InputError, match="side must be one of lo, hi, got 'low'"):
         extreme_plan(problem, 0, "low")
     total = Problem(make_schedule("rf", 5), 1.0, model=StudentModel(budget="total"))
     with pytest.raises(InputError, match="per-merge"):

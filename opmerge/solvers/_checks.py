@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._validate import choice, is_int
 from ..errors import InputError, InputTypeError
 from ..objective import Problem
 from ..plans import Plan
@@ -30,10 +31,6 @@ __all__ = [
     "check_flag",
     "check_progress",
 ]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def _is_real(value: object) -> bool:
@@ -77,7 +74,7 @@ def check_int(value: object, name: str, low: int, high: int | None = None) -> in
         When it lies outside ``[low, high]`` (``high=None``: no upper end).
     """
     allowed = f"[{low}, {'inf' if high is None else high}]"
-    if not _is_int(value):
+    if not is_int(value):
         raise InputTypeError(f"{name} must be an int in {allowed}, got {type(value).__name__} {value!r}")
     number = int(value)  # type: ignore[arg-type]
     if number < low or (high is not None and number > high):
@@ -130,21 +127,16 @@ def check_tolerances(rtol: object, atol: object) -> None:
 
 
 def check_choice(value: object, name: str, allowed: Sequence[str]) -> str:
-    """``value`` when it is one of the strings ``allowed``.
+    """``value`` when it is one of the strings ``allowed`` (the core's check, ``opmerge._validate.choice``).
 
     Raises
     ------
     InputTypeError
         When ``value`` is not a ``str``.
     InputError
-        When it is not one of ``allowed``.
+        When it is not one of ``allowed`` (a long value is shortened in the message).
     """
-    names = ", ".join(repr(item) for item in allowed)
-    if not isinstance(value, str):
-        raise InputTypeError(f"{name} must be one of {names}, got {type(value).__name__} {value!r}")
-    if value not in allowed:
-        raise InputError(f"{name} must be one of {names}, got {value!r}")
-    return value
+    return choice(value, name, allowed)
 
 
 def check_flag(value: object, name: str) -> bool:
