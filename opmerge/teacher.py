@@ -82,6 +82,12 @@ def _check_span(schedule: Schedule, top: int, bottom: int) -> tuple[int, int]:
     return top, bottom
 
 
+def _span_to(schedule: Schedule, top: int | None, bottom: int) -> tuple[int, int]:
+    """``schedule`` checked, then the span ``top -> bottom`` with ``top`` defaulting to ``N``."""
+    _check_schedule(schedule)
+    return _check_span(schedule, schedule.steps if top is None else top, bottom)
+
+
 # ---------------------------------------------------------------------------------------------
 # kernels on validated input: ``lam`` is a float64 array of finite values >= 0
 # ---------------------------------------------------------------------------------------------
@@ -284,9 +290,7 @@ def exact_flow(schedule: Schedule, lam, top: int | None = None, bottom: int = 0)
     InputError
         When ``lam`` is out of range or the indices are.
     """
-    _check_schedule(schedule)
-    top = schedule.steps if top is None else top
-    top, bottom = _check_span(schedule, top, bottom)
+    top, bottom = _span_to(schedule, top, bottom)
     return _exact_flow(schedule, check_lam(lam), top, bottom)
 
 
@@ -318,9 +322,7 @@ def teacher_composite(schedule: Schedule, lam, top: int | None = None, bottom: i
     InputError
         When ``lam`` is out of range, the indices are, or ``solver`` is unknown.
     """
-    _check_schedule(schedule)
-    top = schedule.steps if top is None else top
-    top, bottom = _check_span(schedule, top, bottom)
+    top, bottom = _span_to(schedule, top, bottom)
     ops = step_operators(schedule, lam, solver)
     return np.prod(ops[..., bottom + 1 : top + 1], axis=-1)
 
