@@ -234,6 +234,14 @@ def _silence_stdout() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _converted(text: str, convert: Callable[[str], Any], expected: str) -> Any:
+    """``convert(text)``; a ``ValueError`` becomes the usage error ``expected <expected>, got '<text>'``."""
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer ``>= 1``.
 
@@ -251,10 +259,7 @@ def positive_int(text: str) -> int:
     argparse.ArgumentTypeError
         For a malformed value (argparse turns it into a one-line usage error).
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    value = _converted(text, int, "an integer >= 1")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
@@ -277,10 +282,7 @@ def positive_float(text: str) -> float:
     argparse.ArgumentTypeError
         For a malformed value (argparse turns it into a one-line usage error).
     """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    value = _converted(text, float, "a number > 0")
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
     return value

@@ -243,6 +243,25 @@ def test_user_errors(capsys, argv):
     assert_user_error(*run(capsys, *argv))
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["plan", "--steps", "three"], "argument --steps: expected an integer >= 1, got 'three'"),
+        (["plan", "--steps", "1.5"], "argument --steps: expected an integer >= 1, got '1.5'"),
+        (["plan", "--steps", "0"], "argument --steps: expected an integer >= 1, got 0"),
+        (["plan", "--eta-tau", "abc"], "argument --eta-tau: expected a number > 0, got 'abc'"),
+        (["plan", "--eta-tau", "nan"], "argument --eta-tau: expected a finite number > 0, got nan"),
+        (["plan", "--eta-tau", "-2"], "argument --eta-tau: expected a finite number > 0, got -2"),
+        (["plan", "--lam", "1,,2"], "argument --lam: expected numbers separated by commas, got '1,,2'"),
+        (["plan", "--lam", "1,x"], "argument --lam: expected a number, got 'x'"),
+    ],
+)
+def test_option_values_are_refused_with_what_was_expected(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert_user_error(code, out, err)
+    assert message in err
+
+
 def test_steps_disagreeing_with_plan_says_so(capsys):
     _, _, err = run(capsys, "evaluate", "--plan", "(3 2 1)", "--steps", "4")
     assert "N = 3" in err and "--steps" in err
