@@ -255,35 +255,25 @@ def _setup(args: argparse.Namespace, **problem_kwargs) -> tuple[Directions, Prob
     return directions, problem, search_budgets_from_args(args)
 
 
-def _config(problem: Problem, budgets: dict, directions: Directions) -> dict:
-    config = problem.config()
-    config.update(budgets)
-    config["directions"] = directions.to_dict()
-    return config
-
-
 def _emit(out: dict, problem: Problem, budgets: dict, directions: Directions) -> None:
     """Print a command's JSON document ``out``, with ``"config"`` and ``"provenance"`` (the configuration inside it) added last."""
     from .io import provenance
 
-    out["config"] = _config(problem, budgets, directions)
-    out["provenance"] = provenance(config=out["config"])
+    out["config"] = config = problem.config()
+    config.update(budgets)
+    config["directions"] = directions.to_dict()
+    out["provenance"] = provenance(config=config)
     emit_json(out)
 
 
 def _report_head(command: str, problem: Problem, directions: Directions) -> list[str]:
     """The first lines of a command's text report: ``opmerge <command>:``, the problem, a blank line."""
-    first, *rest = _header(problem, directions)
-    return [f"opmerge {command}: {first}", *rest, ""]
-
-
-def _header(problem: Problem, directions: Directions) -> list[str]:
     m = problem.model
     model = f"init {m.init}, training {m.training}"
     model += f" (lr {m.lr:g}, {m.gd_steps} steps)" if m.training == "gd" else f", eta*tau {m.eta_tau:g}"
     model += f", input {m.input}, budget {m.budget}"
     lines = [
-        f"schedule {problem.schedule.name}, N = {problem.steps}, M = {problem.segments}, "
+        f"opmerge {command}: schedule {problem.schedule.name}, N = {problem.steps}, M = {problem.segments}, "
         f"solver {problem.solver}, target {problem.target}; {model}"
     ]
     if directions.source == "lam":
@@ -291,7 +281,7 @@ def _header(problem: Problem, directions: Directions) -> list[str]:
     else:
         binned = f", binned to {directions.bins}" if directions.bins is not None else ""
         lines.append(f"spectrum {directions.name}: {problem.dim} direction(s){binned}, total weight {float(np.sum(problem.weights)):g}")
-    return lines
+    return lines + [""]
 
 
 def _direction_lines(problem: Problem, evaluation: PlanEvaluation) -> list[str]:
