@@ -27,6 +27,46 @@ __all__ = [
 ]
 
 
+@njit(cache=True, inline="always")
+def _excess_sq(lo, hi, s_lo, s_hi, goal, scale):
+    r"""One direction's term of :math:`\mathrm{LB}^2`: ``scale`` times the squared distance from ``goal``
+    to ``[lo, hi]`` clipped to ``[s_lo, s_hi]`` (0 when the clipped interval is empty)."""
+    if lo < s_lo:
+        lo = s_lo
+    if hi > s_hi:
+        hi = s_hi
+    if lo <= hi:
+        if goal < lo:
+            return scale * (lo - goal) * (lo - goal)
+        if goal > hi:
+            return scale * (goal - hi) * (goal - hi)
+    return 0.0
+
+
+@njit(cache=True, inline="always")
+def _node_map(retention, o_lo, o_hi, init_code, jump, i, j, of_first, la_lo, la_hi, lb_lo, lb_hi):
+    """Local affine map ``la + lb x`` of a merge node over ``j -> i`` in one child ``x`` (in place, per
+    direction): its first child (``of_first``; the rest in ``[o_lo, o_hi]``) or the product of the
+    rest (the first child in ``[o_lo, o_hi]``). ``jump`` is read only for ``init_code == 1``."""
+    for c in range(retention.shape[0]):
+        r = retention[c]
+        if init_code == 0 and of_first:  # warm: a0 = c1 = x
+            la_lo[c] = 0.0
+            la_hi[c] = 0.0
+            lb_lo[c] = (1.0 - r) * o_lo[c] + r
+            lb_hi[c] = (1.0 - r) * o_hi[c] + r
+            continue
+        if init_code == 0:  # warm: a0 = c1, the other child
+            la_lo[c] = r * o_lo[c]
+            la_hi[c] = r * o_hi[c]
+        else:
+            a0 = jump[i, j, c] if init_code == 1 else (0.0 if init_code == 2 else 1.0)
+            la_lo[c] = r * a0
+            la_hi[c] = r * a0
+        lb_lo[c] = (1.0 - r) * o_lo[c]
+        lb_hi[c] = (1.0 - r) * o_hi[c]
+
+
 @njit(cache=True)
 def _accumulate(ctx, reach, slot_i, slot_j, scratch, pa_lo, pa_hi, pb_lo, pb_hi, la_lo, la_hi, lb_lo, lb_hi,
                 x_lo, x_hi, s_lo, s_hi, goal, scale, threshold):
@@ -42,18 +82,7 @@ def _accumulate(ctx, reach, slot_i, slot_j, scratch, pa_lo, pa_hi, pb_lo, pb_hi,
         scratch[1, k] = a_hi
         scratch[2, k] = b_lo
         scratch[3, k] = b_hi
-        lo = a_lo + b_lo * x_lo[k]
-        hi = a_hi + b_hi * x_hi[k]
-        if lo < s_lo[k]:
-            lo = s_lo[k]
-        if hi > s_hi[k]:
-            hi = s_hi[k]
-        if lo <= hi:
-            g = goal[k]
-            if g < lo:
-                total += scale[k] * (lo - g) * (lo - g)
-            elif g > hi:
-                total += scale[k] * (g - hi) * (g - hi)
+        total += _excess_sq(a_lo + b_lo * x_lo[k], a_hi + b_hi * x_hi[k], s_lo[k], s_hi[k], goal[k], scale[k])
     if total >= threshold:
         return
     if not reach[slot_i, slot_j]:
@@ -69,6 +98,23 @@ def _accumulate(ctx, reach, slot_i, slot_j, scratch, pa_lo, pa_hi, pb_lo, pb_hi,
             ctx[slot_i, slot_j, 1, k] = max(ctx[slot_i, slot_j, 1, k], scratch[1, k])
             ctx[slot_i, slot_j, 2, k] = min(ctx[slot_i, slot_j, 2, k], scratch[2, k])
             ctx[slot_i, slot_j, 3, k] = max(ctx[slot_i, slot_j, 3, k], scratch[3, k])
+
+
+@njit(cache=True, inline="always")
+def _from_parents(ctx, reach, i, j, pi, pj, of_first, o_lo, o_hi, x_lo, x_hi, ctx_v, reach_v, ctx_f, reach_f,
+                  retention, init_code, jump, s_lo, s_hi, goal, scale, threshold, scratch, zeros,
+                  la_lo, la_hi, lb_lo, lb_hi):
+    """Contexts of the position over ``j -> i`` (into ``ctx[i, j]``) from its two kinds of parent over
+    ``pj -> pi``: a merge node (the position is its first child with ``of_first``, else the product of
+    its other children) and a forest (its first tree with ``of_first``, else the rest of the forest).
+    The other part lies in ``[o_lo, o_hi]``; the position's values in ``[x_lo, x_hi]``."""
+    if reach_v[pi, pj]:
+        _node_map(retention[pj], o_lo, o_hi, init_code, jump, pi, pj, of_first, la_lo, la_hi, lb_lo, lb_hi)
+        _accumulate(ctx, reach, i, j, scratch, ctx_v[pi, pj, 0], ctx_v[pi, pj, 1], ctx_v[pi, pj, 2], ctx_v[pi, pj, 3],
+                    la_lo, la_hi, lb_lo, lb_hi, x_lo, x_hi, s_lo, s_hi, goal, scale, threshold)
+    if reach_f[pi, pj]:
+        _accumulate(ctx, reach, i, j, scratch, ctx_f[pi, pj, 0], ctx_f[pi, pj, 1], ctx_f[pi, pj, 2], ctx_f[pi, pj, 3],
+                    zeros, zeros, o_lo, o_hi, x_lo, x_hi, s_lo, s_hi, goal, scale, threshold)
 
 
 @njit(cache=True)
@@ -193,25 +239,11 @@ def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_co
             j = i + length
             # ---- forest over j -> i
             for jp in range(j + 1, n + 1):
-                # (e) rest of a node over jp -> i whose first child covers jp -> j
-                if reach_v[i, jp]:
-                    for c in range(d):
-                        r = retention[jp, c]
-                        if init_code == 0:
-                            la_lo[c] = r * v_lo[j, jp, c]
-                            la_hi[c] = r * v_hi[j, jp, c]
-                        else:
-                            a0 = jump[i, jp, c] if init_code == 1 else (0.0 if init_code == 2 else 1.0)
-                            la_lo[c] = r * a0
-                            la_hi[c] = r * a0
-                        lb_lo[c] = (1.0 - r) * v_lo[j, jp, c]
-                        lb_hi[c] = (1.0 - r) * v_hi[j, jp, c]
-                    _accumulate(ctx_f, reach_f, i, j, scratch, ctx_v[i, jp, 0], ctx_v[i, jp, 1], ctx_v[i, jp, 2], ctx_v[i, jp, 3],
-                                la_lo, la_hi, lb_lo, lb_hi, f_lo[i, j], f_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+                # (e) rest of a node over jp -> i whose first child covers jp -> j,
                 # (f) tail of a forest over jp -> i whose first tree covers jp -> j
-                if reach_f[i, jp]:
-                    _accumulate(ctx_f, reach_f, i, j, scratch, ctx_f[i, jp, 0], ctx_f[i, jp, 1], ctx_f[i, jp, 2], ctx_f[i, jp, 3],
-                                zeros, zeros, v_lo[j, jp], v_hi[j, jp], f_lo[i, j], f_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+                _from_parents(ctx_f, reach_f, i, j, i, jp, False, v_lo[j, jp], v_hi[j, jp], f_lo[i, j], f_hi[i, j],
+                              ctx_v, reach_v, ctx_f, reach_f, retention, init_code, jump, s_lo, s_hi, goal, scale,
+                              threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
             _clip(ctx_f, reach_f, i, j, f_lo[i, j], s_hi)
             # ---- tree over j -> i
             # (a) a whole segment: k1 segments above (N -> j), k2 below (i -> 0)
@@ -238,27 +270,11 @@ def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_co
                 _accumulate(ctx_v, reach_v, i, j, scratch, ctx_f[i, j, 0], ctx_f[i, j, 1], ctx_f[i, j, 2], ctx_f[i, j, 3],
                             zeros, zeros, ones, ones, v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
             for ip in range(0, i):
-                # (c) first child of a node over j -> ip, the rest a forest over i -> ip
-                if reach_v[ip, j]:
-                    for c in range(d):
-                        r = retention[j, c]
-                        if init_code == 0:
-                            la_lo[c] = 0.0
-                            la_hi[c] = 0.0
-                            lb_lo[c] = (1.0 - r) * f_lo[ip, i, c] + r
-                            lb_hi[c] = (1.0 - r) * f_hi[ip, i, c] + r
-                        else:
-                            a0 = jump[ip, j, c] if init_code == 1 else (0.0 if init_code == 2 else 1.0)
-                            la_lo[c] = r * a0
-                            la_hi[c] = r * a0
-                            lb_lo[c] = (1.0 - r) * f_lo[ip, i, c]
-                            lb_hi[c] = (1.0 - r) * f_hi[ip, i, c]
-                    _accumulate(ctx_v, reach_v, i, j, scratch, ctx_v[ip, j, 0], ctx_v[ip, j, 1], ctx_v[ip, j, 2], ctx_v[ip, j, 3],
-                                la_lo, la_hi, lb_lo, lb_hi, v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+                # (c) first child of a node over j -> ip, the rest a forest over i -> ip,
                 # (d) first tree of a forest over j -> ip
-                if reach_f[ip, j]:
-                    _accumulate(ctx_v, reach_v, i, j, scratch, ctx_f[ip, j, 0], ctx_f[ip, j, 1], ctx_f[ip, j, 2], ctx_f[ip, j, 3],
-                                zeros, zeros, f_lo[ip, i], f_hi[ip, i], v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+                _from_parents(ctx_v, reach_v, i, j, ip, j, True, f_lo[ip, i], f_hi[ip, i], v_lo[i, j], v_hi[i, j],
+                              ctx_v, reach_v, ctx_f, reach_f, retention, init_code, jump, s_lo, s_hi, goal, scale,
+                              threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
             _clip(ctx_v, reach_v, i, j, v_lo[i, j], s_hi)
 
 
@@ -310,18 +326,8 @@ def combine_candidates(first, rest, labels_first, labels_rest, mode, retention, 
                 else:
                     val = first[a, k] * rest[b, k]
                 values[count, k] = val
-                lo = ctx[0, k] + ctx[2, k] * val
-                hi = ctx[1, k] + ctx[3, k] * val
-                if lo < s_lo[k]:
-                    lo = s_lo[k]
-                if hi > s_hi[k]:
-                    hi = s_hi[k]
-                if lo <= hi:
-                    g = goal[k]
-                    if g < lo:
-                        bound += scale[k] * (lo - g) * (lo - g)
-                    elif g > hi:
-                        bound += scale[k] * (g - hi) * (g - hi)
+                bound += _excess_sq(ctx[0, k] + ctx[2, k] * val, ctx[1, k] + ctx[3, k] * val, s_lo[k], s_hi[k],
+                                    goal[k], scale[k])
             if bound >= threshold:
                 if bound < min_pruned:
                     min_pruned = bound
@@ -481,6 +487,52 @@ def _label_ok(labels_u, u, labels_v, v):
     return labels_u[u, 0] <= labels_v[v, 0] and labels_u[u, 1] <= labels_v[v, 1]
 
 
+@njit(cache=True, inline="always")
+def _dominates_at(values, labels, q, target, target_labels, t, coef, order, suffix):
+    """Whether vector ``q`` (none when ``q < 0``) dominates ``target[t]``, its labels ``<=`` too."""
+    return (q >= 0 and _label_ok(labels, q, target_labels, t)
+            and _dominates_ordered(values[q], target[t], coef, order, suffix))
+
+
+@njit(cache=True, inline="always")
+def _first_dominator(values, labels, members, count, skip, target, target_labels, t, coef, order, suffix):
+    """First ``q`` in ``members[:count]``, other than ``skip``, that dominates ``target[t]`` (-1: none)."""
+    for p in range(count):
+        q = members[p]
+        if q != skip and _dominates_at(values, labels, q, target, target_labels, t, coef, order, suffix):
+            return q
+    return -1
+
+
+@njit(cache=True)
+def _sift(values, labels, order, fixed_values, fixed_labels, fixed_members, n_fixed, grow, coef, dir_order, suffix):
+    """Indices, in ``order``, of the vectors of ``values`` dominated by no vector ``fixed_members[:n_fixed]``
+    of ``fixed_values`` nor, with ``grow``, by one kept before them. Tried first: the last successful
+    dominator of each kind; then the fixed vectors, then the kept ones."""
+    keep = np.empty(order.shape[0], np.int64)
+    n_kept = 0
+    last_fixed = -1
+    last_kept = -1
+    for t in range(order.shape[0]):
+        idx = order[t]
+        if (_dominates_at(fixed_values, fixed_labels, last_fixed, values, labels, idx, coef, dir_order, suffix)
+                or _dominates_at(values, labels, last_kept, values, labels, idx, coef, dir_order, suffix)):
+            continue
+        q = _first_dominator(fixed_values, fixed_labels, fixed_members, n_fixed, last_fixed, values, labels, idx,
+                             coef, dir_order, suffix)
+        if q >= 0:
+            last_fixed = q
+            continue
+        if grow:
+            q = _first_dominator(values, labels, keep, n_kept, last_kept, values, labels, idx, coef, dir_order, suffix)
+            if q >= 0:
+                last_kept = q
+                continue
+        keep[n_kept] = idx
+        n_kept += 1
+    return keep[:n_kept]
+
+
 @njit(cache=True)
 def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_lo, s_hi, goal, scale, x_lo, x_hi):
     """Merge new candidates into a front (a set in which no vector dominates another).
@@ -520,55 +572,10 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
     for t in range(suffix.shape[0]):
         suffix[t] = suffix[t] * (1.0 + 1e-12) + 1e-300
     n_old = old_values.shape[0]
-    n_new = new_values.shape[0]
-    order = np.argsort(new_lb, kind="mergesort")
-    new_keep = np.empty(n_new, np.int64)
-    n_kept = 0
-    last_old = -1
-    last_new = -1
-    for t in range(n_new):
-        idx = order[t]
-        dominated = False
-        if last_old >= 0 and _label_ok(old_labels, last_old, new_labels, idx):
-            dominated = _dominates_ordered(old_values[last_old], new_values[idx], coef, dir_order, suffix)
-        if not dominated and last_new >= 0 and _label_ok(new_labels, last_new, new_labels, idx):
-            dominated = _dominates_ordered(new_values[last_new], new_values[idx], coef, dir_order, suffix)
-        if not dominated:
-            for q in range(n_old):
-                if q != last_old and _label_ok(old_labels, q, new_labels, idx):
-                    if _dominates_ordered(old_values[q], new_values[idx], coef, dir_order, suffix):
-                        dominated = True
-                        last_old = q
-                        break
-        if not dominated:
-            for q in range(n_kept):
-                k = new_keep[q]
-                if k != last_new and _label_ok(new_labels, k, new_labels, idx):
-                    if _dominates_ordered(new_values[k], new_values[idx], coef, dir_order, suffix):
-                        dominated = True
-                        last_new = k
-                        break
-        if not dominated:
-            new_keep[n_kept] = idx
-            n_kept += 1
-    old_keep = np.empty(n_old, np.int64)
-    n_old_kept = 0
-    last_new = -1
-    for q in range(n_old):
-        dominated = False
-        if last_new >= 0 and _label_ok(new_labels, last_new, old_labels, q):
-            dominated = _dominates_ordered(new_values[last_new], old_values[q], coef, dir_order, suffix)
-        if not dominated:
-            for t in range(n_kept):
-                k = new_keep[t]
-                if k != last_new and _label_ok(new_labels, k, old_labels, q):
-                    if _dominates_ordered(new_values[k], old_values[q], coef, dir_order, suffix):
-                        dominated = True
-                        last_new = k
-                        break
-        if not dominated:
-            old_keep[n_old_kept] = q
-            n_old_kept += 1
-    return old_keep[:n_old_kept], new_keep[:n_kept]
+    new_keep = _sift(new_values, new_labels, np.argsort(new_lb, kind="mergesort"), old_values, old_labels,
+                     np.arange(n_old), n_old, True, coef, dir_order, suffix)
+    old_keep = _sift(old_values, old_labels, np.arange(n_old), new_values, new_labels, new_keep, new_keep.shape[0],
+                     False, coef, dir_order, suffix)
+    return old_keep, new_keep
 
 
