@@ -146,20 +146,29 @@ def context_bounds_reference(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init
     def a0_of(i, j, c):
         return float(jump[i, j, c]) if init_code == 1 else (0.0 if init_code == 2 else 1.0)
 
+    def from_parents(table, key, pi, pj, of_first, o_lo, o_hi, x_lo, x_hi):
+        # a parent node over pj -> pi (the position: its first child, or the product of the rest)
+        # and a parent forest (its first tree, or the rest); the other part lies in [o_lo, o_hi]
+        if (pi, pj) in ctx_v:
+            r = [float(retention[pj, c]) for c in range(d)]
+            if init_code == 0 and of_first:  # warm: a0 = c1 = x
+                la = (zero, zero)
+                lb = ([(1 - r[c]) * o_lo[c] + r[c] for c in range(d)], [(1 - r[c]) * o_hi[c] + r[c] for c in range(d)])
+            else:
+                if init_code == 0:
+                    la = ([r[c] * o_lo[c] for c in range(d)], [r[c] * o_hi[c] for c in range(d)])
+                else:
+                    la = ([r[c] * a0_of(pi, pj, c) for c in range(d)],) * 2
+                lb = ([(1 - r[c]) * o_lo[c] for c in range(d)], [(1 - r[c]) * o_hi[c] for c in range(d)])
+            add(table, key, ctx_v[(pi, pj)], la, lb, x_lo, x_hi)
+        if (pi, pj) in ctx_f:
+            add(table, key, ctx_f[(pi, pj)], (zero, zero), (list(o_lo), list(o_hi)), x_lo, x_hi)
+
     for length in range(n, 0, -1):
         for i in range(n - length + 1):
             j = i + length
             for jp in range(j + 1, n + 1):
-                if (i, jp) in ctx_v:
-                    r = [float(retention[jp, c]) for c in range(d)]
-                    if init_code == 0:
-                        la = ([r[c] * v_lo[j, jp, c] for c in range(d)], [r[c] * v_hi[j, jp, c] for c in range(d)])
-                    else:
-                        la = ([r[c] * a0_of(i, jp, c) for c in range(d)],) * 2
-                    lb = ([(1 - r[c]) * v_lo[j, jp, c] for c in range(d)], [(1 - r[c]) * v_hi[j, jp, c] for c in range(d)])
-                    add(ctx_f, (i, j), ctx_v[(i, jp)], la, lb, f_lo[i, j], f_hi[i, j])
-                if (i, jp) in ctx_f:
-                    add(ctx_f, (i, j), ctx_f[(i, jp)], (zero, zero), (list(v_lo[j, jp]), list(v_hi[j, jp])), f_lo[i, j], f_hi[i, j])
+                from_parents(ctx_f, (i, j), i, jp, False, v_lo[j, jp], v_hi[j, jp], f_lo[i, j], f_hi[i, j])
             clip(ctx_f, (i, j), f_lo[i, j])
             for k1 in range(m_seg):
                 k2 = m_seg - 1 - k1
@@ -178,17 +187,7 @@ def context_bounds_reference(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init
             if (i, j) in ctx_f:
                 add(ctx_v, (i, j), ctx_f[(i, j)], (zero, zero), (one, one), v_lo[i, j], v_hi[i, j])
             for ip in range(i):
-                if (ip, j) in ctx_v:
-                    r = [float(retention[j, c]) for c in range(d)]
-                    if init_code == 0:
-                        la = (zero, zero)
-                        lb = ([(1 - r[c]) * f_lo[ip, i, c] + r[c] for c in range(d)], [(1 - r[c]) * f_hi[ip, i, c] + r[c] for c in range(d)])
-                    else:
-                        la = ([r[c] * a0_of(ip, j, c) for c in range(d)],) * 2
-                        lb = ([(1 - r[c]) * f_lo[ip, i, c] for c in range(d)], [(1 - r[c]) * f_hi[ip, i, c] for c in range(d)])
-                    add(ctx_v, (i, j), ctx_v[(ip, j)], la, lb, v_lo[i, j], v_hi[i, j])
-                if (ip, j) in ctx_f:
-                    add(ctx_v, (i, j), ctx_f[(ip, j)], (zero, zero), (list(f_lo[ip, i]), list(f_hi[ip, i])), v_lo[i, j], v_hi[i, j])
+                from_parents(ctx_v, (i, j), ip, j, True, f_lo[ip, i], f_hi[ip, i], v_lo[i, j], v_hi[i, j])
             clip(ctx_v, (i, j), v_lo[i, j])
 
     def to_arrays(table, shape):
@@ -288,34 +287,27 @@ def merge_fronts_reference(old_values, old_labels, new_values, new_lb, new_label
         return (lab_u[u][0] <= lab_v[v][0] and lab_u[u][1] <= lab_v[v][1]
                 and dominates_reference(u_vals[u], v_vals[v], ctx, s_lo, s_hi, goal, scale))
 
+    def sift(candidates, values, labels, fixed, fixed_values, fixed_labels, grow):
+        # candidates dominated by no fixed vector nor (grow) a candidate kept before them;
+        # the last successful dominator of each kind is tried first
+        keep: list[int] = []
+        last_fixed = last_kept = -1
+        for idx in candidates:
+            if ((last_fixed >= 0 and ok(fixed_labels, fixed_values, last_fixed, labels, values, idx))
+                    or (last_kept >= 0 and ok(labels, values, last_kept, labels, values, idx))):
+                continue
+            q = next((q for q in fixed if q != last_fixed and ok(fixed_labels, fixed_values, q, labels, values, idx)), -1)
+            if q >= 0:
+                last_fixed = q
+                continue
+            k = next((k for k in keep if k != last_kept and ok(labels, values, k, labels, values, idx)), -1) if grow else -1
+            if k >= 0:
+                last_kept = k
+                continue
+            keep.append(idx)
+        return keep
+
     order = sorted(range(len(new_values)), key=lambda t: (new_lb[t], t))
-    new_keep: list[int] = []
-    last_old = last_new = -1
-    for idx in order:
-        dominated = last_old >= 0 and ok(old_labels, old_values, last_old, new_labels, new_values, idx)
-        if not dominated and last_new >= 0:
-            dominated = ok(new_labels, new_values, last_new, new_labels, new_values, idx)
-        if not dominated:
-            for q in range(len(old_values)):
-                if q != last_old and ok(old_labels, old_values, q, new_labels, new_values, idx):
-                    dominated, last_old = True, q
-                    break
-        if not dominated:
-            for k in new_keep:
-                if k != last_new and ok(new_labels, new_values, k, new_labels, new_values, idx):
-                    dominated, last_new = True, k
-                    break
-        if not dominated:
-            new_keep.append(idx)
-    old_keep: list[int] = []
-    last_new = -1
-    for q in range(len(old_values)):
-        dominated = last_new >= 0 and ok(new_labels, new_values, last_new, old_labels, old_values, q)
-        if not dominated:
-            for k in new_keep:
-                if k != last_new and ok(new_labels, new_values, k, old_labels, old_values, q):
-                    dominated, last_new = True, k
-                    break
-        if not dominated:
-            old_keep.append(q)
+    new_keep = sift(order, new_values, new_labels, range(len(old_values)), old_values, old_labels, True)
+    old_keep = sift(range(len(old_values)), old_values, old_labels, new_keep, new_values, new_labels, False)
     return np.array(old_keep, dtype=np.int64), np.array(new_keep, dtype=np.int64)
