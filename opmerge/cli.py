@@ -284,6 +284,14 @@ def _report_head(command: str, problem: Problem, directions: Directions) -> list
     return lines + [""]
 
 
+def _plan_lines(args: argparse.Namespace, label: str, plan: Plan, problem: Problem, evaluation: PlanEvaluation) -> list[str]:
+    """``<label>: <plan>``, its drawing (unless ``--no-draw``), a blank line, then S / T / E (:func:`_direction_lines`)."""
+    lines = [f"{label}: {plan}"]
+    if not args.no_draw:
+        lines.append(draw_plan(plan))
+    return [*lines, "", *_direction_lines(problem, evaluation)]
+
+
 def _direction_lines(problem: Problem, evaluation: PlanEvaluation) -> list[str]:
     """S / T / E of each direction: one line for one direction, a table for several."""
     s, t, e = evaluation.student, evaluation.teacher, evaluation.exact
@@ -409,11 +417,7 @@ def run_plan(args: argparse.Namespace) -> int:
         _emit(out, problem, budgets, directions)
         return 0
     lines = _report_head("plan", problem, directions)
-    lines.append(f"optimal plan: {solution.plan}")
-    if not args.no_draw:
-        lines.append(draw_plan(solution.plan))
-    lines.append("")
-    lines += _direction_lines(problem, solution.evaluation)
+    lines += _plan_lines(args, "optimal plan", solution.plan, problem, solution.evaluation)
     lines += _certificate_lines(solution)
     _print(lines)
     return 0
@@ -538,11 +542,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         }, problem, budgets, directions)
         return 0
     lines = _report_head("evaluate", problem, directions)
-    lines.append(f"plan: {plan}")
-    if not args.no_draw:
-        lines.append(draw_plan(plan))
-    lines.append("")
-    lines += _direction_lines(problem, evaluation)
+    lines += _plan_lines(args, "plan", plan, problem, evaluation)
     lines.append(f"W2 = {evaluation.w2:.10g}")
     if exact:
         lines.append("optimal: yes, proven (W2 equals the certified lower bound within tolerance)")

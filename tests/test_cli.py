@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opmerge import Problem, StudentModel, canonical_plan, evaluate_plan, make_schedule, parse_plan, solve
+from opmerge.plans import draw_plan
 from opmerge.cli import COMMANDS, main
 from opmerge.errors import InputError, InputTypeError
 from opmerge.cli_options import EXIT_INTERRUPTED, EXIT_USAGE, UsageError, emit_json, run_main
@@ -79,6 +80,23 @@ def test_plan_text_report(capsys):
     assert "optimal plan: (((((6 5) 4) 3) 2) 1)" in out
     assert "segment 1/1: z_6 -> z_0" in out  # the drawing
     assert "W2 = " in out and "exact: yes" in out and "lower bound = " in out and "method " in out
+
+
+@pytest.mark.parametrize("command, label, extra", [("plan", "optimal plan", []), ("evaluate", "plan", ["--plan", "boot"])])
+@pytest.mark.parametrize("draw", [True, False])
+def test_text_report_starts_with_the_problem_then_the_plan(capsys, command, label, extra, draw):
+    code, out, err = run(capsys, command, "--steps", "6", "--lam", "0.3", *extra, *([] if draw else ["--no-draw"]))
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == (f"opmerge {command}: schedule vp-cosine, N = 6, M = 1, solver ddim, target teacher; "
+                        "init warm, training flow, eta*tau 0.5, input forward, budget per-merge")
+    assert lines[1:4] == ["lambda = 0.3", "", f"{label}: (((((6 5) 4) 3) 2) 1)"]
+    rest = lines[4:]
+    if draw:
+        drawing = draw_plan(parse_plan("(((((6 5) 4) 3) 2) 1)")).splitlines()
+        assert rest[: len(drawing)] == drawing
+        rest = rest[len(drawing):]
+    assert rest[0] == "" and rest[1].startswith("S = ") and "(student, teacher, exact flow" in rest[1]
 
 
 def test_several_lambdas_are_one_joint_problem(capsys):
