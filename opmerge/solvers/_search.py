@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,19 +39,19 @@ def node_value(r, c1, rest, a0):
     return (1.0 - r) * (c1 * rest) + r * a0
 
 
+@dataclass(slots=True, eq=False)
 class _Expr:
-    __slots__ = ("kind", "i", "j", "first", "rest", "lo", "hi", "holes", "merges")
+    """A node of a partial plan: a leaf, a hole or a merge node / product, with its value range."""
 
-    def __init__(self, kind, i, j, first, rest, lo, hi, holes, merges):
-        self.kind = kind
-        self.i = i
-        self.j = j
-        self.first = first
-        self.rest = rest
-        self.lo = lo
-        self.hi = hi
-        self.holes = holes
-        self.merges = merges
+    kind: int
+    i: int
+    j: int
+    first: _Expr | None
+    rest: _Expr | None
+    lo: Any
+    hi: Any
+    holes: int
+    merges: int
 
 
 class _OutOfTime(Exception):
@@ -69,7 +71,6 @@ class PlanSearch:
     """
 
     def __init__(self, tables, step_values, r_lo, r_hi, init_code, jump, goal, scale, data_target, segments):
-        self.t = tables
         self.steps_t = np.ascontiguousarray(step_values.T)  # (N + 1, d)
         self.r_lo = np.ascontiguousarray(r_lo.T)
         self.r_hi = np.ascontiguousarray(r_hi.T)
@@ -84,26 +85,29 @@ class PlanSearch:
         self.dim = step_values.shape[0]
         self.zeros = np.zeros(self.dim)
         self.ones = np.ones(self.dim)
+        # what the constructors read: (d,) rows here, plain floats in LineSearch1D
+        self.leaf_values = self.steps_t
+        self.ranges = {kind: (tables[f"{name}_lo"], tables[f"{name}_hi"])
+                       for kind, name in ((HOLE_V, "v"), (HOLE_F, "f"), (HOLE_G, "g"))}
 
     # -- expression constructors (each computes its range in O(d)) -------------------------
     def leaf(self, n):
-        value = self.steps_t[n]
+        value = self.leaf_values[n]
         return _Expr(LEAF, n - 1, n, None, None, value, value, 0, 0)
 
+    def hole(self, kind, a, j):
+        """A hole of ``kind`` over ``j -> a`` (for ``HOLE_G``: ``a`` segments over ``j -> 0``) with its table range."""
+        lo, hi = self.ranges[kind]
+        return _Expr(kind, a, j, None, None, lo[a][j], hi[a][j], 1, 0)
+
     def hole_v(self, i, j):
-        if j == i + 1:
-            return self.leaf(j)
-        return _Expr(HOLE_V, i, j, None, None, self.t["v_lo"][i, j], self.t["v_hi"][i, j], 1, 0)
+        return self.leaf(j) if j == i + 1 else self.hole(HOLE_V, i, j)
 
     def hole_f(self, i, j):
-        if j == i + 1:
-            return self.leaf(j)
-        return _Expr(HOLE_F, i, j, None, None, self.t["f_lo"][i, j], self.t["f_hi"][i, j], 1, 0)
+        return self.leaf(j) if j == i + 1 else self.hole(HOLE_F, i, j)
 
     def hole_g(self, k, j):
-        if k == 1:
-            return self.hole_v(0, j)
-        return _Expr(HOLE_G, k, j, None, None, self.t["g_lo"][k, j], self.t["g_hi"][k, j], 1, 0)
+        return self.hole_v(0, j) if k == 1 else self.hole(HOLE_G, k, j)
 
     def prod(self, first, rest):
         if first.holes == 0 and rest.holes == 0 and self.same_r:
@@ -409,31 +413,12 @@ class LineSearch1D(PlanSearch):
         eps = np.finfo(np.float64).eps
         self.estimate_slack = 8.0 * self.n * eps * math.sqrt(self.scale0) * (abs(self.goal0) + 1.0)
         # plain floats: with one direction, numpy scalars only add overhead
-        self.step_f = [float(x) for x in self.steps_t[:, 0]]
+        self.leaf_values = [float(x) for x in self.steps_t[:, 0]]
+        self.ranges = {kind: (lo[..., 0].tolist(), hi[..., 0].tolist()) for kind, (lo, hi) in self.ranges.items()}
         self.ret_f = [float(x) for x in self.r_lo[:, 0]]
         self.jump_f = None if jump is None else jump.tolist()
-        self.tab_f = {k: v[..., 0].tolist() for k, v in self.t.items()}
 
-    # float versions of the constructors ------------------------------------------------------
-    def leaf(self, n):
-        value = self.step_f[n]
-        return _Expr(LEAF, n - 1, n, None, None, value, value, 0, 0)
-
-    def hole_v(self, i, j):
-        if j == i + 1:
-            return self.leaf(j)
-        return _Expr(HOLE_V, i, j, None, None, self.tab_f["v_lo"][i][j], self.tab_f["v_hi"][i][j], 1, 0)
-
-    def hole_f(self, i, j):
-        if j == i + 1:
-            return self.leaf(j)
-        return _Expr(HOLE_F, i, j, None, None, self.tab_f["f_lo"][i][j], self.tab_f["f_hi"][i][j], 1, 0)
-
-    def hole_g(self, k, j):
-        if k == 1:
-            return self.hole_v(0, j)
-        return _Expr(HOLE_G, k, j, None, None, self.tab_f["g_lo"][k][j], self.tab_f["g_hi"][k][j], 1, 0)
-
+    # float versions of the constructors (leaf and hole read the float tables above) ----------
     def prod(self, first, rest):
         a, b, c, d = first.lo * rest.lo, first.lo * rest.hi, first.hi * rest.lo, first.hi * rest.hi
         return _Expr(PROD, rest.i, first.j, first, rest, min(a, b, c, d), max(a, b, c, d),
