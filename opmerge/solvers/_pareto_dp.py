@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from .._util import deep_recursion
 from ..objective import Problem
-from ..plans import MergeNode, Plan
+from ..plans import Plan
 from ._checks import check_problem
 from ._kernels import INIT_CODES
 from ._pareto_kernels import combine_candidates, context_bounds_levels, context_bounds_start, merge_fronts
-from .tables import ProblemTables
+from .tables import ProblemTables, plan_from_shape, rebuild_shape
 
 __all__ = ["ParetoDP", "ParetoAbort", "pareto_applicable", "root_objective"]
 
@@ -70,18 +70,16 @@ def pareto_applicable(problem: Problem) -> tuple[bool, str]:
     return True, ""
 
 
+@dataclass(slots=True, eq=False)
 class _Front:
     """Front of one position: values (K, d), bounds (K,), labels (K, 2), back-pointers."""
 
-    __slots__ = ("values", "lb", "labels", "split", "ia", "ib")
-
-    def __init__(self, values, lb, labels, split, ia, ib):
-        self.values = values
-        self.lb = lb
-        self.labels = labels
-        self.split = split
-        self.ia = ia
-        self.ib = ib
+    values: np.ndarray
+    lb: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    ia: np.ndarray
+    ib: np.ndarray
 
     def __len__(self) -> int:
         return self.values.shape[0]
@@ -314,39 +312,11 @@ class ParetoDP:
     def plan_of(self, index: int) -> Plan:
         """Rebuild the plan of entry ``index`` of the root front from the back-pointers."""
 
-        def tree(i, j, idx):
-            if j == i + 1:
-                return j
-            entry = self.V[i, j]
-            m, a, b = int(entry.split[idx]), int(entry.ia[idx]), int(entry.ib[idx])
-            return MergeNode((tree(m, j, a), *forest(i, m, b)))
+        def choose(kind, a, j, idx):
+            entry = (self.V, self.F, self.G)[kind][a, j]
+            return int(entry.split[idx]), int(entry.ia[idx]), int(entry.ib[idx])
 
-        def forest(i, j, idx):
-            out = []
-            while True:
-                if j == i + 1:
-                    out.append(j)
-                    return out
-                entry = self.F[i, j]
-                m, a, b = int(entry.split[idx]), int(entry.ia[idx]), int(entry.ib[idx])
-                if m < 0:
-                    out.append(tree(i, j, a))
-                    return out
-                out.append(tree(m, j, a))
-                j, idx = m, b
-
-        with deep_recursion(4 * self.n + 16):
-            if self.m_seg == 1:
-                return Plan((tree(0, self.n, index),))
-            segments = []
-            k, j, idx = self.m_seg, self.n, index
-            while k > 1:
-                entry = self.G[k, j]
-                m, a, b = int(entry.split[idx]), int(entry.ia[idx]), int(entry.ib[idx])
-                segments.append(tree(m, j, a))
-                k, j, idx = k - 1, m, b
-            segments.append(tree(0, j, idx))
-            return Plan(tuple(segments))
+        return plan_from_shape(rebuild_shape(choose, self.n, self.m_seg, index))
 
 
 def _position_lb(values, ctx, s_lo, s_hi, goal, scale) -> np.ndarray:

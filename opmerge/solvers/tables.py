@@ -194,17 +194,42 @@ def extreme_shape(problem: Problem, direction: int, side: str, tables: dict[str,
         *(np.ascontiguousarray(t[name]) for name in _TABLE_NAMES),
     )
 
-    def choice(table, s, k_or_i, j):
-        m, bits = find_choice(table, s, k_or_i, j, *args)
+    def choose(kind, a, j, s):
+        m, bits = find_choice(kind, s, a, j, *args)
         if m == -2:  # cannot happen: the extreme was computed by the same arithmetic
             raise RuntimeError("internal error: no choice attains the DP extreme")
-        return int(m), int(bits)
+        # a forest that is one tree (m = -1) keeps the extreme s of the forest
+        return int(m), s if m < 0 else int(bits) & 1, (int(bits) >> 1) & 1
+
+    return rebuild_shape(choose, problem.steps, problem.segments, 0 if side == "lo" else 1)
+
+
+def rebuild_shape(choose, steps: int, segments: int, state) -> tuple:
+    """The plan a dynamic program chose, as nested tuples (as :func:`extreme_shape` makes them).
+
+    Parameters
+    ----------
+    choose : callable
+        ``choose(kind, a, j, state) -> (m, first, rest)``: the choice made for the trees
+        (``kind`` 0) or forests (1) over ``j -> a`` or the ``a`` segments (2) over ``j -> 0`` at
+        ``state``: the split ``m`` and the states of the first part (a tree over ``j -> m``) and of
+        the rest; a forest that is one tree has ``m < 0``, its tree the state ``first``.
+    steps, segments : int
+        ``N`` and ``M`` of the problem.
+    state : object
+        The state of the whole plan (its ``M`` segments over ``N -> 0``).
+
+    Returns
+    -------
+    tuple
+        One entry per segment, noise side first.
+    """
 
     def tree(i, j, s):
         if j == i + 1:
             return j
-        m, bits = choice(0, s, i, j)
-        return (tree(m, j, bits & 1), *forest(i, m, (bits >> 1) & 1))
+        m, first, rest = choose(0, i, j, s)
+        return (tree(m, j, first), *forest(i, m, rest))
 
     def forest(i, j, s):
         out = []
@@ -212,22 +237,22 @@ def extreme_shape(problem: Problem, direction: int, side: str, tables: dict[str,
             if j == i + 1:
                 out.append(j)
                 return out
-            m, bits = choice(1, s, i, j)
+            m, first, rest = choose(1, i, j, s)
             if m < 0:
-                out.append(tree(i, j, s))
+                out.append(tree(i, j, first))
                 return out
-            out.append(tree(m, j, bits & 1))
-            j, s = m, (bits >> 1) & 1
+            out.append(tree(m, j, first))
+            j, s = m, rest
 
-    with deep_recursion(4 * problem.steps):
-        segments = []
-        k, j, s = problem.segments, problem.steps, 0 if side == "lo" else 1
+    with deep_recursion(4 * steps + 16):
+        shape = []
+        k, j, s = segments, steps, state
         while k > 1:
-            m, bits = choice(2, s, k, j)
-            segments.append(tree(m, j, bits & 1))
-            k, j, s = k - 1, m, (bits >> 1) & 1
-        segments.append(tree(0, j, s))
-        return tuple(segments)
+            m, first, rest = choose(2, k, j, s)
+            shape.append(tree(m, j, first))
+            k, j, s = k - 1, m, rest
+        shape.append(tree(0, j, s))
+        return tuple(shape)
 
 
 def plan_from_shape(shape: tuple) -> Plan:
