@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -100,28 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"opmerge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    p = sub.add_parser("plan", help=COMMANDS["plan"], description=_describe("plan", _PLAN_NOTES), formatter_class=_Formatter)
-    add_model_arguments(p)
-    add_direction_arguments(p)
-    add_search_arguments(p)
-    _add_output_arguments(p, drawing=True)
-    p.set_defaults(handler=run_plan)
-
-    p = sub.add_parser("compare", help=COMMANDS["compare"], description=_describe("compare", _COMPARE_NOTES), formatter_class=_Formatter)
-    add_model_arguments(p)
-    add_direction_arguments(p)
-    add_search_arguments(p)
-    _add_output_arguments(p, drawing=False)
-    p.set_defaults(handler=run_compare)
-
-    p = sub.add_parser("evaluate", help=COMMANDS["evaluate"], description=_describe("evaluate", _EVALUATE_NOTES), formatter_class=_Formatter)
-    p.add_argument("--plan", required=True, metavar="TEXT",
-                   help="the plan in text notation, e.g. '(4 (3 (2 1)))' or '(4 3) | (2 1)', or a canonical name: " + ", ".join(CANONICAL_KINDS))
-    add_model_arguments(p, steps_default=None, segments_default=None)
-    add_direction_arguments(p)
-    add_search_arguments(p)
-    _add_output_arguments(p, drawing=True)
-    p.set_defaults(handler=run_evaluate)
+    _add_problem_command(sub, "plan", _PLAN_NOTES, run_plan, drawing=True)
+    _add_problem_command(sub, "compare", _COMPARE_NOTES, run_compare, drawing=False)
+    _add_problem_command(sub, "evaluate", _EVALUATE_NOTES, run_evaluate, drawing=True, plan_option=True)
 
     p = sub.add_parser("derive", help=COMMANDS["derive"], description=_describe("derive", _DERIVE_NOTES), formatter_class=_Formatter)
     p.add_argument("--out", metavar="FILE", default=None, help="write the LaTeX to FILE instead of stdout")
@@ -155,6 +136,23 @@ Derives with sympy the DDIM step, Heun's step, the exact flow and the student mo
 
 def _describe(name: str, notes: str) -> str:
     return f"{COMMANDS[name][0].upper()}{COMMANDS[name][1:]}.\n\n{notes}"
+
+
+def _add_problem_command(sub: argparse._SubParsersAction, name: str, notes: str, handler: Callable[[argparse.Namespace], int],
+                         *, drawing: bool, plan_option: bool = False) -> None:
+    """A subcommand that solves one problem: the model, data, search and output options; with ``plan_option``
+    (``evaluate``) first ``--plan``, and ``--steps``/``--segments`` then default to the plan's ``N`` and ``M``."""
+    p = sub.add_parser(name, help=COMMANDS[name], description=_describe(name, notes), formatter_class=_Formatter)
+    if plan_option:
+        p.add_argument("--plan", required=True, metavar="TEXT",
+                       help="the plan in text notation, e.g. '(4 (3 (2 1)))' or '(4 3) | (2 1)', or a canonical name: " + ", ".join(CANONICAL_KINDS))
+        add_model_arguments(p, steps_default=None, segments_default=None)
+    else:
+        add_model_arguments(p)
+    add_direction_arguments(p)
+    add_search_arguments(p)
+    _add_output_arguments(p, drawing=drawing)
+    p.set_defaults(handler=handler)
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser, *, drawing: bool) -> None:
