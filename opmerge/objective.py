@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._util import readonly_float64
 from ._validate import choice, integer, real_array
 from .errors import InputError, InputTypeError
 from .model import StudentModel, _ddim_jump_table, _retention_table
@@ -100,20 +101,20 @@ class Problem:
         segments = integer(self.segments, "segments", low=1, high=n_steps)
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("segments", segments)
-        set_("lam", _readonly(lam))
-        set_("weights", _readonly(weights))
+        set_("lam", readonly_float64(lam, copy=False))
+        set_("weights", readonly_float64(weights, copy=False))
         # lam is validated once, above; the kernels below take the checked array
         steps = _step_operators(self.schedule, lam, self.solver)
-        set_("step_values", _readonly(steps))
-        set_("retention", _readonly(_retention_table(self.schedule, lam, self.model, self.solver, 1)))
-        set_("jump", _readonly(_ddim_jump_table(self.schedule, lam)) if self.model.init == "ddim" else None)
-        set_("teacher", _readonly(np.prod(steps[:, 1:], axis=1)))
-        set_("exact", _readonly(np.atleast_1d(_exact_flow(self.schedule, lam, n_steps, 0))))
+        set_("step_values", readonly_float64(steps, copy=False))
+        set_("retention", readonly_float64(_retention_table(self.schedule, lam, self.model, self.solver, 1), copy=False))
+        set_("jump", readonly_float64(_ddim_jump_table(self.schedule, lam), copy=False) if self.model.init == "ddim" else None)
+        set_("teacher", readonly_float64(np.prod(steps[:, 1:], axis=1), copy=False))
+        set_("exact", readonly_float64(np.atleast_1d(_exact_flow(self.schedule, lam, n_steps, 0)), copy=False))
         norm_sq = signal_noise_norm_sq(self.schedule, lam[:, None])
-        set_("norm_noise", _readonly(np.sqrt(norm_sq[..., -1])))
+        set_("norm_noise", readonly_float64(np.sqrt(norm_sq[..., -1]), copy=False))
         goal = self.teacher if self.target == "teacher" else np.sqrt(lam) / self.norm_noise
-        set_("goal", _readonly(np.asarray(goal, dtype=np.float64)))
-        set_("scale", _readonly(weights * norm_sq[..., -1]))
+        set_("goal", readonly_float64(np.asarray(goal, dtype=np.float64), copy=False))
+        set_("scale", readonly_float64(weights * norm_sq[..., -1], copy=False))
 
     @property
     def steps(self) -> int:
@@ -146,12 +147,6 @@ class Problem:
             "target": self.target,
             "segments": self.segments,
         }
-
-
-def _readonly(arr: np.ndarray) -> np.ndarray:
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    arr.setflags(write=False)
-    return arr
 
 
 def w2_distance(problem: Problem, student) -> float:

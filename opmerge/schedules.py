@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._util import readonly_float64
 from ._validate import echo, integer, real_array
 from .errors import InputError, InputTypeError
 
@@ -36,12 +37,6 @@ EDM_SIGMA_MAX = 80.0
 DDPM_BETA_START = 1e-4
 DDPM_BETA_END = 0.02
 DDPM_TIMESTEPS = 1000
-
-
-def _frozen_copy(values: np.ndarray) -> np.ndarray:
-    out = np.ascontiguousarray(values, dtype=np.float64).copy()
-    out.setflags(write=False)
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,8 +62,8 @@ class Schedule:
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        alpha = _frozen_copy(real_array(self.alpha, "alpha"))
-        sigma = _frozen_copy(real_array(self.sigma, "sigma"))
+        alpha = readonly_float64(real_array(self.alpha, "alpha"))
+        sigma = readonly_float64(real_array(self.sigma, "sigma"))
         if not isinstance(self.name, str):
             raise InputTypeError(f"name must be a str, got {type(self.name).__name__}")
         _validate(alpha, sigma)

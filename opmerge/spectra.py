@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ._spectra_binning import ZERO_RTOL, BinnedSpectrum, bin_spectrum, binning_w2_error, merge_duplicates  # noqa: F401 (ZERO_RTOL)
+from ._util import readonly_float64
 from ._validate import echo, real_array
 from .errors import InputError, InputTypeError
 from .objective import Problem
@@ -60,12 +61,6 @@ _ACCEPTED_FORMS = (
     "a path to a .npy, .txt or .csv file (1-D: eigenvalues; square 2-D: a covariance; other 2-D: a data "
     "matrix with one sample per row), or the preset 'digits'"
 )
-
-
-def _readonly(values) -> np.ndarray:
-    arr = np.ascontiguousarray(values, dtype=np.float64).copy()
-    arr.setflags(write=False)
-    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,8 +101,8 @@ class Spectrum:
             raise InputError(f"weights must be >= 0 (allowed range [0, inf)), got {float(weights.min())!r}")
         if not isinstance(self.name, str):
             raise InputTypeError(f"name must be a str, got {type(self.name).__name__}")
-        object.__setattr__(self, "lam", _readonly(lam))
-        object.__setattr__(self, "weights", _readonly(weights))
+        object.__setattr__(self, "lam", readonly_float64(lam))
+        object.__setattr__(self, "weights", readonly_float64(weights))
 
     @property
     def dim(self) -> int:
