@@ -101,8 +101,8 @@ class Problem:
         segments = integer(self.segments, "segments", low=1, high=n_steps)
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("segments", segments)
-        set_("lam", readonly_float64(lam, copy=False))
-        set_("weights", readonly_float64(weights, copy=False))
+        set_("lam", readonly_float64(lam))  # copies: the caller's arrays are never frozen
+        set_("weights", readonly_float64(weights))
         # lam is validated once, above; the kernels below take the checked array
         steps = _step_operators(self.schedule, lam, self.solver)
         set_("step_values", readonly_float64(steps, copy=False))

@@ -55,6 +55,23 @@ def test_spectrum_is_validated_and_read_only():
     assert out == {"name": "x", "dim": 3, "lam": [2.0, 0.5, 0.0], "weights": [1.0, 2.0, 3.0], "trace": 3.0}
 
 
+def test_spectrum_schedule_and_problem_freeze_copies_not_the_callers_arrays():
+    from opmerge.schedules import Schedule
+
+    lam, weights = np.array([2.0, 0.5]), np.array([1.0, 3.0])
+    alpha, sigma = np.array([1.0, 0.6, 0.0]), np.array([0.0, 0.8, 1.0])
+    spectrum = Spectrum(lam, weights)
+    schedule = Schedule(alpha, sigma)
+    problem = Problem(schedule, lam, weights=weights)
+    for stored in (spectrum.lam, spectrum.weights, schedule.alpha, schedule.sigma, problem.lam, problem.weights,
+                   problem.step_values, problem.teacher, problem.scale):
+        assert stored.dtype == np.float64 and stored.flags.c_contiguous and not stored.flags.writeable
+    for given in (lam, weights, alpha, sigma):
+        assert given.flags.writeable  # the caller's arrays are never frozen
+    lam[0] = 7.0
+    assert spectrum.lam[0] == problem.lam[0] == 2.0  # copies, not views
+
+
 def test_spectrum_problem():
     s = spectrum_from_list([0.3, 3.0], [1.0, 2.0])
     problem = s.problem(make_schedule("vp-cosine", 5), segments=2)
