@@ -241,9 +241,10 @@ def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_co
             for jp in range(j + 1, n + 1):
                 # (e) rest of a node over jp -> i whose first child covers jp -> j,
                 # (f) tail of a forest over jp -> i whose first tree covers jp -> j
-                _from_parents(ctx_f, reach_f, i, j, i, jp, False, v_lo[j, jp], v_hi[j, jp], f_lo[i, j], f_hi[i, j],
-                              ctx_v, reach_v, ctx_f, reach_f, retention, init_code, jump, s_lo, s_hi, goal, scale,
-                              threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
+                if reach_v[i, jp] or reach_f[i, jp]:  # (the slices below cost time)
+                    _from_parents(ctx_f, reach_f, i, j, i, jp, False, v_lo[j, jp], v_hi[j, jp], f_lo[i, j],
+                                  f_hi[i, j], ctx_v, reach_v, ctx_f, reach_f, retention, init_code, jump, s_lo, s_hi,
+                                  goal, scale, threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
             _clip(ctx_f, reach_f, i, j, f_lo[i, j], s_hi)
             # ---- tree over j -> i
             # (a) a whole segment: k1 segments above (N -> j), k2 below (i -> 0)
@@ -272,9 +273,10 @@ def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_co
             for ip in range(0, i):
                 # (c) first child of a node over j -> ip, the rest a forest over i -> ip,
                 # (d) first tree of a forest over j -> ip
-                _from_parents(ctx_v, reach_v, i, j, ip, j, True, f_lo[ip, i], f_hi[ip, i], v_lo[i, j], v_hi[i, j],
-                              ctx_v, reach_v, ctx_f, reach_f, retention, init_code, jump, s_lo, s_hi, goal, scale,
-                              threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
+                if reach_v[ip, j] or reach_f[ip, j]:
+                    _from_parents(ctx_v, reach_v, i, j, ip, j, True, f_lo[ip, i], f_hi[ip, i], v_lo[i, j],
+                                  v_hi[i, j], ctx_v, reach_v, ctx_f, reach_f, retention, init_code, jump, s_lo, s_hi,
+                                  goal, scale, threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
             _clip(ctx_v, reach_v, i, j, v_lo[i, j], s_hi)
 
 
