@@ -2,15 +2,12 @@ r"""Merging equal eigenvalues and binning a spectrum, with the error binning mak
 
 The public names are in :mod:`opmerge.spectra` (:func:`merge_duplicates`, :func:`bin_spectrum`,
 :class:`BinnedSpectrum`, :func:`binning_w2_error`); ``docs/spectra.md`` explains the choices.
-:class:`~opmerge.spectra.Spectrum` is imported where it is used, because :mod:`opmerge.spectra`
-imports this module.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,9 +15,8 @@ from ._validate import integer, real_number
 from .errors import InputError, InputTypeError
 from .objective import evaluate_plan
 from .plans import CANONICAL_KINDS, Plan, canonical_plan, parse_plan
+from ._spectrum import Spectrum
 
-if TYPE_CHECKING:
-    from .spectra import Spectrum
 
 __all__ = ["ZERO_RTOL", "BinnedSpectrum", "merge_duplicates", "bin_spectrum", "binning_w2_error"]
 
@@ -53,7 +49,6 @@ def merge_duplicates(spectrum: Spectrum, rtol: float = 1e-12) -> Spectrum:
     InputError
         When it is negative or not finite.
     """
-    from .spectra import Spectrum
 
     rtol = real_number(rtol, "rtol", low=0.0)
     lam, weights = spectrum.lam, spectrum.weights
@@ -137,7 +132,6 @@ def bin_spectrum(spectrum: Spectrum, bins: int) -> BinnedSpectrum:
     bins : int
         ``B >= 1``.
     """
-    from .spectra import Spectrum
 
     bins = integer(bins, "bins", low=1)
     if not isinstance(spectrum, Spectrum):
