@@ -29,7 +29,7 @@ from opmerge.schedules import Schedule
 from .metrics import frechet_distance
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .study import ImagesStudyConfig
+    from .study_config import ImagesStudyConfig
 
 __all__ = ["LAM_BINS", "LAM_FLOOR", "ratio", "model_for", "w2_parts", "rank_agreement", "lam_bin_labels", "relative_gain_errors",
            "calibrate_eta_tau", "summarize"]

@@ -32,7 +32,7 @@ from .gaussian_teacher import gaussian_teacher_from_dataset
 from .teachers import ImageTeacher, TeacherCheckpoint, TeacherConfig, load_checkpoint, train_teacher
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .study import ImagesStudyConfig
+    from .study_config import ImagesStudyConfig
 
 __all__ = ["UNIT_NAMESPACE", "GRID_SAMPLES", "unit_cache", "to_numpy", "tile_samples", "teacher_identity", "classifier_identity",
            "build_teachers", "evaluate_teacher", "read_student", "run_plan_unit", "run_trajectory_unit"]
