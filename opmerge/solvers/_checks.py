@@ -9,13 +9,12 @@ as a number (``node_budget=True`` is a mistake, not ``1``). The functions below 
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Sequence
 
 import numpy as np
 
-from .._validate import choice, is_int
+from .._validate import choice, is_int, real_number
 from ..errors import InputError, InputTypeError
 from ..objective import Problem
 from ..plans import Plan
@@ -106,7 +105,8 @@ def check_time_budget(value: object, name: str = "time_budget") -> float:
 
 
 def check_tolerances(rtol: object, atol: object) -> None:
-    """``rtol`` (``None`` or a finite real ``>= 0``) and ``atol`` (a finite real ``>= 0``).
+    """``rtol`` (``None`` or a finite real ``>= 0``) and ``atol`` (a finite real ``>= 0``), checked by
+    the core's ``opmerge._validate.real_number``.
 
     The values are not converted (the tolerance is computed from them exactly as given).
 
@@ -117,13 +117,8 @@ def check_tolerances(rtol: object, atol: object) -> None:
     InputError
         When either is negative, NaN or infinite.
     """
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if value is None and name == "rtol":
-            continue
-        if not _is_real(value):
-            raise InputTypeError(f"{name} must be a finite number >= 0, got {type(value).__name__} {value!r}")
-        if not (math.isfinite(float(value)) and value >= 0):  # type: ignore[arg-type, operator]
-            raise InputError(f"{name} must be a finite number >= 0 (allowed range [0, inf)), got {value!r}")
+    real_number(rtol, "rtol", low=0.0, allow_none=True)
+    real_number(atol, "atol", low=0.0)
 
 
 def check_choice(value: object, name: str, allowed: Sequence[str]) -> str:
