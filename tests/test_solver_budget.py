@@ -146,6 +146,8 @@ def test_stderr_progress_writes_spaced_lines_elsewhere(monkeypatch):
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and "\r" not in stream.getvalue()
     assert lines[0].startswith("opmerge: search") and lines[1].startswith("opmerge: done")
+    printer(_report(elapsed=0.5))  # the next search: its first report is printed at once
+    assert len(stream.getvalue().splitlines()) == 3
     # the ready-made printer writes to the sys.stderr of the moment
     captured = io.StringIO()
     monkeypatch.setattr("sys.stderr", captured)
@@ -181,3 +183,16 @@ def test_exact_means_the_gap_is_within_tol_on_every_path(name, problem, kwargs):
     assert sol.stopped == (name.endswith("stopped") or name == "pareto+search")
     summary = sol.to_dict()
     assert summary["exact"] is sol.exact and summary["tolerance"] == sol.tol and summary["stopped"] is sol.stopped
+
+
+def test_a_long_call_ends_with_done_even_without_earlier_reports():
+    # the time went into a step that cannot report (e.g. the first compilation of the kernels)
+    import time
+
+    from opmerge.solvers._control import Budget
+
+    reports: list[Progress] = []
+    Budget(10.0, 100, reports.append, start=time.perf_counter() - 2 * REPORT_INTERVAL).finish(0.5, 0.25, 7)
+    assert [(r.phase, r.incumbent, r.bound, r.nodes) for r in reports] == [("done", 0.5, 0.25, 7)]
+    Budget(10.0, 100, reports.append).finish(0.5, 0.25, 7)  # a short call stays silent
+    assert len(reports) == 1

@@ -248,7 +248,12 @@ class Budget:
                                min(self.bound, self.incumbent)))
 
     def finish(self, w2: float, lower_bound: float, nodes: int) -> None:
-        """The last report (``phase="done"``), sent only when an earlier one was."""
-        if self.progress is None or not self.reported:
+        """The last report (``phase="done"``), sent when an earlier one was or the call was long.
+
+        A call that lasted :data:`REPORT_INTERVAL` seconds or more always ends with this report,
+        even when its time went into a step that cannot report (the first compilation of the
+        kernels, one long slice of the range tables).
+        """
+        if self.progress is None or not (self.reported or self.elapsed() >= REPORT_INTERVAL):
             return
         self.progress(Progress("done", self.elapsed(), int(nodes), float(w2), float(lower_bound)))

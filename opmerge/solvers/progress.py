@@ -2,7 +2,7 @@
 
 ``solve(problem, progress=callback)`` calls ``callback(report)`` with a :class:`Progress` at most
 every :data:`REPORT_INTERVAL` seconds while it works (never on short runs), and once more with
-``phase="done"`` when it returns, if it reported anything before. :func:`stderr_progress` is a
+``phase="done"`` when it returns, if it reported anything before or ran that long. :func:`stderr_progress` is a
 ready-made callback that prints one status line on standard error.
 """
 
@@ -99,7 +99,8 @@ class StderrProgress:
             now = time.monotonic()
             if report.phase != "done" and now - self._last < self.every:
                 return
-            self._last = now
+            # the next search starts afresh: its first report is printed whatever this one's time
+            self._last = -math.inf if report.phase == "done" else now
             stream.write(text + "\n")
         stream.flush()
 
