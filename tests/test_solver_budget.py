@@ -196,3 +196,23 @@ def test_a_long_call_ends_with_done_even_without_earlier_reports():
     assert [(r.phase, r.incumbent, r.bound, r.nodes) for r in reports] == [("done", 0.5, 0.25, 7)]
     Budget(10.0, 100, reports.append).finish(0.5, 0.25, 7)  # a short call stays silent
     assert len(reports) == 1
+
+
+def test_kernel_compilation_is_start_up_not_budget(monkeypatch):
+    # a cold Numba cache compiles for ~20 s on the first solve of a process: that must not be
+    # charged to the time budget (a fresh install's first plan used to stop uncertified)
+    import time
+
+    from opmerge.solvers import dispatch
+
+    calls = []
+
+    def slow_compile(solve_fn):
+        calls.append(solve_fn)
+        time.sleep(1.5)
+
+    monkeypatch.setattr(dispatch, "compile_kernels", slow_compile)
+    sol = solve(Problem(make_schedule("vp-cosine", 6), 0.3), time_budget=1.0)
+    assert calls == [dispatch.solve]
+    assert sol.exact and not sol.stopped
+    assert sol.elapsed < 1.0  # the budget's clock started after the compilation

@@ -19,6 +19,7 @@ from __future__ import annotations
 from ..objective import Problem
 from ._checks import (check_choice, check_flag, check_int, check_node_budget, check_problem, check_progress,
                       check_time_budget, check_tolerances)
+from ._warmup import compile_kernels
 from ._control import Budget, optimality_tolerance, seed_incumbent
 from .exact import DEFAULT_LIST_LENGTH, DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, ENGINES, MAX_LIST_LENGTH, search_plan
 from .pareto import DEFAULT_MAX_FRONT, joint_plan
@@ -96,6 +97,7 @@ def solve(
     check_choice(engine, "engine", ENGINES)
     joint = check_flag(joint, "joint")
     check_progress(progress)
+    compile_kernels(solve)  # compilation is start-up, not part of the budget
     budget = Budget(time_budget, node_budget, progress)
     tables = ProblemTables(problem, budget=budget)
     incumbent = seed_incumbent(problem, tables, optimality_tolerance(problem, rtol, atol), budget)
