@@ -216,3 +216,5 @@ def test_kernel_compilation_is_start_up_not_budget(monkeypatch):
     assert calls == [dispatch.solve]
     assert sol.exact and not sol.stopped
     assert sol.elapsed < 1.0  # the budget's clock started after the compilation
+    solve(Problem(make_schedule("vp-cosine", 6), 0.3), time_budget=math.inf)
+    assert len(calls) == 1  # without a time limit there is no budget to protect: no warm-up

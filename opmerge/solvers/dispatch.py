@@ -16,6 +16,8 @@ It always returns a certificate: ``lower_bound`` :math:`\le W_2^\star \le` ``w2`
 
 from __future__ import annotations
 
+import math
+
 from ..objective import Problem
 from ._checks import (check_choice, check_flag, check_int, check_node_budget, check_problem, check_progress,
                       check_time_budget, check_tolerances)
@@ -97,7 +99,8 @@ def solve(
     check_choice(engine, "engine", ENGINES)
     joint = check_flag(joint, "joint")
     check_progress(progress)
-    compile_kernels(solve)  # compilation is start-up, not part of the budget
+    if math.isfinite(time_budget):
+        compile_kernels(solve)  # compilation is start-up, not part of the budget (none without a limit)
     budget = Budget(time_budget, node_budget, progress)
     tables = ProblemTables(problem, budget=budget)
     incumbent = seed_incumbent(problem, tables, optimality_tolerance(problem, rtol, atol), budget)
