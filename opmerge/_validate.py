@@ -5,6 +5,9 @@ Every helper raises :class:`~opmerge.errors.InputTypeError` for a value of the w
 the allowed range. ``bool`` is never accepted as a number (``lam=True`` is a mistake, not ``1.0``).
 The public constructors (``Schedule``, ``StudentModel``, ``Problem``, the plan types and parser,
 ``Spectrum``) call these once; the layers below them take validated arrays.
+
+Masked arrays (:mod:`numpy.ma`) are refused: their mask would be silently dropped by the float64
+conversion, so the hidden entries would be used as if they were data.
 """
 
 from __future__ import annotations
@@ -17,10 +20,16 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["real_array", "real_number", "integer", "choice", "is_int", "echo"]
+__all__ = ["real_array", "nonnegative_array", "finite_array", "real_number", "integer", "choice", "is_int", "echo", "MAX_STEPS"]
 
 #: longest user text echoed in an error message (longer texts are shortened around the point of interest)
 ECHO_LIMIT = 80
+
+#: largest number of teacher steps ``N`` (grid of ``N + 1`` points) a public function accepts: far
+#: beyond any sampler, and small enough that the schedule arrays (``8 (N + 1)`` bytes each) and the
+#: plan recipes fit in memory, so that a huge ``steps`` is refused by name instead of failing inside
+#: numpy ("Maximum allowed size exceeded") or Python ("int too large to convert")
+MAX_STEPS = 10**7
 
 
 def is_int(value: object) -> bool:
@@ -43,8 +52,8 @@ def real_array(value: object, name: str) -> np.ndarray:
     Parameters
     ----------
     value : number or array-like of numbers
-        Python or numpy ints and floats; ``bool``, strings, ``None``, complex numbers and ragged
-        or non-numeric sequences are refused.
+        Python or numpy ints and floats; ``bool``, strings, ``None``, complex numbers, masked
+        arrays (:mod:`numpy.ma`) and ragged or non-numeric sequences are refused.
     name : str
         The parameter's name, used in the message.
 
@@ -60,6 +69,11 @@ def real_array(value: object, name: str) -> np.ndarray:
     """
     if value is None or isinstance(value, (str, bytes, bool, np.bool_)):
         raise InputTypeError(f"{name} must be a number or an array of numbers, got {type(value).__name__}")
+    if isinstance(value, np.ma.MaskedArray) or (isinstance(value, (list, tuple)) and any(isinstance(item, np.ma.MaskedArray) for item in value)):
+        raise InputTypeError(
+            f"{name} must be a plain number or array of numbers, got a masked array (numpy.ma); "
+            "pass value.filled(...) or value.compressed() to say what the masked entries mean"
+        )
     try:
         raw = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -73,6 +87,65 @@ def real_array(value: object, name: str) -> np.ndarray:
             return raw.astype(np.float64)
     what = {"b": "booleans", "U": "strings", "S": "bytes", "c": "complex numbers"}.get(kind, f"values of dtype {raw.dtype}")
     raise InputTypeError(f"{name} must be a number or an array of numbers, got {what}")
+
+
+def finite_array(value: object, name: str) -> np.ndarray:
+    """``value`` as a float64 array (any shape) of finite numbers (:func:`real_array`, then no NaN or inf).
+
+    Parameters
+    ----------
+    value : number or array-like of numbers
+    name : str
+        The parameter's name, used in the message.
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Raises
+    ------
+    InputTypeError
+        When ``value`` is not a number or an array of numbers.
+    InputError
+        When an entry is NaN or infinite.
+    """
+    arr = real_array(value, name)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} must be finite (no NaN or inf); allowed range (-inf, inf)")
+    return arr
+
+
+def nonnegative_array(value: object, name: str) -> np.ndarray:
+    """``value`` as a non-empty float64 array (any shape) of finite numbers ``>= 0``.
+
+    The check of eigenvalues and variances (``lam``, ``q``) at the public boundary.
+
+    Parameters
+    ----------
+    value : number or array-like of numbers
+    name : str
+        The parameter's name, used in the message.
+
+    Returns
+    -------
+    numpy.ndarray
+        0-d for a scalar.
+
+    Raises
+    ------
+    InputTypeError
+        When ``value`` is not a number or an array of numbers.
+    InputError
+        When it is empty, or an entry is NaN, infinite or negative (allowed range ``[0, inf)``).
+    """
+    arr = real_array(value, name)
+    if arr.size == 0:
+        raise InputError(f"{name} must not be empty; allowed range of each value is [0, inf)")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} must be finite (no NaN or inf); allowed range is [0, inf)")
+    if np.any(arr < 0):
+        raise InputError(f"{name} must be >= 0 (allowed range [0, inf)); got {float(arr.min())!r}")
+    return arr
 
 
 def real_number(value: object, name: str, *, low: float = -math.inf, low_open: bool = False, allow_none: bool = False) -> float | None:
@@ -137,7 +210,8 @@ def integer(value: object, name: str, *, low: int | None = None, high: int | Non
             raise InputError(f"{name} must be >= {low} (allowed range [{low}, inf)), got {number}")
         if low is None:
             raise InputError(f"{name} must be <= {high} (allowed range (-inf, {high}]), got {number}")
-        raise InputError(f"{name} must be in [{low}, {high}], got {number}")
+        side = f">= {low}" if number < low else f"<= {high}"
+        raise InputError(f"{name} must be {side} (allowed range [{low}, {high}]), got {number}")
     return number
 
 

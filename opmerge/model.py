@@ -19,10 +19,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ._validate import choice, integer, real_number
+from collections.abc import Sequence
+
+from ._validate import choice, finite_array, integer, nonnegative_array, real_number
 from .errors import InputError, InputTypeError
-from .schedules import Schedule, signal_noise_norm_sq
-from .teacher import _check_schedule, _check_solver, _step_operators, check_lam, composite_table
+from .schedules import Schedule, _check_schedule, _signal_noise_norm_sq
+from .teacher import _check_solver, _composite_table, _step_operators, check_lam
 
 __all__ = [
     "INITS",
@@ -30,6 +32,7 @@ __all__ = [
     "INPUTS",
     "BUDGETS",
     "StudentModel",
+    "check_training",
     "retention",
     "node_value",
     "input_variance",
@@ -85,23 +88,63 @@ class StudentModel:
     gd_steps: int | None = None
 
     def __post_init__(self) -> None:
-        for label, allowed in (("init", INITS), ("training", TRAININGS), ("input", INPUTS), ("budget", BUDGETS)):
+        for label, allowed in (("init", INITS), ("input", INPUTS), ("budget", BUDGETS)):
             choice(getattr(self, label), label, allowed)
         object.__setattr__(self, "eta_tau", real_number(self.eta_tau, "eta_tau", low=0.0, low_open=True))
-        if self.training == "gd":
-            if self.budget == "total":
-                raise InputError("budget='total' is only defined for training='flow' (gd has a fixed step count per node)")
-            if self.lr is None or self.gd_steps is None:
-                raise InputError("training='gd' needs lr (> 0) and gd_steps (>= 1)")
-            object.__setattr__(self, "lr", real_number(self.lr, "lr", low=0.0, low_open=True))
-            object.__setattr__(self, "gd_steps", integer(self.gd_steps, "gd_steps", low=1))
-        elif self.lr is not None or self.gd_steps is not None:
-            given = " and ".join(name for name in ("lr", "gd_steps") if getattr(self, name) is not None)
-            raise InputError(f"{given} only apply to training='gd' (training='flow' uses eta_tau); leave them None")
+        _, lr, gd_steps = check_training(self.training, self.lr, self.gd_steps, self.budget)
+        object.__setattr__(self, "lr", lr)
+        object.__setattr__(self, "gd_steps", gd_steps)
 
     def to_dict(self) -> dict:
         """The configuration as a JSON-friendly dict."""
         return asdict(self)
+
+
+def check_training(training: object, lr: object = None, gd_steps: object = None, budget: object = "per-merge") -> tuple[str, float | None, int | None]:
+    r"""The rule tying ``training`` to ``lr``, ``gd_steps`` and ``budget`` (docs/theory.md §4).
+
+    ``training="gd"`` needs both ``lr > 0`` (finite) and an int ``gd_steps >= 1`` and refuses
+    ``budget="total"`` (gd has a fixed step count per node); ``training="flow"`` refuses ``lr``
+    and ``gd_steps`` (they would be silently ignored: flow uses ``eta_tau``). The same rule as
+    the command line's ``--training``/``--lr``/``--gd-steps``/``--budget``.
+
+    Parameters
+    ----------
+    training : {"flow", "gd"}
+    lr : float, optional
+    gd_steps : int, optional
+    budget : {"per-merge", "total"}
+
+    Returns
+    -------
+    tuple
+        ``(training, lr, gd_steps)`` with ``lr`` as ``float`` and ``gd_steps`` as ``int`` (both
+        ``None`` for ``flow``).
+
+    Raises
+    ------
+    InputTypeError
+        For a value of the wrong type (``lr=True``, ``gd_steps=1.5``).
+    InputError
+        When the rule above is broken or a value is out of range.
+    """
+    return _training_rule(training, lr, gd_steps, budget, lr_open=True)
+
+
+def _training_rule(training: object, lr: object, gd_steps: object, budget: object, lr_open: bool) -> tuple[str, float | None, int | None]:
+    """:func:`check_training`, with ``lr = 0`` allowed when not ``lr_open`` (the formula of :func:`retention`)."""
+    choice(training, "training", TRAININGS)
+    if training == "gd":
+        if budget == "total":
+            raise InputError("budget='total' is only defined for training='flow' (gd has a fixed step count per node)")
+        if lr is None or gd_steps is None:
+            missing = " and ".join(name for name, value in (("lr", lr), ("gd_steps", gd_steps)) if value is None)
+            raise InputError(f"training='gd' needs lr (> 0) and gd_steps (>= 1); {missing} missing")
+        return training, real_number(lr, "lr", low=0.0, low_open=lr_open), integer(gd_steps, "gd_steps", low=1)
+    if lr is not None or gd_steps is not None:
+        given = " and ".join(name for name, value in (("lr", lr), ("gd_steps", gd_steps)) if value is not None)
+        raise InputError(f"{given} only apply to training='gd' (training='flow' uses eta_tau); leave them None")
+    return training, None, None
 
 
 def retention(training: str, q, *, eta_tau: float | None = None, lr: float | None = None, gd_steps: int | None = None):
@@ -129,11 +172,25 @@ def retention(training: str, q, *, eta_tau: float | None = None, lr: float | Non
 
     Raises
     ------
+    InputTypeError
+        For a value of the wrong type.
     InputError
-        When ``gd`` diverges for these ``q`` (the message gives the largest stable ``lr``) or
-        ``training`` is unknown.
+        When ``gd`` diverges for these ``q`` (the message gives the largest stable ``lr``),
+        ``training`` is unknown, ``q`` is empty, negative or not finite, ``flow`` lacks ``eta_tau``
+        (finite, >= 0) or the rule of :func:`check_training` is broken (here ``lr = 0`` and
+        ``eta_tau = 0``, no training, are allowed: ``r = 1``).
     """
-    q = np.asarray(q, dtype=np.float64)
+    training, lr, gd_steps = _training_rule(training, lr, gd_steps, "per-merge", lr_open=False)
+    q = nonnegative_array(q, "q")
+    if training == "flow":
+        if eta_tau is None:
+            raise InputError("training='flow' needs eta_tau (finite, >= 0)")
+        eta_tau = real_number(eta_tau, "eta_tau", low=0.0)
+    return _retention(training, q, eta_tau, lr, gd_steps)
+
+
+def _retention(training: str, q: np.ndarray, eta_tau: float | None, lr: float | None, gd_steps: int | None) -> np.ndarray:
+    """:func:`retention` on validated input."""
     if training == "flow":
         return np.exp(-2.0 * eta_tau * q)
     if training == "gd":
@@ -145,7 +202,7 @@ def retention(training: str, q, *, eta_tau: float | None = None, lr: float | Non
                 f"the largest q_j is {q_max:.6g}, so lr must be < {1.0 / q_max:.6g}"
             )
         return factor**gd_steps
-    raise InputError(f"training must be one of {', '.join(TRAININGS)}, got {training!r}")
+    raise AssertionError(training)  # pragma: no cover - checked by retention / StudentModel
 
 
 def node_value(children_values, r, a0):
@@ -159,9 +216,32 @@ def node_value(children_values, r, a0):
         Retention from :func:`retention`.
     a0 : float or array
         Initial student value (for the warm init pass ``children_values[0]``).
+
+    Returns
+    -------
+    ndarray
+        The broadcast shape of the children values, ``r`` and ``a0``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``children_values`` is not a sequence or an entry, ``r`` or ``a0`` is not numeric.
+    InputError
+        When ``children_values`` is empty, a value is not finite or the shapes do not broadcast.
     """
-    product = np.ones_like(np.asarray(children_values[0], dtype=np.float64))
-    for value in children_values:
+    if isinstance(children_values, (str, bytes)) or not isinstance(children_values, (Sequence, np.ndarray)):
+        raise InputTypeError(f"children_values must be a sequence of numbers or arrays, got {type(children_values).__name__}")
+    if len(children_values) == 0:
+        raise InputError("children_values must hold >= 1 child value, got none")
+    children = [finite_array(value, f"children_values[{k}]") for k, value in enumerate(children_values)]
+    r, a0 = finite_array(r, "r"), finite_array(a0, "a0")
+    try:
+        np.broadcast_shapes(*(child.shape for child in children), r.shape, a0.shape)
+    except ValueError:
+        shapes = ", ".join(str(child.shape) for child in children)
+        raise InputError(f"children_values ({shapes}), r {r.shape} and a0 {a0.shape} must broadcast to one shape") from None
+    product = np.ones_like(children[0])
+    for value in children:
         product = product * value
     return product + (a0 - product) * r
 
@@ -190,10 +270,10 @@ def input_variance(schedule: Schedule, lam, input: str = "forward", solver: str 
 
 
 def _input_variance(schedule: Schedule, lam: np.ndarray, input: str, solver: str) -> np.ndarray:
-    norm_sq = signal_noise_norm_sq(schedule, lam[..., None])
+    norm_sq = _signal_noise_norm_sq(schedule, lam[..., None])
     if input == "forward":
         return norm_sq
-    suffix = composite_table(_step_operators(schedule, lam, solver))
+    suffix = _composite_table(_step_operators(schedule, lam, solver))
     return norm_sq[..., -1:] * suffix**2
 
 
@@ -233,10 +313,10 @@ def _retention_table(schedule: Schedule, lam: np.ndarray, model: StudentModel, s
             if n_merges is None:
                 raise InputError("budget='total' needs the plan's number of merge nodes (n_merges)")
             eta_tau = eta_tau / max(int(n_merges), 1)
-        return retention("flow", q, eta_tau=eta_tau)
+        return _retention("flow", q, eta_tau, None, None)
     # gd: only nodes with input time j >= 2 exist; check stability there
     out = np.ones_like(q)
-    out[..., 2:] = retention("gd", q[..., 2:], lr=model.lr, gd_steps=model.gd_steps)
+    out[..., 2:] = _retention("gd", q[..., 2:], None, model.lr, model.gd_steps)
     return out
 
 

@@ -7,6 +7,12 @@ coefficients :math:`(\alpha_n, \sigma_n)` such that
 
 Required: :math:`\alpha_n \ge 0`, :math:`\sigma_n > 0` for every :math:`n \ge 1`,
 and the signal-to-noise ratio :math:`\alpha_n / \sigma_n` strictly decreasing in ``n``.
+
+Range of the entries (so that every later quantity stays finite; derivation in
+:func:`schedule_growth`): each :math:`\alpha_n, \sigma_n` is 0 or lies in
+:math:`[10^{-50}, 10^{50}]` (``ENTRY_MIN``, ``ENTRY_MAX``), and the growth factor
+:math:`G = \prod_{n=1}^{N} \max(1, \sigma_{n-1}/\sigma_n, \alpha_{n-1}/\alpha_n)` (terms with
+:math:`\alpha_n = 0` left out) is at most :math:`10^{50}` (``GROWTH_MAX``).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._util import readonly_float64
-from ._validate import echo, integer, real_array
+from ._validate import MAX_STEPS, echo, integer, nonnegative_array, real_array
 from .errors import InputError, InputTypeError
 
 __all__ = [
@@ -25,6 +31,10 @@ __all__ = [
     "make_schedule",
     "custom_schedule",
     "signal_noise_norm_sq",
+    "schedule_growth",
+    "ENTRY_MIN",
+    "ENTRY_MAX",
+    "GROWTH_MAX",
 ]
 
 SCHEDULE_NAMES = ("vp-cosine", "vp-linear", "rf", "edm")
@@ -37,6 +47,13 @@ EDM_SIGMA_MAX = 80.0
 DDPM_BETA_START = 1e-4
 DDPM_BETA_END = 0.02
 DDPM_TIMESTEPS = 1000
+
+#: smallest non-zero schedule entry: squares stay >= 1e-100, far from underflow
+ENTRY_MIN = 1e-50
+#: largest schedule entry: squares, and alpha_n^2 * lam for lam <= 1e100, stay <= 1e200
+ENTRY_MAX = 1e50
+#: largest growth factor G (:func:`schedule_growth`) of a schedule
+GROWTH_MAX = 1e50
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,6 +134,14 @@ def _validate(alpha: np.ndarray, sigma: np.ndarray) -> None:
     if np.any(alpha < 0):
         n = int(np.argmax(alpha < 0))
         raise InputError(f"alpha must be >= 0 at every grid index; alpha[{n}] = {float(alpha[n])!r}")
+    for label, arr in (("alpha", alpha), ("sigma", sigma)):
+        outside = (arr > ENTRY_MAX) | ((arr != 0) & (np.abs(arr) < ENTRY_MIN))
+        if np.any(outside):
+            n = int(np.argmax(outside))
+            raise InputError(
+                f"{label} entries must be 0 or lie in [{ENTRY_MIN:g}, {ENTRY_MAX:g}] in absolute value "
+                f"(so that every later product stays finite); {label}[{n}] = {float(arr[n])!r}"
+            )
     if np.any(sigma[1:] <= 0):
         n = 1 + int(np.argmax(sigma[1:] <= 0))
         raise InputError(f"sigma must be > 0 for every n >= 1; sigma[{n}] = {float(sigma[n])!r}")
@@ -134,6 +159,67 @@ def _validate(alpha: np.ndarray, sigma: np.ndarray) -> None:
             "the signal-to-noise ratio alpha_n / sigma_n must be strictly decreasing in n; "
             f"it does not decrease from n = {n - 1} to n = {n}"
         )
+    growth = _log10_growth(alpha, sigma)
+    if growth > np.log10(GROWTH_MAX):
+        raise InputError(
+            f"alpha and sigma grow too fast towards the data side: the growth factor "
+            f"prod_n max(1, sigma[n-1]/sigma[n], alpha[n-1]/alpha[n]) is 1e{growth:.1f}, above the allowed "
+            f"{GROWTH_MAX:g} (operators and W2 would overflow); rescale the schedule or use fewer steps"
+        )
+
+
+def _log10_growth(alpha: np.ndarray, sigma: np.ndarray) -> float:
+    """``log10`` of the growth factor of validated arrays (see :func:`schedule_growth`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_a, log_s = np.log10(alpha), np.log10(sigma)  # -inf at the zeros
+        sigma_terms = log_s[:-1] - log_s[1:]  # sigma_n > 0 for n >= 1
+        alpha_terms = np.where(alpha[1:] > 0, log_a[:-1] - log_a[1:], -np.inf)
+    return float(np.sum(np.maximum(0.0, np.maximum(sigma_terms, alpha_terms))))
+
+
+def schedule_growth(schedule: Schedule) -> float:
+    r"""Growth factor :math:`G = \prod_{n=1}^{N} \max(1, \sigma_{n-1}/\sigma_n, \alpha_{n-1}/\alpha_n)`.
+
+    Terms with :math:`\alpha_n = 0` (only possible at :math:`n = N`) take only the
+    :math:`\sigma` ratio. Every schedule has :math:`G \le 10^{50}` (``GROWTH_MAX``).
+
+    Why this bound keeps the arithmetic finite: along an eigen-direction
+    :math:`\|v_n\|^2 = \alpha_n^2\lambda + \sigma_n^2` and the step ratio
+    :math:`\rho_n(\lambda)^2 = \|v_{n-1}\|^2/\|v_n\|^2` is a ratio of two affine functions of
+    :math:`\lambda`, hence monotone, so
+    :math:`\rho_n \le \max(\sigma_{n-1}/\sigma_n, \alpha_{n-1}/\alpha_n)` for every
+    :math:`\lambda \ge 0`. A DDIM step obeys :math:`|A_n| \le \rho_n` (Cauchy-Schwarz), a jump
+    :math:`|D(j \to i)| \le \|v_i\|/\|v_j\|`, and a merge node's value is a combination
+    :math:`P + (a_0 - P) r` with :math:`|r| \le 1`, :math:`a_0 \in \{c_1, D, 0, 1\}`; by induction
+    every teacher, student and jump value over :math:`j \to i` is at most
+    :math:`\prod_{n=i+1}^{j}\max(1, \rho_n) \le G` in absolute value (the last step, when
+    :math:`\alpha_N = 0`, contributes :math:`\|v_{N-1}\|/\sigma_N`, which the factor
+    :math:`\|v_N\| = \sigma_N` of :math:`W_2` cancels). With entries in
+    :math:`[10^{-50}, 10^{50}]`, :math:`\|v_n\|^2 \le 10^{100}(\lambda + 1)`, so
+    :math:`W_2^2 \le 4 G^2 \max_n\|v_n\|^2 \sum_i \omega_i \le 4\cdot 10^{200} (\lambda_{\max} + 1) \sum_i\omega_i`,
+    finite for every eigenvalue and weight below :math:`10^{100}`.
+
+    Parameters
+    ----------
+    schedule : Schedule
+
+    Returns
+    -------
+    float
+        :math:`G \ge 1` (``inf`` only if it overflows, which a valid schedule never does).
+
+    Raises
+    ------
+    InputTypeError
+        When ``schedule`` is not a :class:`Schedule`.
+    """
+    _check_schedule(schedule)
+    return float(10.0 ** _log10_growth(schedule.alpha, schedule.sigma))
+
+
+def _check_schedule(schedule: object) -> None:
+    if not isinstance(schedule, Schedule):
+        raise InputTypeError(f"schedule must be an opmerge Schedule, got {type(schedule).__name__}")
 
 
 def make_schedule(name: str, steps: int) -> Schedule:
@@ -161,15 +247,24 @@ def make_schedule(name: str, steps: int) -> Schedule:
     ----------
     name : {"vp-cosine", "vp-linear", "rf", "edm"}
     steps : int
-        Number of teacher steps ``N >= 1``.
+        Number of teacher steps ``1 <= N <= MAX_STEPS`` (``10**7``; ``vp-linear``: ``N <= 1000``).
 
     Returns
     -------
     Schedule
+
+    Raises
+    ------
+    InputTypeError
+        When ``name`` is not a str or ``steps`` not an int (``bool`` included).
+    InputError
+        When ``name`` is unknown or ``steps`` is out of range.
     """
     if not isinstance(name, str):
         raise InputTypeError(f"schedule name must be a str, one of {', '.join(SCHEDULE_NAMES)}; got {type(name).__name__}")
-    steps = integer(steps, "steps", low=1)
+    if name not in SCHEDULE_NAMES:
+        raise InputError(f"unknown schedule {echo(name)!r}: name must be one of {', '.join(SCHEDULE_NAMES)} (or pass alpha/sigma arrays to custom_schedule)")
+    steps = integer(steps, "steps", low=1, high=MAX_STEPS)
     n = np.arange(steps + 1, dtype=np.float64)
     if name == "vp-cosine":
         t = n / steps
@@ -199,8 +294,8 @@ def make_schedule(name: str, steps: int) -> Schedule:
             hi = EDM_SIGMA_MAX ** (1.0 / EDM_RHO)
             idx = np.arange(1, steps + 1, dtype=np.float64)
             sigma[1:] = (hi + (steps - idx) / (steps - 1) * (lo - hi)) ** EDM_RHO
-    else:
-        raise InputError(f"unknown schedule {echo(name)!r}; choose one of {', '.join(SCHEDULE_NAMES)} or pass alpha/sigma arrays")
+    else:  # pragma: no cover - name was checked above
+        raise AssertionError(name)
     return Schedule(alpha=alpha, sigma=sigma, name=name)
 
 
@@ -211,7 +306,9 @@ def custom_schedule(alpha, sigma) -> Schedule:
     ----------
     alpha, sigma : array-like of shape (N + 1,)
         Real numbers, index 0 on the data side, with :math:`\alpha_n \ge 0`, :math:`\sigma_n > 0`
-        for :math:`n \ge 1` and :math:`\alpha_n / \sigma_n` strictly decreasing.
+        for :math:`n \ge 1` and :math:`\alpha_n / \sigma_n` strictly decreasing; every entry 0 or in
+        :math:`[10^{-50}, 10^{50}]` and the growth factor :func:`schedule_growth` at most
+        :math:`10^{50}`. Masked arrays are refused.
 
     Returns
     -------
@@ -236,12 +333,31 @@ def signal_noise_norm_sq(schedule: Schedule, lam: float) -> np.ndarray:
     Parameters
     ----------
     schedule : Schedule
-    lam : float or ndarray
-        Validated eigenvalue(s) (an inner helper: no check here), broadcast against the grid.
+    lam : float or array-like
+        Eigenvalue(s) :math:`\lambda \ge 0`, finite, broadcast against the grid (checked here;
+        the layers inside the package call the unchecked ``_signal_noise_norm_sq``).
 
     Returns
     -------
     ndarray
         Shape ``(N + 1,)`` for a scalar, else ``lam``'s broadcast shape with the grid last.
+
+    Raises
+    ------
+    InputTypeError
+        When ``schedule`` is not a :class:`Schedule` or ``lam`` is not numeric.
+    InputError
+        When ``lam`` is empty, not finite or negative, or does not broadcast against the grid.
     """
+    _check_schedule(schedule)
+    lam = nonnegative_array(lam, "lam")
+    try:
+        np.broadcast_shapes(lam.shape, schedule.alpha.shape)
+    except ValueError:
+        raise InputError(f"lam must broadcast against the grid of N + 1 = {schedule.alpha.shape[0]} points, got shape {lam.shape}") from None
+    return _signal_noise_norm_sq(schedule, lam)
+
+
+def _signal_noise_norm_sq(schedule: Schedule, lam) -> np.ndarray:
+    """:func:`signal_noise_norm_sq` on validated input."""
     return schedule.alpha**2 * lam + schedule.sigma**2

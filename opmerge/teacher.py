@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import choice, integer, real_array
+from ._validate import choice, finite_array, integer, real_array
 from .errors import InputError, InputTypeError
-from .schedules import Schedule, signal_noise_norm_sq
+from .schedules import Schedule, _check_schedule, _signal_noise_norm_sq
 
 __all__ = [
     "SOLVERS",
@@ -50,10 +50,13 @@ def check_lam(lam, name: str = "lam") -> np.ndarray:
     Raises
     ------
     InputTypeError
-        When ``lam`` is not a number or an array of numbers.
+        When ``lam`` is not a number or an array of numbers (masked arrays included), or ``name``
+        is not a str.
     InputError
         When it is empty, not finite or negative.
     """
+    if not isinstance(name, str):
+        raise InputTypeError(f"name must be a str (the parameter's name for the message), got {type(name).__name__}")
     arr = real_array(lam, name)
     if arr.size == 0:
         raise InputError(f"{name} must not be empty; allowed range of each value is [0, inf)")
@@ -62,11 +65,6 @@ def check_lam(lam, name: str = "lam") -> np.ndarray:
     if np.any(arr < 0):
         raise InputError(f"{name} must be >= 0 (an eigenvalue of a covariance; allowed range [0, inf)); got {float(arr.min())!r}")
     return arr
-
-
-def _check_schedule(schedule) -> None:
-    if not isinstance(schedule, Schedule):
-        raise InputTypeError(f"schedule must be an opmerge Schedule, got {type(schedule).__name__}")
 
 
 def _check_solver(solver: str) -> None:
@@ -134,7 +132,7 @@ def _step_operators(schedule: Schedule, lam: np.ndarray, solver: str) -> np.ndar
 def _exact_flow(schedule: Schedule, lam: np.ndarray, top: int, bottom: int) -> np.ndarray:
     if top == bottom:
         return np.ones_like(lam)
-    norm_sq = signal_noise_norm_sq(schedule, lam[..., None])
+    norm_sq = _signal_noise_norm_sq(schedule, lam[..., None])
     return np.sqrt(norm_sq[..., bottom]) / np.sqrt(norm_sq[..., top])
 
 
@@ -323,7 +321,8 @@ def teacher_composite(schedule: Schedule, lam, top: int | None = None, bottom: i
         When ``lam`` is out of range, the indices are, or ``solver`` is unknown.
     """
     top, bottom = _span_to(schedule, top, bottom)
-    ops = step_operators(schedule, lam, solver)
+    _check_solver(solver)
+    ops = _step_operators(schedule, check_lam(lam), solver)
     return np.prod(ops[..., bottom + 1 : top + 1], axis=-1)
 
 
@@ -332,10 +331,30 @@ def composite_table(step_values: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    step_values : ndarray (..., N + 1)
-        Output of :func:`step_operators`.
+    step_values : array-like (..., N + 1)
+        Output of :func:`step_operators`: finite real numbers, at least one axis, ``N + 1 >= 1``
+        entries on the last one.
+
+    Returns
+    -------
+    ndarray
+        The shape of ``step_values``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``step_values`` is not an array of real numbers.
+    InputError
+        When it is 0-d, has an empty last axis or a non-finite entry.
     """
-    step_values = np.asarray(step_values, dtype=np.float64)
+    step_values = finite_array(step_values, "step_values")
+    if step_values.ndim == 0 or step_values.shape[-1] == 0:
+        raise InputError(f"step_values must have a last (grid) axis of N + 1 >= 1 entries, got shape {step_values.shape}")
+    return _composite_table(step_values)
+
+
+def _composite_table(step_values: np.ndarray) -> np.ndarray:
+    """:func:`composite_table` on a validated float64 array."""
     n_steps = step_values.shape[-1] - 1
     out = np.ones_like(step_values)
     for j in range(n_steps - 1, -1, -1):
