@@ -12,12 +12,13 @@ from ._tree import (
     Tree,
     _check_contiguous,
     _check_int,
+    _check_tree,
     _check_trees,
+    _tree_from_nested,
     format_tree,
     iter_merge_nodes,
     tree_bottom,
     tree_depth,
-    tree_from_nested,
     tree_merges,
     tree_top,
     tree_to_nested,
@@ -58,7 +59,7 @@ class Plan:
     def __post_init__(self) -> None:
         segments = _check_trees(self.segments, "segments")
         if not segments:
-            raise InputError("a plan needs >= 1 segment, got 0")
+            raise InputError("segments: a plan needs >= 1 segment, got 0")
         _check_contiguous(segments, "segments")
         last = tree_bottom(segments[-1])
         if last != 0:
@@ -141,7 +142,7 @@ def format_plan(plan_or_tree: Plan | Tree) -> str:
     """
     if isinstance(plan_or_tree, Plan):
         return " | ".join(format_tree(s) for s in plan_or_tree.segments)
-    return format_tree(plan_or_tree)
+    return format_tree(_check_tree(plan_or_tree, "plan_or_tree"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,8 +170,8 @@ def plan_from_nested(obj: Any) -> Plan:
         If the segments are not a valid plan.
     """
     if not isinstance(obj, (list, tuple)):
-        raise InputTypeError(f"a nested plan must be a list of segments, got {type(obj).__name__}")
-    return Plan(tuple(tree_from_nested(s) for s in obj))
+        raise InputTypeError(f"obj (a nested plan) must be a list of segments, got {type(obj).__name__}")
+    return Plan(tuple(_tree_from_nested(s, f"obj[{k}]") for k, s in enumerate(obj)))
 
 
 def parse_plan(text: str, steps: int | None = None) -> Plan:

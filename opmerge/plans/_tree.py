@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence, Union
 
+from .._validate import MAX_STEPS, is_int
 from ..errors import InputError, InputTypeError
 from ._notation import PlanParseError, _parse_segments
 
@@ -34,15 +34,18 @@ Tree = Union[int, "MergeNode"]
 
 
 def _is_int(x: object) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+    return is_int(x)
 
 
-def _check_int(value: object, name: str, minimum: int) -> int:
+def _check_int(value: object, name: str, minimum: int, maximum: int = MAX_STEPS) -> int:
+    """An int in ``[minimum, maximum]`` (default maximum: ``MAX_STEPS``, the largest ``N`` opmerge accepts)."""
     if not _is_int(value):
         raise InputTypeError(f"{name} must be an int, got {type(value).__name__}")
     value = int(value)  # type: ignore[arg-type]
     if value < minimum:
         raise InputError(f"{name} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise InputError(f"{name} must be <= {maximum} (allowed range [{minimum}, {maximum}]), got {value}")
     return value
 
 
@@ -125,7 +128,7 @@ class MergeNode:
     def __post_init__(self) -> None:
         children = _check_trees(self.children, "children")
         if len(children) < 2:
-            raise InputError(f"a merge node needs >= 2 children, got {len(children)}")
+            raise InputError(f"children: a merge node needs >= 2 children, got {len(children)}")
         _check_contiguous(children, "children")
         object.__setattr__(self, "children", children)
         object.__setattr__(self, "_top", tree_top(children[0]))
@@ -414,10 +417,15 @@ def tree_from_nested(obj: Any) -> Tree:
     ValueError
         For an invalid tree (a node with < 2 children, non-contiguous children, leaf < 1).
     """
+    return _tree_from_nested(obj, "obj")
+
+
+def _tree_from_nested(obj: Any, name: str) -> Tree:
+    """:func:`tree_from_nested`, naming the value ``name`` in its messages."""
     if _is_int(obj):
-        return _check_leaf(obj, "nested tree")
+        return _check_leaf(obj, f"{name} (a nested tree)")
     if not isinstance(obj, (list, tuple)):
-        raise InputTypeError(f"a nested tree must be an int (leaf) or a list (node), got {type(obj).__name__}")
+        raise InputTypeError(f"{name} (a nested tree) must be an int (leaf) or a list (node), got {type(obj).__name__}")
     # iterative post-order build: frames hold (source list, next child index, built children)
     frames: list[tuple[Sequence, list[Tree]]] = [(obj, [])]
     index = [0]
@@ -428,13 +436,13 @@ def tree_from_nested(obj: Any) -> Tree:
             index[-1] += 1
             item = src[k]
             if _is_int(item):
-                built.append(_check_leaf(item, "nested tree leaf"))
+                built.append(_check_leaf(item, f"{name} (a nested tree) leaf"))
             elif isinstance(item, (list, tuple)):
                 frames.append((item, []))
                 index.append(0)
             else:
                 raise InputTypeError(
-                    f"a nested tree must contain ints (leaves) and lists (nodes), got {type(item).__name__}"
+                    f"{name} (a nested tree) must contain ints (leaves) and lists (nodes), got {type(item).__name__}"
                 )
             continue
         frames.pop()
