@@ -18,19 +18,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from opmerge.cli_options import (
+    MAX_BINS,
+    MAX_POINTS,
+    MAX_WORKERS,
     ArgumentParser,
     add_model_arguments,
+    bounded_int,
+    check_out_folder,
     add_search_arguments,
     emit_json,
     model_from_args,
     positive_float,
-    positive_int,
     run_main,
     schedule_from_args,
     search_budgets_from_args,
@@ -51,9 +54,11 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("sweep")
     g.add_argument("--lam-min", type=positive_float, default=0.05, metavar="LAM", help="smallest data variance lambda (default 0.05)")
     g.add_argument("--lam-max", type=positive_float, default=100.0, metavar="LAM", help="largest data variance lambda (default 100)")
-    g.add_argument("--points", type=positive_int, default=60, metavar="K", help="number of log-spaced lambda values (default 60)")
+    g.add_argument("--points", type=bounded_int(1, MAX_POINTS), default=60, metavar="K",
+                   help=f"number of log-spaced lambda values, at most {MAX_POINTS:_} (default 60)")
     g.add_argument("--tol", type=positive_float, default=1e-3, metavar="REL", help="relative bisection tolerance of the thresholds, < 1 (default 1e-3)")
-    g.add_argument("--workers", type=positive_int, default=None, metavar="W", help="worker processes (default: all CPU cores)")
+    g.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=None, metavar="W",
+                   help=f"worker processes, at most {MAX_WORKERS} (default: all CPU cores)")
     g.add_argument("--out", default=PHASE_DEFAULT_OUT, metavar="DIR", help=f"output folder (default {PHASE_DEFAULT_OUT})")
     g.add_argument("--no-plot", action="store_true", help="skip the figure")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the point cache in OUT/cache")
@@ -64,8 +69,10 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``opmerge demo``."""
     parser.add_argument("--out", default=DEMO_DEFAULT_OUT, metavar="DIR", help=f"output folder (default {DEMO_DEFAULT_OUT}/)")
-    parser.add_argument("--bins", type=int, default=None, metavar="B", help="bin the spectrum to B directions for the joint solves; 0 = the full spectrum (default: see docs/analysis.md)")
-    parser.add_argument("--workers", type=positive_int, default=None, metavar="W", help="worker processes (default: all CPU cores)")
+    parser.add_argument("--bins", type=bounded_int(0, MAX_BINS), default=None, metavar="B",
+                        help="bin the spectrum to B directions for the joint solves; 0 = the full spectrum (default: see docs/analysis.md)")
+    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=None, metavar="W",
+                        help=f"worker processes, at most {MAX_WORKERS} (default: all CPU cores)")
     parser.add_argument("--quick", action="store_true", help="smaller grids (for tests)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -92,7 +99,7 @@ def run_phase(args: argparse.Namespace) -> int:
         raise InputError(f"--segments ({args.segments}) must be <= --steps ({args.steps})")
     schedule = schedule_from_args(args)
     model = model_from_args(args)
-    out = Path(args.out)
+    out = check_out_folder(args.out)
     lams = np.geomspace(args.lam_min, args.lam_max, args.points) if args.points > 1 else np.array([args.lam_min])
     sweep = sweep_lambda(
         lams,
@@ -129,6 +136,7 @@ def run_phase(args: argparse.Namespace) -> int:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     """Run ``opmerge demo`` from parsed arguments; returns the exit status."""
+    check_out_folder(args.out)
     from .demo import format_summary, run_demo
 
     summary = run_demo(args.out, bins=args.bins, workers=args.workers, quick=args.quick, progress=not args.no_progress)

@@ -8,6 +8,7 @@ stderr line and an exit status, while any other exception is a bug and keeps its
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from typing import Callable, Sequence
@@ -15,7 +16,8 @@ from typing import Callable, Sequence
 from ._validate import echo
 from .errors import InputError
 
-__all__ = ["PROG", "EXIT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX_ERROR_LENGTH", "UsageError", "ArgumentParser", "run_main"]
+__all__ = ["PROG", "EXIT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX_ERROR_LENGTH", "DEFAULT_MEMORY_HINT", "UsageError", "ArgumentParser",
+           "run_main", "is_out_of_memory", "unrecognized_message"]
 
 PROG = "opmerge"
 EXIT_OK = 0
@@ -38,18 +40,110 @@ class UsageError(InputError):
 # ---------------------------------------------------------------------------------------------
 
 
+#: attribute of the parsed namespace naming the innermost parser that parsed it (removed before returning)
+_PARSER_ATTR = "_opmerge_parser"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """:class:`argparse.ArgumentParser` whose errors are ONE line on stderr, then exit status 2.
 
     argparse prints the usage block and then the error; here the message is
     ``opmerge: error: <message> (see '<prog> --help')``. Subparsers made with
-    ``add_subparsers`` inherit this class.
+    ``add_subparsers`` inherit this class. Beyond argparse:
+
+    * a value that starts with ``-`` is taken as the value of an option that takes one argument
+      (``--lam -inf`` is read as ``--lam=-inf``, so that the check of the value answers, not
+      "expected one argument"), unless it is one of the parser's own options;
+    * an unknown option is reported by the subcommand that was given (``see 'opmerge plan --help'``),
+      with the closest option name when there is one (:mod:`difflib`).
     """
 
     def error(self, message: str) -> None:  # type: ignore[override]
         hint = f" (see '{self.prog} --help')"
         _print_error(f"{_one_line(message)}{hint}")
         self.exit(EXIT_USAGE)
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        args = _join_dash_values(self, list(sys.argv[1:] if args is None else args))
+        if namespace is None:
+            namespace = argparse.Namespace()
+        setattr(namespace, _PARSER_ATTR, self)  # a subparser, parsing after this one, overwrites it
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        owner = getattr(parsed, _PARSER_ATTR, self)
+        if hasattr(parsed, _PARSER_ATTR):
+            delattr(parsed, _PARSER_ATTR)
+        if extras:
+            owner = owner if isinstance(owner, argparse.ArgumentParser) else self
+            owner.error(unrecognized_message(owner, extras))
+        return parsed
+
+
+def _long_options(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+
+
+def _single_value_action(parser: argparse.ArgumentParser, token: str) -> argparse.Action | None:
+    """The action of option ``token`` (exact or unique prefix) when it takes exactly one value, else ``None``."""
+    if not token.startswith("--") or "=" in token:
+        return None
+    actions = parser._option_string_actions
+    action = actions.get(token)
+    if action is None and parser.allow_abbrev:
+        found = {id(a): a for s, a in actions.items() if s.startswith(token)}
+        action = next(iter(found.values())) if len(found) == 1 else None
+    if action is None or action.nargs is not None:  # nargs None: exactly one value (store, append)
+        return None
+    return action
+
+
+def _join_dash_values(parser: argparse.ArgumentParser, args: list[str]) -> list[str]:
+    """``[..., "--opt", "-value", ...]`` -> ``[..., "--opt=-value", ...]`` where ``--opt`` takes one value.
+
+    Only a value with a single leading dash (``-inf``, ``-1,2``, ``-1e3``) that is not an option of
+    ``parser`` is joined; ``--`` ends the options and everything after it is left alone.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            out.extend(args[i:])
+            break
+        if i + 1 < len(args) and _single_value_action(parser, token) is not None:
+            value = args[i + 1]
+            if value.startswith("-") and len(value) > 1 and not value.startswith("--") and value not in parser._option_string_actions:
+                out.append(f"{token}={value}")
+                i += 2
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def unrecognized_message(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    """``unrecognized arguments: ...`` with the closest option name of ``parser`` (``did you mean --steps?``).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The (sub)command's parser.
+    extras : sequence of str
+        The arguments it did not recognise.
+
+    Returns
+    -------
+    str
+    """
+    message = f"unrecognized arguments: {echo(' '.join(extras))}"
+    unknown = next((e.split("=", 1)[0] for e in extras if e.startswith("--")), None)
+    if unknown is not None:
+        close = difflib.get_close_matches(unknown, _long_options(parser), n=1, cutoff=0.6)
+        if close:
+            message += f"; did you mean {close[0]}?"
+    return message
 
 
 def _one_line(text: str) -> str:
@@ -89,7 +183,31 @@ def _message_of(exc: BaseException) -> str:
     return _one_line(str(exc)) or type(exc).__name__
 
 
-def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
+#: what :func:`run_main` tells the user to reduce after running out of memory, unless the command says
+DEFAULT_MEMORY_HINT = "reduce the size of the job (batch sizes, numbers of samples or points, network width, steps) or free memory"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a failed allocation: :class:`MemoryError`, torch's ``OutOfMemoryError`` or its CPU allocator's error.
+
+    torch is not imported: its ``OutOfMemoryError`` is recognised by class name, and a failed CPU
+    allocation (a ``RuntimeError`` whose message says ``can't allocate memory``) by its message.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    bool
+    """
+    if isinstance(exc, MemoryError) or any(cls.__name__ == "OutOfMemoryError" for cls in type(exc).__mro__):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "CUDA out of memory" in text)
+
+
+def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None = None, *, memory_hint: str | None = None) -> int:
     """Run a command ``fn(argv)`` and turn user mistakes into one stderr line and an exit status.
 
     =================================================================  ===========================
@@ -103,6 +221,8 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     ``SystemExit`` (argparse: ``--help``, bad option)                  its code
     ``KeyboardInterrupt`` (Ctrl-C)                                     130, ``opmerge: interrupted``
     ``BrokenPipeError`` (``opmerge ... | head``)                       0, nothing
+    ``MemoryError``, torch's ``OutOfMemoryError`` (by class name),     2, ``opmerge: error: out of
+    a ``RuntimeError`` saying ``can't allocate memory``                memory ...: <what to reduce>``
     anything else, a plain ``ValueError``/``TypeError`` included       raised, with its traceback
     (a bug)
     =================================================================  ===========================
@@ -117,6 +237,9 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
         The command: takes the argument list, returns an exit status or ``None``.
     argv : sequence of str, optional
         The arguments (default ``sys.argv[1:]``).
+    memory_hint : str, optional
+        What to reduce after running out of memory (default :data:`DEFAULT_MEMORY_HINT`), e.g.
+        ``"reduce --batch or --n-eval"``.
 
     Returns
     -------
@@ -146,6 +269,12 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
         if debug:
             raise
         _print_error(_file_error_message(exc))
+        return EXIT_USAGE
+    except Exception as exc:
+        if debug or not is_out_of_memory(exc):
+            raise
+        reason = echo(_one_line(str(exc)) or type(exc).__name__, limit=160)
+        _print_error(f"out of memory ({type(exc).__name__}: {reason}): {memory_hint or DEFAULT_MEMORY_HINT}")
         return EXIT_USAGE
     return _exit_code(code)
 

@@ -30,9 +30,12 @@ import numpy as np
 from . import __version__
 from .cli_options import (
     DEFAULT_STEPS,
+    PLAN_ECHO_LIMIT,
     ArgumentParser,
     Directions,
     UsageError,
+    abbreviate_plan,
+    check_out_file,
     add_direction_arguments,
     add_model_arguments,
     add_search_arguments,
@@ -185,7 +188,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         The exit status.
     """
-    return run_main(_dispatch, argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run_main(_dispatch, args, memory_hint=_MEMORY_HINTS.get(args[0] if args else "", None))
+
+
+#: what to reduce after running out of memory, per command (the delegated ones name their own options)
+_MEMORY_HINTS = {
+    "plan": "reduce --steps, --segments or the number of directions (--lam, --spectrum with --bins)",
+    "compare": "reduce --steps, --segments or the number of directions (--lam, --spectrum with --bins)",
+    "evaluate": "reduce the plan's size or the number of directions (--lam, --spectrum with --bins)",
+    "phase": "reduce --points, --steps or --workers",
+    "demo": "use --quick, --bins or fewer --workers",
+    "validate": "reduce --batch, --n-eval, --hidden, --repeats or the number of directions (--lam, --spectrum)",
+    "train-teacher": "reduce --batch-size, --hidden, --depth or --n-eval",
+}
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -284,9 +300,13 @@ def _report_head(command: str, problem: Problem, directions: Directions) -> list
 
 def _plan_lines(args: argparse.Namespace, label: str, plan: Plan, problem: Problem, evaluation: PlanEvaluation) -> list[str]:
     """``<label>: <plan>``, its drawing (unless ``--no-draw``), a blank line, then S / T / E (:func:`_direction_lines`)."""
-    lines = [f"{label}: {plan}"]
+    text = str(plan)
+    lines = [f"{label}: {abbreviate_plan(text, plan.steps)}"]
     if not args.no_draw:
-        lines.append(draw_plan(plan))
+        if len(text) <= PLAN_ECHO_LIMIT:
+            lines.append(draw_plan(plan))
+        else:  # thousands of lines, and its header would repeat the plan: left out (--json has the plan)
+            lines.append(f"(drawing left out: {plan.steps} leaves, {plan.n_segments} segment(s), {plan.n_merges} merges; --json has the full plan)")
     return [*lines, "", *_direction_lines(problem, evaluation)]
 
 
@@ -475,7 +495,7 @@ def run_compare(args: argparse.Namespace) -> int:
     if winners:
         lines.append("optimal: " + ", ".join(winners) + (" (tie)" if len(winners) > 1 else ""))
     else:
-        lines.append(f"optimal: no canonical plan; the optimum is {solution.plan}")
+        lines.append(f"optimal: no canonical plan; the optimum is {abbreviate_plan(solution.plan, solution.plan.steps)}")
     lines += _certificate_lines(solution)[1:]
     _print(lines)
     return 0
@@ -548,7 +568,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         lines.append(f"optimal: as good as the best plan found, but not proven (lower bound {solution.lower_bound:.10g})")
     else:
         lines.append(f"optimal: no; W2 / W2_opt = {_format_ratio(ratio)}")
-    lines.append(f"optimum: {solution.plan}  W2 = {solution.w2:.10g}, lower bound = {solution.lower_bound:.10g}"
+    lines.append(f"optimum: {abbreviate_plan(solution.plan, solution.plan.steps)}  W2 = {solution.w2:.10g}, lower bound = {solution.lower_bound:.10g}"
                  + ("" if solution.exact else " (not proven optimal within the search budget)"))
     _print(lines)
     return 0
@@ -567,21 +587,17 @@ def run_derive(args: argparse.Namespace) -> int:
     int
         The exit status (0).
     """
+    path = check_out_file(args.out)  # before the (slow) derivation
     from .symbolic import derive_all, render_latex
 
     text = render_latex(derive_all())
-    if args.out is None:
+    if path is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
     import json
-    from pathlib import Path
 
     from .io import provenance, to_jsonable, write_text
 
-    path = Path(args.out)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"--out {args.out}: the folder {folder} does not exist")
     block = json.dumps(to_jsonable(provenance(config={"command": "derive"})), allow_nan=False)
     write_text(path, f"% opmerge derive; provenance: {block}\n{text}")
     sys.stderr.write(f"wrote {path}\n")

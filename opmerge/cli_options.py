@@ -26,8 +26,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
+import re
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -39,6 +42,8 @@ from ._cli_errors import (  # noqa: F401 (MAX_ERROR_LENGTH: re-exported)
     EXIT_USAGE,
     MAX_ERROR_LENGTH,
     PROG,
+    DEFAULT_MEMORY_HINT,
+    is_out_of_memory,
     ArgumentParser,
     UsageError,
     _message_of,
@@ -64,6 +69,25 @@ __all__ = [
     "positive_int",
     "positive_float",
     "float_list",
+    "bounded_int",
+    "nonnegative_int",
+    "seed_int",
+    "check_out_folder",
+    "check_out_file",
+    "abbreviate_plan",
+    "PLAN_ECHO_LIMIT",
+    "MAX_BATCH",
+    "MAX_SAMPLES",
+    "MAX_HIDDEN",
+    "MAX_DEPTH",
+    "MAX_REPEATS",
+    "MAX_TRAIN_STEPS",
+    "MAX_TORCH_STEPS",
+    "MAX_THREADS",
+    "MAX_WORKERS",
+    "MAX_POINTS",
+    "MAX_BINS",
+    "MAX_SEED",
     "add_model_arguments",
     "add_direction_arguments",
     "add_search_arguments",
@@ -78,6 +102,31 @@ __all__ = [
 
 DEFAULT_STEPS = 16
 DEFAULT_LAM = 0.5
+
+# documented maxima of the size options (docs/cli.md, "Limits"): a larger value is refused up front,
+# by name, instead of failing minutes later in an allocation
+#: minibatch size (``validate --batch``, ``train-teacher --batch-size``)
+MAX_BATCH = 65_536
+#: numbers of samples or fresh inputs (``--n-eval``)
+MAX_SAMPLES = 1_048_576
+#: network width (``--hidden``) and hidden layers (``--depth``)
+MAX_HIDDEN = 8_192
+MAX_DEPTH = 64
+#: independent seeds (``validate --repeats``)
+MAX_REPEATS = 10_000
+#: training updates (``--train-steps``, ``--node-steps``, ``--gd-steps`` of the torch studies)
+MAX_TRAIN_STEPS = 100_000_000
+#: teacher steps N of the torch commands (``validate``, ``train-teacher``): every step is a network evaluation
+MAX_TORCH_STEPS = 4_096
+#: torch CPU threads and worker processes
+MAX_THREADS = 1_024
+MAX_WORKERS = 1_024
+#: lambda values of a ``phase`` sweep
+MAX_POINTS = 100_000
+#: spectrum bins (``--bins``)
+MAX_BINS = 100_000
+#: largest seed (seeds are 64-bit)
+MAX_SEED = 2**63 - 1
 
 # the classes of the error handling present themselves (repr, pickle, docs) under this public module
 UsageError.__module__ = ArgumentParser.__module__ = __name__
@@ -142,6 +191,54 @@ def positive_float(text: str) -> float:
     return value
 
 
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """argparse type factory: an integer in ``[low, high]`` (a documented maximum, refused up front).
+
+    Parameters
+    ----------
+    low, high : int
+        The allowed range, both ends included.
+
+    Returns
+    -------
+    callable
+        ``str -> int``, raising :class:`argparse.ArgumentTypeError` (a one-line usage error naming
+        the option) for a malformed or out-of-range value: ``expected an integer in [1, 65536], got 10**12``.
+    """
+    expected = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+
+    def convert(text: str) -> int:
+        value = _converted(text, int, expected)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {echo(text)}")
+        return value
+
+    convert.__name__ = f"int_{low}_{high}"
+    return convert
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer ``>= 0``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value as typed.
+
+    Returns
+    -------
+    int
+    """
+    value = _converted(text, int, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+#: argparse type of ``--seed``: an integer in ``[0, 2**63 - 1]``
+seed_int = bounded_int(0, MAX_SEED)
+
+
 def float_list(text: str) -> list[float]:
     """argparse type: a comma-separated list of numbers (``--lam 0.1,1,10``).
 
@@ -172,6 +269,119 @@ def float_list(text: str) -> list[float]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {echo(part)!r}") from None
     return values
+
+
+# ---------------------------------------------------------------------------------------------
+# output paths and long plans
+# ---------------------------------------------------------------------------------------------
+
+
+def _blocking_ancestor(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a folder (then ``path`` cannot be created)."""
+    for parent in path.parents:
+        if parent.exists() or parent.is_symlink():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_out_folder(value: str | os.PathLike | None, option: str = "--out") -> Path | None:
+    """Check an output folder option before any work starts; ``None`` (the command's default) passes.
+
+    Refused: an empty name (it would write into the current folder), an existing file, and a path
+    below an existing file (it cannot be created).
+
+    Parameters
+    ----------
+    value : str, path-like or None
+        The option's value.
+    option : str
+        The option's name, used in the message.
+
+    Returns
+    -------
+    pathlib.Path or None
+
+    Raises
+    ------
+    UsageError
+        Naming ``option`` and the path.
+    """
+    if value is None:
+        return None
+    text = os.fspath(value)
+    if not text.strip():
+        raise UsageError(f"{option} must name a folder, got an empty path (write '{option} .' for the current folder)")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {echo(text)!r} exists and is not a folder; name a folder (new or existing)")
+    blocker = _blocking_ancestor(path)
+    if blocker is not None:
+        raise UsageError(f"{option} {echo(text)!r} cannot be created: {echo(os.fspath(blocker))!r} is a file, not a folder")
+    return path
+
+
+def check_out_file(value: str | os.PathLike | None, option: str = "--out") -> Path | None:
+    """Check an output file option before any work starts; ``None`` (stdout) passes.
+
+    Refused: an empty name, an existing folder, and a file whose folder does not exist.
+
+    Parameters
+    ----------
+    value : str, path-like or None
+    option : str
+        The option's name, used in the message.
+
+    Returns
+    -------
+    pathlib.Path or None
+
+    Raises
+    ------
+    UsageError
+    """
+    if value is None:
+        return None
+    text = os.fspath(value)
+    if not text.strip():
+        raise UsageError(f"{option} must name a file, got an empty path")
+    path = Path(text)
+    if path.is_dir():
+        raise UsageError(f"{option} {echo(text)!r} is a folder; name a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {echo(text)!r}: the folder {echo(os.fspath(folder))!r} does not exist")
+    return path
+
+
+#: plan texts longer than this are abbreviated in printed output and messages (the JSON keeps them whole)
+PLAN_ECHO_LIMIT = 160
+#: characters kept at each end of an abbreviated plan
+PLAN_ECHO_KEEP = 60
+
+
+def abbreviate_plan(text: object, leaves: int | None = None) -> str:
+    """A plan text short enough for one line: its first and last 60 characters around ``...``, with the leaf count.
+
+    Texts up to :data:`PLAN_ECHO_LIMIT` characters are returned unchanged. ``leaves`` defaults to
+    the number of integer tokens of the text (the teacher steps of a plan).
+
+    Parameters
+    ----------
+    text : object
+        A plan or its text notation.
+    leaves : int, optional
+
+    Returns
+    -------
+    str
+        E.g. ``((((2000 1999 ... 3) 2) 1) (2000 leaves)``.
+    """
+    text = str(text)
+    if len(text) <= PLAN_ECHO_LIMIT:
+        return text
+    if leaves is None:
+        leaves = len(re.findall(r"\d+", text))
+    return f"{text[:PLAN_ECHO_KEEP]} ... {text[-PLAN_ECHO_KEEP:]} ({leaves} leaves)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -424,15 +634,33 @@ def problem_from_args(
         segments = _arg(args, "segments") or 1
     model = model_from_args(args)
     directions = spectrum_from_args(args) if directions is None else directions
-    return Problem(
-        schedule,
-        directions.lam,
-        weights=directions.weights,
-        model=model,
-        solver=_arg(args, "solver", "ddim"),
-        target=_arg(args, "target", "teacher"),
-        segments=segments,
-    )
+    try:
+        return Problem(
+            schedule,
+            directions.lam,
+            weights=directions.weights,
+            model=model,
+            solver=_arg(args, "solver", "ddim"),
+            target=_arg(args, "target", "teacher"),
+            segments=segments,
+        )
+    except InputError as exc:
+        raise _named_after_option(exc, source=directions.source) from exc
+
+
+#: parameters of the core whose command-line option is ``--`` + the name with ``-`` for ``_``
+_OPTION_PARAMETERS = ("lam", "segments", "steps", "eta_tau", "lr", "gd_steps")
+
+
+def _named_after_option(exc: InputError, *, source: str = "lam") -> InputError:
+    """``exc`` with the core's parameter name replaced by the option's (``lam must be ...`` -> ``--lam must be ...``)."""
+    message = _message_of(exc)
+    match = re.match(r"(\w+) must\b", message)
+    if match and match.group(1) in _OPTION_PARAMETERS:
+        name = match.group(1)
+        option = "--spectrum" if name == "lam" and source == "spectrum" else "--" + name.replace("_", "-")
+        return type(exc)(option + message[len(name):]) if isinstance(exc, UsageError) else UsageError(option + message[len(name):])
+    return exc
 
 
 def search_budgets_from_args(args: argparse.Namespace) -> dict:
