@@ -34,6 +34,7 @@ from ._spectrum import Spectrum
 from ._spectra_binning import ZERO_RTOL, BinnedSpectrum, bin_spectrum, binning_w2_error, merge_duplicates  # noqa: F401 (ZERO_RTOL)
 from ._validate import echo, real_array
 from .errors import InputError, InputTypeError
+from .io import load_array
 
 __all__ = [
     "PRESETS",
@@ -182,12 +183,6 @@ def _from_array(arr: np.ndarray, name: str) -> Spectrum:
     raise InputError(f"{name}: expected a 1-D array of eigenvalues or a 2-D matrix (covariance or data), got shape {arr.shape}")
 
 
-def _load_text(path: Path) -> np.ndarray:
-    text = path.read_text()
-    delimiter = "," if path.suffix.lower() == ".csv" or "," in text else None
-    return np.loadtxt(path, delimiter=delimiter, ndmin=1)
-
-
 def _is_file(path: Path) -> bool:
     """``path.is_file()``, False for a text that cannot be a path (too long, NUL bytes)."""
     try:
@@ -203,8 +198,9 @@ def load_spectrum(spec) -> Spectrum:
 
     1. a preset name (:data:`PRESETS`: ``"digits"``);
     2. a path (``str`` or ``os.PathLike``) ending in ``.npy``, ``.txt`` or ``.csv``, or any existing file:
-       ``.npy`` is read with ``numpy.load``, text with ``numpy.loadtxt`` (comma-separated when the
-       file has commas); a 1-D array is a list of eigenvalues, a square matrix a covariance, any
+       read by :func:`opmerge.io.load_array` (``.npy`` with ``allow_pickle=False``, text with
+       ``numpy.loadtxt``, comma-separated when the file has commas; pickled, complex, boolean,
+       non-numeric and non-finite contents are refused, never converted); a 1-D array is a list of eigenvalues, a square matrix a covariance, any
        other matrix a data set with one sample per row;
     3. a comma list ``"0.5,2,10"`` with optional weights ``"0.5:3,2:1"``.
 
@@ -220,11 +216,12 @@ def load_spectrum(spec) -> Spectrum:
     Raises
     ------
     InputError
-        For anything else (listing the accepted forms) and for a file whose content is not numbers.
+        For anything else (listing the accepted forms) and for a file whose content is not real,
+        finite numbers (the message names the file).
     InputTypeError
         When ``spec`` is neither a ``str`` nor a path.
     FileNotFoundError
-        For a missing file.
+        For a missing file (an :class:`opmerge.io.MissingFileError`, also an ``InputError``).
     """
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
@@ -238,12 +235,8 @@ def load_spectrum(spec) -> Spectrum:
     path = Path(text)
     suffix = path.suffix.lower()
     if suffix in (".npy", ".txt", ".csv") or _is_file(path):
-        if not _is_file(path):
-            raise FileNotFoundError(f"spectrum file not found: {echo(text)}")
-        try:
-            arr = np.load(path, allow_pickle=False) if suffix == ".npy" else _load_text(path)
-        except (ValueError, EOFError, UnicodeDecodeError) as exc:  # the file's content is the user's input
-            raise InputError(f"spectrum file {echo(text)} cannot be read as numbers: {exc}") from None
+        # one validated loader: no pickles, real numbers only (complex and boolean files are refused), finite
+        arr = load_array(path, name="spectrum file")
         return _from_array(arr, name=path.name)
     if any(ch.isdigit() for ch in text):
         return _parse_list(text)

@@ -14,11 +14,17 @@ r"""Reading and writing results: one place for atomic files, JSON, provenance an
 * :func:`code_fingerprint` and :class:`ResultCache` — a content-addressed cache of finished units
   whose key hashes the unit's configuration *and* the source code that computed it, so editing a
   line of the code invalidates what it computed; entries carry a checksum and are verified on read.
+* :func:`load_array`, :func:`load_json`, :func:`load_torch` — the one validated loader per kind of
+  file a user (or a crash) can corrupt: ``.npy``/text arrays (``allow_pickle=False``; real numbers
+  only, float64), JSON files checked by a validator, torch checkpoints (``weights_only=True``,
+  torch imported only when called); every refusal is an :class:`~opmerge.errors.InputError` naming
+  the file, a missing file a :class:`MissingFileError`.
 """
 
 from ._atomic import atomic_path, write_bytes, write_json, write_text
 from ._cache import ResultCache, cache_key
 from ._json import dumps, loads_file, to_jsonable
+from ._load import MissingFileError, load_array, load_json, load_torch, show_path
 from ._provenance import code_fingerprint, provenance
 
 __all__ = [
@@ -33,4 +39,9 @@ __all__ = [
     "code_fingerprint",
     "ResultCache",
     "cache_key",
+    "MissingFileError",
+    "load_array",
+    "load_json",
+    "load_torch",
+    "show_path",
 ]

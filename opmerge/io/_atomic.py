@@ -54,6 +54,12 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
         Destination file; missing parent folders are created.
     suffix : str
         Suffix of the temporary name (some writers choose the format from it, e.g. ``".png"``).
+
+    Raises
+    ------
+    InputError
+        The destination is a folder, lies in a non-folder, or cannot be written (no permission,
+        disk full ...); the message names ``path``, never the temporary file.
     """
     path = Path(path)
     _check_destination(path)
@@ -65,15 +71,30 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = ".tmp") -> Iterator[Pa
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        try:
+            yield tmp
+        except OSError as exc:
+            if tmp_name in (exc.filename, exc.filename2) or str(tmp) in (exc.filename, exc.filename2):
+                raise _write_error(path, exc) from None  # name the user's file, not the temporary one
+            raise
+        try:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _write_error(path, exc) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> InputError:
+    """The error of a failed write, naming the destination (never the temporary file beside it)."""
+    if path.is_dir():
+        return InputError(f"cannot write {path}: it is a folder, expected a file path")
+    return InputError(f"cannot write {path}: {exc.strerror or type(exc).__name__}")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

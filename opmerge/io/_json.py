@@ -6,12 +6,10 @@ import dataclasses
 import json
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
 
 __all__ = ["to_jsonable", "dumps", "loads_file"]
 
@@ -82,15 +80,12 @@ def loads_file(path: str | os.PathLike, *, what: str = "file") -> Any:
         The file.
     what : str
         How the message names it (``"--config"``, ``"cache entry"``).
+
+    Returns
+    -------
+    Any
+        The parsed value (see :func:`opmerge.io.load_json`, which also checks the content).
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{what} {path} cannot be read: {exc}") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InputError(f"{what} {path} is not valid JSON: {exc}") from None
+    from ._load import load_json
+
+    return load_json(path, name=what)
