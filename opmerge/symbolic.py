@@ -18,10 +18,14 @@ The one-step symbols are shared by all step derivations (see :func:`step_symbols
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
+import numpy as np
 import sympy
+
+from .errors import InputTypeError
 
 __all__ = [
     "Derivation",
@@ -251,7 +255,6 @@ def heun_predictor_expression() -> Derivation:
     )
 
 
-@functools.lru_cache(maxsize=None)
 def heun_step_expression(final_step: bool = False) -> Derivation:
     r"""Derive EDM's Heun step operator in the linear regime.
 
@@ -275,7 +278,18 @@ def heun_step_expression(final_step: bool = False) -> Derivation:
         The general result is checked against the closed form used by :func:`opmerge.teacher.heun_step`:
         :math:`H = \tfrac{\alpha'}{\alpha}\big(1 + \tfrac{s'-s}{2}(\tfrac{s}{\lambda+s^2} + e\tfrac{s'}{\lambda+s'^2})\big)`,
         :math:`e = (\lambda + s s')/(\lambda+s^2)`.
+
+    Raises
+    ------
+    InputTypeError
+        When ``final_step`` is not a bool.
     """
+    return _heun_step_expression(_check_flag(final_step, "final_step"))
+
+
+@functools.lru_cache(maxsize=None)
+def _heun_step_expression(final_step: bool) -> Derivation:
+    """:func:`heun_step_expression` for a checked ``final_step`` (cached)."""
     denoiser, slope = _edm_pieces()
     if final_step:
         y_euler = Y + (0 - S_CUR) * slope(Y, S_CUR)
@@ -491,9 +505,20 @@ def render_latex(derivations: Iterable[Derivation] | None = None) -> str:
     Returns
     -------
     str
+
+    Raises
+    ------
+    InputTypeError
+        When ``derivations`` is not an iterable of :class:`Derivation`.
     """
     if derivations is None:
         derivations = derive_all()
+    elif isinstance(derivations, (str, bytes)) or not isinstance(derivations, Iterable):
+        raise InputTypeError(f"derivations must be an iterable of Derivation, got {type(derivations).__name__}")
+    derivations = list(derivations)
+    for k, item in enumerate(derivations):
+        if not isinstance(item, Derivation):
+            raise InputTypeError(f"derivations[{k}] must be a Derivation, got {type(item).__name__}")
     return "\n\n".join(d.latex() for d in derivations) + "\n"
 
 
@@ -512,5 +537,17 @@ def lambdify_heun(final_step: bool = False) -> Callable:
     ----------
     final_step : bool
         Use the plain Euler step into :math:`\\sigma' = 0` (``sigma_prev`` is then ignored).
+
+    Raises
+    ------
+    InputTypeError
+        When ``final_step`` is not a bool.
     """
-    return sympy.lambdify(step_symbols(), heun_step_expression(final_step).result, "numpy")
+    return sympy.lambdify(step_symbols(), _heun_step_expression(_check_flag(final_step, "final_step")).result, "numpy")
+
+
+def _check_flag(value: object, name: str) -> bool:
+    """``value`` as a ``bool``; only ``True``/``False`` (Python or numpy) are accepted."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be a bool (True or False), got {type(value).__name__}")
+    return bool(value)
