@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from opmerge.errors import InputError, InputTypeError
+from opmerge.io import load_array, show_path
 
 __all__ = [
     "DATASET_NAMES",
@@ -245,17 +246,27 @@ def load_npy_dataset(path: str | os.PathLike, test_fraction: float = 0.2, seed: 
     image_shape : tuple, optional
         Override the shape of one row (e.g. ``(4, 8, 8)`` for flattened latents); its product must be
         the row size.
+
+    Returns
+    -------
+    ImageDataset
+
+    Raises
+    ------
+    FileNotFoundError
+        A missing file (:class:`opmerge.io.MissingFileError`, also an ``InputError``).
+    InputError
+        A file that :func:`opmerge.io.load_array` refuses (not a ``.npy`` array, pickled objects,
+        complex, boolean or non-numeric values, NaN or inf), fewer than 3 rows, or bad labels; the
+        message names the file.
     """
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise InputError(f"data file must be a .npy file, got {str(path)!r}")
-    if not path.is_file():
-        raise FileNotFoundError(2, "data file not found", str(path))
-    raw = np.load(path, allow_pickle=False)
+    # the one validated loader: no pickles; real, finite numbers only (complex and boolean files are refused)
+    raw = load_array(path, name="data file", keep_dtype=True)
     if raw.ndim < 2 or raw.shape[0] < 3:
-        raise InputError(f"{path.name}: expected an array of shape (n >= 3, ...), got {raw.shape}")
-    if not (np.issubdtype(raw.dtype, np.number) and not np.issubdtype(raw.dtype, np.complexfloating)):
-        raise InputError(f"{path.name}: expected a real numeric array, got dtype {raw.dtype}")
+        raise InputError(f"data file {show_path(path)}: expected an array of shape (n >= 3, ...), got {raw.shape}")
     shape = tuple(raw.shape[1:]) if image_shape is None else tuple(int(s) for s in image_shape)
     x = raw.reshape(raw.shape[0], -1)
     if raw.dtype == np.uint8:
@@ -264,16 +275,12 @@ def load_npy_dataset(path: str | os.PathLike, test_fraction: float = 0.2, seed: 
     else:
         x = x.astype(np.float64)
         value_range = None if len(shape) == 1 else (float(x.min()), float(x.max()) if x.max() > x.min() else float(x.min()) + 1.0)
-    if not np.all(np.isfinite(x)):
-        raise InputError(f"{path.name}: the array contains NaN or inf")
     y = None
     if labels is not None:
         labels_path = Path(labels)
-        if not labels_path.is_file():
-            raise FileNotFoundError(2, "labels file not found", str(labels_path))
-        y = np.asarray(np.load(labels_path, allow_pickle=False)).reshape(-1)
+        y = load_array(labels_path, name="labels file", keep_dtype=True).reshape(-1)
         if y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-            raise InputError(f"{labels_path.name}: expected {x.shape[0]} integer labels >= 0, got shape {y.shape}, dtype {y.dtype}")
+            raise InputError(f"labels file {show_path(labels_path)}: expected {x.shape[0]} integer labels >= 0, got shape {y.shape}, dtype {y.dtype}")
     tr, te = split_indices(x.shape[0], test_fraction, seed)
     return ImageDataset(
         train=x[tr], test=x[te], image_shape=shape, name=f"npy:{path.name}",
