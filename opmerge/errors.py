@@ -19,7 +19,17 @@ class InputError(ValueError):
     ----------
     message : str
         What is wrong, naming the parameter (``"lam must be finite and > 0, got -1"``).
+
+    Notes
+    -----
+    Instances pickle without calling ``__init__`` again (its ``args`` and attributes are restored
+    as they are), so every subclass, one with its own ``__init__`` signature included, crosses a
+    process boundary unchanged: an error raised in a worker process reaches the parent as the
+    same type with the same message.
     """
+
+    def __reduce__(self):
+        return _rebuild_error, (type(self), self.args, dict(self.__dict__))
 
 
 class InputTypeError(InputError, TypeError):
@@ -28,3 +38,11 @@ class InputTypeError(InputError, TypeError):
     It is both an :class:`InputError` (so the command line reports it as a usage error) and a
     :class:`TypeError` (so library callers that expect Python's convention catch it).
     """
+
+
+def _rebuild_error(cls: type, args: tuple, state: dict) -> InputError:
+    """Unpickle an :class:`InputError` (any subclass) without calling its ``__init__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error

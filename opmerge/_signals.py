@@ -1,0 +1,206 @@
+r"""Signals of long runs: SIGTERM as an exception, signals deferred to step boundaries, workers that die with their parent.
+
+Three helpers shared by the sweeps (:mod:`opmerge.analysis.runner`) and the training loops
+(:mod:`opmerge.experiments.images.teacher_training`); ``docs/reliability.md`` describes the
+behaviour they give the command lines.
+
+* :func:`sigterm_raises` — while active, SIGTERM raises :class:`Terminated` in the main thread, so
+  ``finally`` blocks and context managers run (the pool is shut down, finished work is kept) and
+  the process exits with status :data:`EXIT_TERMINATED` :math:`= 128 + 15 = 143`, as a shell
+  reports a process killed by SIGTERM.
+* :class:`deferred_signals` — while active, SIGINT and SIGTERM are only recorded; the loop calls
+  :meth:`deferred_signals.raise_pending` between whole steps (after writing its checkpoint), so a
+  checkpoint never holds a half-finished step. A second signal of the same kind raises at once.
+* :func:`die_with_parent` — the initializer of worker processes: Ctrl-C is left to the parent
+  (SIGINT ignored), SIGTERM has its default action, and the worker is killed when its parent dies
+  (Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, plus a watchdog thread that polls
+  :func:`os.getppid` on every platform), so a killed parent never leaves orphans behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from types import FrameType
+from typing import Iterator
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "WATCHDOG_INTERVAL",
+    "Terminated",
+    "sigterm_raises",
+    "deferred_signals",
+    "die_with_parent",
+]
+
+#: exit status after SIGINT (Ctrl-C): 128 + 2
+EXIT_INTERRUPTED = 128 + int(signal.SIGINT)
+#: exit status after SIGTERM: 128 + 15
+EXIT_TERMINATED = 128 + int(signal.SIGTERM)
+#: seconds between two checks of the worker watchdog (a worker outlives its parent by at most this)
+WATCHDOG_INTERVAL = 0.5
+
+#: Linux ``prctl`` option: signal sent to this process when its parent thread exits
+_PR_SET_PDEATHSIG = 1
+
+
+class Terminated(SystemExit):
+    """SIGTERM received: a :class:`SystemExit` with code :data:`EXIT_TERMINATED` (143).
+
+    Being a :class:`SystemExit`, it passes through ``except Exception`` blocks, runs every
+    ``finally`` and makes the interpreter (or the command line's ``run_main``) exit with 143.
+
+    Parameters
+    ----------
+    code : int
+        The exit status (default 143).
+    """
+
+    def __init__(self, code: int = EXIT_TERMINATED) -> None:
+        super().__init__(code)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`Terminated` in the main thread.
+
+    Installed only in the main thread and only over the default action (a handler the program set
+    itself, or ``SIG_IGN``, is left alone); the previous handler is restored on exit. Nesting is
+    harmless.
+
+    Yields
+    ------
+    None
+    """
+    installed = False
+    previous = None
+    if _in_main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            installed = True
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exception_for(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+class deferred_signals:
+    """Context manager: SIGINT and SIGTERM are recorded, not acted on, until :meth:`raise_pending`.
+
+    A loop that must never be stopped inside a step (a checkpoint would catch it half-done) runs
+    its steps inside ``with deferred_signals() as signals:`` and, after each whole step,
+    ``if signals.pending: save(); signals.raise_pending()``. :meth:`raise_pending` raises
+    :class:`KeyboardInterrupt` for SIGINT (exit status 130) and :class:`Terminated` for SIGTERM
+    (143). A second signal of a kind already pending raises at once (press Ctrl-C twice to stop
+    without waiting for the step to end). A signal still pending when the block ends is raised then.
+
+    Only the main thread can handle signals: elsewhere, and for a signal whose handler is neither
+    the default nor Python's Ctrl-C handler, nothing is deferred.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, object] = {}
+        self._received: list[int] = []
+
+    @property
+    def pending(self) -> int | None:
+        """The first signal received and not yet raised (``None``: none)."""
+        return self._received[0] if self._received else None
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if signum in self._received:
+            self._restore()
+            self._received.clear()
+            raise _exception_for(signum)
+        self._received.append(signum)
+
+    def __enter__(self) -> "deferred_signals":
+        if _in_main_thread():
+            for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+                previous = signal.getsignal(signum)
+                if previous in (default, _raise_terminated):
+                    self._previous[signum] = previous
+                    signal.signal(signum, self._handler)
+        return self
+
+    def raise_pending(self) -> None:
+        """Raise the exception of the first pending signal (nothing when none is pending)."""
+        if self._received:
+            signum = self._received[0]
+            self._received.clear()
+            raise _exception_for(signum)
+
+    def _restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        self._previous = {}
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._restore()
+        if exc_type is None:
+            self.raise_pending()
+
+
+def _set_parent_death_signal() -> bool:
+    """Linux: ask the kernel to send SIGKILL to this process when its parent dies. ``True`` on success."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no libc or no prctl: the watchdog still works
+        return False
+
+
+def _watchdog(parent_pid: int, interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(parent_pid: int, interval: float = WATCHDOG_INTERVAL) -> None:
+    """Initializer of a worker process: let the parent handle signals, and die with it.
+
+    * SIGINT is ignored (Ctrl-C reaches the whole process group; the parent stops the workers);
+    * SIGTERM gets its default action back (a forked worker inherits the parent's handler);
+    * Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills the worker when the parent
+      dies, even by SIGKILL;
+    * everywhere: a daemon thread checks every ``interval`` seconds that :func:`os.getppid` is
+      still ``parent_pid`` and kills the worker otherwise (also covers a parent that died before
+      this initializer ran).
+
+    Parameters
+    ----------
+    parent_pid : int
+        ``os.getpid()`` of the parent, taken before the pool starts.
+    interval : float
+        Seconds between two checks of the watchdog.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=_watchdog, args=(parent_pid, interval), name="opmerge-parent-watchdog", daemon=True).start()
