@@ -7,6 +7,14 @@ it saves. The results are identical either way and always come back in input ord
 folder every finished point is written at once to its own verified JSON file
 (:func:`~opmerge.analysis.points.point_cache`); a later run reads it back instead of solving again,
 so Ctrl-C loses nothing that had finished.
+
+Signals and failures (``docs/reliability.md``): while a :class:`PointRunner` is open, SIGTERM
+raises :class:`~opmerge._signals.Terminated` (exit status 143) and takes the same path as Ctrl-C
+(:class:`KeyboardInterrupt`, 130): the workers are terminated at once, finished points stay in the
+cache, and a rerun resumes. Workers ignore SIGINT (the parent stops them) and die with their parent
+even when it is killed by SIGKILL (:func:`~opmerge._signals.die_with_parent`). An exception raised
+by a point in a worker reaches the caller unchanged (same type, same message); when several points
+fail, the one raised is the first failing point in input order, as in a serial run.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from typing import Sequence
 
+from opmerge._signals import die_with_parent, sigterm_raises
 from opmerge.io import ResultCache
 
 from ._checks import check_workers
@@ -50,6 +60,20 @@ def _pool_context():
     if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
+
+
+def _stop_pool(executor: ProcessPoolExecutor) -> None:
+    """Cancel the queued chunks and terminate the workers now (a chunk in progress is abandoned)."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=5.0)
+        if process.is_alive():  # pragma: no cover - SIGTERM is not ignored by workers
+            process.kill()
+            process.join(timeout=5.0)
 
 
 def progress_bar(total: int | None, initial: int, desc: str, enabled: bool, unit: str = "pt"):
@@ -89,8 +113,10 @@ class PointRunner:
     (mean in-process solve time :math:`\times` points left) is below :data:`PARALLEL_MIN_SECONDS`,
     else in the pool, in chunks of :math:`\lceil n / (4\,\mathrm{workers}) \rceil` points (at most
     64). Every finished point is written to the cache at once (by the worker that solved it). On
-    any exception, ``KeyboardInterrupt`` included, pending chunks are cancelled and the exception
-    propagates; finished points stay in the cache.
+    any exception, ``KeyboardInterrupt`` and SIGTERM (:class:`~opmerge._signals.Terminated`)
+    included, the pending chunks are cancelled, the workers are terminated and the exception
+    propagates; finished points stay in the cache. A point that raises in a worker stops the batch
+    with that exception (the first failing point in input order, as when run in-process).
 
     Parameters
     ----------
@@ -109,24 +135,32 @@ class PointRunner:
         self.serial_seconds = 0.0
         self.serial_points = 0
         self.totals = {"points": 0, "cached": 0, "computed": 0, "parallel": False}
+        self._signals = ExitStack()
 
     def __enter__(self) -> "PointRunner":
+        self._signals.enter_context(sigterm_raises())
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(cancel=exc_type is not None)
+        try:
+            self.close(cancel=exc_type is not None)
+        finally:
+            self._signals.close()
 
     def close(self, cancel: bool = False) -> None:
-        """Shut the pool down (cancelling pending work when ``cancel``).
+        """Shut the pool down: wait for it, or with ``cancel`` drop the queued work and terminate the workers.
 
         Parameters
         ----------
         cancel : bool
-            Cancel the chunks not yet started instead of waiting for them.
+            Cancel the chunks not yet started and terminate the workers instead of waiting.
         """
         if self.executor is not None:
-            self.executor.shutdown(wait=not cancel, cancel_futures=cancel)
-            self.executor = None
+            executor, self.executor = self.executor, None
+            if cancel:
+                _stop_pool(executor)
+            else:
+                executor.shutdown(wait=True)
 
     def _solve_here(self, spec: PointSpec) -> dict:
         t0 = time.perf_counter()
@@ -141,17 +175,34 @@ class PointRunner:
         size = max(1, min(64, math.ceil(len(todo) / (4 * self.workers))))
         chunks = [todo[a : a + size] for a in range(0, len(todo), size)]
         if self.executor is None:
-            self.executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_pool_context())
-        pending = {self.executor.submit(_solve_chunk, [specs[k] for k in chunk], self.cache): chunk for chunk in chunks}
+            self.executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_pool_context(),
+                                                initializer=die_with_parent, initargs=(os.getpid(),))
+        futures = [self.executor.submit(_solve_chunk, [specs[k] for k in chunk], self.cache) for chunk in chunks]
+        order = {future: i for i, future in enumerate(futures)}
+        pending: set[Future] = set(futures)
+        failed: tuple[int, BaseException] | None = None  # the first failing chunk (in input order) and its error
         try:
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    chunk = pending.pop(future)
-                    for k, record in zip(chunk, future.result()):
-                        records[k] = record
-                    stats["computed"] += len(chunk)
-                    bar.update(len(chunk))
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=order.__getitem__):
+                    i = order[future]
+                    error = None if future.cancelled() else future.exception()
+                    if error is not None:
+                        if failed is None or i < failed[0]:
+                            failed = (i, error)
+                    elif not future.cancelled():
+                        for k, record in zip(chunks[i], future.result()):
+                            records[k] = record
+                        stats["computed"] += len(chunks[i])
+                        bar.update(len(chunks[i]))
+                if failed is not None:
+                    # chunks after the failing one are not needed; earlier ones may fail first in input order
+                    for future in pending:
+                        if order[future] > failed[0]:
+                            future.cancel()
+                    pending = {f for f in pending if order[f] < failed[0]}
+            if failed is not None:
+                raise failed[1]
         except BaseException:
             for future in pending:
                 future.cancel()
