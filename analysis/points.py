@@ -9,6 +9,9 @@ Finished points are kept in an :class:`opmerge.io.ResultCache` with namespace
 :data:`CACHE_NAMESPACE`, keyed by the point's :meth:`PointSpec.config` *and* the fingerprint of the
 source of the core and of ``opmerge.analysis`` (:func:`point_cache`): editing a line of either
 invalidates every cached point.
+
+A sweep holds at most :data:`MAX_POINTS` grid points (:func:`check_point_count`): its grid, its
+specs and its records live in memory, and every point is a file of the cache.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from opmerge.errors import InputError, InputTypeError
 from opmerge.io import ResultCache, to_jsonable
 from opmerge.model import StudentModel
 from opmerge.objective import Problem
@@ -27,12 +31,45 @@ from opmerge.solvers import solve
 
 from .classify import canonical_w2, classify_plan, family_from_values
 
-__all__ = ["CACHE_NAMESPACE", "CACHE_PACKAGES", "PointSpec", "solve_point", "point_cache"]
+__all__ = ["CACHE_NAMESPACE", "CACHE_PACKAGES", "MAX_POINTS", "PointSpec", "check_point_count", "solve_point", "point_cache"]
 
 #: namespace of sweep points in an :class:`opmerge.io.ResultCache`
 CACHE_NAMESPACE = "phase-point"
 #: packages whose source, with the core's, computes a point (part of the cache key)
 CACHE_PACKAGES = ("opmerge.analysis",)
+#: most grid points of one sweep (all rows together): about 100 MB of records and 100,000 cache
+#: files, hours of solving on one core; a larger count is refused before anything is allocated
+MAX_POINTS = 100_000
+
+
+def check_point_count(count: object, name: str = "points") -> int:
+    """The number of grid points of a sweep, checked to be an integer in ``[1, MAX_POINTS]``.
+
+    Called before a grid is allocated (``opmerge phase --points 1e12`` would ask for 7 TiB).
+
+    Parameters
+    ----------
+    count : int
+        The number of points.
+    name : str
+        Parameter name for the message.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputTypeError
+        When ``count`` is not an integer.
+    InputError
+        When ``count`` is not in ``[1, MAX_POINTS]``.
+    """
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+        raise InputTypeError(f"{name} must be an integer in [1, {MAX_POINTS}], got {type(count).__name__}")
+    if not 1 <= count <= MAX_POINTS:
+        raise InputError(f"{name} must be in [1, {MAX_POINTS}] (the most grid points of one sweep), got {count}")
+    return int(count)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,12 @@ r"""Phase sweeps: which plan family is optimal as the data variance :math:`\lamb
 * :func:`sweep_lambda_eta`, :func:`sweep_lambda_steps`, :func:`sweep_two_directions` — 2-D grids
   (:math:`\lambda \times \eta\tau`, :math:`\lambda \times N`, :math:`\lambda_1 \times \lambda_2` of a
   two-direction spectrum solved jointly), with the transitions along :math:`\lambda` located per row;
-* :func:`direction_families` — every direction of a spectrum solved alone.
+* :func:`direction_families` — every direction of a spectrum solved alone;
+* :func:`lambda_grid` — the log-spaced grid of ``opmerge phase``, its size checked first.
+
+A sweep holds at most :data:`~opmerge.analysis.points.MAX_POINTS` grid points (all rows
+together); a larger grid is refused with an :class:`~opmerge.errors.InputError` before any point is
+built.
 
 The four sweeps are one routine, :func:`_solve_rows`: the grid of every row is solved as one batch by a
 :class:`~opmerge.analysis.runner.PointRunner` (cached, parallel when worthwhile), then the family
@@ -33,11 +38,50 @@ from opmerge.solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
 
 from ._checks import check_common, check_grid, check_schedule
 from .bisection import DEFAULT_THRESHOLD_TOL, locate_rows
-from .points import PointSpec
+from .points import MAX_POINTS, PointSpec, check_point_count
 from .results import GridSweep, LambdaSweep
 from .runner import PointRunner, run_points
 
-__all__ = ["sweep_lambda", "sweep_lambda_eta", "sweep_lambda_steps", "sweep_two_directions", "direction_families"]
+__all__ = ["MAX_POINTS", "lambda_grid", "sweep_lambda", "sweep_lambda_eta", "sweep_lambda_steps", "sweep_two_directions",
+           "direction_families"]
+
+
+def lambda_grid(lam_min: float, lam_max: float, points: int) -> np.ndarray:
+    r"""``points`` log-spaced values :math:`\lambda_k = \lambda_\min (\lambda_\max/\lambda_\min)^{k/(K-1)}`.
+
+    ``points`` is checked (:func:`~opmerge.analysis.points.check_point_count`: an integer in
+    ``[1, MAX_POINTS]``) before the grid is allocated; one point gives ``[lam_min]``.
+
+    Parameters
+    ----------
+    lam_min, lam_max : float
+        Finite, ``0 < lam_min < lam_max`` (``lam_max`` is ignored for one point).
+    points : int
+        Number of values :math:`K`.
+
+    Returns
+    -------
+    (points,) float64 ndarray
+    """
+    count = check_point_count(points, "points")
+    try:
+        lo, hi = float(lam_min), float(lam_max)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"lam_min and lam_max must be numbers, got {lam_min!r} and {lam_max!r}") from exc
+    if not (math.isfinite(lo) and lo > 0):
+        raise InputError(f"lam_min must be finite and > 0, got {lam_min!r}")
+    if count == 1:
+        return np.array([lo])
+    if not (math.isfinite(hi) and hi > lo):
+        raise InputError(f"lam_max must be finite and > lam_min = {lo:g}, got {lam_max!r}")
+    return np.geomspace(lo, hi, count)
+
+
+def _check_size(name: str, *grids: np.ndarray) -> None:
+    """Refuse a grid of more than :data:`MAX_POINTS` points in all (before its points are built)."""
+    total = math.prod(int(g.size) for g in grids)
+    if total > MAX_POINTS:
+        raise InputError(f"{name} has {total} grid points; a sweep takes at most {MAX_POINTS} (MAX_POINTS)")
 
 
 def _solve_rows(
@@ -166,6 +210,7 @@ def sweep_lambda(
     LambdaSweep
     """
     lam = check_grid(lams, "lams")
+    _check_size("lams", lam)
     setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, segments, tol, node_budget, time_budget)
     (records,), (thresholds,), stats = _solve_rows(
         lam, 1, lambda x, row: setup.point((x,)), locate=locate, tol=tol, workers=workers, cache_dir=cache_dir,
@@ -259,6 +304,7 @@ def sweep_lambda_eta(
     """
     lam = check_grid(lams, "lams")
     eta = check_grid(eta_taus, "eta_taus", positive=True)
+    _check_size("lams x eta_taus", lam, eta)
     setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, segments, tol, node_budget, time_budget)
     models = [replace(setup.model, eta_tau=float(e)) for e in eta]
     return _grid_sweep(
@@ -307,6 +353,7 @@ def sweep_lambda_steps(
     if not isinstance(schedule, str):
         raise InputTypeError(f"schedule must be a schedule name for a sweep over N, got {type(schedule).__name__}")
     steps_arr = check_grid(steps_list, "steps_list", positive=True)
+    _check_size("lams x steps_list", lam, steps_arr)
     if np.any(steps_arr != np.round(steps_arr)):
         raise InputError("steps_list must hold integers")
     steps_int = steps_arr.astype(int)
@@ -364,6 +411,7 @@ def sweep_two_directions(
     """
     lam1 = check_grid(lam1s, "lam1s")
     lam2 = check_grid(lam2s, "lam2s")
+    _check_size("lam1s x lam2s", lam1, lam2)
     setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, segments, tol, node_budget, time_budget)
     try:
         w = tuple(float(v) for v in weights)
@@ -420,6 +468,7 @@ def direction_families(
     if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
         raise InputError("lam must be a non-empty 1-D sequence of finite eigenvalues >= 0")
     distinct = np.unique(values)
+    _check_size("lam (distinct values)", distinct)
     setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, 1, DEFAULT_THRESHOLD_TOL, node_budget, time_budget)
     records, _ = run_points([setup.point((float(x),)) for x in distinct], workers=workers, cache_dir=cache_dir,
                             progress=progress, desc="directions")
