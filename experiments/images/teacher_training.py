@@ -5,6 +5,14 @@ noise), gradient clipping, an EMA of the weights (used for sampling); checkpoint
 (:mod:`~experiments.images.checkpoints`) written atomically with the full configuration, the step,
 the optimizer state, the random generator's state and a provenance block, so that a resumed run
 continues bit for bit on the CPU.
+
+Checkpoints hold whole steps only: SIGINT (Ctrl-C) and SIGTERM are deferred while a step runs
+(:class:`opmerge._signals.deferred_signals`); at the next step boundary a checkpoint is written and
+the run stops with :class:`KeyboardInterrupt` (exit status 130) or
+:class:`~opmerge._signals.Terminated` (143). A rerun resumes bit for bit, as after SIGKILL (which
+loses the steps since the last periodic checkpoint). A diverging run (a non-finite loss, or a loss
+more than :data:`DIVERGENCE_FACTOR` times the first step's) stops with an
+:class:`~opmerge.errors.InputError` naming ``lr`` and writes no checkpoint of the diverged weights.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from opmerge._signals import deferred_signals
 from opmerge.errors import InputError, InputTypeError
 from opmerge.io import provenance, write_json
 
@@ -39,7 +48,22 @@ from .data import ImageDataset, fit_gaussian
 from .denoiser import dtype_of
 from .teacher_config import TeacherConfig
 
-__all__ = ["train_teacher"]
+__all__ = ["DIVERGENCE_FACTOR", "train_teacher"]
+
+#: a step loss above this multiple of the first step's loss means the training diverged
+DIVERGENCE_FACTOR = 1e3
+
+
+def _check_divergence(value: float, reference: float, step: int, config: TeacherConfig) -> None:
+    r"""Raise :class:`~opmerge.errors.InputError` (naming ``lr``) when the loss is not finite or exceeds
+    :data:`DIVERGENCE_FACTOR` :math:`\times` ``reference`` (the first step's loss)."""
+    if math.isfinite(value) and value <= DIVERGENCE_FACTOR * reference:
+        return
+    raise InputError(
+        f"the teacher's training diverged at step {step}: loss {value:.3g}, more than {DIVERGENCE_FACTOR:g} times the "
+        f"first step's {reference:.3g}; lr = {config.lr:g} is too large for this network, use a smaller lr "
+        f"(the default is {TeacherConfig.lr:g}); no checkpoint was written for the diverged weights"
+    )
 
 
 def _check_resumable(stored: dict, config: TeacherConfig, path: Path) -> None:
@@ -79,9 +103,19 @@ def train_teacher(config: TeacherConfig, out_dir: str | os.PathLike, resume: boo
     stop_after : int          stop (with a checkpoint) after this many steps in this call (for tests)
     callback : callable       ``callback(step, loss)`` after every step
 
+    Raises
+    ------
+    InputError
+        When the training diverges (non-finite loss, or a loss above :data:`DIVERGENCE_FACTOR` times
+        the first step's): the message names ``lr``; the diverged weights are not saved.
+    KeyboardInterrupt, opmerge._signals.Terminated
+        On SIGINT / SIGTERM, after the step in progress has finished and its checkpoint is written.
+
     Notes
     -----
-    Ctrl-C writes a checkpoint at the current step before re-raising; a rerun resumes there.
+    SIGINT (Ctrl-C) and SIGTERM are deferred to the end of the step in progress; then a checkpoint
+    is written and the signal's exception raised (exit status 130 / 143 on the command line); a
+    rerun resumes there bit for bit. A second Ctrl-C stops at once, without a checkpoint.
     """
     if not isinstance(config, TeacherConfig):
         raise InputTypeError(f"config must be a TeacherConfig, got {type(config).__name__}")
@@ -100,6 +134,7 @@ def train_teacher(config: TeacherConfig, out_dir: str | os.PathLike, resume: boo
     step, losses, elapsed = 0, [], 0.0
     block: list[float] = []
     stored_provenance = None
+    loss_start: float | None = None  # the first step's loss: the reference of the divergence check
     if resume and path.is_file():
         state = read_checkpoint(path)
         _check_resumable(state["config"], config, path)
@@ -112,13 +147,14 @@ def train_teacher(config: TeacherConfig, out_dir: str | os.PathLike, resume: boo
         step, losses, elapsed = int(state["step"]), list(state["losses"]), float(state["elapsed"])
         block = [float(v) for v in state.get("loss_block", [])]
         stored_provenance = state.get("provenance")
+        loss_start = state.get("loss_start", losses[0] if losses else None)
     train_x = torch.tensor(np.array(dataset.train), dtype=dtype, device=device)
     n_train = train_x.shape[0]
 
     def save() -> TeacherCheckpoint:
         state = {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "step": step, "model": net.state_dict(),
                  "ema": ema.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(), "losses": list(losses),
-                 "loss_block": list(block), "data": dataset.to_dict(), "elapsed": elapsed,
+                 "loss_block": list(block), "loss_start": loss_start, "data": dataset.to_dict(), "elapsed": elapsed,
                  "provenance": provenance(device=device_label(device), config=config.to_dict())}
         save_checkpoint_atomic(state, path)
         summary = TeacherCheckpoint(path=path, config=config, step=step, losses=tuple(losses), data=dataset.to_dict(), elapsed=elapsed,
@@ -138,51 +174,61 @@ def train_teacher(config: TeacherConfig, out_dir: str | os.PathLike, resume: boo
         bar = tqdm(total=target, initial=step, desc="teacher", leave=False)
     start = time.perf_counter()
     t_min = config.t_min
+
+    def _train_step() -> float:
+        """One whole Adam step (batch draws, loss, update, EMA); returns the loss."""
+        idx = torch.randint(n_train, (config.batch_size,), generator=gen)
+        u = torch.rand(config.batch_size, 1, generator=gen, dtype=torch.float64)
+        eps = torch.randn(config.batch_size, dataset.dim, generator=gen, dtype=torch.float64)
+        t = t_min + (1.0 - t_min) * u
+        alpha, sigma = alpha_sigma(config.schedule, t)
+        x0 = train_x[idx.to(device)]
+        for group in opt.param_groups:
+            group["lr"] = _learning_rate(config, step)
+        loss = net.loss(x0, alpha.to(dtype=dtype, device=device), sigma.to(dtype=dtype, device=device), eps.to(dtype=dtype, device=device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        opt.step()
+        decay = min(config.ema_decay, (1.0 + step) / (10.0 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
+        return float(loss.detach())
+
     try:
-        while step < target:
-            idx = torch.randint(n_train, (config.batch_size,), generator=gen)
-            u = torch.rand(config.batch_size, 1, generator=gen, dtype=torch.float64)
-            eps = torch.randn(config.batch_size, dataset.dim, generator=gen, dtype=torch.float64)
-            t = t_min + (1.0 - t_min) * u
-            alpha, sigma = alpha_sigma(config.schedule, t)
-            x0 = train_x[idx.to(device)]
-            for group in opt.param_groups:
-                group["lr"] = _learning_rate(config, step)
-            loss = net.loss(x0, alpha.to(dtype=dtype, device=device), sigma.to(dtype=dtype, device=device), eps.to(dtype=dtype, device=device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-            opt.step()
-            decay = min(config.ema_decay, (1.0 + step) / (10.0 + step))
-            with torch.no_grad():
-                for pe, p in zip(ema.parameters(), net.parameters()):
-                    pe.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
-            step += 1
-            value = float(loss.detach())
-            block.append(value)
-            if callback is not None:
-                callback(step, value)
-            if len(block) == log_every or step == config.train_steps:
-                losses.append(float(np.mean(block)))
-                block = []
-            if bar is not None:
-                bar.update(1)
-                if step % 50 == 0:
-                    bar.set_postfix(loss=f"{value:.4f}")
-            if step % config.checkpoint_every == 0 and step < target:
-                elapsed_now = time.perf_counter() - start
-                elapsed, start = elapsed + elapsed_now, time.perf_counter()
-                save()
-    except KeyboardInterrupt:
-        elapsed += time.perf_counter() - start
-        save()
-        raise
+        with deferred_signals() as signals:
+            while step < target:
+                value = _train_step()
+                step += 1
+                if loss_start is None:
+                    loss_start = value
+                _check_divergence(value, loss_start, step, config)
+                block.append(value)
+                if callback is not None:
+                    callback(step, value)
+                if len(block) == log_every or step == config.train_steps:
+                    losses.append(float(np.mean(block)))
+                    block = []
+                if bar is not None:
+                    bar.update(1)
+                    if step % 50 == 0:
+                        bar.set_postfix(loss=f"{value:.4f}")
+                if signals.pending is not None:
+                    # a whole step is done: checkpoint it, then stop as the signal asked
+                    elapsed += time.perf_counter() - start
+                    save()
+                    signals.raise_pending()
+                if step % config.checkpoint_every == 0 and step < target:
+                    elapsed_now = time.perf_counter() - start
+                    elapsed, start = elapsed + elapsed_now, time.perf_counter()
+                    save()
+            elapsed += time.perf_counter() - start
+            return save()
     finally:
         if bar is not None:
             bar.close()
-    elapsed += time.perf_counter() - start
-    return save()
 
 
 def _learning_rate(config: TeacherConfig, step: int) -> float:
