@@ -23,15 +23,27 @@ import sys
 import argparse
 from typing import Sequence
 
+import re
+
 from opmerge.cli_options import (
+    MAX_BATCH,
+    MAX_DEPTH,
+    MAX_HIDDEN,
+    MAX_REPEATS,
+    MAX_SAMPLES,
+    MAX_THREADS,
+    MAX_TRAIN_STEPS,
     ArgumentParser,
     UsageError,
+    abbreviate_plan,
     add_direction_arguments,
     add_model_arguments,
+    bounded_int,
+    check_out_folder,
     emit_json,
     positive_float,
-    positive_int,
     run_main,
+    seed_int,
     spectrum_from_args,
 )
 
@@ -63,20 +75,21 @@ def build_parser() -> ArgumentParser:
     g = parser.add_argument_group("bridge")
     g.add_argument("--plan", action="append", metavar="PLAN",
                    help="plan to run: vanilla, boot, cd, pd, optimal or text notation; repeatable (default: the four canonical plans and the optimum)")
-    g.add_argument("--node-steps", dest="gd_steps", type=positive_int, metavar="K", help="updates per merge node (same as --gd-steps)")
+    g.add_argument("--node-steps", dest="gd_steps", type=bounded_int(1, MAX_TRAIN_STEPS), metavar="K", help="updates per merge node (same as --gd-steps)")
     g.add_argument("--family", help="student family: diagonal, full, mlp, mlp-separable (comma list for exactness; scot: scot,traflow)")
     g.add_argument("--optimizer", choices=("exact-gd", "sgd", "adam"), help="optimiser of the ranking study's plan students (default adam)")
-    g.add_argument("--batch", type=positive_int, help="minibatch size")
-    g.add_argument("--repeats", type=positive_int, help="independent seeds (sgd, ranking)")
-    g.add_argument("--hidden", type=positive_int, help="MLP width")
-    g.add_argument("--depth", type=positive_int, help="MLP hidden layers")
-    g.add_argument("--train-steps", type=positive_int, help="SCoT/TraFlow training updates")
-    g.add_argument("--n-eval", type=positive_int, help="fresh inputs per readout")
+    g.add_argument("--batch", type=bounded_int(1, MAX_BATCH), help=f"minibatch size, at most {MAX_BATCH:_}")
+    g.add_argument("--repeats", type=bounded_int(2, MAX_REPEATS),
+                   help=f"independent seeds (sgd, ranking), 2 to {MAX_REPEATS:_}: an interval of the mean needs two")
+    g.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), help=f"MLP width, at most {MAX_HIDDEN:_}")
+    g.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), help=f"MLP hidden layers, at most {MAX_DEPTH}")
+    g.add_argument("--train-steps", type=bounded_int(1, MAX_TRAIN_STEPS), help="SCoT/TraFlow training updates")
+    g.add_argument("--n-eval", type=bounded_int(3, MAX_SAMPLES), help=f"fresh inputs per readout, 3 to {MAX_SAMPLES:_}")
     g.add_argument("--level", type=positive_float, default=0.99, help="confidence level of the intervals (default 0.99)")
     g.add_argument("--rotated", action="store_true", default=None, help="rotate the data covariance by a random orthogonal matrix")
-    g.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    g.add_argument("--seed", type=seed_int, default=0, help="base seed, >= 0 (default 0)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto: cuda if available)")
-    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads during the study (default 1)")
+    g.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=None, help="torch CPU threads during the study (default 1)")
     g.add_argument("--quick", action="store_true", help="small size (tests; seconds on a CPU)")
     g.add_argument("--out", default=None, help=f"results folder (default {DEFAULT_OUT}/<study>)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -101,6 +114,9 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
         raise UsageError("--budget total does not apply to the bridge: every merge node is trained with its own budget (--lr, --gd-steps)")
     if not 0.0 < args.level < 1.0:
         raise UsageError(f"--level must be in (0, 1), got {args.level}")
+    if args.bins is not None and args.spectrum is None:
+        raise UsageError("--bins applies to --spectrum only")
+    check_out_folder(args.out)
     lam = None
     if args.spectrum is not None and args.spectrum.strip().lower().startswith(_OWN_SPECTRUM_PREFIXES):
         if args.bins is not None:
@@ -124,7 +140,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
     }
     parser = parser or build_parser()
     flags = {"node_steps": "--gd-steps/--node-steps", "n_eval": "--n-eval", "eta_tau": "--eta-tau", "train_steps": "--train-steps",
-             "plans": "--plan", "lam": "--lam/--spectrum", "progress": "--no-progress"}
+             "plans": "--plan", "lam": "--lam/--spectrum" if args.spectrum is None else "--spectrum", "progress": "--no-progress"}
     dests = {"node_steps": "gd_steps", "plans": "plan", "progress": "no_progress"}
     known = set(CONFIGS[args.study].field_names())
     for key in [k for k in values if k != "study" and k not in known]:
@@ -133,9 +149,27 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
         if value is not None and value != default:
             raise UsageError(f"{flags.get(key, '--' + key.replace('_', '-'))} does not apply to the {args.study} study")
     try:
-        return study_config(args.study, values)
-    except (TypeError, InputError, ValueError) as exc:
-        raise UsageError(str(exc)) from exc
+        config = study_config(args.study, values).resolved()  # every field checked now, defaults included, before any work
+    except InputError as exc:
+        raise UsageError(_option_message(str(exc), flags)) from exc
+    check_out_folder(config.out)
+    return config
+
+
+def _option_message(message: str, flags: dict) -> str:
+    """A study configuration's message with the field's name replaced by its option (``batch must ...`` -> ``--batch must ...``)."""
+    match = re.match(r"(\w+)(?=\b)", message)
+    if match:
+        name = match.group(1)
+        flag = flags.get(name) or ("--" + name.replace("_", "-") if name in _FIELD_OPTIONS else None)
+        if flag:
+            return flag + message[len(name):]
+    return message
+
+
+#: configuration fields that have an option of the same name (``--`` and ``-`` for ``_``)
+_FIELD_OPTIONS = ("schedule", "steps", "segments", "solver", "init", "input", "target", "lr", "batch", "repeats", "family", "optimizer",
+                  "hidden", "depth", "level", "rotated", "seed", "device", "threads", "out", "quick")
 
 
 def _report(result: dict) -> str:
@@ -148,7 +182,7 @@ def _report(result: dict) -> str:
         lines.append(f"  largest off-diagonal of the students in the eigenbasis: {s['max_off_diagonal']:.3e}")
         for label, unit in result["units"].items():
             for row in unit["plans"]:
-                lines.append(f"  {label:22s} {row['name']:8s} {row['plan']:28s} gap {max(row['rel_gap'], row['node_rel_gap']):.2e}  W2 {row['w2_measured']:.6f}")
+                lines.append(f"  {label:22s} {row['name']:8s} {abbreviate_plan(row['plan']):28s} gap {max(row['rel_gap'], row['node_rel_gap']):.2e}  W2 {row['w2_measured']:.6f}")
     elif study == "sgd":
         lines.append(f"  coverage of the prediction by the {s['level']:.0%} interval of the mean gain: {s['coverage']:.1%} of {s['cases']} (plan, direction) cases"
                      f" over {s['repeats']} seeds ({'PASS' if s['passed'] else 'FAIL'}, bound {s['bound']:.0%}); max |z| = {s['max_abs_z']:.2f}")
@@ -198,4 +232,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .images.cli import validate_images_main
 
         return validate_images_main(argv[1:])
-    return run_main(_main, argv)
+    return run_main(_main, argv, memory_hint="reduce --batch, --n-eval, --hidden, --repeats or the number of directions (--lam, --spectrum)")

@@ -17,7 +17,23 @@ import argparse
 import re
 from typing import Sequence
 
-from opmerge.cli_options import ArgumentParser, UsageError, emit_json, positive_float, positive_int, run_main
+from opmerge.cli_options import (
+    MAX_BATCH,
+    MAX_DEPTH,
+    MAX_HIDDEN,
+    MAX_SAMPLES,
+    MAX_THREADS,
+    MAX_TORCH_STEPS,
+    MAX_TRAIN_STEPS,
+    ArgumentParser,
+    UsageError,
+    bounded_int,
+    check_out_folder,
+    emit_json,
+    positive_float,
+    run_main,
+    seed_int,
+)
 from opmerge.errors import InputError
 
 __all__ = ["train_teacher_main", "validate_images_main", "build_train_teacher_parser", "build_validate_images_parser"]
@@ -25,6 +41,10 @@ __all__ = ["train_teacher_main", "validate_images_main", "build_train_teacher_pa
 DEFAULT_TEACHER_OUT = "results/teachers"
 #: torch CPU threads unless --threads says otherwise (one thread is fastest for these small networks)
 DEFAULT_THREADS = 1
+#: most random plans per M of ``validate images --random-plans``
+MAX_RANDOM_PLANS = 1_000
+_TEACHER_MEMORY_HINT = "reduce --batch-size, --hidden, --depth or --n-eval"
+_IMAGES_MEMORY_HINT = "reduce --n-eval, --steps, --segments or --random-plans"
 
 
 def _device_check(name: str) -> None:
@@ -39,12 +59,20 @@ def _device_check(name: str) -> None:
 def _load_data_or_usage(spec: str):
     from .data import load_dataset
 
+    import numpy as np
+
     try:
-        return load_dataset(spec)
+        dataset = load_dataset(spec)
     except ModuleNotFoundError as exc:  # torchvision missing for mnist / cifar10
         raise UsageError(f"--data {spec}: {exc}") from exc
     except InputError as exc:
         raise UsageError(f"--data: {exc}") from exc
+    train = np.asarray(dataset.train)
+    if not np.all(np.isfinite(train)):
+        raise UsageError(f"--data {spec}: the images contain NaN or inf values")
+    if float(np.max(np.std(train, axis=0))) == 0.0:
+        raise UsageError(f"--data {spec}: every training image is the same (zero variance); a teacher cannot learn from it")
+    return dataset
 
 
 # =============================================================================================
@@ -58,22 +86,24 @@ def build_train_teacher_parser() -> ArgumentParser:
                        description="Train (or resume) the small MLP diffusion teacher on image data; checkpoints are written atomically.")
     p.add_argument("--data", default="digits", help="digits (default), mnist, cifar10 (files on disk, torchvision) or a .npy file")
     p.add_argument("--schedule", default="rf", choices=("rf", "vp-cosine"), help="training noise levels and default sampling grid (default rf)")
-    p.add_argument("--steps", type=positive_int, default=16, help="sampling steps N of the default grid (default 16)")
-    p.add_argument("--train-steps", type=positive_int, help="Adam updates in total (default 20000; --quick 2000)")
-    p.add_argument("--batch-size", type=positive_int, help="minibatch size (default 256; --quick 128)")
+    p.add_argument("--steps", type=bounded_int(1, MAX_TORCH_STEPS), default=16,
+                   help=f"sampling steps N of the default grid, at most {MAX_TORCH_STEPS} (default 16)")
+    p.add_argument("--train-steps", type=bounded_int(1, MAX_TRAIN_STEPS), help="Adam updates in total (default 20000; --quick 2000)")
+    p.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH), help=f"minibatch size, at most {MAX_BATCH:_} (default 256; --quick 128)")
     p.add_argument("--lr", type=positive_float, help="Adam step size (default 1e-3; --quick 2e-3), cosine-decayed to a tenth")
-    p.add_argument("--hidden", type=positive_int, help="network width (default 384; --quick 128)")
-    p.add_argument("--depth", type=positive_int, help="hidden layers (default 3)")
+    p.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), help=f"network width, at most {MAX_HIDDEN:_} (default 384; --quick 128)")
+    p.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), help=f"hidden layers, at most {MAX_DEPTH} (default 3)")
     p.add_argument("--prediction", choices=("x0", "eps"), default="x0", help="network output: x0 (default) or eps")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and every batch (default 0)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the weights and every batch, >= 0 (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
     p.add_argument("--out", default=None, help=f"checkpoint folder (default {DEFAULT_TEACHER_OUT}/<data>-<schedule>[-quick])")
     p.add_argument("--resume", dest="resume", action="store_true", default=True, help="continue from OUT/teacher.pt if present (default)")
     p.add_argument("--no-resume", dest="resume", action="store_false", help="start over, overwriting OUT/teacher.pt")
     p.add_argument("--quick", action="store_true", help="small preset (CPU, seconds)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the sample-quality evaluation after training")
-    p.add_argument("--n-eval", type=positive_int, default=2000, help="samples for the evaluation (default 2000)")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--n-eval", type=bounded_int(2, MAX_SAMPLES), default=2000,
+                   help=f"samples for the evaluation, 2 to {MAX_SAMPLES:_} (default 2000)")
+    p.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=None,
                    help=f"torch CPU threads (default {DEFAULT_THREADS}: faster than torch's default for these small networks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
@@ -93,6 +123,7 @@ def _set_threads(threads: int | None) -> None:
 
 def _train_teacher(argv: list[str]) -> int:
     args = build_train_teacher_parser().parse_args(argv)
+    check_out_folder(args.out)
     _device_check(args.device)
     _set_threads(args.threads)
     from .teacher_quality import evaluate_teacher_quality
@@ -108,6 +139,7 @@ def _train_teacher(argv: list[str]) -> int:
         out = f"{DEFAULT_TEACHER_OUT}/{stem}-{args.schedule}" + ("-quick" if args.quick else "")
     else:
         out = args.out
+    check_out_folder(out)
     summary = train_teacher(config, out, resume=args.resume, progress=not (args.no_progress or args.json), device=args.device,
                             dataset=dataset)
     result = {"checkpoint": summary.to_dict()}
@@ -151,7 +183,7 @@ def train_teacher_main(argv: Sequence[str] | None = None) -> int:
     int
         Exit status: 0, 2 for bad input, 130 on Ctrl-C.
     """
-    return run_main(_train_teacher, argv)
+    return run_main(_train_teacher, argv, memory_hint=_TEACHER_MEMORY_HINT)
 
 
 # =============================================================================================
@@ -173,8 +205,8 @@ def _int_list(text: str) -> tuple:
         values = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 1 separated by commas, got {text!r}")
+    if not values or any(not 1 <= v <= MAX_TORCH_STEPS for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers in [1, {MAX_TORCH_STEPS}] separated by commas, got {text!r}")
     return values
 
 
@@ -188,26 +220,28 @@ def build_validate_images_parser() -> ArgumentParser:
     p.add_argument("--teacher", default="both", choices=("gaussian", "trained", "both"), help="teacher(s) to distil from (default both)")
     p.add_argument("--checkpoint", default=None, help="trained teacher checkpoint (file or folder; default: train one into OUT/teacher)")
     p.add_argument("--schedule", default="rf", choices=("rf", "vp-cosine"), help="sampling grid (default rf)")
-    p.add_argument("--steps", type=positive_int, default=None, help="teacher steps N (default 16; --quick 8)")
+    p.add_argument("--steps", type=bounded_int(1, MAX_TORCH_STEPS), default=None, help=f"teacher steps N, at most {MAX_TORCH_STEPS} (default 16; --quick 8)")
     p.add_argument("--segments", type=_int_list, default=(1, 2, 4), help="student steps M, comma list (default 1,2,4)")
     p.add_argument("--plan", action="append", metavar="PLAN", help="vanilla, boot, cd, pd, optimal or a plan text; repeatable")
-    p.add_argument("--random-plans", type=int, default=None, help="random plans per M (default 2; --quick 0)")
+    p.add_argument("--random-plans", type=bounded_int(0, MAX_RANDOM_PLANS), default=None,
+                   help=f"random plans per M, 0 to {MAX_RANDOM_PLANS} (default 2; --quick 0)")
     p.add_argument("--recipe", type=lambda t: _csv(t, ("linear", "network"), "--recipe"), default=None,
                    help="student recipes: linear (affine, SGD), network (denoiser copy, Adam); comma list (default both)")
     p.add_argument("--trajectory", type=lambda t: () if t.strip() == "none" else _csv(t, ("scot", "traflow"), "--trajectory"),
                    default=("scot", "traflow"), help="trajectory students: scot,traflow (default) or none")
-    p.add_argument("--node-steps-linear", type=positive_int, default=None, help="SGD updates per merge node, linear recipe")
-    p.add_argument("--node-steps-network", type=positive_int, default=None, help="Adam updates per merge node, network recipe")
-    p.add_argument("--train-steps", type=positive_int, default=None, help="SCoT/TraFlow updates")
+    p.add_argument("--node-steps-linear", type=bounded_int(1, MAX_TRAIN_STEPS), default=None, help="SGD updates per merge node, linear recipe")
+    p.add_argument("--node-steps-network", type=bounded_int(1, MAX_TRAIN_STEPS), default=None, help="Adam updates per merge node, network recipe")
+    p.add_argument("--train-steps", type=bounded_int(1, MAX_TRAIN_STEPS), default=None, help="SCoT/TraFlow updates")
     p.add_argument("--init", default="warm", choices=("warm", "ddim"), help="student init (default warm)")
     p.add_argument("--input", default="forward", choices=("forward", "generated"), help="node inputs (default forward)")
     p.add_argument("--eta-tau", type=positive_float, default=0.5, help="model budget for the network recipe (default 0.5)")
-    p.add_argument("--n-eval", type=positive_int, default=None, help="fixed inputs per teacher and student (default 2000; --quick 512)")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--n-eval", type=bounded_int(2, MAX_SAMPLES), default=None,
+                   help=f"fixed inputs per teacher and student, 2 to {MAX_SAMPLES:_} (default 2000; --quick 512)")
+    p.add_argument("--seed", type=seed_int, default=0, help="base seed, >= 0 (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
     p.add_argument("--quick", action="store_true", help="small size (CPU, under two minutes including the teacher's training)")
     p.add_argument("--out", default=None, help=f"results folder (default {DEFAULT_OUT})")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=None,
                    help=f"torch CPU threads (default {DEFAULT_THREADS}: faster than torch's default for these small networks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
@@ -249,6 +283,14 @@ def _report(result: dict) -> str:
 
 def _validate_images(argv: list[str]) -> int:
     args = build_validate_images_parser().parse_args(argv)
+    check_out_folder(args.out)
+    if args.checkpoint is not None:
+        from pathlib import Path
+
+        if not args.checkpoint.strip():
+            raise UsageError("--checkpoint must name a teacher checkpoint (a file or folder), got an empty path")
+        if not Path(args.checkpoint).exists():
+            raise UsageError(f"--checkpoint {args.checkpoint!r}: no such file or folder (train one with opmerge train-teacher)")
     _device_check(args.device)
     _set_threads(args.threads)
     from .study import ImagesStudyConfig, run_images_study
@@ -265,16 +307,54 @@ def _validate_images(argv: list[str]) -> int:
         values["recipes"] = args.recipe
         values["recipes_by_teacher"] = None if not args.quick else tuple(
             (t, r) for t in values["teachers"] for r in args.recipe)
-    if args.random_plans is not None and args.random_plans < 0:
-        raise UsageError("--random-plans must be >= 0")
     _load_data_or_usage(args.data)
-    config = ImagesStudyConfig(**values).resolved()
+    try:
+        config = ImagesStudyConfig(**values).resolved()
+    except InputError as exc:
+        raise UsageError(_images_option_message(str(exc))) from exc
+    _check_plan_texts(config)
+    check_out_folder(config.out)
     result = run_images_study(config)
     if args.json:
         emit_json(result)
     else:
         print(_report(result))
     return 0
+
+
+def _check_plan_texts(config) -> None:
+    """Every ``--plan`` text parses, has ``N = --steps`` leaves and one of the ``--segments`` (checked before any training)."""
+    from opmerge.cli_options import abbreviate_plan
+    from opmerge.plans import CANONICAL_KINDS, PlanParseError, parse_plan
+    from opmerge._validate import echo
+
+    for text in config.plans or ():
+        if text in CANONICAL_KINDS or text == "optimal":
+            continue
+        try:
+            plan = parse_plan(text)
+        except PlanParseError as exc:
+            raise UsageError(f"--plan: {exc.problem}, in {echo(exc.text, exc.position)!r}") from exc
+        shown = abbreviate_plan(text, plan.steps)
+        if plan.steps != config.steps:
+            raise UsageError(f"--plan {shown!r} has N = {plan.steps} teacher steps but --steps is {config.steps}")
+        if plan.n_segments not in tuple(config.segments):
+            raise UsageError(f"--plan {shown!r} has M = {plan.n_segments} segment(s), none of --segments {','.join(map(str, config.segments))}")
+
+
+#: ImagesStudyConfig fields whose option has another name
+_IMAGES_FLAGS = {"traj_steps": "--train-steps", "teachers": "--teacher", "plans": "--plan", "recipes": "--recipe", "recipes_by_teacher": "--recipe"}
+
+
+def _images_option_message(message: str) -> str:
+    """The configuration's message with a field's name replaced by its option (``n_eval must ...`` -> ``--n-eval must ...``)."""
+    match = re.match(r"(\w+)\b", message)
+    if not match:
+        return message
+    name = match.group(1)
+    options = {a.dest: a.option_strings[0] for a in build_validate_images_parser()._actions if a.option_strings}
+    flag = _IMAGES_FLAGS.get(name) or options.get(name)
+    return flag + message[len(name):] if flag else message
 
 
 def validate_images_main(argv: Sequence[str] | None = None) -> int:
@@ -290,4 +370,4 @@ def validate_images_main(argv: Sequence[str] | None = None) -> int:
     int
         Exit status: 0, 2 for bad input, 130 on Ctrl-C.
     """
-    return run_main(_validate_images, argv)
+    return run_main(_validate_images, argv, memory_hint=_IMAGES_MEMORY_HINT)

@@ -23,21 +23,53 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from opmerge.errors import InputError
+from opmerge._validate import choice, echo, integer, nonnegative_array, real_number
+from opmerge.cli_options import (
+    MAX_BATCH,
+    MAX_DEPTH,
+    MAX_HIDDEN,
+    MAX_REPEATS,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_THREADS,
+    MAX_TORCH_STEPS,
+    MAX_TRAIN_STEPS,
+    abbreviate_plan,
+)
+from opmerge.errors import InputError, InputTypeError
 from opmerge.io import ResultCache, provenance, to_jsonable, write_json
-from opmerge.objective import Problem
-from opmerge.plans import CANONICAL_KINDS, Plan, canonical_plan, format_plan, parse_plan
+from opmerge.model import INITS, INPUTS
+from opmerge.objective import TARGETS, Problem
+from opmerge.plans import CANONICAL_KINDS, Plan, PlanParseError, canonical_plan, format_plan, parse_plan
+from opmerge.schedules import SCHEDULE_NAMES
 from opmerge.solvers import solve
+from opmerge.teacher import SOLVERS
 
 from .._torch import default_dtype, resolve_device
+from ..students import FAMILIES
+from ..training import OPTIMIZERS
 
-__all__ = ["DEFAULT_OUT", "DEFAULT_PLANS", "UNIT_NAMESPACE", "StudyConfig", "resolve_plans", "rel_gap", "families", "progress",
+__all__ = ["DEFAULT_OUT", "DEFAULT_PLANS", "UNIT_NAMESPACE", "DEVICES", "MIN_N_EVAL", "StudyConfig", "resolve_plans", "rel_gap", "families", "progress",
            "environment", "device_label", "unit_cache", "finish"]
 
 DEFAULT_OUT = "results/validate"
 DEFAULT_PLANS = ("vanilla", "boot", "cd", "pd", "optimal")
 #: the namespace of the bridge's unit cache
 UNIT_NAMESPACE = "bridge-unit"
+#: torch devices a study accepts
+DEVICES = ("auto", "cpu", "cuda")
+#: fewest fresh inputs of a readout (a per-direction regression with an error estimate needs three)
+MIN_N_EVAL = 3
+
+
+def _is_none_or(value, check) -> None:
+    if value is not None:
+        check(value)
+
+
+def _flag(value: object, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be True or False, got {type(value).__name__}")
 
 
 @dataclass(frozen=True)
@@ -93,14 +125,89 @@ class StudyConfig:
     out: str | None = None
     progress: bool = True
 
+    #: the student families of the study, and whether ``family`` may be a comma list of them
+    family_choices: ClassVar[tuple] = FAMILIES
+    family_list: ClassVar[bool] = False
+
     def __post_init__(self) -> None:
+        """Check every field before any work starts (a bad value must not cost minutes of training first).
+
+        Each message names the field and its allowed range; ``opmerge validate`` reports it with the
+        option's name. The size fields have the documented maxima of :mod:`opmerge.cli_options`.
+        """
         if self.lam is not None:
-            object.__setattr__(self, "lam", tuple(float(v) for v in np.atleast_1d(np.asarray(self.lam, dtype=np.float64))))
+            lam = nonnegative_array(self.lam, "lam")
+            if lam.ndim > 1:
+                raise InputError(f"lam must be a list of eigenvalues (1-D), got an array of shape {lam.shape}")
+            object.__setattr__(self, "lam", tuple(float(v) for v in np.atleast_1d(lam)))
         if self.plans is not None:
             plans = (self.plans,) if isinstance(self.plans, str) else tuple(str(p) for p in self.plans)
+            if not plans:
+                raise InputError("plans must name at least one plan (vanilla, boot, cd, pd, optimal or a plan text)")
             object.__setattr__(self, "plans", plans)
-        if not 0.0 < float(self.level) < 1.0:
+        real_number(self.level, "level", low=0.0, low_open=True)
+        if not float(self.level) < 1.0:
             raise InputError(f"level must be in (0, 1), got {self.level!r}")
+        self._check_common()
+        self._check_study()
+
+    def _check_common(self) -> None:
+        _flag(self.quick, "quick")
+        _flag(self.progress, "progress")
+        _is_none_or(self.schedule, lambda v: choice(v, "schedule", SCHEDULE_NAMES))
+        _is_none_or(self.steps, lambda v: integer(v, "steps", low=1, high=MAX_TORCH_STEPS))
+        _is_none_or(self.segments, lambda v: integer(v, "segments", low=1, high=self.steps if self.steps is not None else MAX_TORCH_STEPS))
+        choice(self.solver, "solver", SOLVERS)
+        choice(self.init, "init", INITS)
+        choice(self.input, "input", INPUTS)
+        integer(self.seed, "seed", low=0, high=MAX_SEED)
+        choice(self.device, "device", DEVICES)
+        _is_none_or(self.threads, lambda v: integer(v, "threads", low=1, high=MAX_THREADS))
+        if self.out is not None and (not isinstance(self.out, (str, Path)) or not str(self.out).strip()):
+            raise InputError(f"out must name a results folder, got {self.out!r}")
+        for name in self.plans or ():
+            self._check_plan(name)
+
+    def _check_plan(self, name: str) -> None:
+        """A plan name: canonical, ``optimal``, or a plan text with ``steps`` leaves and ``segments`` segments (when known)."""
+        if name in CANONICAL_KINDS or name == "optimal":
+            return
+        try:
+            plan = parse_plan(name)
+        except PlanParseError as exc:
+            raise InputError(f"plans: {exc.problem}, in {echo(exc.text, exc.position)!r}") from exc
+        shown = abbreviate_plan(name, plan.steps)
+        if self.steps is not None and plan.steps != self.steps:
+            raise InputError(f"plans: {shown!r} has N = {plan.steps} teacher steps but steps = {self.steps}")
+        if self.segments is not None and plan.n_segments != self.segments:
+            raise InputError(f"plans: {shown!r} has {plan.n_segments} segment(s) but segments = {self.segments}")
+
+    def _check_study(self) -> None:
+        """The checks of the fields a study adds (each only when the study has the field)."""
+        have = set(self.field_names())
+        get = lambda name: getattr(self, name) if name in have else None  # noqa: E731
+        for name in ("lr", "eta_tau"):
+            _is_none_or(get(name), lambda v, name=name: real_number(v, name, low=0.0, low_open=True))
+        limits = {"node_steps": (1, MAX_TRAIN_STEPS), "train_steps": (1, MAX_TRAIN_STEPS), "batch": (1, MAX_BATCH),
+                  "repeats": (2, MAX_REPEATS), "hidden": (1, MAX_HIDDEN), "depth": (1, MAX_DEPTH), "n_eval": (MIN_N_EVAL, MAX_SAMPLES)}
+        for name, (low, high) in limits.items():
+            _is_none_or(get(name), lambda v, name=name, low=low, high=high: integer(v, name, low=low, high=high))
+        _is_none_or(get("rotated"), lambda v: _flag(v, "rotated"))
+        _is_none_or(get("optimizer"), lambda v: choice(v, "optimizer", OPTIMIZERS))
+        if "target" in have:
+            choice(self.target, "target", TARGETS)
+        family = get("family")
+        if family is not None:
+            if not isinstance(family, str):
+                raise InputTypeError(f"family must be a str, got {type(family).__name__}")
+            names = families(family)
+            allowed = ", ".join(self.family_choices)
+            if not names:
+                raise InputError(f"family must be {'a comma list' if self.family_list else 'one'} of {allowed}, got {family!r}")
+            if not self.family_list and len(names) > 1:
+                raise InputError(f"family must be one of {allowed} (a single family for the {self.study} study), got {family!r}")
+            for item in names:
+                choice(item, "family", self.family_choices)
 
     @classmethod
     def defaults(cls, quick: bool) -> dict:

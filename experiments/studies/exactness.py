@@ -20,6 +20,7 @@ from opmerge.schedules import make_schedule
 
 from .._torch import derive_seed
 from ..executor import GaussianPlanExecutor, TrainConfig, core_model
+from ..students import LINEAR_FAMILIES
 from ..gaussian import make_gaussian
 from ..teacher import GaussianTeacher
 from ._common import StudyConfig, environment, families, progress, rel_gap, resolve_plans
@@ -47,6 +48,8 @@ class ExactnessConfig(StudyConfig):
     """
 
     study = "exactness"
+    family_choices = LINEAR_FAMILIES
+    family_list = True
 
     family: str | None = None
     lr: float | None = None

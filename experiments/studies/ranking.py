@@ -26,6 +26,7 @@ from opmerge.solvers import solve
 
 from .._torch import derive_seed, make_generator
 from ..executor import GaussianPlanExecutor, TrainConfig
+from ..students import LINEAR_FAMILIES
 from ..gaussian import make_gaussian
 from ..teacher import GaussianTeacher
 from ._common import StudyConfig, environment, families, progress, resolve_plans
@@ -46,9 +47,10 @@ class RankingConfig(StudyConfig):
         steps, which are gradient flow for time :math:`\eta K`; 0.5 for Adam, which has no such map).
     lr, node_steps, batch : per-node step size, updates and minibatch size
     repeats : int
-        Independent seeds.
+        Independent seeds, at least 2 (the standard errors and the bootstrap interval of the
+        crossover need two).
     family : str
-        Student family (``mlp-separable``).
+        Student family (one of ``diagonal``, ``full``, ``mlp``, ``mlp-separable``; default ``mlp-separable``).
     optimizer : {"exact-gd", "sgd", "adam"}
     hidden, depth : int
         MLP width and hidden layers.
@@ -79,6 +81,13 @@ class RankingConfig(StudyConfig):
                 "lr": 1e-3 if quick else 3e-4, "node_steps": 30 if quick else 100, "batch": 256, "repeats": 2 if quick else 4,
                 "family": "mlp-separable", "optimizer": "adam", "hidden": 16 if quick else 32, "depth": 2,
                 "n_eval": 8192 if quick else 65536}
+
+    def _check_study(self) -> None:
+        super()._check_study()
+        if self.lam is not None and min(self.lam) <= 0:
+            raise InputError(f"lam must be > 0 for the ranking study (it locates crossovers on a log grid), got {min(self.lam)!r}")
+        if self.optimizer == "exact-gd" and self.family is not None and self.family not in LINEAR_FAMILIES:
+            raise InputError(f"optimizer 'exact-gd' needs a linear family ({', '.join(LINEAR_FAMILIES)}), got family {self.family!r}")
 
     def resolved(self) -> "RankingConfig":
         """The defaults, then :math:`\\eta\\tau` from the optimiser's budget when not given."""

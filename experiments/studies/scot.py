@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from opmerge.errors import InputError
 from opmerge.io import ResultCache
 from opmerge.model import StudentModel
 from opmerge.objective import Problem, evaluate_plan
@@ -51,6 +52,8 @@ class ScotConfig(StudyConfig):
     """
 
     study = "scot"
+    family_choices = ("scot", "traflow")
+    family_list = True
 
     eta_tau: float | None = None
     family: str | None = None
@@ -61,6 +64,14 @@ class ScotConfig(StudyConfig):
     train_steps: int | None = None
     n_eval: int | None = None
     rotated: bool | None = None
+
+    def _check_study(self) -> None:
+        super()._check_study()
+        # the study compares every student with the canonical plans and the optimum, at 1 and 2 student steps
+        if self.plans is not None and tuple(self.plans) != DEFAULT_PLANS:
+            raise InputError(f"plans: the scot study compares every student with {', '.join(DEFAULT_PLANS)}; other plans do not apply, got {', '.join(self.plans)}")
+        if self.segments not in (None, 1):
+            raise InputError(f"segments: the scot study reads every student out at 1 and 2 steps; other segments do not apply, got {self.segments}")
 
     @classmethod
     def defaults(cls, quick: bool) -> dict:  # noqa: D102

@@ -22,6 +22,7 @@ from opmerge.schedules import make_schedule
 from .._torch import derive_seed
 from ..executor import GaussianPlanExecutor, TrainConfig, core_model
 from ..gaussian import make_gaussian
+from ..students import LINEAR_FAMILIES
 from ..teacher import GaussianTeacher
 from ._common import StudyConfig, environment, families, min_separation, progress, resolve_plans
 
@@ -45,11 +46,14 @@ class SgdConfig(StudyConfig):
     batch : int
         Minibatch size.
     repeats : int
-        Independent seeds (at least 2 for an interval).
+        Independent seeds, at least 2: the Student-t interval of the mean needs two runs (with one,
+        its width and the coverage are undefined, so ``repeats = 1`` is refused rather than
+        reported as coverage 0).
     rotated : bool
     """
 
     study = "sgd"
+    family_choices = LINEAR_FAMILIES  # the readout of exact gains needs a linear student
 
     family: str | None = None
     lr: float | None = None
