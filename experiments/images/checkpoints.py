@@ -2,8 +2,11 @@ r"""Checkpoints of the trained image teacher: the file format, atomic writes, lo
 
 ``OUT/teacher.pt`` is the dict ``{"format", "config", "step", "model", "ema", "optimizer",
 "generator", "losses", "loss_block", "data", "elapsed", "provenance"}`` written by ``torch.save``
-through :func:`opmerge.io.atomic_path` and read with ``torch.load(weights_only=True)``;
-``OUT/teacher.json`` is its readable summary (:meth:`TeacherCheckpoint.to_dict` plus provenance).
+through :func:`opmerge.io.atomic_path` and read by :func:`read_checkpoint` through
+:func:`opmerge.io.load_torch` (``torch.load(weights_only=True)``), which checks every entry and the
+weights' shapes: an empty, truncated, damaged, unsafe or incomplete file is an
+:class:`~opmerge.errors.InputError` naming it, never a traceback. ``OUT/teacher.json`` is its
+readable summary (:meth:`TeacherCheckpoint.to_dict` plus provenance).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from opmerge.errors import InputError
-from opmerge.io import atomic_path
+from opmerge.io import atomic_path, load_torch, show_path
 from opmerge.schedules import Schedule, make_schedule
 
 from .._torch import resolve_device
@@ -34,6 +37,8 @@ __all__ = [
     "TeacherCheckpoint",
     "save_checkpoint_atomic",
     "read_checkpoint",
+    "REQUIRED_ENTRIES",
+    "expected_shapes",
     "build_net",
     "dataset_of",
     "load_checkpoint",
@@ -132,26 +137,117 @@ def save_checkpoint_atomic(obj: dict, path: str | os.PathLike) -> Path:
     return path
 
 
+#: the entries every checkpoint must hold, with their types (checked by :func:`read_checkpoint`)
+REQUIRED_ENTRIES = {"format": str, "config": dict, "step": int, "model": dict, "ema": dict, "optimizer": dict,
+                    "generator": torch.Tensor, "losses": (list, tuple), "data": dict, "elapsed": (int, float)}
+
+
+def expected_shapes(config: TeacherConfig, dim: int) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor of the :class:`DenoiserMLP` state of ``config`` on ``dim``-dimensional data.
+
+    Parameters
+    ----------
+    config : TeacherConfig
+        Width, depth, embedding size.
+    dim : int
+        The data's dimension.
+
+    Returns
+    -------
+    dict
+        ``state_dict`` key -> shape.
+    """
+    hidden, depth, emb = int(config.hidden), int(config.depth), int(config.emb_dim)
+    sizes = [int(dim)] + [hidden] * depth
+    shapes: dict[str, tuple[int, ...]] = {"mean": (int(dim),)}
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes[f"weights.{i}"] = (fan_out, fan_in)
+        shapes[f"biases.{i}"] = (fan_out,)
+        shapes[f"embeds.{i}"] = (fan_out, emb)
+    shapes["out_weight"] = (int(dim), hidden)
+    shapes["out_bias"] = (int(dim),)
+    return shapes
+
+
+def _check_weights(weights: dict, shapes: dict[str, tuple[int, ...]], path: Path, entry: str) -> None:
+    """Refuse (naming the file) network weights whose names, types or shapes are not those of ``shapes``."""
+    if set(weights) != set(shapes):
+        missing = sorted(set(shapes) - set(weights))
+        extra = sorted(set(weights) - set(shapes))
+        parts = ([f"missing {', '.join(missing[:4])}"] if missing else []) + ([f"unexpected {', '.join(map(str, extra[:4]))}"] if extra else [])
+        raise InputError(f"teacher checkpoint {show_path(path)}: entry {entry!r} is not the network of its configuration ({'; '.join(parts)})")
+    for key, shape in shapes.items():
+        value = weights[key]
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise InputError(f"teacher checkpoint {show_path(path)}: entry {entry!r}: {key} must be a float tensor, got {type(value).__name__}")
+        if tuple(value.shape) != shape:
+            raise InputError(f"teacher checkpoint {show_path(path)}: entry {entry!r}: {key} has shape {tuple(value.shape)}, "
+                             f"its configuration needs {shape}")
+        if not bool(torch.isfinite(value).all()):
+            raise InputError(f"teacher checkpoint {show_path(path)}: entry {entry!r}: {key} contains NaN or inf")
+
+
 def read_checkpoint(path: Path) -> dict:
-    """The raw checkpoint dict at ``path`` (``torch.load(weights_only=True)``, on the CPU).
+    """The raw checkpoint dict at ``path``, read safely and checked.
+
+    Read by :func:`opmerge.io.load_torch` (``torch.load(weights_only=True)``, on the CPU); then every
+    entry of :data:`REQUIRED_ENTRIES` must be there with its type, the format must be
+    :data:`CHECKPOINT_FORMAT`, the stored configuration valid, ``step``, ``losses`` and ``elapsed``
+    finite numbers (``step >= 0``), ``data`` must carry its ``dim`` and ``fingerprint``, and the
+    ``model`` and ``ema`` weights must have the names and shapes of the configured network
+    (:func:`expected_shapes`), finite.
 
     Parameters
     ----------
     path : Path
         A ``teacher.pt`` file.
 
+    Returns
+    -------
+    dict
+
     Raises
     ------
     FileNotFoundError
-        When ``path`` is not a file.
+        When ``path`` does not exist (:class:`opmerge.io.MissingFileError`, also an ``InputError``).
     InputError
-        When the file is not an image-teacher checkpoint of format :data:`CHECKPOINT_FORMAT`.
+        When the file is empty, truncated, damaged, not a torch file, holds objects a weights-only
+        load refuses, or is not a complete image-teacher checkpoint of format
+        :data:`CHECKPOINT_FORMAT`; the message names the file.
     """
-    if not path.is_file():
-        raise FileNotFoundError(2, "teacher checkpoint not found", str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path} is not an opmerge image-teacher checkpoint (format {CHECKPOINT_FORMAT!r})")
+    path = Path(path)
+    shown = show_path(path)
+    state = load_torch(path, name="teacher checkpoint")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        found = f"format {state['format']!r}" if "format" in state else "no 'format' entry"
+        raise InputError(f"teacher checkpoint {shown} is not an opmerge image-teacher checkpoint ({found}; expected {CHECKPOINT_FORMAT!r})")
+    missing = [key for key in REQUIRED_ENTRIES if key not in state]
+    if missing:
+        raise InputError(f"teacher checkpoint {shown} lacks the entries {', '.join(map(repr, missing))}: not a complete checkpoint")
+    for key, kind in REQUIRED_ENTRIES.items():
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(state[key], bool) or not isinstance(state[key], kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise InputError(f"teacher checkpoint {shown}: entry {key!r} must be a {names}, got {type(state[key]).__name__}")
+    try:
+        config = TeacherConfig.from_dict(state["config"])
+    except (InputError, TypeError, ValueError) as exc:
+        raise InputError(f"teacher checkpoint {shown}: its stored configuration is invalid ({exc})") from None
+    if state["step"] < 0:
+        raise InputError(f"teacher checkpoint {shown}: entry 'step' must be >= 0, got {state['step']}")
+    if not math.isfinite(state["elapsed"]) or state["elapsed"] < 0:
+        raise InputError(f"teacher checkpoint {shown}: entry 'elapsed' must be finite and >= 0, got {state['elapsed']!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in state["losses"]):
+        raise InputError(f"teacher checkpoint {shown}: entry 'losses' must be a list of numbers")
+    dim, fingerprint = state["data"].get("dim"), state["data"].get("fingerprint")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1 or not isinstance(fingerprint, str):
+        raise InputError(f"teacher checkpoint {shown}: entry 'data' must hold the data's 'dim' (an int >= 1) and 'fingerprint' (a str)")
+    shapes = expected_shapes(config, dim)
+    for entry in ("model", "ema"):
+        _check_weights(state[entry], shapes, path, entry)
+    if state["generator"].dtype != torch.uint8:
+        raise InputError(f"teacher checkpoint {shown}: entry 'generator' must be a uint8 tensor (a random generator's state), "
+                         f"got dtype {state['generator'].dtype}")
     return state
 
 
@@ -204,9 +300,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     Raises
     ------
     FileNotFoundError
-        No checkpoint at ``path``.
+        No checkpoint at ``path`` (:class:`opmerge.io.MissingFileError`, also an ``InputError``).
     InputError
-        Not a checkpoint of this format, or other data.
+        A file :func:`read_checkpoint` refuses (empty, truncated, damaged, unsafe, incomplete, wrong
+        shapes), or other data; the message names the file.
     """
     path = Path(path)
     if path.is_dir():
@@ -215,11 +312,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     config = TeacherConfig.from_dict(state["config"])
     dataset = dataset_of(config) if dataset is None else dataset
     if dataset.fingerprint() != state["data"]["fingerprint"]:
-        raise InputError(f"{path}: the dataset differs from the one the teacher was trained on (fingerprint mismatch)")
+        raise InputError(f"teacher checkpoint {show_path(path)}: the dataset differs from the one the teacher was trained on (fingerprint mismatch)")
     device = resolve_device(device)
     fit = fit_gaussian(dataset.train)
     net = build_net(config, dataset, fit, device)
-    net.load_state_dict(state["ema"])
+    try:
+        net.load_state_dict(state["ema"])
+    except RuntimeError as exc:  # shapes were checked by read_checkpoint; the data's dimension may still differ
+        raise InputError(f"teacher checkpoint {show_path(path)}: its weights do not fit a network on this data ({str(exc).splitlines()[0]})") from None
     dtype = dtype_of(config.dtype) if device.type == "cpu" else torch.float32
     net = net.to(dtype=dtype)
     schedule = make_schedule(config.schedule, config.steps) if schedule is None else schedule

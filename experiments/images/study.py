@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from opmerge.errors import InputTypeError
+from opmerge.errors import InputError, InputTypeError
 from opmerge.io import provenance, to_jsonable, write_json
 from opmerge.objective import Problem, evaluate_plan
 from opmerge.plans import MergeNode, Plan, format_plan, parse_plan, segment_boundaries
@@ -56,6 +56,7 @@ from opmerge.schedules import make_schedule
 from .._torch import derive_seed, resolve_device
 from ._records import device_label
 from .study_config import DEFAULT_OUT, RECIPES, RESULT_NAME, TEACHERS, ImagesStudyConfig
+from .checkpoints import CHECKPOINT_NAME, read_checkpoint
 from .comparison import LAM_BINS, LAM_FLOOR, calibrate_eta_tau, lam_bin_labels, model_for, rank_agreement, ratio, relative_gain_errors, summarize
 from .data import load_dataset
 from .figures import study_figures
@@ -142,6 +143,7 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
+    _check_checkpoint(cfg)  # a damaged teacher file is refused before anything is written
     cache = unit_cache(out)
     dataset = load_dataset(cfg.data, seed=0)
     schedule = make_schedule(cfg.schedule, cfg.steps)
@@ -262,6 +264,33 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
     result["provenance"] = provenance(device=device_label(device), config=result["config"])
     write_json(out / RESULT_NAME, result)
     return result
+
+
+def _check_checkpoint(cfg: ImagesStudyConfig) -> None:
+    """Read and check the trained teacher's checkpoint (``cfg.checkpoint``, or the one a rerun resumes) up front.
+
+    Parameters
+    ----------
+    cfg : ImagesStudyConfig
+        The resolved configuration.
+
+    Raises
+    ------
+    InputError
+        When the file is refused by :func:`~experiments.images.checkpoints.read_checkpoint` (naming it).
+    """
+    if "trained" not in cfg.teachers:
+        return
+    if cfg.checkpoint is not None:
+        path = Path(cfg.checkpoint)
+        read_checkpoint(path / CHECKPOINT_NAME if path.is_dir() else path)
+        return
+    resumed = Path(cfg.out) / "teacher" / CHECKPOINT_NAME
+    if resumed.is_file():
+        try:
+            read_checkpoint(resumed)
+        except InputError as exc:
+            raise InputError(f"{exc} (the study would resume it: delete it to train the teacher again)") from None
 
 
 def _check_figure_names(figures: dict, result_file: Path) -> None:

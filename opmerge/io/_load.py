@@ -27,6 +27,8 @@ __all__ = ["MissingFileError", "load_array", "load_json", "load_torch", "show_pa
 
 #: the first bytes of every ``.npy`` file
 _NPY_MAGIC = b"\x93NUMPY"
+#: the first bytes of a zip archive (torch's file format since 1.6)
+_ZIP_MAGIC = b"PK\x03\x04"
 #: longest path echoed in a message (longer paths keep their end, where the file name is)
 _PATH_LIMIT = 160
 
@@ -269,6 +271,13 @@ def load_torch(path: str | os.PathLike, *, name: str = "checkpoint", required: M
         raise InputError(f"{name} {shown} cannot be read: {exc.strerror or exc}") from None
     if size == 0:
         raise InputError(f"{name} {shown} is empty (0 bytes), not a torch checkpoint")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"{name} {shown} cannot be read: {exc.strerror or exc}") from None
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(b"\x80")):  # torch's zip format, or its legacy pickle format
+        raise InputError(f"{name} {shown} is not a torch checkpoint file (neither torch's zip format nor its legacy format)")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - whatever torch makes of a damaged file is the file's fault
