@@ -7,7 +7,6 @@ A failing figure is reported and the others still run; the exit status is 1 if a
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 import time
@@ -19,12 +18,15 @@ FIGURES = ["fig_phase_diagram", "fig_w2_vs_lambda", "fig_optimal_trees", "fig_di
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from opmerge.cli_options import MAX_WORKERS, ArgumentParser, bounded_int
+
+    parser = ArgumentParser(prog="make_all.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(_common.DEFAULT_OUT))
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=None)
     parser.add_argument("--only", nargs="*", choices=FIGURES, help="run only these figures")
     args = parser.parse_args(argv)
+    args.out = str(_common.checked_out(parser, args.out))
     failed = []
     for name in args.only or FIGURES:
         forwarded = ["--out", args.out] + (["--quick"] if args.quick else []) + (["--workers", str(args.workers)] if args.workers else [])
