@@ -4,14 +4,16 @@ Each unit (a teacher's evaluation, one plan student, one trajectory student) is 
 in an :class:`opmerge.io.ResultCache` (namespace :data:`UNIT_NAMESPACE`, code fingerprint of the core
 and ``opmerge.experiments``) under ``<out>/units/``, keyed by its full configuration including the
 teacher's identity and the classifier's: a rerun only computes what is missing, and a change of the
-code that computes the units invalidates them.
+code that computes the units invalidates them. A unit file that is damaged, hand-edited (its
+checksum no longer matches) or of the wrong shape (:func:`valid_teacher_unit`, :func:`valid_plan_unit`,
+:func:`valid_trajectory_unit`) is recomputed, with one ``opmerge: warning:`` line on stderr naming it.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -35,12 +37,123 @@ if TYPE_CHECKING:  # pragma: no cover
     from .study_config import ImagesStudyConfig
 
 __all__ = ["UNIT_NAMESPACE", "GRID_SAMPLES", "unit_cache", "to_numpy", "tile_samples", "teacher_identity", "classifier_identity",
-           "build_teachers", "evaluate_teacher", "read_student", "run_plan_unit", "run_trajectory_unit"]
+           "build_teachers", "evaluate_teacher", "read_student", "run_plan_unit", "run_trajectory_unit", "valid_teacher_unit",
+           "valid_plan_unit", "valid_trajectory_unit"]
 
 #: the namespace of the study's units in the result cache
 UNIT_NAMESPACE = "images-unit"
 #: samples kept per student for the figures' grids
 GRID_SAMPLES = 36
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _need(unit: dict, key: str, check, what: str) -> object:
+    """``unit[key]`` if ``check`` accepts it, else a ``ValueError`` naming the key and what it must be."""
+    if key not in unit:
+        raise ValueError(f"no {key!r}")
+    if not check(unit[key]):
+        raise ValueError(f"{key!r} must be {what}, got {type(unit[key]).__name__}")
+    return unit[key]
+
+
+def _numbers(value: object) -> bool:
+    return isinstance(value, list) and all(_is_number(v) for v in value)
+
+
+def _check_readout(unit: object, where: str = "") -> None:
+    """Refuse a student readout (:func:`read_student`) of the wrong shape (``ValueError``)."""
+    if not isinstance(unit, dict):
+        raise ValueError(f"{where}expected an object, got {type(unit).__name__}")
+    try:
+        metrics = _need(unit, "metrics", lambda v: isinstance(v, dict), "an object")
+        _need(metrics, "fd_pixels_test", _is_number, "a number")
+        w2 = _need(unit, "w2", lambda v: isinstance(v, dict), "an object")
+        for key in ("w2_cov", "w2_full", "w2_gain"):
+            _need(w2, key, _is_number, "a number")
+        gains = [_need(unit, key, _numbers, "a list of numbers") for key in ("gain", "gain_low", "gain_high")]
+        if len({len(g) for g in gains}) != 1:
+            raise ValueError("'gain', 'gain_low' and 'gain_high' differ in length")
+        _need(unit, "linearity", lambda v: isinstance(v, dict), "an object")
+        _need(unit, "samples", lambda v: isinstance(v, list), "a list")
+    except ValueError as exc:
+        raise ValueError(f"{where}{exc}") from None
+
+
+def valid_teacher_unit(unit: object) -> None:
+    """Check the shape of a cached teacher unit (:func:`evaluate_teacher`).
+
+    Parameters
+    ----------
+    unit : object
+        The cached result.
+
+    Raises
+    ------
+    ValueError
+        Naming the first missing or mistyped entry (the cache then recomputes the unit).
+    """
+    if not isinstance(unit, dict):
+        raise ValueError(f"expected an object, got {type(unit).__name__}")
+    metrics = _need(unit, "metrics", lambda v: isinstance(v, dict), "an object")
+    _need(metrics, "fd_pixels_test", _is_number, "a number")
+    lin = _need(unit, "linearity", lambda v: isinstance(v, dict), "an object")
+    gain = _need(lin, "gain", _numbers, "a list of numbers")
+    if len(_need(lin, "predicted", _numbers, "a list of numbers")) != len(gain):
+        raise ValueError("'linearity': 'gain' and 'predicted' differ in length")
+    _need(unit, "step_gains", lambda v: isinstance(v, (dict, list)), "an object or a list")
+    _need(unit, "samples", lambda v: isinstance(v, list), "a list")
+
+
+def valid_plan_unit(unit: object) -> None:
+    """Check the shape of a cached plan-student unit (:func:`run_plan_unit`).
+
+    Parameters
+    ----------
+    unit : object
+        The cached result.
+
+    Raises
+    ------
+    ValueError
+        Naming the first missing or mistyped entry (the cache then recomputes the unit).
+    """
+    _check_readout(unit)
+    _need(unit, "plan", lambda v: isinstance(v, str), "a plan text")
+    _need(unit, "train_seconds", _is_number, "a number")
+    _need(unit, "records", lambda v: isinstance(v, list), "a list")
+    _need(unit, "nonlinear_residual", lambda v: v is None or _is_number(v) or isinstance(v, (list, dict)), "a number or a list")
+
+
+def valid_trajectory_unit(segments) -> Callable[[object], None]:
+    """The shape check of a cached trajectory-student unit (:func:`run_trajectory_unit`) read out at ``segments``.
+
+    Parameters
+    ----------
+    segments : iterable of int
+        The numbers of student steps ``M`` the unit must hold a readout for.
+
+    Returns
+    -------
+    callable
+        ``check(unit)``, raising ``ValueError`` naming the first missing or mistyped entry.
+    """
+    wanted = [str(int(m)) for m in segments]
+
+    def check(unit: object) -> None:
+        if not isinstance(unit, dict):
+            raise ValueError(f"expected an object, got {type(unit).__name__}")
+        _need(unit, "train_seconds", _is_number, "a number")
+        _need(unit, "history", lambda v: isinstance(v, dict), "an object")
+        by_steps = _need(unit, "by_steps", lambda v: isinstance(v, dict), "an object")
+        for m in wanted:
+            if m not in by_steps:
+                raise ValueError(f"'by_steps' has no readout for M = {m}")
+            _check_readout(by_steps[m], f"'by_steps'[{m}]: ")
+
+    return check
 
 
 def unit_cache(out: str | Path) -> ResultCache:
@@ -166,7 +279,7 @@ def evaluate_teacher(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | Gaussian
         steps = step_gains(teacher, n=min(cfg.n_eval, 2048), seed=derive_seed(cfg.seed, "step-gains"), level=cfg.level)
         return {"metrics": metrics, "linearity": lin.to_dict(), "step_gains": steps, "samples": tile_samples(x)}
 
-    return cache.get_or_compute({"label": f"teacher-{teacher.kind}", **unit_cfg}, compute)
+    return cache.get_or_compute({"label": f"teacher-{teacher.kind}", **unit_cfg}, compute, validate=valid_teacher_unit)
 
 
 def read_student(cfg: "ImagesStudyConfig", sampler, teacher: "ImageTeacher | GaussianTeacher", z: torch.Tensor, teacher_x: np.ndarray,
@@ -253,7 +366,8 @@ def run_plan_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTea
         readout = read_student(cfg, executed.sampler(), teacher, z, teacher_x, dataset, classifier, teacher_gain, nonlinear=True)
         return {"plan": text, "train_seconds": seconds, "records": executed.records, **readout}
 
-    return cache.get_or_compute({"label": f"plan-{teacher.kind}-{recipe}-M{plan.n_segments}-{text}", **unit_cfg}, compute)
+    return cache.get_or_compute({"label": f"plan-{teacher.kind}-{recipe}-M{plan.n_segments}-{text}", **unit_cfg}, compute,
+                                validate=valid_plan_unit)
 
 
 def run_trajectory_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", ident: dict, method: str, z: torch.Tensor,
@@ -291,4 +405,5 @@ def run_trajectory_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | Gauss
             out["by_steps"][str(m)] = read_student(cfg, sampler, teacher, z, teacher_x, dataset, classifier, teacher_gain)
         return out
 
-    return cache.get_or_compute({"label": f"trajectory-{teacher.kind}-{method}", **unit_cfg}, compute)
+    return cache.get_or_compute({"label": f"trajectory-{teacher.kind}-{method}", **unit_cfg}, compute,
+                                validate=valid_trajectory_unit(cfg.segments))
