@@ -63,7 +63,7 @@ class Plan:
         _check_contiguous(segments, "segments")
         last = tree_bottom(segments[-1])
         if last != 0:
-            raise InputError(f"the last segment must end at grid index 0 (the data side), got {last}")
+            raise InputError(f"segments: the last segment must end at grid index 0 (the data side), got {last}")
         object.__setattr__(self, "segments", segments)
 
     @property
