@@ -147,13 +147,13 @@ class Incumbent:
         self.plan, self.evaluation, self.sq = plan, evaluation, evaluation.w2 * evaluation.w2
 
 
-def seed_plans(problem: Problem, tables: ProblemTables, budget: "Budget | None" = None) -> Iterator[Plan]:
+def seed_plans(problem: Problem, tables: ProblemTables | None, budget: "Budget | None" = None) -> Iterator[Plan]:
     """The canonical plans (vanilla, boot, cd, pd), then, while the budget lasts, the extreme plans of
     every direction (``lo`` then ``hi``), each distinct plan once (a repeated plan cannot replace
-    the incumbent: it is not better than itself)."""
+    the incumbent: it is not better than itself). ``tables=None``: the canonical plans only."""
     for kind in CANONICAL_KINDS:
         yield canonical_plan(kind, problem.steps, problem.segments)
-    if problem.model.budget == "total":
+    if problem.model.budget == "total" or tables is None:
         return
     seen: set[tuple] = set()
     for d in range(problem.dim):
@@ -168,7 +168,7 @@ def seed_plans(problem: Problem, tables: ProblemTables, budget: "Budget | None" 
                 yield plan_from_shape(shape)
 
 
-def seed_incumbent(problem: Problem, tables: ProblemTables, tol: float, budget: "Budget | None" = None) -> Incumbent:
+def seed_incumbent(problem: Problem, tables: ProblemTables | None, tol: float, budget: "Budget | None" = None) -> Incumbent:
     """The incumbent after the seed plans of :func:`seed_plans`, met in that order."""
     incumbent = Incumbent(problem, tol)
     for plan in seed_plans(problem, tables, budget):

@@ -71,9 +71,152 @@ def _is_monotone(step_values, retention, init_code, jump):
     return True
 
 
+#: stages of :func:`range_dp_run`'s resumable state: start a direction, the V/F tables, the G table
+_STAGE_START, _STAGE_VF, _STAGE_G = 0, 1, 2
+
+
 @njit(cache=True)
+def range_dp_run(step_values, retention, init_code, jump, segments, v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, vt_lo, vt_hi,
+                 state, work_limit):
+    """Resumable interval DP: fill the tables of several directions, at most about ``work_limit`` steps per call.
+
+    Exact min/max of tree (V), forest (F) and M-segment (G) values of every direction (the
+    recursion of the module docstring). The work is cut into calls so that Python regains
+    control often (to check a deadline and let a pending Ctrl-C surface); the caller allocates
+    every array and calls again until ``state[0] == d`` (the number of directions). Nothing is
+    allocated or returned here: a kernel returning new arrays calls back into Python when it
+    boxes them, where a pending signal raised ``SystemError`` or crashed the process.
+
+    Parameters
+    ----------
+    step_values : float64[d, N + 1]   teacher steps, entry n = A_n
+    retention : float64[d, N + 1]     r_j for a node with input time j
+    init_code : int                   0 warm, 1 ddim, 2 zero, 3 identity
+    jump : float64[d, N + 1, N + 1]   D(j -> i) at [., i, j] (read only for ddim; may be 1x1x1 otherwise)
+    segments : int                    M
+    v_lo, v_hi, f_lo, f_hi : float64[d, N + 1, N + 1]   outputs, filled with +inf (lo) / -inf (hi)
+    g_lo, g_hi : float64[d, M + 1, N + 1]               outputs, filled likewise
+    vt_lo, vt_hi : float64[N + 1, N + 1]                scratch (transposed V of the running direction)
+    state : int64[5]                  (direction, stage, a, b, monotone), zeros to start; updated
+    work_limit : int                  inner steps (one corner scan of one split) before returning
+    """
+    n = step_values.shape[1] - 1
+    n_dir = step_values.shape[0]
+    d = state[0]
+    stage = state[1]
+    a = state[2]
+    b = state[3]
+    monotone = state[4] != 0
+    work = 0
+    while d < n_dir:
+        sv = step_values[d]
+        jd = jump[d] if init_code == 1 else jump[0]
+        vl = v_lo[d]
+        vh = v_hi[d]
+        fl = f_lo[d]
+        fh = f_hi[d]
+        if stage == _STAGE_START:
+            monotone = _is_monotone(sv, retention[d], init_code, jd)
+            for j in range(1, n + 1):
+                x = sv[j]
+                vl[j - 1, j] = x
+                vh[j - 1, j] = x
+                vt_lo[j, j - 1] = x
+                vt_hi[j, j - 1] = x
+                fl[j - 1, j] = x
+                fh[j - 1, j] = x
+            work += n + 1 if init_code != 1 else (n + 1) * (n + 1)
+            stage, a, b = _STAGE_VF, 2, 0
+        if stage == _STAGE_VF:
+            rd = retention[d]
+            while a <= n:
+                length = a
+                while b <= n - length:
+                    if work >= work_limit:
+                        state[0], state[1], state[2], state[3], state[4] = d, stage, a, b, monotone
+                        return
+                    i = b
+                    j = i + length
+                    r = rd[j]
+                    jump_ij = jd[i, j] if init_code == 1 else 0.0
+                    node_lo = np.inf
+                    node_hi = -np.inf
+                    prod_lo = np.inf
+                    prod_hi = -np.inf
+                    if monotone:
+                        for m in range(i + 1, j):
+                            p_lo = vt_lo[j, m] * fl[i, m]
+                            p_hi = vt_hi[j, m] * fh[i, m]
+                            prod_lo = min(prod_lo, p_lo)
+                            prod_hi = max(prod_hi, p_hi)
+                            node_lo = min(node_lo, node_value(r, vt_lo[j, m], fl[i, m], _init_value(init_code, vt_lo[j, m], jump_ij)))
+                            node_hi = max(node_hi, node_value(r, vt_hi[j, m], fh[i, m], _init_value(init_code, vt_hi[j, m], jump_ij)))
+                        work += length
+                    else:
+                        for m in range(i + 1, j):
+                            for bits in range(4):
+                                c1 = vt_hi[j, m] if (bits & 1) else vt_lo[j, m]
+                                rest = fh[i, m] if (bits & 2) else fl[i, m]
+                                prod = c1 * rest
+                                val = node_value(r, c1, rest, _init_value(init_code, c1, jump_ij))
+                                node_lo = min(node_lo, val)
+                                node_hi = max(node_hi, val)
+                                prod_lo = min(prod_lo, prod)
+                                prod_hi = max(prod_hi, prod)
+                        work += 4 * length
+                    vl[i, j] = node_lo
+                    vh[i, j] = node_hi
+                    vt_lo[j, i] = node_lo
+                    vt_hi[j, i] = node_hi
+                    # forest: a single tree, or a first tree on j -> m times a forest on m -> i
+                    fl[i, j] = min(node_lo, prod_lo)
+                    fh[i, j] = max(node_hi, prod_hi)
+                    b += 1
+                a += 1
+                b = 0
+            gl = g_lo[d]
+            gh = g_hi[d]
+            for j in range(1, n + 1):
+                gl[1, j] = vl[0, j]
+                gh[1, j] = vh[0, j]
+            stage, a, b = _STAGE_G, 2, 2
+        if stage == _STAGE_G:
+            gl = g_lo[d]
+            gh = g_hi[d]
+            while a <= segments:
+                k = a
+                if b < k:
+                    b = k
+                while b <= n:
+                    if work >= work_limit:
+                        state[0], state[1], state[2], state[3], state[4] = d, stage, a, b, monotone
+                        return
+                    j = b
+                    lo = np.inf
+                    hi = -np.inf
+                    for m in range(k - 1, j):
+                        for bits in range(4):
+                            c1 = vh[m, j] if (bits & 1) else vl[m, j]
+                            rest = gh[k - 1, m] if (bits & 2) else gl[k - 1, m]
+                            val = c1 * rest
+                            lo = min(lo, val)
+                            hi = max(hi, val)
+                    gl[k, j] = lo
+                    gh[k, j] = hi
+                    work += 4 * (j - k + 2)
+                    b += 1
+                a += 1
+                b = a
+        d += 1
+        stage, a, b = _STAGE_START, 0, 0
+    state[0], state[1], state[2], state[3], state[4] = d, stage, a, b, monotone
+
+
 def range_dp(step_values, retention, init_code, jump, segments):
-    """Exact min/max of tree (V), forest (F) and M-segment (G) values.
+    """Exact min/max of tree (V), forest (F) and M-segment (G) values of one direction, in one go.
+
+    :func:`range_dp_run` for one direction without a work limit (the solvers call that kernel
+    in slices through :func:`opmerge.solvers.tables.range_tables`).
 
     Parameters
     ----------
@@ -89,77 +232,27 @@ def range_dp(step_values, retention, init_code, jump, segments):
     g_lo, g_hi : float64[M + 1, N + 1]               k trees covering j -> 0
     The plans that attain them are recovered by :func:`find_choice`.
     """
-    n = step_values.shape[0] - 1
-    monotone = _is_monotone(step_values, retention, init_code, jump)
-    v_lo = np.full((n + 1, n + 1), np.inf)
-    v_hi = np.full((n + 1, n + 1), -np.inf)
-    f_lo = np.full((n + 1, n + 1), np.inf)
-    f_hi = np.full((n + 1, n + 1), -np.inf)
-    # transposed copies of V so that the inner loop over m reads contiguous memory
-    vt_lo = np.full((n + 1, n + 1), np.inf)
-    vt_hi = np.full((n + 1, n + 1), -np.inf)
-    for j in range(1, n + 1):
-        a = step_values[j]
-        v_lo[j - 1, j] = a
-        v_hi[j - 1, j] = a
-        vt_lo[j, j - 1] = a
-        vt_hi[j, j - 1] = a
-        f_lo[j - 1, j] = a
-        f_hi[j - 1, j] = a
-    for length in range(2, n + 1):
-        for i in range(0, n - length + 1):
-            j = i + length
-            r = retention[j]
-            jump_ij = jump[i, j] if init_code == 1 else 0.0
-            node_lo = np.inf
-            node_hi = -np.inf
-            prod_lo = np.inf
-            prod_hi = -np.inf
-            if monotone:
-                for m in range(i + 1, j):
-                    p_lo = vt_lo[j, m] * f_lo[i, m]
-                    p_hi = vt_hi[j, m] * f_hi[i, m]
-                    prod_lo = min(prod_lo, p_lo)
-                    prod_hi = max(prod_hi, p_hi)
-                    node_lo = min(node_lo, node_value(r, vt_lo[j, m], f_lo[i, m], _init_value(init_code, vt_lo[j, m], jump_ij)))
-                    node_hi = max(node_hi, node_value(r, vt_hi[j, m], f_hi[i, m], _init_value(init_code, vt_hi[j, m], jump_ij)))
-            else:
-                for m in range(i + 1, j):
-                    for bits in range(4):
-                        c1 = vt_hi[j, m] if (bits & 1) else vt_lo[j, m]
-                        rest = f_hi[i, m] if (bits & 2) else f_lo[i, m]
-                        prod = c1 * rest
-                        val = node_value(r, c1, rest, _init_value(init_code, c1, jump_ij))
-                        node_lo = min(node_lo, val)
-                        node_hi = max(node_hi, val)
-                        prod_lo = min(prod_lo, prod)
-                        prod_hi = max(prod_hi, prod)
-            v_lo[i, j] = node_lo
-            v_hi[i, j] = node_hi
-            vt_lo[j, i] = node_lo
-            vt_hi[j, i] = node_hi
-            # forest: a single tree, or a first tree on j -> m times a forest on m -> i
-            f_lo[i, j] = min(node_lo, prod_lo)
-            f_hi[i, j] = max(node_hi, prod_hi)
-    g_lo = np.full((segments + 1, n + 1), np.inf)
-    g_hi = np.full((segments + 1, n + 1), -np.inf)
-    for j in range(1, n + 1):
-        g_lo[1, j] = v_lo[0, j]
-        g_hi[1, j] = v_hi[0, j]
-    for k in range(2, segments + 1):
-        for j in range(k, n + 1):
-            lo = np.inf
-            hi = -np.inf
-            for m in range(k - 1, j):
-                for bits in range(4):
-                    c1 = v_hi[m, j] if (bits & 1) else v_lo[m, j]
-                    rest = g_hi[k - 1, m] if (bits & 2) else g_lo[k - 1, m]
-                    val = c1 * rest
-                    lo = min(lo, val)
-                    hi = max(hi, val)
-            g_lo[k, j] = lo
-            g_hi[k, j] = hi
-    return v_lo, v_hi, f_lo, f_hi, g_lo, g_hi
+    steps = np.ascontiguousarray(step_values, dtype=np.float64)[None, :]
+    n = steps.shape[1] - 1
+    tables = new_tables(1, n, int(segments))
+    vt_lo, vt_hi = np.empty((n + 1, n + 1)), np.empty((n + 1, n + 1))
+    state = np.zeros(5, dtype=np.int64)
+    range_dp_run(steps, np.ascontiguousarray(retention, dtype=np.float64)[None, :], int(init_code),
+                 np.ascontiguousarray(jump, dtype=np.float64)[None, :, :], int(segments), *tables, vt_lo, vt_hi,
+                 state, np.iinfo(np.int64).max)
+    return tuple(t[0] for t in tables)
+
+
+def new_tables(dim: int, steps: int, segments: int) -> tuple:
+    """The six output arrays of :func:`range_dp_run` for ``dim`` directions: ``v_lo, v_hi, f_lo, f_hi``
+    of shape ``(dim, N + 1, N + 1)`` and ``g_lo, g_hi`` of shape ``(dim, M + 1, N + 1)``, filled with
+    ``+inf`` (lows) and ``-inf`` (highs)."""
+    n1 = steps + 1
+    out = []
+    for rows in (n1, n1, n1, n1, segments + 1, segments + 1):
+        sign = 1.0 if len(out) % 2 == 0 else -1.0
+        out.append(np.full((dim, rows, n1), sign * np.inf))
+    return tuple(out)
 
 
 @njit(cache=True)

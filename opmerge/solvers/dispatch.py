@@ -19,19 +19,22 @@ from __future__ import annotations
 import math
 
 from ..objective import Problem
+from ._interrupts import interruptible
 from ._checks import (check_choice, check_flag, check_int, check_node_budget, check_problem, check_progress,
                       check_time_budget, check_tolerances)
 from ._warmup import compile_kernels
 from ._control import Budget, optimality_tolerance, seed_incumbent
-from .exact import DEFAULT_LIST_LENGTH, DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, ENGINES, MAX_LIST_LENGTH, search_plan
+from .exact import (DEFAULT_LIST_LENGTH, DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, ENGINES, MAX_LIST_LENGTH, search_plan,
+                    seeds_only_solution)
 from .pareto import DEFAULT_MAX_FRONT, joint_plan
 from .progress import ProgressCallback
 from .solution import Solution
-from .tables import ProblemTables
+from .tables import ProblemTables, TablesStopped, check_table_size
 
 __all__ = ["solve"]
 
 
+@interruptible
 def solve(
     problem: Problem,
     *,
@@ -99,11 +102,18 @@ def solve(
     check_choice(engine, "engine", ENGINES)
     joint = check_flag(joint, "joint")
     check_progress(progress)
+    check_table_size(problem)  # before the warm-up: refuse a problem too large at once
     if math.isfinite(time_budget):
         compile_kernels(solve)  # compilation is start-up, not part of the budget (none without a limit)
     budget = Budget(time_budget, node_budget, progress)
-    tables = ProblemTables(problem, budget=budget)
-    incumbent = seed_incumbent(problem, tables, optimality_tolerance(problem, rtol, atol), budget)
+    tol = optimality_tolerance(problem, rtol, atol)
+    try:
+        tables = ProblemTables(problem, budget=budget)
+    except TablesStopped:
+        solution = seeds_only_solution(problem, tol, budget)
+        budget.finish(solution.w2, solution.lower_bound, solution.nodes)
+        return solution
+    incumbent = seed_incumbent(problem, tables, tol, budget)
     if joint and problem.dim > 1:
         solution = joint_plan(problem, tables, incumbent, budget, max_front=DEFAULT_MAX_FRONT, node_budget=node_budget)
     else:

@@ -21,14 +21,14 @@ import math
 import numpy as np
 
 from ..objective import Problem, evaluate_plan
-from ._control import Budget, Incumbent
+from ._control import Budget, Incumbent, seed_incumbent
 from ._kernels import INIT_CODES
 from ._line import estimate_slack_for, run_line_search
 from ._search import LineSearch1D, PlanSearch
 from .solution import Solution, certified_solution
 from .tables import ProblemTables, retention_bound
 
-__all__ = ["search_plan", "DEFAULT_NODE_BUDGET", "DEFAULT_TIME_BUDGET", "DEFAULT_LIST_LENGTH", "ENGINES", "MAX_LIST_LENGTH"]
+__all__ = ["search_plan", "seeds_only_solution", "DEFAULT_NODE_BUDGET", "DEFAULT_TIME_BUDGET", "DEFAULT_LIST_LENGTH", "ENGINES", "MAX_LIST_LENGTH"]
 
 DEFAULT_NODE_BUDGET = 1_000_000_000
 DEFAULT_TIME_BUDGET = 10.0
@@ -108,3 +108,29 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
     lower = math.sqrt(max(0.0, min(lower_sq, w2 * w2)))
     return certified_solution(incumbent.plan, incumbent.evaluation, lower, tol, method, nodes, (tables.lo, tables.hi),
                               budget.elapsed(), problem, stopped=not complete)
+
+
+def seeds_only_solution(problem: Problem, tol: float, budget: Budget) -> Solution:
+    r"""The answer of a solver whose time budget ran out while the range tables were built.
+
+    The best of the canonical plans (``vanilla``, ``boot``, ``cd``, ``pd``; the extreme plans need
+    the tables), uncertified: ``lower_bound = 0`` (always valid), ``stopped = True``,
+    ``method = "seeds"`` and an unknown achievable range (``-inf``, ``inf`` per direction);
+    ``exact`` follows from these numbers (true only when the seed's :math:`W_2 \le` ``tol``).
+
+    Parameters
+    ----------
+    problem : Problem
+    tol : float
+        The optimality tolerance of the call.
+    budget : Budget
+        The budget of the call (for ``elapsed``).
+
+    Returns
+    -------
+    Solution
+    """
+    incumbent = seed_incumbent(problem, None, tol)
+    unknown = (np.full(problem.dim, -np.inf), np.full(problem.dim, np.inf))
+    return certified_solution(incumbent.plan, incumbent.evaluation, 0.0, tol, "seeds", 0, unknown, budget.elapsed(),
+                              problem, stopped=True)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from ..errors import InputError
 from ..objective import Problem, evaluate_plan
 from ..plans import MergeNode, Plan, count_plans, enumerate_plans
+from ._interrupts import interruptible
 from ._checks import check_choice, check_int, check_plan, check_problem, check_time_budget
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
 from .tables import ProblemTables
@@ -163,6 +164,7 @@ def _front_by_enumeration(problem: Problem, cost: str) -> list[FrontPoint]:
     return _front_from(costs, w2s, plans, tol, True)
 
 
+@interruptible
 def fidelity_cost_front(
     problem: Problem,
     cost: str = "merges",

@@ -92,13 +92,14 @@ import time
 import numpy as np
 
 from ..objective import Problem, evaluate_plan
+from ._interrupts import interruptible
 from ._checks import check_int, check_node_budget, check_problem, check_progress, check_time_budget, check_tolerances
 from ._control import Budget, Incumbent, optimality_tolerance, seed_incumbent
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
-from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, search_plan
+from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, search_plan, seeds_only_solution
 from .progress import ProgressCallback
 from .solution import Solution, certified_solution
-from .tables import ProblemTables
+from .tables import ProblemTables, TablesStopped, check_table_size
 
 __all__ = ["solve_joint", "per_direction_bound", "pareto_applicable", "PARETO_METHODS", "DEFAULT_MAX_FRONT"]
 
@@ -114,6 +115,7 @@ _BISECT_START = 0.25
 
 
 
+@interruptible
 def per_direction_bound(problem: Problem, tables: dict[str, np.ndarray] | None = None, *,
                         time_budget: float = 2.0) -> tuple[float, np.ndarray]:
     r"""Certified lower bound :math:`\sqrt{\sum_i (W_{2,i}^\star)^2}` from the directions alone.
@@ -174,12 +176,16 @@ def _per_direction_bound(problem: Problem, tables: ProblemTables, deadline: floa
             solver=problem.solver, target=problem.target, segments=problem.segments,
         )
         one_budget = Budget(left, DEFAULT_NODE_BUDGET)
-        one_tables = ProblemTables(one)
+        try:
+            one_tables = ProblemTables(one, budget=one_budget)
+        except TablesStopped:
+            break  # the bound 0 stays valid for the directions not solved
         incumbent = seed_incumbent(one, one_tables, optimality_tolerance(one, None, 0.0), one_budget)
         per[k] = search_plan(one, one_tables, incumbent, one_budget, node_budget=DEFAULT_NODE_BUDGET, list_length=6).lower_bound
     return float(math.sqrt(float(np.sum(per**2)))), per
 
 
+@interruptible
 def solve_joint(
     problem: Problem,
     *,
@@ -251,9 +257,16 @@ def solve_joint(
     time_budget = check_time_budget(time_budget)
     check_tolerances(rtol, atol)
     check_progress(progress)
+    check_table_size(problem)
     budget = Budget(time_budget, node_budget, progress)
-    tables = ProblemTables(problem, budget=budget)
-    incumbent = seed_incumbent(problem, tables, optimality_tolerance(problem, rtol, atol), budget)
+    tol = optimality_tolerance(problem, rtol, atol)
+    try:
+        tables = ProblemTables(problem, budget=budget)
+    except TablesStopped:
+        solution = seeds_only_solution(problem, tol, budget)
+        budget.finish(solution.w2, solution.lower_bound, solution.nodes)
+        return solution
+    incumbent = seed_incumbent(problem, tables, tol, budget)
     solution = joint_plan(problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget)
     budget.finish(solution.w2, solution.lower_bound, solution.nodes)
     return solution

@@ -24,7 +24,7 @@ from ..plans import Plan
 __all__ = ["Solution", "certified_solution", "METHODS"]
 
 #: values of :attr:`Solution.method`
-METHODS = ("extreme", "search", "pareto", "pareto+search")
+METHODS = ("extreme", "search", "pareto", "pareto+search", "seeds")
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +39,10 @@ class Solution:
     lower_bound : float           certified: no plan has W2 below it (``<= w2``)
     exact : bool                  ``w2 - lower_bound <= tol``: certified optimal within ``tol``
     tol : float                   the optimality tolerance ``atol + rtol * sqrt(sum_i s_i g_i^2)``
-    method : str                  ``"extreme"`` (goal outside the range), ``"search"``, ``"pareto"`` or ``"pareto+search"``
+    method : str                  ``"extreme"`` (goal outside the range), ``"search"``, ``"pareto"``, ``"pareto+search"``
+                                  or ``"seeds"`` (the time budget ran out while the range tables were built:
+                                  the best canonical plan, ``lower_bound = 0``, ``student_range`` unknown,
+                                  ``-inf`` to ``inf``)
     nodes : int                   branch-and-bound expansions (plus Pareto candidate vectors)
     student_range : (lo, hi)      achievable ``S`` per direction (see :func:`~opmerge.solvers.achievable_range`)
     elapsed : float               seconds

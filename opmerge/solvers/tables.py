@@ -12,16 +12,21 @@ direction-last copies their kernels read) and pass them down.
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 
 from ..errors import InputError
 from ..objective import Problem
 from ..plans import MergeNode, Plan
 from .._util import deep_recursion
+from ._interrupts import interruptible
 from ._checks import check_choice, check_int, check_problem
-from ._kernels import INIT_CODES, find_choice, range_dp
+from ._kernels import INIT_CODES, find_choice, new_tables, range_dp_run
 
-__all__ = ["range_tables", "achievable_range", "extreme_plan", "ProblemTables", "TABLE_NAMES"]
+__all__ = ["range_tables", "achievable_range", "extreme_plan", "ProblemTables", "TABLE_NAMES", "table_bytes",
+           "table_memory_limit", "check_table_size", "TABLE_MEMORY_CAP"]
 
 #: names of the six tables, in the order :func:`~opmerge.solvers._kernels.range_dp` returns them
 TABLE_NAMES = ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")
@@ -33,18 +38,140 @@ def _merge_count_range(problem: Problem) -> range:
     return range(0, 1) if m == n else range(1, n - m + 1)
 
 
-def _dp_one(problem: Problem, direction: int, retention: np.ndarray) -> dict:
-    jump = problem.jump[direction] if problem.jump is not None else np.zeros((1, 1))
-    out = range_dp(
-        np.ascontiguousarray(problem.step_values[direction]),
-        np.ascontiguousarray(retention[direction]),
-        INIT_CODES[problem.model.init],
-        np.ascontiguousarray(jump),
-        problem.segments,
-    )
-    return dict(zip(_TABLE_NAMES, out))
+# ---------------------------------------------------------------------------------------------
+# size limit
+# ---------------------------------------------------------------------------------------------
+#: fixed cap on the memory of the range tables of one problem (bytes); see :func:`table_memory_limit`
+TABLE_MEMORY_CAP = 8 * 2**30
 
 
+def table_bytes(problem: Problem) -> int:
+    r"""Bytes the range tables of ``problem`` take while a solver uses them (an upper estimate).
+
+    .. math:: 8\,ig(c\, d\, (4 (N + 1)^2 + 2 (M + 1)(N + 1)) + 2 (N + 1)^2ig)
+
+    with ``d`` directions, ``c = 2`` copies (direction first and direction last; ``c = 3`` for
+    ``budget='total'``, whose tables are the union over the merge counts) and the scratch of the
+    running direction.
+
+    Parameters
+    ----------
+    problem : Problem
+
+    Returns
+    -------
+    int
+    """
+    n1, m1, dim = problem.steps + 1, problem.segments + 1, problem.dim
+    copies = 3 if problem.model.budget == "total" else 2
+    return 8 * (copies * dim * (4 * n1 * n1 + 2 * m1 * n1) + 2 * n1 * n1)
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (Linux), else the free physical pages, else ``None``."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def table_memory_limit() -> int:
+    """The largest :func:`table_bytes` the solvers accept: the smaller of :data:`TABLE_MEMORY_CAP`
+    (8 GiB) and half the memory available now (when the system says how much that is)."""
+    available = _available_memory()
+    return TABLE_MEMORY_CAP if available is None else min(TABLE_MEMORY_CAP, available // 2)
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.3g} GiB"
+
+
+def check_table_size(problem: Problem) -> None:
+    """Refuse, before anything is allocated, a problem whose range tables exceed :func:`table_memory_limit`.
+
+    Raises
+    ------
+    InputError
+        Naming ``steps`` (``N``), ``segments`` (``M``), the number of directions (``lam``), the
+        bytes needed and the limit.
+    """
+    need, limit = table_bytes(problem), table_memory_limit()
+    if need > limit:
+        raise InputError(
+            f"problem too large for the solver: the range tables of steps = {problem.steps}, segments = {problem.segments} "
+            f"and {problem.dim} direction(s) of lam need {need:,} bytes ({_gib(need)}), above the limit of {limit:,} bytes "
+            f"({_gib(limit)}: the smaller of {_gib(TABLE_MEMORY_CAP)} and half the available memory); "
+            "use fewer steps or fewer directions (bin the spectrum)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# the tables, built in slices
+# ---------------------------------------------------------------------------------------------
+class TablesStopped(Exception):
+    """The time budget ran out while the range tables were built (private; caught by the solvers)."""
+
+
+#: target duration of one call of the range DP kernel (seconds): Python regains control this often
+SLICE_SECONDS = 0.02
+_FIRST_SLICE_WORK = 20_000
+
+
+def _fill(problem: Problem, retention: np.ndarray, budget=None) -> tuple[np.ndarray, ...]:
+    """The six tables (direction axis first) for ``retention``, computed by
+    :func:`~opmerge.solvers._kernels.range_dp_run` in slices of about :data:`SLICE_SECONDS`.
+
+    Between slices the deadline of ``budget`` (optional) is checked (:class:`TablesStopped` when it
+    has passed) and its progress told (phase ``"tables"``); a pending Ctrl-C surfaces there too.
+    """
+    n, m = problem.steps, problem.segments
+    out = new_tables(problem.dim, n, m)
+    init_code = INIT_CODES[problem.model.init]
+    jump = problem.jump if (init_code == INIT_CODES["ddim"] and problem.jump is not None) else np.zeros((1, 1, 1))
+    steps = np.ascontiguousarray(problem.step_values, dtype=np.float64)
+    retention = np.ascontiguousarray(retention, dtype=np.float64)
+    jump = np.ascontiguousarray(jump, dtype=np.float64)
+    vt_lo, vt_hi = np.empty((n + 1, n + 1)), np.empty((n + 1, n + 1))
+    state = np.zeros(5, dtype=np.int64)
+    work = _FIRST_SLICE_WORK
+    while True:
+        began = time.perf_counter()
+        range_dp_run(steps, retention, init_code, jump, m, *out, vt_lo, vt_hi, state, work)
+        if state[0] >= problem.dim:
+            return out
+        took = time.perf_counter() - began
+        # aim at SLICE_SECONDS per call (at most doubling, at least 1,000 steps)
+        work = int(max(1_000, min(2 * work, work * SLICE_SECONDS / max(took, 1e-6))))
+        if budget is not None:  # checked after a slice: tiny problems finish in their first one
+            if budget.expired():
+                raise TablesStopped
+            budget.report("tables")
+
+
+def _range_tables(problem: Problem, budget=None) -> dict[str, np.ndarray]:
+    check_table_size(problem)
+    if problem.model.budget != "total":
+        return dict(zip(_TABLE_NAMES, _fill(problem, problem.retention, budget)))
+    tables: dict = {}
+    for count in _merge_count_range(problem):
+        one = dict(zip(_TABLE_NAMES, _fill(problem, problem.retention_for(count), budget)))
+        if not tables:
+            tables = one
+            continue
+        for name in _TABLE_NAMES:
+            np.minimum(tables[name], one[name], out=tables[name]) if name.endswith("_lo") else np.maximum(
+                tables[name], one[name], out=tables[name])
+    return tables
+
+
+@interruptible
 def range_tables(problem: Problem) -> dict[str, np.ndarray]:
     r"""Value ranges of trees ``V``, forests ``F`` and segment sequences ``G`` for every direction.
 
@@ -54,7 +181,8 @@ def range_tables(problem: Problem) -> dict[str, np.ndarray]:
 
     .. math:: V_{\min}(i, j) = \min_{m,\ c_1 \in \{V^{\pm}(m, j)\},\ R \in \{F^{\pm}(i, m)\}} f(c_1, R),
 
-    and likewise for the maxima, forests and segment sequences (:math:`O(N^3)` in all).
+    and likewise for the maxima, forests and segment sequences (:math:`O(N^3)` time per direction,
+    computed in slices of about 20 ms so that Ctrl-C is honoured at once).
 
     Parameters
     ----------
@@ -72,41 +200,18 @@ def range_tables(problem: Problem) -> dict[str, np.ndarray]:
     ------
     InputTypeError
         When ``problem`` is not a :class:`~opmerge.objective.Problem`.
+    InputError
+        When the tables would need more memory than :func:`table_memory_limit` (the message names
+        ``steps``, ``segments``, the number of directions and the bytes).
     """
     return _range_tables(check_problem(problem))
 
 
-def _range_tables(problem: Problem) -> dict[str, np.ndarray]:
-    if problem.model.budget != "total":
-        return _stack(_per_direction_tables(problem), 0)
-    tables: dict = {}
-    for count in _merge_count_range(problem):
-        retention = problem.retention_for(count)
-        per_direction = [_dp_one(problem, d, retention) for d in range(problem.dim)]
-        for name in ("v_lo", "f_lo", "g_lo"):
-            stacked = np.stack([t[name] for t in per_direction])
-            tables[name] = stacked if name not in tables else np.minimum(tables[name], stacked)
-        for name in ("v_hi", "f_hi", "g_hi"):
-            stacked = np.stack([t[name] for t in per_direction])
-            tables[name] = stacked if name not in tables else np.maximum(tables[name], stacked)
-    return tables
+def _student_range(problem: Problem, tables: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return tables["g_lo"][:, problem.segments, problem.steps].copy(), tables["g_hi"][:, problem.segments, problem.steps].copy()
 
 
-def _per_direction_tables(problem: Problem, report=None) -> list[dict[str, np.ndarray]]:
-    """The six tables of every direction (``budget='per-merge'``), one dict per direction;
-    ``report()`` (optional) is called before each direction (progress reports)."""
-    out = []
-    for d in range(problem.dim):
-        if report is not None:
-            report()
-        out.append(_dp_one(problem, d, problem.retention))
-    return out
-
-
-def _stack(per_direction: list[dict[str, np.ndarray]], axis: int) -> dict[str, np.ndarray]:
-    return {name: np.stack([t[name] for t in per_direction], axis=axis) for name in _TABLE_NAMES}
-
-
+@interruptible
 def achievable_range(problem: Problem, tables: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     r"""Exact :math:`[\min_{\text{plans}} S_i, \max_{\text{plans}} S_i]` per direction.
 
@@ -134,10 +239,7 @@ def achievable_range(problem: Problem, tables: dict[str, np.ndarray] | None = No
     return _student_range(problem, _range_tables(problem) if tables is None else tables)
 
 
-def _student_range(problem: Problem, tables: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return tables["g_lo"][:, problem.segments, problem.steps].copy(), tables["g_hi"][:, problem.segments, problem.steps].copy()
-
-
+@interruptible
 def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables: dict[str, np.ndarray] | None = None) -> Plan:
     """A plan attaining the minimum (``side='lo'``) or maximum (``'hi'``) student value of one direction.
 
@@ -279,8 +381,8 @@ def retention_bound(problem: Problem, reduce) -> np.ndarray:
 class ProblemTables:
     r"""The range tables of one problem, built once and shared by every solver phase.
 
-    The interval DP runs once per direction; the stacked layouts are made on first use: direction
-    first (:attr:`by_direction`, the layout of :func:`range_tables`) or last
+    The interval DP runs in slices (:func:`range_tables`); the tables are kept with the direction
+    axis first (:attr:`by_direction`) and, on first use, copied with the direction axis last
     (:meth:`direction_last`, what the search and Pareto kernels read).
 
     Parameters
@@ -289,7 +391,8 @@ class ProblemTables:
     by_direction : dict of str to ndarray, optional
         The output of :func:`range_tables` for ``problem`` (computed when omitted).
     budget : Budget, optional
-        Told the progress (phase ``"tables"``) between directions
+        Its deadline covers the tables: when it passes before they are done,
+        :class:`TablesStopped` is raised; the progress (phase ``"tables"``) is told between slices
         (:class:`~opmerge.solvers._control.Budget`).
 
     Attributes
@@ -297,37 +400,30 @@ class ProblemTables:
     problem : Problem
     lo, hi : (d,) ndarray
         The achievable range (:func:`achievable_range`).
+
+    Raises
+    ------
+    InputError
+        When the tables would exceed :func:`table_memory_limit` (checked before any allocation).
+    TablesStopped
+        When ``budget`` ran out first.
     """
 
     def __init__(self, problem: Problem, by_direction: dict[str, np.ndarray] | None = None, budget=None):
         self.problem = problem
-        self._first = by_direction
+        self._first = _range_tables(problem, budget) if by_direction is None else by_direction
         self._last: dict[str, np.ndarray] | None = None
-        self._per: list[dict[str, np.ndarray]] | None = None
         self._problem_last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        if by_direction is None and problem.model.budget != "total":
-            self._per = _per_direction_tables(problem, None if budget is None else (lambda: budget.report("tables")))
-        elif by_direction is None:
-            self._first = _range_tables(problem)
-        m, n = problem.segments, problem.steps
-        if self._per is not None:
-            self.lo = np.array([t["g_lo"][m, n] for t in self._per])
-            self.hi = np.array([t["g_hi"][m, n] for t in self._per])
-        else:
-            self.lo, self.hi = _student_range(problem, self._first)
+        self.lo, self.hi = _student_range(problem, self._first)
 
     @property
     def by_direction(self) -> dict[str, np.ndarray]:
-        """The six tables with the direction axis first (the output of :func:`range_tables`); built once."""
-        if self._first is None:
-            self._first = _stack(self._per, 0)
+        """The six tables with the direction axis first (the output of :func:`range_tables`)."""
         return self._first
 
     def direction(self, d: int) -> dict[str, np.ndarray]:
         """The six tables of direction ``d`` (C-contiguous)."""
-        if self._per is not None:
-            return self._per[d]
-        return {name: np.ascontiguousarray(self.by_direction[name][d]) for name in _TABLE_NAMES}
+        return {name: np.ascontiguousarray(self._first[name][d]) for name in _TABLE_NAMES}
 
     def problem_last(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(steps, retention, jump)`` of the problem with the direction axis last, C-contiguous:
@@ -341,8 +437,5 @@ class ProblemTables:
     def direction_last(self) -> dict[str, np.ndarray]:
         """The six tables with the direction axis last, C-contiguous (what the kernels read); built once."""
         if self._last is None:
-            if self._per is not None:
-                self._last = _stack(self._per, -1)
-            else:
-                self._last = {k: np.ascontiguousarray(np.moveaxis(self._first[k], 0, -1)) for k in TABLE_NAMES}
+            self._last = {k: np.ascontiguousarray(np.moveaxis(self._first[k], 0, -1)) for k in TABLE_NAMES}
         return self._last
