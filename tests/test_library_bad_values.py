@@ -194,6 +194,13 @@ CASES = [
     Case("Spectrum", "lam", lambda v: spectra_mod.Spectrum(v, [1.0]), wrong_type_numbers()),
     Case("Spectrum", "weights", lambda v: spectra_mod.Spectrum([1.0, 2.0], v), st.one_of(bad_nonnegative_values(), st.just([1.0]))),
     Case("spectrum_from_list", "values", spectra_mod.spectrum_from_list, bad_nonnegative_values()),
+    Case("spectrum_from_list", "weights", lambda v: spectra_mod.spectrum_from_list([1.0, 2.0], v),
+         st.one_of(bad_nonnegative_values().filter(lambda v: v is not None), st.just([1.0]))),
+    Case("spectrum_from_list", "name", lambda v: spectra_mod.spectrum_from_list([1.0], name=v), not_instances().filter(lambda v: not isinstance(v, str))),
+    Case("spectrum_from_covariance", "cov", spectra_mod.spectrum_from_covariance,
+         st.one_of(wrong_type_numbers(), st.just([[1.0, 2.0], [0.0, 1.0]]), st.just([[math.nan]]), st.just([1.0, 2.0]))),
+    Case("spectrum_from_data", "data", spectra_mod.spectrum_from_data, st.one_of(wrong_type_numbers(), st.just([[math.inf, 1.0], [0.0, 1.0]]))),
+    Case("load_spectrum", "spec", spectra_mod.load_spectrum, st.one_of(st.integers(), st.none(), st.booleans(), st.floats())),
     Case("bin_spectrum", "spectrum", lambda v: spectra_mod.bin_spectrum(v, 2), not_instances()),
     Case("bin_spectrum", "bins", lambda v: spectra_mod.bin_spectrum(SPECTRUM, v), bad_ints(1)),
     Case("merge_duplicates", "rtol", lambda v: spectra_mod.merge_duplicates(SPECTRUM, v), bad_nonnegative_values()),
@@ -205,6 +212,8 @@ CASES = [
     Case("solve", "atol", lambda v: solve(SMALL, atol=v), bad_nonnegative_values()),
     Case("solve", "rtol", lambda v: solve(SMALL, rtol=v), bad_nonnegative_values().filter(lambda v: v is not None)),
     Case("solve", "list_length", lambda v: solve(SMALL, list_length=v), bad_ints(1).filter(lambda v: v is not None)),
+    Case("solve", "joint", lambda v: solve(SMALL, joint=v), st.one_of(st.integers(), st.text(max_size=2), st.none())),
+    Case("solve", "progress", lambda v: solve(SMALL, progress=v), st.one_of(st.integers(), st.text(max_size=2), st.booleans())),
     Case("solve", "engine", lambda v: solve(SMALL, engine=v), bad_choices(("numba", "python"))),
 ]
 
