@@ -197,7 +197,9 @@ def schedule_growth(schedule: Schedule) -> float:
     :math:`\|v_N\| = \sigma_N` of :math:`W_2` cancels). With entries in
     :math:`[10^{-50}, 10^{50}]`, :math:`\|v_n\|^2 \le 10^{100}(\lambda + 1)`, so
     :math:`W_2^2 \le 4 G^2 \max_n\|v_n\|^2 \sum_i \omega_i \le 4\cdot 10^{200} (\lambda_{\max} + 1) \sum_i\omega_i`,
-    finite for every eigenvalue and weight below :math:`10^{100}`.
+    finite for every eigenvalue and weight below :math:`10^{100}`. (The argument covers the DDIM
+    operators; a Heun step is not bounded by :math:`\rho_n`, and Heun schedules rely on the entry
+    range alone.)
 
     Parameters
     ----------
