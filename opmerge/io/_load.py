@@ -221,7 +221,7 @@ def load_json(path: str | os.PathLike, *, name: str = "file", validator: Callabl
         try:
             ok = validator(value)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            reason = f"no entry {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else exc
             raise InputError(f"{name} {shown} has the wrong content: {echo(str(reason), limit=200)}") from None
         if ok is False:
             raise InputError(f"{name} {shown} has the wrong content")
