@@ -11,13 +11,24 @@ cannot be told apart by evaluating them, so a solver stops when its certified lo
 resolution of :math:`S` itself (each of the :math:`\le N - 1` merge nodes adds a few roundings of
 relative size ``eps``).
 
+The tolerance used (and reported) is never below a few units in the last place of :math:`W_2`:
+
+.. math:: \mathrm{tol}_{\text{used}} = \max\big(\mathrm{tol},\ 8\, \mathrm{ulp}(W_2^{\text{seed}})\big)
+
+where :math:`W_2^{\text{seed}}` is the :math:`W_2` of the first seed plan (``vanilla``), an upper
+bound of every later incumbent's. The searches prune with the slightly smaller
+:math:`\mathrm{tol}_{\text{search}} = \mathrm{tol}_{\text{used}} - 4\, \mathrm{ulp}(W_2^{\text{seed}})`,
+so that the bound of a completed search, computed in floating point (a square root of a squared
+threshold), satisfies ``w2 - lower_bound <= tol`` as evaluated on the reported numbers
+(:mod:`opmerge.solvers.solution`).
+
 Incumbent and ties
 ------------------
 :class:`Incumbent` holds the best plan met so far. Ties (plans whose W2 agree within ``tol``) go to
 the first plan met, in this order: the canonical ``vanilla``, ``boot``, ``cd``, ``pd`` (uniform
 segments), the DP's extreme plans (per direction, ``lo`` then ``hi``; :func:`seed_incumbent`),
 then the search order: a later plan replaces the incumbent only when it is better by more than
-``tol``.
+``tol`` (the search tolerance, defined below).
 
 Budget
 ------
@@ -98,6 +109,12 @@ def pruning_threshold(best_sq: float, tol: float) -> float:
     return root * root if root > 0 else 0.0
 
 
+#: the tolerance used is at least this many ulps of the first seed's W2
+TOL_ULPS = 8
+#: the searches prune with the tolerance used less this many ulps of the first seed's W2
+MARGIN_ULPS = 4
+
+
 class Incumbent:
     """The best plan met so far, with the tie rule of the module docstring.
 
@@ -105,15 +122,35 @@ class Incumbent:
     ----------
     problem : Problem
     tol : float
-        The optimality tolerance (:func:`optimality_tolerance`).
+        The requested optimality tolerance (:func:`optimality_tolerance`).
+
+    Attributes
+    ----------
+    tol : float
+        The tolerance used and reported: ``max(requested, 8 ulp(W2 of the first plan))``, fixed
+        when the first plan is taken (the requested one before).
+    search_tol : float
+        The tolerance the searches prune and break ties with: ``tol - 4 ulp(W2 of the first plan)``
+        (``>= tol / 2``).
     """
 
     def __init__(self, problem: Problem, tol: float):
         self.problem = problem
-        self.tol = tol
+        self.requested_tol = float(tol)
+        self.tol = self.search_tol = float(tol)
+        self._scaled = False
         self.plan: Plan | None = None
         self.evaluation: PlanEvaluation | None = None
         self.sq = math.inf  # squared W2 of the incumbent
+
+    def _fix_tolerance(self, w2: float) -> None:
+        """Fix :attr:`tol` and :attr:`search_tol` from the W2 of the first plan taken."""
+        if self._scaled or not math.isfinite(w2):
+            return
+        self._scaled = True
+        ulp = math.ulp(w2)
+        self.tol = max(self.requested_tol, TOL_ULPS * ulp)
+        self.search_tol = self.tol - MARGIN_ULPS * ulp
 
     @property
     def w2(self) -> float:
@@ -121,38 +158,43 @@ class Incumbent:
         return self.evaluation.w2 if self.evaluation is not None else math.inf
 
     def threshold(self) -> float:
-        """The squared W2 a plan must beat to replace the incumbent (:func:`pruning_threshold`)."""
-        return pruning_threshold(self.sq, self.tol)
+        """The squared W2 a plan must beat to replace the incumbent (:func:`pruning_threshold` with :attr:`search_tol`)."""
+        return pruning_threshold(self.sq, self.search_tol)
 
     def threshold_for(self, best_sq: float) -> float:
-        """:func:`pruning_threshold` of a squared W2 ``best_sq`` with this incumbent's ``tol``."""
-        return pruning_threshold(best_sq, self.tol)
+        """:func:`pruning_threshold` of a squared W2 ``best_sq`` with this incumbent's :attr:`search_tol`."""
+        return pruning_threshold(best_sq, self.search_tol)
 
     def copy(self) -> "Incumbent":
         """An independent incumbent in the same state."""
-        other = Incumbent(self.problem, self.tol)
+        other = Incumbent(self.problem, self.requested_tol)
+        other.tol, other.search_tol, other._scaled = self.tol, self.search_tol, self._scaled
         other.plan, other.evaluation, other.sq = self.plan, self.evaluation, self.sq
         return other
 
     def offer(self, plan: Plan, evaluation: PlanEvaluation | None = None) -> bool:
-        """Take ``plan`` when it is the first or better than the incumbent by more than ``tol``."""
+        """Take ``plan`` when it is the first or better than the incumbent by more than :attr:`search_tol`."""
         ev = evaluate_plan(self.problem, plan) if evaluation is None else evaluation
         if self.plan is None or ev.w2 * ev.w2 < self.threshold():
-            self.plan, self.evaluation, self.sq = plan, ev, ev.w2 * ev.w2
+            self.take(plan, ev)
             return True
         return False
 
     def take(self, plan: Plan, evaluation: PlanEvaluation) -> None:
         """Replace the incumbent unconditionally (the caller has compared)."""
+        self._fix_tolerance(evaluation.w2)
         self.plan, self.evaluation, self.sq = plan, evaluation, evaluation.w2 * evaluation.w2
 
 
-def seed_plans(problem: Problem, tables: ProblemTables | None, budget: "Budget | None" = None) -> Iterator[Plan]:
+def seed_plans(problem: Problem, tables: ProblemTables | None, budget: "Budget | None" = None, *,
+               canonical: bool = True) -> Iterator[Plan]:
     """The canonical plans (vanilla, boot, cd, pd), then, while the budget lasts, the extreme plans of
     every direction (``lo`` then ``hi``), each distinct plan once (a repeated plan cannot replace
-    the incumbent: it is not better than itself). ``tables=None``: the canonical plans only."""
-    for kind in CANONICAL_KINDS:
-        yield canonical_plan(kind, problem.steps, problem.segments)
+    the incumbent: it is not better than itself). ``tables=None``: the canonical plans only;
+    ``canonical=False``: the extreme plans only."""
+    if canonical:
+        for kind in CANONICAL_KINDS:
+            yield canonical_plan(kind, problem.steps, problem.segments)
     if problem.model.budget == "total" or tables is None:
         return
     seen: set[tuple] = set()
@@ -168,10 +210,16 @@ def seed_plans(problem: Problem, tables: ProblemTables | None, budget: "Budget |
                 yield plan_from_shape(shape)
 
 
-def seed_incumbent(problem: Problem, tables: ProblemTables | None, tol: float, budget: "Budget | None" = None) -> Incumbent:
-    """The incumbent after the seed plans of :func:`seed_plans`, met in that order."""
-    incumbent = Incumbent(problem, tol)
-    for plan in seed_plans(problem, tables, budget):
+def seed_incumbent(problem: Problem, tables: ProblemTables | None, tol: float, budget: "Budget | None" = None,
+                   start: Incumbent | None = None) -> Incumbent:
+    """The incumbent after the seed plans of :func:`seed_plans`, met in that order.
+
+    ``start``: an incumbent already offered the canonical plans (:func:`seed_incumbent` with
+    ``tables=None``, run before the tables are built, so that a budget that runs out while they
+    are built still has its answer); it is continued with the extreme plans, in place.
+    """
+    incumbent = Incumbent(problem, tol) if start is None else start
+    for plan in seed_plans(problem, tables, budget, canonical=start is None):
         incumbent.offer(plan)
         if budget is not None:
             budget.note(incumbent=incumbent.w2)

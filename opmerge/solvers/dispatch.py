@@ -106,14 +106,15 @@ def solve(
     if math.isfinite(time_budget):
         compile_kernels(solve)  # compilation is start-up, not part of the budget (none without a limit)
     budget = Budget(time_budget, node_budget, progress)
-    tol = optimality_tolerance(problem, rtol, atol)
+    # the canonical seeds first: they need no tables, and are the answer if the budget ends while the tables are built
+    incumbent = seed_incumbent(problem, None, optimality_tolerance(problem, rtol, atol), budget)
     try:
         tables = ProblemTables(problem, budget=budget)
     except TablesStopped:
-        solution = seeds_only_solution(problem, tol, budget)
+        solution = seeds_only_solution(problem, incumbent, budget)
         budget.finish(solution.w2, solution.lower_bound, solution.nodes)
         return solution
-    incumbent = seed_incumbent(problem, tables, tol, budget)
+    seed_incumbent(problem, tables, incumbent.tol, budget, start=incumbent)
     if joint and problem.dim > 1:
         solution = joint_plan(problem, tables, incumbent, budget, max_front=DEFAULT_MAX_FRONT, node_budget=node_budget)
     else:

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ..objective import Problem, evaluate_plan
-from ._control import Budget, Incumbent, seed_incumbent
+from ._control import Budget, Incumbent
 from ._kernels import INIT_CODES
 from ._line import estimate_slack_for, run_line_search
 from ._search import LineSearch1D, PlanSearch
@@ -93,7 +93,7 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
         found_plan, lower_sq, nodes, complete = None, root_bound, 0, True
     elif problem.dim == 1 and problem.model.budget != "total" and engine != "python":
         _found_sq, found_plan, lower_sq, nodes, complete = run_line_search(
-            problem, tables.direction(0), best_sq, tol, estimate_slack_for(problem), node_budget, budget, list_length
+            problem, tables.direction(0), best_sq, incumbent.search_tol, estimate_slack_for(problem), node_budget, budget, list_length
         )
     else:
         if problem.dim == 1 and problem.model.budget != "total":
@@ -106,23 +106,25 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
             incumbent.take(found_plan, found_eval)
     w2 = incumbent.w2
     lower = math.sqrt(max(0.0, min(lower_sq, w2 * w2)))
-    return certified_solution(incumbent.plan, incumbent.evaluation, lower, tol, method, nodes, (tables.lo, tables.hi),
+    return certified_solution(incumbent.plan, incumbent.evaluation, lower, incumbent.tol, method, nodes, (tables.lo, tables.hi),
                               budget.elapsed(), problem, stopped=not complete)
 
 
-def seeds_only_solution(problem: Problem, tol: float, budget: Budget) -> Solution:
+def seeds_only_solution(problem: Problem, incumbent: Incumbent, budget: Budget) -> Solution:
     r"""The answer of a solver whose time budget ran out while the range tables were built.
 
-    The best of the canonical plans (``vanilla``, ``boot``, ``cd``, ``pd``; the extreme plans need
-    the tables), uncertified: ``lower_bound = 0`` (always valid), ``stopped = True``,
-    ``method = "seeds"`` and an unknown achievable range (``-inf``, ``inf`` per direction);
-    ``exact`` follows from these numbers (true only when the seed's :math:`W_2 \le` ``tol``).
+    The best of the canonical plans (``vanilla``, ``boot``, ``cd``, ``pd``, offered to
+    ``incumbent`` before the tables; the extreme plans need the tables), uncertified:
+    ``lower_bound = 0`` (always valid), ``stopped = True``, ``method = "seeds"`` and an unknown
+    achievable range (``-inf``, ``inf`` per direction); ``exact`` follows from these numbers
+    (true only when the seed's :math:`W_2 \le` ``tol``).
 
     Parameters
     ----------
     problem : Problem
-    tol : float
-        The optimality tolerance of the call.
+    incumbent : Incumbent
+        Seeded with the canonical plans (:func:`~opmerge.solvers._control.seed_incumbent` with
+        ``tables=None``).
     budget : Budget
         The budget of the call (for ``elapsed``).
 
@@ -130,7 +132,6 @@ def seeds_only_solution(problem: Problem, tol: float, budget: Budget) -> Solutio
     -------
     Solution
     """
-    incumbent = seed_incumbent(problem, None, tol)
     unknown = (np.full(problem.dim, -np.inf), np.full(problem.dim, np.inf))
-    return certified_solution(incumbent.plan, incumbent.evaluation, 0.0, tol, "seeds", 0, unknown, budget.elapsed(),
-                              problem, stopped=True)
+    return certified_solution(incumbent.plan, incumbent.evaluation, 0.0, incumbent.tol, "seeds", 0, unknown,
+                              budget.elapsed(), problem, stopped=True)

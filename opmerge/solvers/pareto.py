@@ -259,14 +259,15 @@ def solve_joint(
     check_progress(progress)
     check_table_size(problem)
     budget = Budget(time_budget, node_budget, progress)
-    tol = optimality_tolerance(problem, rtol, atol)
+    # the canonical seeds first: they need no tables, and are the answer if the budget ends while the tables are built
+    incumbent = seed_incumbent(problem, None, optimality_tolerance(problem, rtol, atol), budget)
     try:
         tables = ProblemTables(problem, budget=budget)
     except TablesStopped:
-        solution = seeds_only_solution(problem, tol, budget)
+        solution = seeds_only_solution(problem, incumbent, budget)
         budget.finish(solution.w2, solution.lower_bound, solution.nodes)
         return solution
-    incumbent = seed_incumbent(problem, tables, tol, budget)
+    seed_incumbent(problem, tables, incumbent.tol, budget, start=incumbent)
     solution = joint_plan(problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget)
     budget.finish(solution.w2, solution.lower_bound, solution.nodes)
     return solution
@@ -326,7 +327,7 @@ def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, bu
             if root is not None and full:
                 # no plan beats the incumbent by more than tol
                 w2 = best_eval.w2
-                return certified_solution(best_plan, best_eval, min(max(w2 - tol, 0.0), w2), tol, "pareto", nodes,
+                return certified_solution(best_plan, best_eval, min(max(w2 - incumbent.search_tol, 0.0), w2), tol, "pareto", nodes,
                                           (lo, hi), time.perf_counter() - start, problem)
             if first:
                 # the full threshold was too hard: bisect between a certified bound and the incumbent

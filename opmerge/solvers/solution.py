@@ -7,9 +7,10 @@ One meaning of ``exact`` everywhere: the plan is *certified optimal within the t
 where ``lower_bound`` is certified (no plan with ``M`` segments has a smaller :math:`W_2`) and
 ``tol`` is reported with it. :func:`certified_solution` computes ``exact`` from these numbers, so
 every solver path sets it by the same definition, whichever path ran and whether or not a budget
-stopped it. In floating point the inequality is accepted in either of its two roundings,
-``w2 - lower_bound <= tol`` or ``lower_bound >= w2 - tol`` (a bound certified as ``w2 - tol``,
-computed in the second form, can miss the first by one rounding).
+stopped it: the floating-point expression ``w2 - lower_bound <= tol`` on the reported numbers,
+nothing looser. ``tol`` is the tolerance used, never below 8 ulps of the first seed's
+:math:`W_2` (:mod:`opmerge.solvers._control`), and the searches prune with 4 ulps less, so that a
+completed search satisfies the inequality after rounding.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class Solution:
     w2 : float                    W2 of ``plan``
     lower_bound : float           certified: no plan has W2 below it (``<= w2``)
     exact : bool                  ``w2 - lower_bound <= tol``: certified optimal within ``tol``
-    tol : float                   the optimality tolerance ``atol + rtol * sqrt(sum_i s_i g_i^2)``
+    tol : float                   the optimality tolerance used: ``atol + rtol * sqrt(sum_i s_i g_i^2)``, raised to
+                                  8 ulps of the first seed's W2 when smaller
     method : str                  ``"extreme"`` (goal outside the range), ``"search"``, ``"pareto"``, ``"pareto+search"``
                                   or ``"seeds"`` (the time budget ran out while the range tables were built:
                                   the best canonical plan, ``lower_bound = 0``, ``student_range`` unknown,
@@ -99,7 +101,7 @@ def certified_solution(plan: Plan, evaluation: PlanEvaluation, lower_bound: floa
     .. math:: \texttt{exact} = (\texttt{w2} - \texttt{lower\_bound} \le \texttt{tol}), \qquad
               \texttt{w2} = \texttt{evaluation.w2}
 
-    (in floating point: ``w2 - lower_bound <= tol or lower_bound >= w2 - tol``).
+    (in floating point, on the numbers as given: no second rounding of the inequality).
 
     Parameters
     ----------
@@ -122,7 +124,7 @@ def certified_solution(plan: Plan, evaluation: PlanEvaluation, lower_bound: floa
     Solution
     """
     w2 = evaluation.w2
-    exact = bool(w2 - lower_bound <= tol or lower_bound >= w2 - tol)
+    exact = bool(w2 - lower_bound <= tol)
     return Solution(plan=plan, evaluation=evaluation, w2=w2, lower_bound=lower_bound, exact=exact,
                     tol=tol, method=method, nodes=int(nodes), student_range=student_range, elapsed=elapsed, problem=problem,
                     stopped=bool(stopped))

@@ -132,7 +132,7 @@ def _fill(problem: Problem, retention: np.ndarray, budget=None) -> tuple[np.ndar
     has passed) and its progress told (phase ``"tables"``); a pending Ctrl-C surfaces there too.
     """
     n, m = problem.steps, problem.segments
-    out = new_tables(problem.dim, n, m)
+    out = _new_tables(problem.dim, n, m, budget)
     init_code = INIT_CODES[problem.model.init]
     jump = problem.jump if (init_code == INIT_CODES["ddim"] and problem.jump is not None) else np.zeros((1, 1, 1))
     steps = np.ascontiguousarray(problem.step_values, dtype=np.float64)
@@ -153,6 +153,28 @@ def _fill(problem: Problem, retention: np.ndarray, budget=None) -> tuple[np.ndar
             if budget.expired():
                 raise TablesStopped
             budget.report("tables")
+
+
+#: elements set per step when the tables are initialised (16 MB): large tables take seconds to touch
+_FILL_BLOCK = 2_000_000
+
+
+def _new_tables(dim: int, steps: int, segments: int, budget=None) -> tuple[np.ndarray, ...]:
+    """:func:`~opmerge.solvers._kernels.new_tables`, filled block by block so that the deadline of
+    ``budget`` (optional; :class:`TablesStopped`) and Ctrl-C are honoured while gigabytes are touched."""
+    if dim * (steps + 1) ** 2 <= _FILL_BLOCK:
+        return new_tables(dim, steps, segments)
+    out = []
+    for k, rows in enumerate((steps + 1,) * 4 + (segments + 1,) * 2):
+        table = np.empty((dim, rows, steps + 1))
+        flat = table.reshape(-1)
+        value = np.inf if k % 2 == 0 else -np.inf
+        for begin in range(0, flat.size, _FILL_BLOCK):
+            flat[begin:begin + _FILL_BLOCK] = value
+            if budget is not None and budget.expired():
+                raise TablesStopped
+        out.append(table)
+    return tuple(out)
 
 
 def _range_tables(problem: Problem, budget=None) -> dict[str, np.ndarray]:
