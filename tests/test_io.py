@@ -150,3 +150,13 @@ def test_disabled_cache(tmp_path):
     cache = io.ResultCache(None, "unit")
     assert cache.get_or_compute({"a": 1}, lambda: {"v": 1}) == {"v": 1}
     assert cache.load({"a": 1}) is None and cache.writes == 0
+
+
+def test_missing_entry_is_a_silent_miss_and_loads_file_uses_load_json(tmp_path, capsys):
+    cache = io.ResultCache(tmp_path / "units", "unit")
+    assert cache.load({"lam": 0.5}) is None and cache.misses == 1 and cache.damaged == []
+    assert capsys.readouterr().err == ""  # only a damaged entry warns
+    path = io.write_json(tmp_path / "r.json", {"a": [1, 2]})
+    assert io.loads_file(path) == io.load_json(path) == {"a": [1, 2]}
+    with pytest.raises(FileNotFoundError, match="--config .*missing.json does not exist"):
+        io.loads_file(tmp_path / "missing.json", what="--config")
