@@ -11,7 +11,6 @@ The forward process on a schedule's grid is :math:`z_n = \alpha_n x_0 + \sigma_n
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from opmerge.errors import InputError
+from opmerge.io import load_array, load_json
 from opmerge.schedules import Schedule
 from opmerge.teacher import check_lam
 
@@ -146,6 +146,15 @@ def make_gaussian(lam, rotated: bool = False, seed: int = 0) -> GaussianData:
     return GaussianData(lam_arr, rotation)
 
 
+def _spectrum_json(obj):
+    """The content of a ``.json`` spectrum file: a list of numbers, or a dict with a ``"lam"`` list."""
+    values = obj["lam"] if isinstance(obj, dict) and "lam" in obj else obj
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError("expected a non-empty list of numbers, or an object with a 'lam' list")
+    return obj
+
+
 def parse_spectrum(text: str) -> np.ndarray:
     r"""Eigenvalues from a short text.
 
@@ -183,13 +192,12 @@ def parse_spectrum(text: str) -> np.ndarray:
             values = np.linspace(lo, hi, count)
     elif Path(text).suffix.lower() in (".npy", ".json", ".txt", ".csv") and Path(text).exists():
         path = Path(text)
-        if path.suffix.lower() == ".npy":
-            values = np.load(path)
-        elif path.suffix.lower() == ".json":
-            obj = json.loads(path.read_text())
+        if path.suffix.lower() == ".json":
+            obj = load_json(path, name="spectrum file", validator=_spectrum_json)
             values = np.asarray(obj["lam"] if isinstance(obj, dict) else obj, dtype=np.float64)
         else:
-            values = np.loadtxt(path, delimiter="," if path.suffix.lower() == ".csv" else None)
+            # one validated loader: no pickles, real finite numbers only (complex and boolean refused)
+            values = load_array(path, name="spectrum file")
     else:
         try:
             values = np.array([float(v) for v in text.split(",") if v.strip()])

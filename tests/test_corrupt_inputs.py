@@ -391,3 +391,36 @@ def test_cli_train_teacher_resume_of_a_corrupted_checkpoint(tmp_path):
     proc = _cli(["train-teacher", "--quick", "--out", str(out), "--no-evaluate", "--no-progress", "--device", "cpu"], tmp_path)
     _assert_one_line_error(proc, "teacher.pt")
     assert sorted(p.name for p in out.iterdir()) == ["teacher.pt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the Gaussian bridge's --spectrum files go through the same loaders
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("garbage.npy", b"garbage", "cannot be read"),
+    ("complex.npy", None, "complex"),
+    ("bad.json", b'{"lam": "ab"}', "wrong content"),
+    ("notjson.json", b"[0.5,", "not valid JSON"),
+])
+def test_bridge_spectrum_files_are_validated(tmp_path, name, content, words):
+    from opmerge.experiments.gaussian import parse_spectrum
+
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.array([1 + 2j, 3.0]))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=words) as info:
+        parse_spectrum(str(path))
+    assert name in str(info.value)
+
+
+def test_bridge_spectrum_json_list_and_dict_are_read(tmp_path):
+    from opmerge.experiments.gaussian import parse_spectrum
+
+    (tmp_path / "a.json").write_text("[0.5, 2]")
+    (tmp_path / "b.json").write_text('{"lam": [0.5, 2]}')
+    np.testing.assert_array_equal(parse_spectrum(str(tmp_path / "a.json")), [0.5, 2.0])
+    np.testing.assert_array_equal(parse_spectrum(str(tmp_path / "b.json")), [0.5, 2.0])

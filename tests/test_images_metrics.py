@@ -192,3 +192,24 @@ def test_evaluate_samples_values_by_an_independent_route(tmp_path):
     assert m["mean_confidence"] == pytest.approx(float(probs.max(1).mean()), rel=1e-12)
     assert m["memorization"]["fraction"] == pytest.approx(0.4) and m["memorization"]["exact_copies"] == pytest.approx(0.4)
     assert m["value_range"] == [float(samples.min()), float(samples.max())]
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x80\x02garbage", None])
+def test_a_damaged_classifier_cache_is_retrained_with_a_warning(tmp_path, capsys, damage):
+    d = load_digits_dataset()
+    cfg = ClassifierConfig(epochs=2)
+    _, info = load_or_train_classifier(d, tmp_path, cfg)
+    path = info["path"]
+    if damage is None:  # truncated: the first half of a real file
+        raw = open(path, "rb").read()
+        damage = raw[: len(raw) // 2]
+    with open(path, "wb") as fh:
+        fh.write(damage)
+    capsys.readouterr()
+    _, again = load_or_train_classifier(d, tmp_path, cfg)
+    err = capsys.readouterr().err
+    assert not again["cached"] and again["test_accuracy"] == info["test_accuracy"]
+    assert "classifier cache" in err and "retraining" in err and "Traceback" not in err
+    # the retrained file replaced the damaged one and is read back next time
+    _, third = load_or_train_classifier(d, tmp_path, cfg)
+    assert third["cached"]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ import torch
 from torch import nn
 
 from opmerge.errors import InputError
-from opmerge.io import provenance
+from opmerge.io import load_torch, provenance
 
 from ._records import device_label
 from .checkpoints import save_checkpoint_atomic
@@ -381,12 +382,14 @@ def load_or_train_classifier(dataset: ImageDataset, cache_dir: str | os.PathLike
     cached = False
     if path is not None and path.is_file():
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_torch(path, name="classifier cache", required={"model": dict})
             model = ImageClassifier(dataset.dim, dataset.n_classes, config.hidden, config.features)
             model.load_state_dict(state["model"])
             model.eval()
             cached = True
-        except (OSError, RuntimeError, KeyError, ValueError):
+        except (InputError, RuntimeError, KeyError, ValueError) as exc:
+            # a damaged or stale cache file is retrained, never trusted and never fatal
+            print(f"opmerge: warning: {exc}; retraining the classifier", file=sys.stderr)
             model = None
     if model is None:
         model = train_classifier(dataset, config)
