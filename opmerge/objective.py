@@ -12,6 +12,7 @@ eigenbasis (input :math:`z_N` of variance :math:`\|v_N\|^2` per direction).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,9 +25,44 @@ from .plans import MergeNode, Plan, Tree
 from .schedules import Schedule, signal_noise_norm_sq
 from .teacher import SOLVERS, _exact_flow, _step_operators, check_lam
 
-__all__ = ["TARGETS", "Problem", "PlanEvaluation", "evaluate_plan", "w2_distance"]
+__all__ = ["TARGETS", "Problem", "PlanEvaluation", "evaluate_plan", "w2_distance", "MEMORY_CAP", "memory_limit"]
 
 TARGETS = ("teacher", "data")
+
+#: fixed cap on the memory of one problem's large tables (bytes): see :func:`memory_limit`
+MEMORY_CAP = 8 * 2**30
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` of ``/proc/meminfo`` in bytes (Linux), else the free physical pages, else ``None``."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def memory_limit() -> int:
+    """The most bytes one problem's large tables may take: the smaller of :data:`MEMORY_CAP` (8 GiB)
+    and half the memory available now (when the system says how much that is).
+
+    Returns
+    -------
+    int
+    """
+    available = _available_memory()
+    return MEMORY_CAP if available is None else min(MEMORY_CAP, available // 2)
+
+
+def gib(n_bytes: float) -> str:
+    """``n_bytes`` in GiB, three digits (for messages)."""
+    return f"{n_bytes / 2**30:.3g} GiB"
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,6 +143,13 @@ class Problem:
         steps = _step_operators(self.schedule, lam, self.solver)
         set_("step_values", readonly_float64(steps, copy=False))
         set_("retention", readonly_float64(_retention_table(self.schedule, lam, self.model, self.solver, 1), copy=False))
+        if self.model.init == "ddim":
+            need, limit = 16 * lam.size * (n_steps + 1) ** 2, memory_limit()  # the table and one temporary
+            if need > limit:
+                raise InputError(
+                    f"problem too large: init='ddim' needs a jump table of steps = {n_steps} and {lam.size} direction(s) "
+                    f"of lam: {need:,} bytes ({gib(need)}), above the limit of {limit:,} bytes ({gib(limit)}: the smaller "
+                    f"of {gib(MEMORY_CAP)} and half the available memory); use fewer steps or fewer directions")
         set_("jump", readonly_float64(_ddim_jump_table(self.schedule, lam), copy=False) if self.model.init == "ddim" else None)
         set_("teacher", readonly_float64(np.prod(steps[:, 1:], axis=1), copy=False))
         set_("exact", readonly_float64(np.atleast_1d(_exact_flow(self.schedule, lam, n_steps, 0)), copy=False))

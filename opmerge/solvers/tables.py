@@ -12,13 +12,12 @@ direction-last copies their kernels read) and pass them down.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
 from ..errors import InputError
-from ..objective import Problem
+from ..objective import MEMORY_CAP, Problem, gib, memory_limit
 from ..plans import MergeNode, Plan
 from .._util import deep_recursion
 from ._interrupts import interruptible
@@ -42,13 +41,13 @@ def _merge_count_range(problem: Problem) -> range:
 # size limit
 # ---------------------------------------------------------------------------------------------
 #: fixed cap on the memory of the range tables of one problem (bytes); see :func:`table_memory_limit`
-TABLE_MEMORY_CAP = 8 * 2**30
+TABLE_MEMORY_CAP = MEMORY_CAP
 
 
 def table_bytes(problem: Problem) -> int:
     r"""Bytes the range tables of ``problem`` take while a solver uses them (an upper estimate).
 
-    .. math:: 8\,ig(c\, d\, (4 (N + 1)^2 + 2 (M + 1)(N + 1)) + 2 (N + 1)^2ig)
+    .. math:: 8\,\big(c\, d\, (4 (N + 1)^2 + 2 (M + 1)(N + 1)) + 2 (N + 1)^2\big)
 
     with ``d`` directions, ``c = 2`` copies (direction first and direction last; ``c = 3`` for
     ``budget='total'``, whose tables are the union over the merge counts) and the scratch of the
@@ -67,30 +66,10 @@ def table_bytes(problem: Problem) -> int:
     return 8 * (copies * dim * (4 * n1 * n1 + 2 * m1 * n1) + 2 * n1 * n1)
 
 
-def _available_memory() -> int | None:
-    """``MemAvailable`` of ``/proc/meminfo`` in bytes (Linux), else the free physical pages, else ``None``."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
 def table_memory_limit() -> int:
     """The largest :func:`table_bytes` the solvers accept: the smaller of :data:`TABLE_MEMORY_CAP`
-    (8 GiB) and half the memory available now (when the system says how much that is)."""
-    available = _available_memory()
-    return TABLE_MEMORY_CAP if available is None else min(TABLE_MEMORY_CAP, available // 2)
-
-
-def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:.3g} GiB"
+    (8 GiB) and half the memory available now (:func:`opmerge.objective.memory_limit`)."""
+    return memory_limit()
 
 
 def check_table_size(problem: Problem) -> None:
@@ -106,8 +85,8 @@ def check_table_size(problem: Problem) -> None:
     if need > limit:
         raise InputError(
             f"problem too large for the solver: the range tables of steps = {problem.steps}, segments = {problem.segments} "
-            f"and {problem.dim} direction(s) of lam need {need:,} bytes ({_gib(need)}), above the limit of {limit:,} bytes "
-            f"({_gib(limit)}: the smaller of {_gib(TABLE_MEMORY_CAP)} and half the available memory); "
+            f"and {problem.dim} direction(s) of lam need {need:,} bytes ({gib(need)}), above the limit of {limit:,} bytes "
+            f"({gib(limit)}: the smaller of {gib(TABLE_MEMORY_CAP)} and half the available memory); "
             "use fewer steps or fewer directions (bin the spectrum)"
         )
 
