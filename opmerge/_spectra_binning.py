@@ -18,10 +18,15 @@ from .plans import CANONICAL_KINDS, Plan, canonical_plan, parse_plan
 from ._spectrum import Spectrum
 
 
-__all__ = ["ZERO_RTOL", "BinnedSpectrum", "merge_duplicates", "bin_spectrum", "binning_w2_error"]
+__all__ = ["ZERO_RTOL", "MAX_BINS", "BinnedSpectrum", "merge_duplicates", "bin_spectrum", "binning_w2_error"]
 
 #: eigenvalues below this fraction of the largest are treated as zero when binning
 ZERO_RTOL = 1e-12
+
+
+#: largest number of bins :func:`bin_spectrum` accepts (more bins than this cannot make a plan
+#: problem any solver finishes; the ``--bins`` option has the same limit)
+MAX_BINS = 100_000
 
 
 def merge_duplicates(spectrum: Spectrum, rtol: float = 1e-12) -> Spectrum:
@@ -50,6 +55,8 @@ def merge_duplicates(spectrum: Spectrum, rtol: float = 1e-12) -> Spectrum:
         When it is negative or not finite.
     """
 
+    if not isinstance(spectrum, Spectrum):
+        raise InputTypeError(f"spectrum must be a Spectrum, got {type(spectrum).__name__}")
     rtol = real_number(rtol, "rtol", low=0.0)
     lam, weights = spectrum.lam, spectrum.weights
     order = np.argsort(lam, kind="stable")
@@ -130,10 +137,10 @@ def bin_spectrum(spectrum: Spectrum, bins: int) -> BinnedSpectrum:
     ----------
     spectrum : Spectrum
     bins : int
-        ``B >= 1``.
+        ``1 <= B <=`` :data:`MAX_BINS`.
     """
 
-    bins = integer(bins, "bins", low=1)
+    bins = integer(bins, "bins", low=1, high=MAX_BINS)
     if not isinstance(spectrum, Spectrum):
         raise InputTypeError(f"spectrum must be a Spectrum, got {type(spectrum).__name__}")
     lam, weights = spectrum.lam, spectrum.weights

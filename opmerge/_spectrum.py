@@ -43,13 +43,13 @@ class Spectrum:
         lam = np.atleast_1d(real_array(self.lam, "lam"))
         weights = np.atleast_1d(real_array(self.weights, "weights"))
         if lam.ndim != 1 or lam.size == 0:
-            raise InputError(f"a spectrum needs a non-empty 1-D array of eigenvalues (d >= 1), got shape {lam.shape}")
+            raise InputError(f"lam must be a non-empty 1-D array of eigenvalues (d >= 1), got shape {lam.shape}")
         if weights.shape != lam.shape:
             raise InputError(f"weights must have the shape of the eigenvalues {lam.shape}, got {weights.shape}")
         if not np.all(np.isfinite(lam)):
-            raise InputError("eigenvalues must be finite (no NaN or inf); allowed range [0, inf)")
+            raise InputError("lam (the eigenvalues) must be finite (no NaN or inf); allowed range [0, inf)")
         if np.any(lam < 0):
-            raise InputError(f"eigenvalues must be >= 0 (allowed range [0, inf)), got {float(lam.min())!r}")
+            raise InputError(f"lam (the eigenvalues) must be >= 0 (allowed range [0, inf)), got {float(lam.min())!r}")
         if not np.all(np.isfinite(weights)):
             raise InputError("weights must be finite (no NaN or inf); allowed range [0, inf)")
         if np.any(weights < 0):

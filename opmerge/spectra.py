@@ -31,13 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from ._spectrum import Spectrum
-from ._spectra_binning import ZERO_RTOL, BinnedSpectrum, bin_spectrum, binning_w2_error, merge_duplicates  # noqa: F401 (ZERO_RTOL)
+from ._spectra_binning import MAX_BINS, ZERO_RTOL, BinnedSpectrum, bin_spectrum, binning_w2_error, merge_duplicates  # noqa: F401 (MAX_BINS, ZERO_RTOL)
 from ._validate import echo, real_array
 from .errors import InputError, InputTypeError
 from .io import load_array
 
 __all__ = [
     "PRESETS",
+    "MAX_BINS",
     "Spectrum",
     "BinnedSpectrum",
     "spectrum_from_list",

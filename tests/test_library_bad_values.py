@@ -223,9 +223,6 @@ XFAIL = {
     ("evaluate_plan", "problem"): FIXED_IN_SOLVERS,
     ("w2_distance", "problem"): FIXED_IN_SOLVERS,
     ("w2_distance", "student"): FIXED_IN_SOLVERS,
-    ("Spectrum", "lam range"): FIXED_IN_SPECTRA,
-    ("merge_duplicates", "spectrum"): FIXED_IN_SPECTRA,
-    ("bin_spectrum", "bins huge"): FIXED_IN_SPECTRA,
 }
 
 PENDING = [
@@ -238,7 +235,7 @@ PENDING = [
 ]
 
 PARAMS = [pytest.param(case, id=f"{case.label}-{case.name}") for case in CASES]
-PARAMS += [pytest.param(case, id=f"{case.label}-{case.name}", marks=XFAIL[(case.label, case.name)]) for case in PENDING]
+PARAMS += [pytest.param(case, id=f"{case.label}-{case.name}", marks=XFAIL.get((case.label, case.name), ())) for case in PENDING]
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
