@@ -52,7 +52,7 @@ import numpy as np
 from ..objective import PlanEvaluation, Problem, evaluate_plan
 from ..plans import CANONICAL_KINDS, Plan, canonical_plan
 from .progress import REPORT_INTERVAL, Progress, ProgressCallback
-from .tables import ProblemTables, extreme_shape, plan_from_shape
+from .tables import ProblemTables, extreme_shape, plan_from_shape, shape_key
 
 __all__ = ["default_rtol", "optimality_tolerance", "pruning_threshold", "Incumbent", "seed_incumbent", "Budget"]
 
@@ -205,8 +205,9 @@ def seed_plans(problem: Problem, tables: ProblemTables | None, budget: "Budget |
                     return  # fewer seeds: the incumbent is still a valid plan
                 budget.report("seeds")
             shape = extreme_shape(problem, d, side, tables.direction(d))
-            if shape not in seen:
-                seen.add(shape)
+            key = shape_key(shape)
+            if key not in seen:
+                seen.add(key)
                 yield plan_from_shape(shape)
 
 

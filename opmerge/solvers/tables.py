@@ -19,7 +19,6 @@ import numpy as np
 from ..errors import InputError
 from ..objective import MEMORY_CAP, Problem, gib, memory_limit
 from ..plans import MergeNode, Plan
-from .._util import deep_recursion
 from ._interrupts import interruptible
 from ._checks import check_choice, check_int, check_problem
 from ._kernels import INIT_CODES, find_choice, new_tables, range_dp_run
@@ -310,6 +309,8 @@ def extreme_shape(problem: Problem, direction: int, side: str, tables: dict[str,
 def rebuild_shape(choose, steps: int, segments: int, state) -> tuple:
     """The plan a dynamic program chose, as nested tuples (as :func:`extreme_shape` makes them).
 
+    Built with an explicit stack, not recursion: a plan can be ``N`` levels deep.
+
     Parameters
     ----------
     choose : callable
@@ -328,44 +329,93 @@ def rebuild_shape(choose, steps: int, segments: int, state) -> tuple:
         One entry per segment, noise side first.
     """
 
-    def tree(i, j, s):
-        if j == i + 1:
-            return j
-        m, first, rest = choose(0, i, j, s)
-        return (tree(m, j, first), *forest(i, m, rest))
-
     def forest(i, j, s):
+        """The trees ``(i, j, state)`` of the forest over ``j -> i``, noise side first."""
         out = []
         while True:
             if j == i + 1:
-                out.append(j)
+                out.append((i, j, s))
                 return out
             m, first, rest = choose(1, i, j, s)
             if m < 0:
-                out.append(tree(i, j, first))
+                out.append((i, j, first))
                 return out
-            out.append(tree(m, j, first))
+            out.append((m, j, first))
             j, s = m, rest
 
-    with deep_recursion(4 * steps + 16):
-        shape = []
-        k, j, s = segments, steps, state
-        while k > 1:
-            m, first, rest = choose(2, k, j, s)
-            shape.append(tree(m, j, first))
-            k, j, s = k - 1, m, rest
-        shape.append(tree(0, j, s))
-        return tuple(shape)
+    segment_specs = []
+    k, j, s = segments, steps, state
+    while k > 1:
+        m, first, rest = choose(2, k, j, s)
+        segment_specs.append((m, j, first))
+        k, j, s = k - 1, m, rest
+    segment_specs.append((0, j, s))
+
+    # nodes under construction are lists (filled through their slots), turned into tuples at the end
+    root: list = [None] * len(segment_specs)
+    tasks = [(root, index, spec) for index, spec in enumerate(segment_specs)]
+    lists = []
+    while tasks:
+        parent, index, (i, j, s) = tasks.pop()
+        if j == i + 1:
+            parent[index] = j
+            continue
+        m, first, rest = choose(0, i, j, s)
+        specs = [(m, j, first), *forest(i, m, rest)]
+        node: list = [None] * len(specs)
+        parent[index] = node
+        lists.append(node)
+        tasks.extend((node, position, spec) for position, spec in enumerate(specs))
+    return _freeze(root, lists)
+
+
+def _freeze(root: list, lists: list) -> tuple:
+    """Nested lists as nested tuples, innermost first (``lists``: every inner list, parents before children)."""
+    frozen: dict[int, tuple] = {}
+    for node in reversed(lists):  # children were appended after their parents
+        frozen[id(node)] = tuple(frozen[id(c)] if isinstance(c, list) else c for c in node)
+    return tuple(frozen[id(c)] if isinstance(c, list) else c for c in root)
+
+
+def shape_key(shape: tuple) -> tuple:
+    """A flat key of a shape (its pre-order with the sizes of the nodes), equal for equal shapes:
+    hashing or comparing deeply nested tuples recurses in C."""
+    out = []
+    stack = [shape]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, tuple):
+            out.append(-len(node))
+            stack.extend(reversed(node))
+        else:
+            out.append(node)
+    return tuple(out)
 
 
 def plan_from_shape(shape: tuple) -> Plan:
-    """The :class:`~opmerge.plans.Plan` of nested tuples made by :func:`extreme_shape`."""
+    """The :class:`~opmerge.plans.Plan` of nested tuples made by :func:`extreme_shape` (built
+    bottom-up with an explicit stack: a plan can be ``N`` levels deep)."""
 
-    def tree(node):
-        return node if isinstance(node, int) else MergeNode(tuple(tree(child) for child in node))
+    def tree(top):
+        if isinstance(top, int):
+            return top
+        stack = [(top, [])]
+        while True:
+            node, built = stack[-1]
+            if len(built) < len(node):
+                child = node[len(built)]
+                if isinstance(child, int):
+                    built.append(child)
+                else:
+                    stack.append((child, []))
+                continue
+            stack.pop()
+            made = MergeNode(tuple(built))
+            if not stack:
+                return made
+            stack[-1][1].append(made)
 
-    with deep_recursion(4 * len(repr(shape))):
-        return Plan(tuple(tree(segment) for segment in shape))
+    return Plan(tuple(tree(segment) for segment in shape))
 
 
 def retention_bound(problem: Problem, reduce) -> np.ndarray:
