@@ -29,6 +29,7 @@ __all__ = [
     "check_choice",
     "check_flag",
     "check_progress",
+    "check_tables",
 ]
 
 
@@ -158,3 +159,36 @@ def check_progress(value: object) -> object:
     if value is not None and not callable(value):
         raise InputTypeError(f"progress must be None or a callable taking a Progress, got {type(value).__name__} {value!r}")
     return value
+
+
+_TABLE_ROWS = {"v_lo": "N", "v_hi": "N", "f_lo": "N", "f_hi": "N", "g_lo": "M", "g_hi": "M"}
+
+
+def check_tables(tables: object, problem: Problem) -> dict | None:
+    """``tables``: ``None`` or the output of :func:`~opmerge.solvers.range_tables` for ``problem``.
+
+    A dict with the six arrays ``v_lo, v_hi, f_lo, f_hi`` of shape ``(d, N + 1, N + 1)`` and
+    ``g_lo, g_hi`` of shape ``(d, M + 1, N + 1)``.
+
+    Raises
+    ------
+    InputTypeError
+        When ``tables`` is not a dict of arrays.
+    InputError
+        When a table is missing or has another shape.
+    """
+    if tables is None:
+        return None
+    if not isinstance(tables, dict):
+        raise InputTypeError(f"tables must be None or the dict of range_tables(problem), got {type(tables).__name__}")
+    d, n1, m1 = problem.dim, problem.steps + 1, problem.segments + 1
+    for name, rows in _TABLE_ROWS.items():
+        if name not in tables:
+            raise InputError(f"tables must be the dict of range_tables(problem): the table {name!r} is missing")
+        table = tables[name]
+        if not isinstance(table, np.ndarray):
+            raise InputTypeError(f"tables[{name!r}] must be a numpy array, got {type(table).__name__}")
+        shape = (d, n1 if rows == "N" else m1, n1)
+        if table.shape != shape:
+            raise InputError(f"tables[{name!r}] must have the shape {shape} of this problem (d, {rows} + 1, N + 1), got {table.shape}")
+    return tables

@@ -93,7 +93,8 @@ import numpy as np
 
 from ..objective import Problem, evaluate_plan
 from ._interrupts import interruptible
-from ._checks import check_int, check_node_budget, check_problem, check_progress, check_time_budget, check_tolerances
+from ._checks import (check_int, check_node_budget, check_problem, check_progress, check_tables, check_time_budget,
+                      check_tolerances)
 from ._control import Budget, Incumbent, optimality_tolerance, seed_incumbent
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
 from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, search_plan, seeds_only_solution
@@ -135,7 +136,8 @@ def per_direction_bound(problem: Problem, tables: dict[str, np.ndarray] | None =
     tables : dict, optional
         The output of :func:`~opmerge.solvers.exact.range_tables` for ``problem`` (computed when omitted).
     time_budget : float
-        Seconds (``> 0``) for the one-direction searches of the straddling directions.
+        Seconds (``> 0``) for the range tables (when not given) and the one-direction searches of
+        the straddling directions; when it ends during the tables the bound is 0.
 
     Returns
     -------
@@ -146,11 +148,18 @@ def per_direction_bound(problem: Problem, tables: dict[str, np.ndarray] | None =
     Raises
     ------
     InputError, InputTypeError
-        When ``problem`` is not a Problem or ``time_budget`` is not a number ``> 0``.
+        When ``problem`` is not a Problem, ``tables`` is not the output of
+        :func:`~opmerge.solvers.range_tables` for it or ``time_budget`` is not a number ``> 0``.
     """
     check_problem(problem)
     time_budget = check_time_budget(time_budget)
-    return _per_direction_bound(problem, ProblemTables(problem, tables), time.perf_counter() + time_budget)
+    tables = check_tables(tables, problem)
+    budget = Budget(time_budget, DEFAULT_NODE_BUDGET)
+    try:
+        problem_tables = ProblemTables(problem, tables, budget=budget)
+    except TablesStopped:
+        return 0.0, np.zeros(problem.dim)  # the time ran out while the range tables were built: 0 is valid
+    return _per_direction_bound(problem, problem_tables, budget.deadline)
 
 
 def _per_direction_bound(problem: Problem, tables: ProblemTables, deadline: float,

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..objective import MEMORY_CAP, Problem, gib, memory_limit
 from ..plans import MergeNode, Plan
 from ._interrupts import interruptible
-from ._checks import check_choice, check_int, check_problem
+from ._checks import check_choice, check_int, check_problem, check_tables
 from ._kernels import INIT_CODES, find_choice, new_tables, range_dp_run
 
 __all__ = ["range_tables", "achievable_range", "extreme_plan", "ProblemTables", "TABLE_NAMES", "table_bytes",
@@ -233,9 +233,12 @@ def achievable_range(problem: Problem, tables: dict[str, np.ndarray] | None = No
     Raises
     ------
     InputTypeError
-        When ``problem`` is not a :class:`~opmerge.objective.Problem`.
+        When ``problem`` is not a :class:`~opmerge.objective.Problem` or ``tables`` not a dict of arrays.
+    InputError
+        When ``tables`` has another shape, or the tables to compute exceed the memory limit.
     """
     check_problem(problem)
+    tables = check_tables(tables, problem)
     return _student_range(problem, _range_tables(problem) if tables is None else tables)
 
 
@@ -265,15 +268,17 @@ def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables:
     Raises
     ------
     InputError
-        For ``budget='total'``, a ``side`` other than ``'lo'``/``'hi'`` or a direction out of range.
+        For ``budget='total'``, a ``side`` other than ``'lo'``/``'hi'``, a direction out of range or
+        ``tables`` of another shape.
     InputTypeError
-        When ``problem`` is not a Problem or ``direction`` not an int.
+        When ``problem`` is not a Problem, ``direction`` not an int or ``tables`` not a dict of arrays.
     """
     check_problem(problem)
     if problem.model.budget == "total":
         raise InputError("extreme_plan needs problem.model.budget = 'per-merge' (extreme plans are not read off the DP for 'total')")
     check_choice(side, "side", ("lo", "hi"))
     direction = check_int(direction, "direction", 0, problem.dim - 1)
+    tables = check_tables(tables, problem)
     return _extreme_plan(problem, direction, side, _range_tables(problem) if tables is None else tables)
 
 
