@@ -138,7 +138,7 @@ def unrecognized_message(parser: argparse.ArgumentParser, extras: Sequence[str])
     str
     """
     message = f"unrecognized arguments: {echo(' '.join(extras))}"
-    unknown = next((e.split("=", 1)[0] for e in extras if e.startswith("--")), None)
+    unknown = next((e.split("=", 1)[0] for e in extras if e.startswith("--") and len(e) > 2), None)
     if unknown is not None:
         close = difflib.get_close_matches(unknown, _long_options(parser), n=1, cutoff=0.6)
         if close:

@@ -349,7 +349,8 @@ def check_out_file(value: str | os.PathLike | None, option: str = "--out") -> Pa
         raise UsageError(f"{option} {echo(text)!r} is a folder; name a file")
     folder = path.parent
     if not folder.is_dir():
-        raise UsageError(f"{option} {echo(text)!r}: the folder {echo(os.fspath(folder))!r} does not exist")
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"{option} {echo(text)!r}: the folder {echo(os.fspath(folder))!r} {what}")
     return path
 
 
@@ -629,12 +630,12 @@ def problem_from_args(
     Problem
         Its constructor is the one place where ``lambda``, the weights and ``M <= N`` are checked.
     """
-    schedule = schedule_from_args(args, steps)
-    if segments is None:
-        segments = _arg(args, "segments") or 1
-    model = model_from_args(args)
     directions = spectrum_from_args(args) if directions is None else directions
     try:
+        schedule = schedule_from_args(args, steps)
+        if segments is None:
+            segments = _arg(args, "segments") or 1
+        model = model_from_args(args)
         return Problem(
             schedule,
             directions.lam,
