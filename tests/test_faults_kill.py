@@ -127,19 +127,26 @@ def test_input_errors_cross_process_boundaries_unchanged():
     assert isinstance(pickle.loads(pickle.dumps(InputTypeError("x"))), TypeError)
 
 
+def _signal_during_a_step(signum: int) -> None:
+    try:
+        os.kill(os.getpid(), signum)
+        time.sleep(0.05)  # the handler has run by now
+    except (KeyboardInterrupt, Terminated):
+        pytest.fail("the signal interrupted the step instead of waiting for its end")
+
+
 @needs_posix
 def test_deferred_signals_wait_for_the_step_boundary():
-    with pytest.raises(KeyboardInterrupt):
-        with deferred_signals() as signals:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # a deferred signal does not interrupt the step
-            assert signals.pending == signal.SIGINT
+    with deferred_signals() as signals:
+        _signal_during_a_step(signal.SIGINT)
+        assert signals.pending == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
             signals.raise_pending()
+        assert signals.pending is None
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with pytest.raises(Terminated) as info:
         with deferred_signals() as signals:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)
+            _signal_during_a_step(signal.SIGTERM)
             assert signals.pending == signal.SIGTERM
             # nothing raised yet: the block ends normally and the pending signal is raised then
     assert info.value.code == EXIT_TERMINATED == 143
@@ -149,8 +156,7 @@ def test_deferred_signals_wait_for_the_step_boundary():
 @needs_posix
 def test_second_ctrl_c_stops_at_once():
     with deferred_signals() as signals:
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)
+        _signal_during_a_step(signal.SIGINT)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1.0)
