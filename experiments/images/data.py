@@ -257,8 +257,8 @@ def load_npy_dataset(path: str | os.PathLike, test_fraction: float = 0.2, seed: 
         A missing file (:class:`opmerge.io.MissingFileError`, also an ``InputError``).
     InputError
         A file that :func:`opmerge.io.load_array` refuses (not a ``.npy`` array, pickled objects,
-        complex, boolean or non-numeric values, NaN or inf), fewer than 3 rows, or bad labels; the
-        message names the file.
+        complex, boolean or non-numeric values, NaN or inf), fewer than 3 rows, images that are all
+        the same (zero variance), or bad labels; the message names the file.
     """
     path = Path(path)
     if path.suffix.lower() != ".npy":
@@ -275,6 +275,8 @@ def load_npy_dataset(path: str | os.PathLike, test_fraction: float = 0.2, seed: 
     else:
         x = x.astype(np.float64)
         value_range = None if len(shape) == 1 else (float(x.min()), float(x.max()) if x.max() > x.min() else float(x.min()) + 1.0)
+    if float(np.max(np.std(x, axis=0))) == 0.0:
+        raise InputError(f"data file {show_path(path)}: every image is the same (zero variance); a teacher cannot learn from it")
     y = None
     if labels is not None:
         labels_path = Path(labels)
