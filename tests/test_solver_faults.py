@@ -9,21 +9,34 @@ test fail (see the report of the change that added this file). Brute force over 
 * the data target compares ``|S|`` with the goal: when every value of a partial plan is negative,
   the interval of ``|S|`` is ``[-hi, -lo]``;
 * the default tolerance is the documented ``tol = atol + 64 N eps sqrt(sum_i s_i g_i^2)``;
-* ties (plans within ``tol``) go to the canonical plans in the order vanilla, boot, cd, pd.
+* ties (plans within ``tol``) go to the canonical plans in the order vanilla, boot, cd, pd;
+* Ctrl-C and SIGTERM end a large solve at once (exit 130 with one line, or the signal's status),
+  and the time budget covers the range tables;
+* problems whose tables exceed the memory limit are refused up front with the bytes they need;
+  plans ``N`` levels deep are built without recursion;
+* the solver functions name the parameter of a bad argument.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 
+from opmerge.errors import InputError, InputTypeError
 from opmerge.model import StudentModel, input_variance
 from opmerge.objective import Problem, evaluate_plan
 from opmerge.plans import canonical_plan
 from opmerge.schedules import make_schedule
-from opmerge.solvers import achievable_range, brute_force, range_tables, solve
+from opmerge.solvers import achievable_range, brute_force, extreme_plan, range_tables, solve, solve_joint
 
 EPS = np.finfo(np.float64).eps
 
@@ -218,3 +231,222 @@ def test_a_tie_within_atol_keeps_the_earlier_plan():
     assert 0.03 < w2["vanilla"] - w2["boot"] < 0.05
     assert solve(problem, atol=0.05).plan == canonical_plan("vanilla", 6, 1)
     assert solve(problem, atol=0.03).plan == canonical_plan("boot", 6, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# (e) Ctrl-C and SIGTERM during a large solve; the time budget covers the range tables
+# ---------------------------------------------------------------------------------------------
+def _start_plan(*args: str) -> subprocess.Popen:
+    """``python -m opmerge plan ...`` with progress lines on stderr (one per 0.5 s once it solves)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPMERGE_DEBUG"}
+    return subprocess.Popen([sys.executable, "-m", "opmerge", "plan", *args, "--no-draw", "--progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def _wait_for_progress(proc: subprocess.Popen, timeout: float = 60.0) -> list[str]:
+    """Lines of stderr up to the first progress report of the solver (it is then inside the solve)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        assert line, f"the solver ended before its first progress report: {lines}"
+        lines.append(line)
+        if line.startswith("opmerge: tables"):
+            return lines
+    raise AssertionError("no progress report")
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_range_tables_exits_130_at_once():
+    """N = 2000: the interval DP ran as one Numba call of ~8 s; a SIGINT then waited for it, or
+    surfaced inside Numba's boxing of the returned arrays (SystemError chains, or exit -11)."""
+    proc = _start_plan("--steps", "2000", "--time-budget", "60")
+    try:
+        _wait_for_progress(proc)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        rest = proc.stderr.read()
+        rc = proc.wait(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert rc == 130, rest
+    assert took < 2.0, took
+    assert "Traceback" not in rest and "Error" not in rest
+    assert rest.strip().splitlines()[-1] == "opmerge: interrupted"
+    assert [line for line in rest.splitlines() if not line.startswith("opmerge: tables")] == ["opmerge: interrupted"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_range_tables_ends_the_process():
+    proc = _start_plan("--steps", "2000", "--time-budget", "60")
+    try:
+        _wait_for_progress(proc)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        rc = proc.wait(timeout=10)
+        took = time.monotonic() - sent
+        rest = proc.stderr.read()
+    finally:
+        proc.kill()
+    assert rc in (-signal.SIGTERM, 128 + signal.SIGTERM), rc
+    assert took < 2.0 and "Traceback" not in rest
+
+
+@pytest.mark.slow
+def test_budget_covers_the_range_tables_on_the_command_line():
+    """--steps 3000 --time-budget 1 took 13 s (the tables ran outside the budget)."""
+    began = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "opmerge", "plan", "--steps", "3000", "--time-budget", "1", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    wall = time.monotonic() - began
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["seconds"] <= 1.1 * 1 + 0.5 and wall < 12.0  # start-up (imports, kernel cache) is outside the budget
+    assert doc["exact"] is False and doc["stopped"] is True and doc["lower_bound"] == 0.0 and doc["method"] == "seeds"
+
+
+def test_ctrl_c_inside_a_kernel_that_returns_arrays_is_a_keyboard_interrupt():
+    """A SIGINT that arrives while a Numba function returning an array runs used to be raised in
+    Numba's call-back (numba.core.serialize) and come out as SystemError; under
+    :func:`~opmerge.solvers._interrupts.interruptible` it is a plain KeyboardInterrupt."""
+    numba = pytest.importorskip("numba")
+    from opmerge.solvers._interrupts import interruptible
+
+    @numba.njit
+    def busy(n):  # returns a tuple of arrays, as range_dp and the Pareto kernels did
+        out, other = np.zeros(2), np.zeros(3)
+        x = 0.0
+        for i in range(n):
+            x += math.sin(i * 1e-3)
+        out[0] = x
+        return out, other
+
+    busy(10)  # compile first
+    n = 1
+    while True:  # about 0.3 s of work
+        began = time.perf_counter()
+        busy(n)
+        if time.perf_counter() - began > 0.3:
+            break
+        n *= 2
+    guarded = interruptible(busy)
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            guarded(n)
+            time.sleep(2.0)  # the deferred signal is sent again 5 ms after the kernel returned
+    finally:
+        timer.cancel()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_time_budget_covers_the_range_tables():
+    """N = 1500: the tables take seconds; a 0.4 s budget ends during them with the best canonical plan."""
+    problem = Problem(make_schedule("vp-cosine", 1500), 0.5)
+    solve(Problem(make_schedule("vp-cosine", 6), 0.5), time_budget=1.0)  # kernels ready
+    began = time.perf_counter()
+    sol = solve(problem, time_budget=0.4)
+    wall = time.perf_counter() - began
+    assert wall <= 1.1 * 0.4 + 0.5, wall
+    assert sol.method == "seeds" and sol.stopped and not sol.exact and sol.lower_bound == 0.0
+    assert np.all(sol.student_range[0] == -np.inf) and np.all(sol.student_range[1] == np.inf)
+    best = min(evaluate_plan(problem, canonical_plan(kind, 1500, 1)).w2 for kind in ("vanilla", "boot", "cd", "pd"))
+    assert sol.w2 == best
+
+
+# ---------------------------------------------------------------------------------------------
+# (f) sizes: refused up front, with the bytes; deep plans without recursion
+# ---------------------------------------------------------------------------------------------
+def test_huge_steps_are_refused_before_allocating():
+    """--steps 100000 ended in a MemoryError traceback (the tables need 745 GiB)."""
+    problem = Problem(make_schedule("vp-cosine", 100_000), 0.5)
+    for call in (lambda: solve(problem, time_budget=1.0), lambda: range_tables(problem), lambda: achievable_range(problem)):
+        with pytest.raises(InputError, match=r"steps = 100000.*bytes") as info:
+            call()
+        assert "800,022,400,144 bytes" in str(info.value)
+    with pytest.raises(InputError, match=r"steps = 100000.*bytes"):
+        Problem(make_schedule("vp-cosine", 100_000), 0.5, model=StudentModel(init="ddim"))
+
+
+def test_many_directions_are_refused_with_their_memory(monkeypatch):
+    from opmerge.solvers import tables
+
+    problem = Problem(make_schedule("vp-cosine", 16), np.linspace(0.1, 10.0, 1000))
+    need = tables.table_bytes(problem)
+    assert need == 8 * (2 * 1000 * (4 * 17 * 17 + 2 * 2 * 17) + 2 * 17 * 17)
+    monkeypatch.setattr(tables, "memory_limit", lambda: need - 1)
+    with pytest.raises(InputError, match=r"1000 direction\(s\) of lam need [0-9,]+ bytes"):
+        solve(problem)
+    monkeypatch.setattr(tables, "memory_limit", lambda: need)
+    assert solve(problem, time_budget=0.2).w2 > 0
+
+
+def test_deep_plans_are_built_without_recursion():
+    """A chain N levels deep: repr/hash of the nested shape raised RecursionError at N = 3000."""
+    from opmerge.solvers.tables import plan_from_shape, rebuild_shape, shape_key
+
+    n = 5000
+    shape: object = 1
+    for k in range(2, n + 1):
+        shape = (k, shape)
+    plan = plan_from_shape((shape,))
+    assert plan.steps == n and plan.n_merges == n - 1
+    assert len(shape_key((shape,))) == 2 * n  # n leaves, n - 1 merge nodes and the tuple of segments
+
+    # every tree over j -> i: its first child the leaf j, the rest a forest that is one tree (a chain)
+    rebuilt = rebuild_shape(lambda kind, a, j, s: (j - 1, "x", "y") if kind == 0 else (-1, "x", None), n, 1, "x")
+    assert shape_key(rebuilt) == shape_key((shape,))
+    assert evaluate_plan(Problem(make_schedule("vp-cosine", n), 0.5), plan).w2 > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# (g) library input of the solvers
+# ---------------------------------------------------------------------------------------------
+BAD_SOLVE_ARGUMENTS = [
+    ({"node_budget": True}, InputTypeError, "node_budget"),
+    ({"node_budget": 0}, InputError, "node_budget"),
+    ({"time_budget": float("nan")}, InputError, "time_budget"),
+    ({"time_budget": -1.0}, InputError, "time_budget"),
+    ({"time_budget": -math.inf}, InputError, "time_budget"),
+    ({"time_budget": "1"}, InputTypeError, "time_budget"),
+    ({"rtol": "1e-9"}, InputTypeError, "rtol"),
+    ({"atol": True}, InputTypeError, "atol"),
+    ({"rtol": math.inf}, InputError, "rtol"),
+    ({"engine": "cuda"}, InputError, "engine"),
+    ({"engine": None}, InputTypeError, "engine"),
+    ({"list_length": True}, InputTypeError, "list_length"),
+    ({"list_length": 12}, InputError, "list_length"),
+    ({"progress": 3}, InputTypeError, "progress"),
+    ({"joint": 1}, InputTypeError, "joint"),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,name", BAD_SOLVE_ARGUMENTS, ids=lambda x: str(x) if isinstance(x, dict) else "")
+def test_solve_refuses_bad_arguments_by_name(kwargs, error, name):
+    problem = Problem(make_schedule("rf", 4), 1.0)
+    with pytest.raises(error, match=name):
+        solve(problem, **kwargs)
+
+
+def test_solver_functions_name_problem_direction_and_tables():
+    with pytest.raises(InputTypeError, match="problem"):
+        solve(None)
+    with pytest.raises(InputTypeError, match="problem"):
+        solve_joint("digits")
+    problem = Problem(make_schedule("rf", 5), [1.0, 2.0])
+    with pytest.raises(InputTypeError, match=r"direction must be an int in \[0, 1\]"):
+        extreme_plan(problem, direction=0.5)
+    with pytest.raises(InputError, match=r"direction must be an int in \[0, 1\], got 2"):
+        extreme_plan(problem, direction=2)
+    with pytest.raises(InputTypeError, match="direction"):
+        extreme_plan(problem, direction=True)
+    with pytest.raises(InputTypeError, match="tables"):
+        achievable_range(problem, tables="v_lo")
+    with pytest.raises(InputError, match="'g_lo' is missing"):
+        achievable_range(problem, tables={k: v for k, v in range_tables(problem).items() if k != "g_lo"})
+    small = range_tables(Problem(make_schedule("rf", 4), [1.0, 2.0]))
+    with pytest.raises(InputError, match="shape"):
+        extreme_plan(problem, tables=small)
