@@ -192,6 +192,11 @@ class Problem:
         }
 
 
+def _check_problem(problem: object) -> None:
+    if not isinstance(problem, Problem):
+        raise InputTypeError(f"problem must be an opmerge Problem, got {type(problem).__name__}")
+
+
 def w2_distance(problem: Problem, student) -> float:
     r"""W2 of the student operators ``student`` (shape ``(d,)``) for ``problem.target``.
 
@@ -207,8 +212,25 @@ def w2_distance(problem: Problem, student) -> float:
     Returns
     -------
     float
+
+    Raises
+    ------
+    InputTypeError
+        When ``problem`` is not a :class:`Problem` or ``student`` is not made of real numbers.
+    InputError
+        When ``student`` does not have the shape ``(d,)`` or is not finite.
     """
-    student = np.asarray(student, dtype=np.float64)
+    _check_problem(problem)
+    student = real_array(student, "student")
+    if student.shape != (problem.dim,):
+        raise InputError(f"student must have the shape ({problem.dim},) of the problem's directions, got {student.shape}")
+    if not np.all(np.isfinite(student)):
+        raise InputError("student must be finite (allowed range (-inf, inf), NaN and infinities refused)")
+    return _w2(problem, student)
+
+
+def _w2(problem: Problem, student: np.ndarray) -> float:
+    """:func:`w2_distance` for checked arguments."""
     value = np.abs(student) if problem.target == "data" else student
     return float(np.sqrt(np.sum(problem.scale * (value - problem.goal) ** 2)))
 
@@ -296,10 +318,11 @@ def evaluate_plan(problem: Problem, plan: Plan) -> PlanEvaluation:
     Raises
     ------
     InputTypeError
-        When ``plan`` is not a :class:`~opmerge.plans.Plan`.
+        When ``problem`` is not a :class:`Problem` or ``plan`` not a :class:`~opmerge.plans.Plan`.
     InputError
         When its ``N`` or ``M`` differ from the problem's.
     """
+    _check_problem(problem)
     if not isinstance(plan, Plan):
         raise InputTypeError(f"plan must be an opmerge Plan, got {type(plan).__name__}")
     if plan.steps != problem.steps:
@@ -326,5 +349,5 @@ def evaluate_plan(problem: Problem, plan: Plan) -> PlanEvaluation:
         student=student,
         teacher=np.array(problem.teacher),
         exact=np.array(problem.exact),
-        w2=w2_distance(problem, student),
+        w2=_w2(problem, student),
     )
