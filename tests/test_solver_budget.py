@@ -218,3 +218,21 @@ def test_kernel_compilation_is_start_up_not_budget(monkeypatch):
     assert sol.elapsed < 1.0  # the budget's clock started after the compilation
     solve(Problem(make_schedule("vp-cosine", 6), 0.3), time_budget=math.inf)
     assert len(calls) == 1  # without a time limit there is no budget to protect: no warm-up
+
+
+def test_budget_ending_in_the_tables_answers_with_the_canonical_seeds():
+    """Two directions at N = 1200: the tables take seconds; solve_joint and per_direction_bound
+    return at the deadline (the tables used to run outside it), uncertified but honest."""
+    from opmerge.solvers.pareto import per_direction_bound
+
+    problem = Problem(make_schedule("vp-cosine", 1200), [0.5, 3.0], weights=[1.0, 2.0], segments=2)
+    began = time.perf_counter()
+    sol = solve_joint(problem, time_budget=0.3)
+    wall = time.perf_counter() - began
+    assert wall <= 1.1 * 0.3 + 0.5, wall
+    assert (sol.method, sol.stopped, sol.exact, sol.lower_bound) == ("seeds", True, False, 0.0)
+    assert sol.to_dict()["student_range"]["min"] == [-math.inf, -math.inf]
+    began = time.perf_counter()
+    bound, per = per_direction_bound(problem, time_budget=0.3)
+    assert time.perf_counter() - began <= 1.1 * 0.3 + 0.5
+    assert bound == 0.0 and per.tolist() == [0.0, 0.0]
