@@ -539,7 +539,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     evaluation = evaluate_plan(problem, plan)
     solution = _solve(problem, budgets, args)
     # one meaning of "exact" everywhere: this plan is certified optimal (W2 within tol of the certified lower bound)
-    exact = bool(evaluation.w2 <= solution.lower_bound + solution.tol)
+    exact = bool(evaluation.w2 - solution.lower_bound <= solution.tol)
     ratio = _ratio(evaluation.w2, solution)
     if args.json:
         _emit({

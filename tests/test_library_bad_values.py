@@ -50,8 +50,6 @@ PLAN = plans_mod.parse_plan("(4 3 2 1)")
 SPECTRUM = spectra_mod.spectrum_from_list([0.5, 2.0, 2.0])
 ALPHA, SIGMA = [1.0, 0.6, 0.0], [0.0, 0.8, 1.0]
 
-FIXED_IN_SOLVERS = pytest.mark.xfail(strict=False, reason="fixed in solvers")
-FIXED_IN_SPECTRA = pytest.mark.xfail(strict=False, reason="fixed in spectra")
 
 
 class Case(NamedTuple):
@@ -217,15 +215,8 @@ CASES = [
     Case("solve", "engine", lambda v: solve(SMALL, engine=v), bad_choices(("numba", "python"))),
 ]
 
-# parameters whose checks live in another engineer's files and are not there yet: the
-# coordinator removes the mark once the fix lands (strict=False: passing is fine)
-XFAIL = {
-    ("evaluate_plan", "problem"): FIXED_IN_SOLVERS,
-    ("w2_distance", "problem"): FIXED_IN_SOLVERS,
-    ("w2_distance", "student"): FIXED_IN_SOLVERS,
-}
-
-PENDING = [
+# further cases: the objective's and the spectra's own parameters
+CASES += [
     Case("evaluate_plan", "problem", lambda v: evaluate_plan(v, PLAN), not_instances()),
     Case("w2_distance", "problem", lambda v: w2_distance(v, [1.0, 1.0]), not_instances()),
     Case("w2_distance", "student", lambda v: w2_distance(PROBLEM, v), st.one_of(bad_finite_values(), st.just([1.0, 2.0, 3.0]))),
@@ -235,7 +226,6 @@ PENDING = [
 ]
 
 PARAMS = [pytest.param(case, id=f"{case.label}-{case.name}") for case in CASES]
-PARAMS += [pytest.param(case, id=f"{case.label}-{case.name}", marks=XFAIL.get((case.label, case.name), ())) for case in PENDING]
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
