@@ -15,13 +15,40 @@ Bad input raises :class:`InputError` (a ``ValueError``) or :class:`InputTypeErro
 ``TypeError``), with a message that names the parameter and its allowed range.
 """
 
+import importlib
+
 from .errors import InputError, InputTypeError
-from .model import StudentModel
-from .objective import PlanEvaluation, Problem, evaluate_plan, w2_distance
-from .plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan, count_plans, draw_plan, enumerate_plans, format_plan, parse_plan
-from .schedules import SCHEDULE_NAMES, Schedule, custom_schedule, make_schedule
-from .solvers import Solution, achievable_range, brute_force, extreme_plan, solve
-from .teacher import ddim_jump, ddim_step, exact_flow, heun_step, step_operators, teacher_composite
+
+# the public names and the module that defines each; they are imported on first use (PEP 562), so
+# that ``import opmerge`` (and the command line's start-up, during which a Ctrl-C must still end
+# cleanly) does not load numpy, scipy and the Numba kernels before they are needed
+_LAZY = {
+    "StudentModel": "model",
+    "PlanEvaluation": "objective", "Problem": "objective", "evaluate_plan": "objective", "w2_distance": "objective",
+    "CANONICAL_KINDS": "plans", "MergeNode": "plans", "Plan": "plans", "canonical_plan": "plans",
+    "count_plans": "plans", "draw_plan": "plans", "enumerate_plans": "plans", "format_plan": "plans",
+    "parse_plan": "plans",
+    "SCHEDULE_NAMES": "schedules", "Schedule": "schedules", "custom_schedule": "schedules", "make_schedule": "schedules",
+    "Solution": "solvers", "achievable_range": "solvers", "brute_force": "solvers", "extreme_plan": "solvers",
+    "solve": "solvers",
+    "ddim_jump": "teacher", "ddim_step": "teacher", "exact_flow": "teacher", "heun_step": "teacher",
+    "step_operators": "teacher", "teacher_composite": "teacher",
+}
+
+
+def __getattr__(name: str):
+    """The public name ``name``, imported from its module on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'opmerge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

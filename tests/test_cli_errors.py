@@ -262,3 +262,39 @@ def test_spectrum_digits_imports_neither_sklearn_nor_torch():
                           stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5])
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(delay):
+    """A Ctrl-C while ``python -m opmerge`` is still importing ends like one at any later point.
+
+    (Before Python itself has started, about the first 50 ms, a Ctrl-C is Python's own business.)
+    """
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.pop("OPMERGE_DEBUG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "opmerge", "plan", "--steps", "2000", "--time-budget", "30", "--no-draw"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=REPO, env=env, text=True)
+    try:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err, err
+    assert proc.returncode == 130, (proc.returncode, err)
+    assert err == "opmerge: interrupted\n"
+
+
+def test_the_console_script_is_the_start_up_guard():
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"opmerge": "opmerge._entry:main"}
+    # importing the package loads none of the heavy modules: they come with the first use of a name
+    script = "import sys, opmerge\nprint(sorted({'numpy', 'numba', 'scipy'} & set(sys.modules)))\nopmerge.solve\nprint('numba' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.stdout.split("\n")[:2] == ["[]", "True"], proc.stdout + proc.stderr
