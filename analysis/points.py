@@ -31,7 +31,7 @@ from opmerge.solvers import solve
 
 from .classify import canonical_w2, classify_plan, family_from_values
 
-__all__ = ["CACHE_NAMESPACE", "CACHE_PACKAGES", "MAX_POINTS", "PointSpec", "check_point_count", "solve_point", "point_cache"]
+__all__ = ["CACHE_NAMESPACE", "CACHE_PACKAGES", "MAX_POINTS", "PointSpec", "check_point_count", "solve_point", "point_cache", "check_point_record"]
 
 #: namespace of sweep points in an :class:`opmerge.io.ResultCache`
 CACHE_NAMESPACE = "phase-point"
@@ -169,6 +169,34 @@ def solve_point(spec: PointSpec) -> dict:
         },
         strict=False,
     )
+
+
+#: the fields of a point record and their JSON types (a cached record must have them all)
+_RECORD_FIELDS = {"lam": list, "family": str, "w2": (int, float), "lower_bound": (int, float), "exact": bool, "tol": (int, float),
+                  "plan": str, "shape": dict, "canonical": dict, "method": str, "nodes": int, "seconds": (int, float)}
+
+
+def check_point_record(record: object) -> bool:
+    """Whether ``record`` has the shape of a :func:`solve_point` record (the cache's ``validate`` hook).
+
+    A cache entry with a valid checksum but another shape (written by another version, or edited
+    with its checksum recomputed) is then a miss and the point is solved again.
+
+    Parameters
+    ----------
+    record : object
+
+    Returns
+    -------
+    bool
+    """
+    if not isinstance(record, dict):
+        return False
+    for name, kind in _RECORD_FIELDS.items():
+        value = record.get(name)
+        if not isinstance(value, kind) or (kind != bool and isinstance(value, bool)):
+            return False
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["lam"])
 
 
 def point_cache(directory: str | os.PathLike | None) -> ResultCache:

@@ -32,7 +32,7 @@ from opmerge._signals import die_with_parent, sigterm_raises
 from opmerge.io import ResultCache
 
 from ._checks import check_workers
-from .points import PointSpec, point_cache, solve_point
+from .points import PointSpec, check_point_record, point_cache, solve_point
 
 __all__ = ["PARALLEL_MIN_SECONDS", "PointRunner", "run_points", "progress_bar"]
 
@@ -227,7 +227,7 @@ class PointRunner:
             ``{"points", "cached", "computed", "workers", "parallel", "seconds"}``.
         """
         start = time.perf_counter()
-        records: list[dict | None] = [self.cache.load(spec.config()) for spec in specs]
+        records: list[dict | None] = [self.cache.load(spec.config(), validate=check_point_record) for spec in specs]
         todo = [k for k, r in enumerate(records) if r is None]
         stats = {"points": len(specs), "cached": len(specs) - len(todo), "computed": 0, "workers": self.workers, "parallel": False}
         bar = progress_bar(len(specs), stats["cached"], desc, progress and len(todo) > 0)

@@ -580,3 +580,36 @@ def test_demo_quick(tmp_path):
         assert (tmp_path / name).is_file()
     for name in ("demo.json", "demo_phase_diagram.json", "demo_w2_vs_lambda.json"):
         assert json.loads((tmp_path / name).read_text())["provenance"]["opmerge"]
+
+
+@pytest.mark.parametrize("damage", ["string w2", "missing field", "null"])
+def test_cache_entry_of_the_wrong_shape_with_a_valid_checksum_is_recomputed(tmp_path, monkeypatch, capsys, damage):
+    calls = _count_solves(monkeypatch)
+    first = sweep_lambda([1.0], schedule="vp-cosine", steps=5, cache_dir=tmp_path, progress=False, workers=1)
+    (path,) = tmp_path.rglob("*.json")
+    entry = json.loads(path.read_text())
+    record = dict(entry["result"])
+    if damage == "string w2":
+        record["w2"] = "0.5"
+    elif damage == "missing field":
+        del record["plan"]
+    else:
+        record = None
+    # stored through the cache itself: the checksum matches the damaged record
+    ResultCache(tmp_path, entry["namespace"], packages=points.CACHE_PACKAGES).store(entry["config"], record)
+    assert json.loads(path.read_text())["result"] == record
+    capsys.readouterr()
+    second = sweep_lambda([1.0], schedule="vp-cosine", steps=5, cache_dir=tmp_path, progress=False, workers=1)
+    assert calls["n"] == 2 and second.stats["cached"] == 0 and second.w2[0] == first.w2[0]
+    assert "cache entry" in capsys.readouterr().err
+
+
+def test_point_records_have_the_checked_shape():
+    spec = points.PointSpec(make_schedule("vp-cosine", 5), (0.5, 2.0), None, StudentModel(), "ddim", "teacher", 2, 10**6, 10.0)
+    record = points.solve_point(spec)
+    assert points.check_point_record(record)
+    for name in record:
+        broken = dict(record)
+        broken[name] = None
+        assert not points.check_point_record(broken), name
+    assert not points.check_point_record({**record, "exact": 1}) and not points.check_point_record({**record, "nodes": True})

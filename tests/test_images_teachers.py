@@ -221,3 +221,21 @@ def test_continuous_schedules_match_the_grids():
         assert float(a_t) == pytest.approx(float(alpha_sigma(name, 0.25)[0]))
     with pytest.raises(ValueError, match="continuous"):
         alpha_sigma("edm", 0.5)
+
+
+@pytest.mark.parametrize("part", ["optimizer", "generator"])
+def test_resuming_a_checkpoint_with_a_tampered_training_state_is_one_error(digits, tmp_path, part):
+    from opmerge.errors import InputError
+
+    cfg = _tiny()
+    train_teacher(cfg, tmp_path, resume=False, progress=False, device="cpu", dataset=digits, stop_after=4)
+    path = tmp_path / "teacher.pt"
+    state = torch.load(path, weights_only=True)
+    if part == "optimizer":
+        state["optimizer"] = {"state": {}, "param_groups": []}  # no parameter groups: torch refuses it
+    else:
+        state["generator"] = torch.zeros(3, dtype=torch.uint8)  # not a generator state
+    torch.save(state, path)
+    with pytest.raises(InputError, match="cannot be resumed") as info:
+        train_teacher(cfg, tmp_path, resume=True, progress=False, device="cpu", dataset=digits)
+    assert str(path) in str(info.value) and "--no-resume" in str(info.value)

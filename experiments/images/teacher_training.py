@@ -136,14 +136,23 @@ def train_teacher(config: TeacherConfig, out_dir: str | os.PathLike, resume: boo
     stored_provenance = None
     loss_start: float | None = None  # the first step's loss: the reference of the divergence check
     if resume and path.is_file():
-        state = read_checkpoint(path)
+        try:
+            state = read_checkpoint(path)
+        except InputError as exc:
+            raise InputError(f"{exc} (start over with --no-resume / resume=False, or another output folder)") from None
         _check_resumable(state["config"], config, path)
         if state["data"]["fingerprint"] != dataset.fingerprint():
             raise InputError(f"the checkpoint {path} was trained on other data (fingerprint mismatch)")
-        net.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
+        try:
+            net.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            # a tampered optimizer or generator state: read_checkpoint checks the weights only
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"checkpoint {path} cannot be resumed: its saved training state does not fit ({reason[:160]}); "
+                             "start over with --no-resume / resume=False") from None
         step, losses, elapsed = int(state["step"]), list(state["losses"]), float(state["elapsed"])
         block = [float(v) for v in state.get("loss_block", [])]
         stored_provenance = state.get("provenance")
