@@ -20,11 +20,9 @@ import os
 import sys
 from typing import Sequence
 
-import numpy as np
-
+from .points import MAX_POINTS
 from opmerge.cli_options import (
     MAX_BINS,
-    MAX_POINTS,
     MAX_WORKERS,
     ArgumentParser,
     add_model_arguments,
@@ -89,7 +87,7 @@ def build_parser(prog: str = "opmerge") -> argparse.ArgumentParser:
 
 def run_phase(args: argparse.Namespace) -> int:
     """Run ``opmerge phase`` from parsed arguments; returns the exit status."""
-    from .sweeps import sweep_lambda
+    from .sweeps import lambda_grid, sweep_lambda
 
     if args.lam_max <= args.lam_min:
         raise InputError(f"--lam-max ({args.lam_max}) must be larger than --lam-min ({args.lam_min})")
@@ -100,7 +98,7 @@ def run_phase(args: argparse.Namespace) -> int:
     schedule = schedule_from_args(args)
     model = model_from_args(args)
     out = check_out_folder(args.out)
-    lams = np.geomspace(args.lam_min, args.lam_max, args.points) if args.points > 1 else np.array([args.lam_min])
+    lams = lambda_grid(args.lam_min, args.lam_max, args.points)
     sweep = sweep_lambda(
         lams,
         schedule=schedule,

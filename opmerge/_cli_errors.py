@@ -13,18 +13,19 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from ._signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
 from ._validate import echo
 from .errors import InputError
 
-__all__ = ["PROG", "EXIT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED", "MAX_ERROR_LENGTH", "DEFAULT_MEMORY_HINT", "UsageError", "ArgumentParser",
+__all__ = ["PROG", "EXIT_OK", "EXIT_USAGE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "MAX_ERROR_LENGTH", "DEFAULT_MEMORY_HINT", "UsageError", "ArgumentParser",
            "run_main", "is_out_of_memory", "unrecognized_message"]
 
 PROG = "opmerge"
 EXIT_OK = 0
 #: bad command-line input: an option value, a plan text, a missing file
 EXIT_USAGE = 2
-#: Ctrl-C (128 + SIGINT), the shell's convention
-EXIT_INTERRUPTED = 130
+# EXIT_INTERRUPTED (Ctrl-C, 128 + SIGINT = 130) and EXIT_TERMINATED (SIGTERM, 128 + 15 = 143), the
+# shell's convention, come from opmerge._signals
 
 
 class UsageError(InputError):
@@ -220,6 +221,7 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     ``NotADirectoryError``, ``PermissionError``
     ``SystemExit`` (argparse: ``--help``, bad option)                  its code
     ``KeyboardInterrupt`` (Ctrl-C)                                     130, ``opmerge: interrupted``
+    SIGTERM (raised as :class:`~opmerge._signals.Terminated`)          143, ``opmerge: terminated``
     ``BrokenPipeError`` (``opmerge ... | head``)                       0, nothing
     ``MemoryError``, torch's ``OutOfMemoryError`` (by class name),     2, ``opmerge: error: out of
     a ``RuntimeError`` saying ``can't allocate memory``                memory ...: <what to reduce>``
@@ -229,7 +231,9 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
 
     Which errors are the user's is decided by their type alone: the library raises
     :class:`~opmerge.errors.InputError` where it checks user input. Setting the environment
-    variable ``OPMERGE_DEBUG=1`` re-raises every exception with its traceback.
+    variable ``OPMERGE_DEBUG=1`` re-raises every exception with its traceback. While ``fn`` runs,
+    SIGTERM raises :class:`~opmerge._signals.Terminated` (:func:`~opmerge._signals.sigterm_raises`),
+    so ``finally`` blocks run (workers are stopped, finished work is kept) as after a Ctrl-C.
 
     Parameters
     ----------
@@ -249,7 +253,13 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     args = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("OPMERGE_DEBUG", "") not in ("", "0")
     try:
-        code = fn(args)
+        with sigterm_raises():
+            code = fn(args)
+    except Terminated:
+        if debug:
+            raise
+        _print_error_line("terminated")
+        return EXIT_TERMINATED
     except SystemExit as exc:
         return _exit_code(exc.code)
     except KeyboardInterrupt:

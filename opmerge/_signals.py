@@ -32,6 +32,8 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_TERMINATED",
     "WATCHDOG_INTERVAL",
+    "RETRY_SECONDS",
+    "deferred_inside_numba",
     "Terminated",
     "sigterm_raises",
     "deferred_signals",
@@ -69,7 +71,65 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+#: the Python call-back of Numba's compiled code (the module that holds ``_numba_unpickle``)
+_NUMBA_CALLBACK_MODULE = "numba.core.serialize"
+#: delay before a signal that arrived inside Numba's call-back is sent again (seconds)
+RETRY_SECONDS = 0.005
+_retry_timers: dict[int, threading.Timer] = {}
+
+
+def _inside_numba(frame: FrameType | None) -> bool:
+    """Whether the running Python frames include Numba's call-back from compiled code.
+
+    A Numba kernel that returns new arrays calls back into Python
+    (``numba.core.serialize._numba_unpickle``) while it converts them; Python runs its signal
+    handlers at such calls, and an exception raised there is one Numba's C code does not expect
+    (``SystemError: ... returned a result with an exception set``, or a segmentation fault when
+    the half-made result is used).
+    """
+    while frame is not None:
+        if frame.f_globals.get("__name__") == _NUMBA_CALLBACK_MODULE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _send_again(signum: int) -> None:
+    _retry_timers.pop(signum, None)
+    os.kill(os.getpid(), signum)
+
+
+def deferred_inside_numba(signum: int, frame: FrameType | None) -> bool:
+    """For a signal handler that raises: ``True`` (and the signal sent again 5 ms later) when
+    ``frame`` is inside Numba's call-back, where no exception may be raised.
+
+    The signal is re-sent from a helper thread (raising it from the handler itself would run the
+    handler again at once), so it is handled once control is back in Python code.
+
+    Parameters
+    ----------
+    signum : int
+    frame : frame or None
+        The handler's arguments.
+
+    Returns
+    -------
+    bool
+        Whether the handler must return without raising.
+    """
+    if not _inside_numba(frame):
+        return False
+    if signum not in _retry_timers:
+        timer = threading.Timer(RETRY_SECONDS, _send_again, args=(signum,))
+        timer.daemon = True
+        _retry_timers[signum] = timer
+        timer.start()
+    return True
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    if deferred_inside_numba(signum, frame):
+        return
     raise Terminated()
 
 

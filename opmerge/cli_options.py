@@ -38,6 +38,7 @@ import numpy as np
 from . import io as _io
 from ._cli_errors import (  # noqa: F401 (MAX_ERROR_LENGTH: re-exported)
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_OK,
     EXIT_USAGE,
     MAX_ERROR_LENGTH,
@@ -52,6 +53,7 @@ from ._cli_errors import (  # noqa: F401 (MAX_ERROR_LENGTH: re-exported)
 from ._validate import echo
 from .errors import InputError
 from .model import BUDGETS, INITS, INPUTS, TRAININGS, StudentModel
+from ._spectra_binning import MAX_BINS  # spectrum bins (--bins): the library's limit
 from .objective import TARGETS, Problem
 from .schedules import SCHEDULE_NAMES, Schedule, make_schedule
 from .teacher import SOLVERS
@@ -61,6 +63,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "DEFAULT_STEPS",
     "DEFAULT_LAM",
     "UsageError",
@@ -85,7 +88,6 @@ __all__ = [
     "MAX_TORCH_STEPS",
     "MAX_THREADS",
     "MAX_WORKERS",
-    "MAX_POINTS",
     "MAX_BINS",
     "MAX_SEED",
     "add_model_arguments",
@@ -121,10 +123,6 @@ MAX_TORCH_STEPS = 4_096
 #: torch CPU threads and worker processes
 MAX_THREADS = 1_024
 MAX_WORKERS = 1_024
-#: lambda values of a ``phase`` sweep
-MAX_POINTS = 100_000
-#: spectrum bins (``--bins``)
-MAX_BINS = 100_000
 #: largest seed (seeds are 64-bit)
 MAX_SEED = 2**63 - 1
 

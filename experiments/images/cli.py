@@ -6,8 +6,8 @@ r"""Command-line entries of the image bridge (wired by ``opmerge.cli`` as ``opme
   numbers with provenance to ``OUT/teacher_metrics.json``.
 * :func:`validate_images_main` — the distillation study on digits (:func:`~experiments.images.study.run_images_study`).
 
-Both return an exit status: 0, 2 for bad input (one ``opmerge: error:`` line), 130 on Ctrl-C
-(a teacher checkpoint is written first; finished study units are kept). Both run torch on
+Both return an exit status: 0, 2 for bad input (one ``opmerge: error:`` line), 130 on Ctrl-C,
+143 on SIGTERM (a teacher checkpoint of the last whole step is written first; finished study units are kept). Both run torch on
 :data:`DEFAULT_THREADS` CPU thread unless ``--threads`` says otherwise (``docs/images.md`` §7).
 """
 
@@ -174,7 +174,7 @@ def train_teacher_main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0, 2 for bad input, 130 on Ctrl-C.
+        Exit status: 0, 2 for bad input, 130 on Ctrl-C, 143 on SIGTERM.
     """
     return run_main(_train_teacher, argv, memory_hint=_TEACHER_MEMORY_HINT)
 
@@ -361,6 +361,6 @@ def validate_images_main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0, 2 for bad input, 130 on Ctrl-C.
+        Exit status: 0, 2 for bad input, 130 on Ctrl-C, 143 on SIGTERM.
     """
     return run_main(_validate_images, argv, memory_hint=_IMAGES_MEMORY_HINT)

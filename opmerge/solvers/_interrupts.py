@@ -18,48 +18,19 @@ control is back in the solver's own code. The kernels themselves run in slices o
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import threading
 from typing import Callable, TypeVar
+
+from .._signals import deferred_inside_numba
 
 __all__ = ["interruptible"]
 
 F = TypeVar("F", bound=Callable)
 
-#: the Python call-back of Numba's compiled code (the module that holds ``_numba_unpickle``)
-_CALLBACK_MODULE = "numba.core.serialize"
-
-
-def _inside_numba(frame) -> bool:
-    """Whether the running Python frames include Numba's call-back from compiled code."""
-    while frame is not None:
-        if frame.f_globals.get("__name__") == _CALLBACK_MODULE:
-            return True
-        frame = frame.f_back
-    return False
-
-
-#: delay before a deferred Ctrl-C is sent again (seconds)
-RETRY_SECONDS = 0.005
-_retry = {"timer": None}
-
-
-def _send_again() -> None:
-    _retry["timer"] = None
-    os.kill(os.getpid(), signal.SIGINT)
-
-
 def _handler(signum, frame):
-    if _inside_numba(frame):
-        # not here: send the signal again a moment later, from a helper thread (raising it from
-        # the handler itself would run the handler again at once, recursively)
-        if _retry["timer"] is None:
-            timer = threading.Timer(RETRY_SECONDS, _send_again)
-            timer.daemon = True
-            _retry["timer"] = timer
-            timer.start()
-        return
+    if deferred_inside_numba(signum, frame):
+        return  # sent again a moment later, once control is back in the solver's own code
     signal.default_int_handler(signum, frame)
 
 
