@@ -220,7 +220,8 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     ``FileNotFoundError``, ``IsADirectoryError``,                      2, ``opmerge: error: <msg>: <file>``
     ``NotADirectoryError``, ``PermissionError``
     ``SystemExit`` (argparse: ``--help``, bad option)                  its code
-    ``KeyboardInterrupt`` (Ctrl-C)                                     130, ``opmerge: interrupted``
+    ``KeyboardInterrupt`` (Ctrl-C), also as the cause or context of    130, ``opmerge: interrupted``
+    another exception (Python wraps it, e.g. in ``__set_name__``)
     SIGTERM (raised as :class:`~opmerge._signals.Terminated`)          143, ``opmerge: terminated``
     ``BrokenPipeError`` (``opmerge ... | head``)                       0, nothing
     ``MemoryError``, torch's ``OutOfMemoryError`` (by class name),     2, ``opmerge: error: out of
@@ -281,12 +282,34 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
         _print_error(_file_error_message(exc))
         return EXIT_USAGE
     except Exception as exc:
+        stop = None if debug else _signal_in_chain(exc)
+        if stop is not None:
+            # a Ctrl-C or SIGTERM that Python wrapped on its way up (an exception raised while a
+            # class is created, e.g. during an import, becomes a RuntimeError): still the signal
+            _print_error_line("terminated" if isinstance(stop, Terminated) else "interrupted")
+            return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
         if debug or not is_out_of_memory(exc):
             raise
         reason = echo(_one_line(str(exc)) or type(exc).__name__, limit=160)
         _print_error(f"out of memory ({type(exc).__name__}: {reason}): {memory_hint or DEFAULT_MEMORY_HINT}")
         return EXIT_USAGE
     return _exit_code(code)
+
+
+def _signal_in_chain(exc: BaseException) -> BaseException | None:
+    """The ``KeyboardInterrupt`` or :class:`~opmerge._signals.Terminated` among the causes and
+    contexts of ``exc`` (``None``: there is none)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc.__cause__, exc.__context__]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (KeyboardInterrupt, Terminated)):
+            return item
+        todo += [item.__cause__, item.__context__]
+    return None
 
 
 def _print_error_line(message: str) -> None:

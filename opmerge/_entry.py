@@ -7,12 +7,15 @@ at any later point does (:func:`opmerge.cli_options.run_main`), never with a tra
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 __all__ = ["main"]
 
-#: exit status after a Ctrl-C (128 + SIGINT), as in :mod:`opmerge.cli_options`
+#: exit statuses after a Ctrl-C (128 + SIGINT) and SIGTERM (128 + 15), as in :mod:`opmerge._signals`
 _EXIT_INTERRUPTED = 130
+_EXIT_TERMINATED = 143
 
 
 def main() -> int:
@@ -21,12 +24,30 @@ def main() -> int:
     Returns
     -------
     int
-        The exit status of the command; 130 when interrupted during the import.
+        The exit status of the command. After a Ctrl-C (130) or SIGTERM (143) the process
+        exits at once (``os._exit``, streams flushed) instead of returning; otherwise SIGINT is
+        ignored while the interpreter shuts down.
     """
     try:
         from .cli import main as cli_main
     except KeyboardInterrupt:
+        code = _EXIT_INTERRUPTED
         sys.stderr.write("opmerge: interrupted\n")
-        sys.stderr.flush()
-        return _EXIT_INTERRUPTED
-    return cli_main()
+    else:
+        code = cli_main()
+    if code in (_EXIT_INTERRUPTED, _EXIT_TERMINATED):
+        # stopped by a signal, cleanly: finished work is on disk, workers are stopped, the one line
+        # is printed. Exit at once: a KeyboardInterrupt that once passed through C code that ran
+        # Python code (PyRun_*) leaves CPython's "unhandled Ctrl-C" flag set even though it was
+        # caught, and the normal shutdown would then kill the process with SIGINT (status -2)
+        # instead of returning 130; a second Ctrl-C during that shutdown would print a traceback
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    # the command has finished: a Ctrl-C from now on (while the interpreter shuts down) must not
+    # turn its exit status into death by SIGINT or print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code

@@ -298,3 +298,37 @@ def test_the_console_script_is_the_start_up_guard():
     script = "import sys, opmerge\nprint(sorted({'numpy', 'numba', 'scipy'} & set(sys.modules)))\nopmerge.solve\nprint('numba' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.stdout.split("\n")[:2] == ["[]", "True"], proc.stdout + proc.stderr
+
+
+def test_a_ctrl_c_that_python_wrapped_is_still_a_ctrl_c(capsys):
+    """A KeyboardInterrupt raised while a class is created (during an import, say) reaches
+    run_main as a RuntimeError caused by it: still exit 130 and one line, not a traceback."""
+    from opmerge._signals import Terminated
+
+    def interrupted_import(_args):
+        class Descriptor:
+            def __set_name__(self, owner, name):
+                raise KeyboardInterrupt
+
+        class Owner:  # noqa: F841 (creating it is the point)
+            attribute = Descriptor()
+
+    def terminated_import(_args):
+        try:
+            raise Terminated()
+        except Terminated as exc:
+            raise RuntimeError("wrapped") from exc
+
+    assert run_main(interrupted_import, []) == 130
+    assert capsys.readouterr().err == "opmerge: interrupted\n"
+    assert run_main(terminated_import, []) == 143
+    assert capsys.readouterr().err == "opmerge: terminated\n"
+
+    def plain_bug(_args):
+        try:
+            raise ValueError("first")
+        except ValueError:
+            raise RuntimeError("a bug") from None
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_main(plain_bug, [])

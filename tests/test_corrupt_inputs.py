@@ -150,7 +150,7 @@ def test_image_data_files_refused(tmp_path, case):
     with pytest.raises(InputError) as info:
         load_npy_dataset(path)
     assert str(path) in str(info.value)
-    np.save(tmp_path / "x.npy", np.zeros((5, 3)))
+    np.save(tmp_path / "x.npy", np.arange(15.0).reshape(5, 3))  # images that differ: only the labels are bad
     with pytest.raises(InputError, match="labels file"):
         load_npy_dataset(tmp_path / "x.npy", labels=path)
 
