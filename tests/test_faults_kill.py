@@ -497,29 +497,9 @@ def test_train_teacher_divergence_is_a_usage_error_without_checkpoint(tmp_path):
 def test_sigterm_inside_a_numba_kernel_that_returns_arrays_is_terminated():
     """SIGTERM under :func:`sigterm_raises` while a Numba function returning arrays runs: raised in
     Numba's call-back it came out as ``SystemError``; it must be a plain :class:`Terminated`."""
-    import math
-    import threading
+    from _busy_kernel import busy_kernel
 
-    numba = pytest.importorskip("numba")
-    from opmerge._signals import Terminated, sigterm_raises
-
-    @numba.njit
-    def busy(n):
-        out, other = np.zeros(2), np.zeros(3)
-        x = 0.0
-        for i in range(n):
-            x += math.sin(i * 1e-3)
-        out[0] = x
-        return out, other
-
-    busy(10)
-    n = 1
-    while True:  # about 0.3 s of work
-        began = time.perf_counter()
-        busy(n)
-        if time.perf_counter() - began > 0.3:
-            break
-        n *= 2
+    busy, n = busy_kernel()
     timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
     with sigterm_raises():
         timer.start()

@@ -312,26 +312,11 @@ def test_ctrl_c_inside_a_kernel_that_returns_arrays_is_a_keyboard_interrupt():
     """A SIGINT that arrives while a Numba function returning an array runs used to be raised in
     Numba's call-back (numba.core.serialize) and come out as SystemError; under
     :func:`~opmerge.solvers._interrupts.interruptible` it is a plain KeyboardInterrupt."""
-    numba = pytest.importorskip("numba")
+    from _busy_kernel import busy_kernel
+
     from opmerge.solvers._interrupts import interruptible
 
-    @numba.njit
-    def busy(n):  # returns a tuple of arrays, as range_dp and the Pareto kernels did
-        out, other = np.zeros(2), np.zeros(3)
-        x = 0.0
-        for i in range(n):
-            x += math.sin(i * 1e-3)
-        out[0] = x
-        return out, other
-
-    busy(10)  # compile first
-    n = 1
-    while True:  # about 0.3 s of work
-        began = time.perf_counter()
-        busy(n)
-        if time.perf_counter() - began > 0.3:
-            break
-        n *= 2
+    busy, n = busy_kernel()
     guarded = interruptible(busy)
     timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
