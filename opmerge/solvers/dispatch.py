@@ -23,13 +23,13 @@ from ._interrupts import interruptible
 from ._checks import (check_choice, check_flag, check_int, check_node_budget, check_problem, check_progress,
                       check_time_budget, check_tolerances)
 from ._warmup import compile_kernels
-from ._control import Budget, optimality_tolerance, seed_incumbent
+from ._control import Budget
 from .exact import (DEFAULT_LIST_LENGTH, DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, ENGINES, MAX_LIST_LENGTH, search_plan,
-                    seeds_only_solution)
+                    solve_with_tables)
 from .pareto import DEFAULT_MAX_FRONT, joint_plan
 from .progress import ProgressCallback
 from .solution import Solution
-from .tables import ProblemTables, TablesStopped, check_table_size
+from .tables import check_table_size
 
 __all__ = ["solve"]
 
@@ -106,19 +106,10 @@ def solve(
     if math.isfinite(time_budget):
         compile_kernels(solve)  # compilation is start-up, not part of the budget (none without a limit)
     budget = Budget(time_budget, node_budget, progress)
-    # the canonical seeds first: they need no tables, and are the answer if the budget ends while the tables are built
-    incumbent = seed_incumbent(problem, None, optimality_tolerance(problem, rtol, atol), budget)
-    try:
-        tables = ProblemTables(problem, budget=budget)
-    except TablesStopped:
-        solution = seeds_only_solution(problem, incumbent, budget)
-        budget.finish(solution.w2, solution.lower_bound, solution.nodes)
-        return solution
-    seed_incumbent(problem, tables, incumbent.tol, budget, start=incumbent)
     if joint and problem.dim > 1:
-        solution = joint_plan(problem, tables, incumbent, budget, max_front=DEFAULT_MAX_FRONT, node_budget=node_budget)
+        def search(tables, incumbent):
+            return joint_plan(problem, tables, incumbent, budget, max_front=DEFAULT_MAX_FRONT, node_budget=node_budget)
     else:
-        solution = search_plan(problem, tables, incumbent, budget, node_budget=node_budget, list_length=list_length,
-                               engine=engine)
-    budget.finish(solution.w2, solution.lower_bound, solution.nodes)
-    return solution
+        def search(tables, incumbent):
+            return search_plan(problem, tables, incumbent, budget, node_budget=node_budget, list_length=list_length, engine=engine)
+    return solve_with_tables(problem, rtol, atol, budget, search)

@@ -17,16 +17,17 @@ the budget of the call.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from ..objective import Problem, evaluate_plan
-from ._control import Budget, Incumbent
+from ._control import Budget, Incumbent, optimality_tolerance, seed_incumbent
 from ._kernels import INIT_CODES
 from ._line import estimate_slack_for, run_line_search
 from ._search import LineSearch1D, PlanSearch
 from .solution import Solution, certified_solution
-from .tables import ProblemTables, retention_bound
+from .tables import ProblemTables, TablesStopped, retention_bound
 
 __all__ = ["search_plan", "seeds_only_solution", "DEFAULT_NODE_BUDGET", "DEFAULT_TIME_BUDGET", "DEFAULT_LIST_LENGTH", "ENGINES", "MAX_LIST_LENGTH"]
 
@@ -65,7 +66,6 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
         ``method`` is ``"extreme"`` when one direction's goal lies outside its range, else
         ``"search"``.
     """
-    tol = incumbent.tol
     last = tables.direction_last()
     search_kwargs = dict(
         tables=last,
@@ -135,3 +135,42 @@ def seeds_only_solution(problem: Problem, incumbent: Incumbent, budget: Budget) 
     unknown = (np.full(problem.dim, -np.inf), np.full(problem.dim, np.inf))
     return certified_solution(incumbent.plan, incumbent.evaluation, 0.0, incumbent.tol, "seeds", 0, unknown,
                               budget.elapsed(), problem, stopped=True)
+
+
+def solve_with_tables(problem: Problem, rtol, atol, budget: Budget,
+                      search: Callable[[ProblemTables, Incumbent], Solution]) -> Solution:
+    r"""The steps every certified solve takes around its search, under one ``budget``.
+
+    1. the canonical seed plans (they need no tables);
+    2. the range tables, built under the deadline; when it passes during them, the answer is
+       :func:`seeds_only_solution`;
+    3. the extreme seed plans (they need the tables);
+    4. ``search(tables, incumbent)``;
+
+    and the budget's final report (:meth:`~opmerge.solvers._control.Budget.finish`).
+
+    Parameters
+    ----------
+    problem : Problem
+    rtol, atol : float or None
+        Validated tolerances (:func:`~opmerge.solvers._control.optimality_tolerance`).
+    budget : Budget
+    search : callable
+        The search phase: :func:`search_plan` or :func:`~opmerge.solvers.pareto.joint_plan`
+        with its other arguments bound.
+
+    Returns
+    -------
+    Solution
+    """
+    incumbent = seed_incumbent(problem, None, optimality_tolerance(problem, rtol, atol), budget)
+    try:
+        tables = ProblemTables(problem, budget=budget)
+    except TablesStopped:
+        solution = seeds_only_solution(problem, incumbent, budget)
+    else:
+        seed_incumbent(problem, tables, incumbent.tol, budget, start=incumbent)
+        solution = search(tables, incumbent)
+    budget.finish(solution.w2, solution.lower_bound, solution.nodes)
+    return solution
+

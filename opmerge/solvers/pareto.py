@@ -97,7 +97,7 @@ from ._checks import (check_int, check_node_budget, check_problem, check_progres
                       check_tolerances)
 from ._control import Budget, Incumbent, optimality_tolerance, seed_incumbent
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
-from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, search_plan, seeds_only_solution
+from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, search_plan, solve_with_tables
 from .progress import ProgressCallback
 from .solution import Solution, certified_solution
 from .tables import ProblemTables, TablesStopped, check_table_size
@@ -268,18 +268,8 @@ def solve_joint(
     check_progress(progress)
     check_table_size(problem)
     budget = Budget(time_budget, node_budget, progress)
-    # the canonical seeds first: they need no tables, and are the answer if the budget ends while the tables are built
-    incumbent = seed_incumbent(problem, None, optimality_tolerance(problem, rtol, atol), budget)
-    try:
-        tables = ProblemTables(problem, budget=budget)
-    except TablesStopped:
-        solution = seeds_only_solution(problem, incumbent, budget)
-        budget.finish(solution.w2, solution.lower_bound, solution.nodes)
-        return solution
-    seed_incumbent(problem, tables, incumbent.tol, budget, start=incumbent)
-    solution = joint_plan(problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget)
-    budget.finish(solution.w2, solution.lower_bound, solution.nodes)
-    return solution
+    return solve_with_tables(problem, rtol, atol, budget, lambda tables, incumbent: joint_plan(
+        problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget))
 
 
 def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, budget: Budget, *, max_front: int,
