@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import choice, finite_array, integer, real_array
+from ._validate import choice, finite_array, integer, nonnegative_array
 from .errors import InputError, InputTypeError
 from .schedules import Schedule, _check_schedule, _signal_noise_norm_sq
 
@@ -57,14 +57,7 @@ def check_lam(lam, name: str = "lam") -> np.ndarray:
     """
     if not isinstance(name, str):
         raise InputTypeError(f"name must be a str (the parameter's name for the message), got {type(name).__name__}")
-    arr = real_array(lam, name)
-    if arr.size == 0:
-        raise InputError(f"{name} must not be empty; allowed range of each value is [0, inf)")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"{name} must be finite (no NaN or inf); allowed range is [0, inf)")
-    if np.any(arr < 0):
-        raise InputError(f"{name} must be >= 0 (an eigenvalue of a covariance; allowed range [0, inf)); got {float(arr.min())!r}")
-    return arr
+    return nonnegative_array(lam, name)
 
 
 def _check_solver(solver: str) -> None:

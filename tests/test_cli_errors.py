@@ -103,13 +103,13 @@ def test_lam_is_checked_once_from_the_command_line_to_the_kernels(capsys, monkey
     import opmerge.teacher as teacher
 
     calls = []
-    original = teacher.real_array
+    original = teacher.nonnegative_array
 
     def counting(value, name):
         calls.append(name)
         return original(value, name)
 
-    monkeypatch.setattr(teacher, "real_array", counting)
+    monkeypatch.setattr(teacher, "nonnegative_array", counting)
     for argv in (["plan", "--steps", "5", "--lam", "0.5,2"], ["plan", "--steps", "5", "--lam", "2", "--init", "ddim", "--input", "generated"]):
         calls.clear()
         code, _, err = run(capsys, *argv, "--json")
