@@ -317,25 +317,15 @@ def _validate_images(argv: list[str]) -> int:
 
 def _check_plan_texts(config) -> None:
     """Every ``--plan`` text parses, has ``N = --steps`` leaves and one of the ``--segments`` (checked before any training)."""
-    from opmerge.cli_options import abbreviate_plan
-    from opmerge.plans import CANONICAL_KINDS, PlanParseError, parse_plan
-    from opmerge._validate import echo
+    from ..studies._common import check_plan_name
 
     for text in config.plans or ():
-        if text in CANONICAL_KINDS or text == "optimal":
-            continue
         try:
-            plan = parse_plan(text)
-        except PlanParseError as exc:
-            raise UsageError(f"--plan: {exc.problem}, in {echo(exc.text, exc.position)!r}") from exc
-        shown = abbreviate_plan(text, plan.steps)
-        if plan.steps != config.steps:
-            raise UsageError(f"--plan {shown!r} has N = {plan.steps} teacher steps but --steps is {config.steps}")
-        if plan.n_segments not in tuple(config.segments):
-            raise UsageError(f"--plan {shown!r} has M = {plan.n_segments} segment(s), none of --segments {','.join(map(str, config.segments))}")
+            check_plan_name(text, config.steps, tuple(config.segments))
+        except InputError as exc:
+            raise UsageError(_images_option_message(str(exc))) from exc
 
 
-#: ImagesStudyConfig fields whose option has another name
 _IMAGES_FLAGS = {"traj_steps": "--train-steps", "teachers": "--teacher", "plans": "--plan", "recipes": "--recipe", "recipes_by_teacher": "--recipe"}
 
 

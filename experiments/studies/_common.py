@@ -49,7 +49,7 @@ from .._torch import default_dtype, resolve_device
 from ..students import FAMILIES
 from ..training import OPTIMIZERS
 
-__all__ = ["DEFAULT_OUT", "DEFAULT_PLANS", "UNIT_NAMESPACE", "DEVICES", "MIN_N_EVAL", "StudyConfig", "resolve_plans", "rel_gap", "families", "progress",
+__all__ = ["DEFAULT_OUT", "DEFAULT_PLANS", "UNIT_NAMESPACE", "DEVICES", "MIN_N_EVAL", "StudyConfig", "check_plan_name", "resolve_plans", "rel_gap", "families", "progress",
            "environment", "device_label", "unit_cache", "finish"]
 
 DEFAULT_OUT = "results/validate"
@@ -70,6 +70,38 @@ def _is_none_or(value, check) -> None:
 def _flag(value: object, name: str) -> None:
     if not isinstance(value, (bool, np.bool_)):
         raise InputTypeError(f"{name} must be True or False, got {type(value).__name__}")
+
+
+def check_plan_name(name: str, steps: int | None, segments: int | tuple[int, ...] | None) -> None:
+    """A plan name of a study: canonical, ``optimal``, or a plan text with ``steps`` leaves and ``segments``
+    segments (one of them, for a tuple); ``None`` leaves that count unchecked.
+
+    Parameters
+    ----------
+    name : str
+    steps : int or None
+        The teacher steps N the plan must have.
+    segments : int, tuple of int, or None
+        The student steps M it may have.
+
+    Raises
+    ------
+    InputError
+        Naming ``plans`` (the configuration field; the command lines show it as ``--plan``).
+    """
+    if name in CANONICAL_KINDS or name == "optimal":
+        return
+    try:
+        plan = parse_plan(name)
+    except PlanParseError as exc:
+        raise InputError(f"plans: {exc.problem}, in {echo(exc.text, exc.position)!r}") from exc
+    shown = abbreviate_plan(name, plan.steps)
+    if steps is not None and plan.steps != steps:
+        raise InputError(f"plans: {shown!r} has N = {plan.steps} teacher steps but steps = {steps}")
+    allowed = (segments,) if isinstance(segments, int) else segments
+    if allowed is not None and plan.n_segments not in allowed:
+        shown_segments = segments if isinstance(segments, int) else ",".join(map(str, segments))
+        raise InputError(f"plans: {shown!r} has {plan.n_segments} segment(s) but segments = {shown_segments}")
 
 
 @dataclass(frozen=True)
@@ -166,21 +198,7 @@ class StudyConfig:
         if self.out is not None and (not isinstance(self.out, (str, Path)) or not str(self.out).strip()):
             raise InputError(f"out must name a results folder, got {self.out!r}")
         for name in self.plans or ():
-            self._check_plan(name)
-
-    def _check_plan(self, name: str) -> None:
-        """A plan name: canonical, ``optimal``, or a plan text with ``steps`` leaves and ``segments`` segments (when known)."""
-        if name in CANONICAL_KINDS or name == "optimal":
-            return
-        try:
-            plan = parse_plan(name)
-        except PlanParseError as exc:
-            raise InputError(f"plans: {exc.problem}, in {echo(exc.text, exc.position)!r}") from exc
-        shown = abbreviate_plan(name, plan.steps)
-        if self.steps is not None and plan.steps != self.steps:
-            raise InputError(f"plans: {shown!r} has N = {plan.steps} teacher steps but steps = {self.steps}")
-        if self.segments is not None and plan.n_segments != self.segments:
-            raise InputError(f"plans: {shown!r} has {plan.n_segments} segment(s) but segments = {self.segments}")
+            check_plan_name(name, self.steps, self.segments)
 
     def _check_study(self) -> None:
         """The checks of the fields a study adds (each only when the study has the field)."""
