@@ -42,6 +42,13 @@ def _warm_up():
     solve(Problem(make_schedule("rf", 10), 1.0, segments=2), time_budget=5.0)
 
 
+# The suite runs beside other processes (pytest -n auto on two cores), so the wall time of a
+# budgeted call gets generous slack here; each problem below runs for many seconds without its
+# budget, so the tests still fail when the budget is not obeyed. How closely the budget is kept
+# is measured in benchmarks/bench_dp.py, not asserted in a timed unit test.
+SLACK = 1.5
+
+
 def _timed(problem, **kwargs):
     began = time.perf_counter()
     sol = solve(problem, **kwargs)
@@ -54,9 +61,9 @@ def _timed(problem, **kwargs):
 @pytest.mark.parametrize("budget", [0.5, 1.5])
 def test_time_budget_holds_on_a_large_joint_problem(budget):
     """digits, N = 128, M = 4: before the deadline covered the seed plans and the clock was read
-    often, a 3 s budget took 25 s. Allowed here: 10 % plus 0.3 s of slack for a busy machine."""
+    often, a 3 s budget took 25 s. Allowed here: the budget plus SLACK."""
     sol, wall = _timed(digits_problem(128), time_budget=budget)
-    assert wall <= 1.1 * budget + 0.3, wall
+    assert wall <= budget + SLACK, wall
     assert not sol.exact and sol.gap > sol.tol and sol.stopped
     assert 0.0 <= sol.lower_bound < sol.w2
     assert sol.elapsed <= wall
@@ -65,7 +72,7 @@ def test_time_budget_holds_on_a_large_joint_problem(budget):
 def test_time_budget_holds_in_the_one_direction_search():
     """rf, lam = 1, N = 32, M = 4 straddles: the Numba search runs in slices of about 20 ms."""
     sol, wall = _timed(Problem(make_schedule("rf", 32), 1.0, segments=4), time_budget=0.5)
-    assert wall <= 1.1 * 0.5 + 0.3, wall
+    assert wall <= 0.5 + SLACK, wall
     assert sol.method == "search" and sol.stopped
     assert sol.lower_bound <= sol.w2
 
@@ -229,10 +236,10 @@ def test_budget_ending_in_the_tables_answers_with_the_canonical_seeds():
     began = time.perf_counter()
     sol = solve_joint(problem, time_budget=0.3)
     wall = time.perf_counter() - began
-    assert wall <= 1.1 * 0.3 + 0.5, wall
+    assert wall <= 0.3 + SLACK, wall
     assert (sol.method, sol.stopped, sol.exact, sol.lower_bound) == ("seeds", True, False, 0.0)
     assert sol.to_dict()["student_range"]["min"] == [-math.inf, -math.inf]
     began = time.perf_counter()
     bound, per = per_direction_bound(problem, time_budget=0.3)
-    assert time.perf_counter() - began <= 1.1 * 0.3 + 0.5
+    assert time.perf_counter() - began <= 0.3 + SLACK
     assert bound == 0.0 and per.tolist() == [0.0, 0.0]
