@@ -25,7 +25,7 @@ from .plans import MergeNode, Plan, Tree
 from .schedules import Schedule, signal_noise_norm_sq
 from .teacher import SOLVERS, _exact_flow, _step_operators, check_lam
 
-__all__ = ["TARGETS", "Problem", "PlanEvaluation", "evaluate_plan", "w2_distance", "MEMORY_CAP", "memory_limit"]
+__all__ = ["TARGETS", "Problem", "PlanEvaluation", "evaluate_plan", "w2_distance", "MEMORY_CAP", "memory_limit", "check_memory"]
 
 TARGETS = ("teacher", "data")
 
@@ -63,6 +63,30 @@ def memory_limit() -> int:
 def gib(n_bytes: float) -> str:
     """``n_bytes`` in GiB, three digits (for messages)."""
     return f"{n_bytes / 2**30:.3g} GiB"
+
+
+def check_memory(need: int, what: str, advice: str) -> None:
+    """Refuse, before it is allocated, a table of ``need`` bytes above :func:`memory_limit`.
+
+    Parameters
+    ----------
+    need : int
+        Bytes the table takes.
+    what : str
+        The start of the message, naming the table and the sizes that set it (steps, directions).
+    advice : str
+        The end of the message: what to reduce.
+
+    Raises
+    ------
+    InputError
+        ``"<what> <need> bytes (... GiB), above the limit of <limit> bytes (...); <advice>"``.
+    """
+    limit = memory_limit()
+    if need > limit:
+        raise InputError(
+            f"{what} {need:,} bytes ({gib(need)}), above the limit of {limit:,} bytes ({gib(limit)}: the smaller "
+            f"of {gib(MEMORY_CAP)} and half the available memory); {advice}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,12 +168,9 @@ class Problem:
         set_("step_values", readonly_float64(steps, copy=False))
         set_("retention", readonly_float64(_retention_table(self.schedule, lam, self.model, self.solver, 1), copy=False))
         if self.model.init == "ddim":
-            need, limit = 16 * lam.size * (n_steps + 1) ** 2, memory_limit()  # the table and one temporary
-            if need > limit:
-                raise InputError(
-                    f"problem too large: init='ddim' needs a jump table of steps = {n_steps} and {lam.size} direction(s) "
-                    f"of lam: {need:,} bytes ({gib(need)}), above the limit of {limit:,} bytes ({gib(limit)}: the smaller "
-                    f"of {gib(MEMORY_CAP)} and half the available memory); use fewer steps or fewer directions")
+            check_memory(16 * lam.size * (n_steps + 1) ** 2,  # the table and one temporary
+                         f"problem too large: init='ddim' needs a jump table of steps = {n_steps} and {lam.size} "
+                         "direction(s) of lam:", "use fewer steps or fewer directions")
         set_("jump", readonly_float64(_ddim_jump_table(self.schedule, lam), copy=False) if self.model.init == "ddim" else None)
         set_("teacher", readonly_float64(np.prod(steps[:, 1:], axis=1), copy=False))
         set_("exact", readonly_float64(np.atleast_1d(_exact_flow(self.schedule, lam, n_steps, 0)), copy=False))

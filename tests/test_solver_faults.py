@@ -364,15 +364,16 @@ def test_huge_steps_are_refused_before_allocating():
 
 
 def test_many_directions_are_refused_with_their_memory(monkeypatch):
+    from opmerge import objective
     from opmerge.solvers import tables
 
     problem = Problem(make_schedule("vp-cosine", 16), np.linspace(0.1, 10.0, 1000))
     need = tables.table_bytes(problem)
     assert need == 8 * (2 * 1000 * (4 * 17 * 17 + 2 * 2 * 17) + 2 * 17 * 17)
-    monkeypatch.setattr(tables, "memory_limit", lambda: need - 1)
+    monkeypatch.setattr(objective, "memory_limit", lambda: need - 1)
     with pytest.raises(InputError, match=r"1000 direction\(s\) of lam need [0-9,]+ bytes"):
         solve(problem)
-    monkeypatch.setattr(tables, "memory_limit", lambda: need)
+    monkeypatch.setattr(objective, "memory_limit", lambda: need)
     assert solve(problem, time_budget=0.2).w2 > 0
 
 

@@ -18,6 +18,8 @@ attain the extremes are not stored: :func:`find_choice` recomputes them on deman
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from numba import njit
 
@@ -243,15 +245,27 @@ def range_dp(step_values, retention, init_code, jump, segments):
     return tuple(t[0] for t in tables)
 
 
-def new_tables(dim: int, steps: int, segments: int) -> tuple:
+#: elements set per block when the tables are initialised (16 MB): large tables take seconds to touch
+FILL_BLOCK = 2_000_000
+
+
+def new_tables(dim: int, steps: int, segments: int, after_block: Callable[[], None] | None = None) -> tuple:
     """The six output arrays of :func:`range_dp_run` for ``dim`` directions: ``v_lo, v_hi, f_lo, f_hi``
     of shape ``(dim, N + 1, N + 1)`` and ``g_lo, g_hi`` of shape ``(dim, M + 1, N + 1)``, filled with
-    ``+inf`` (lows) and ``-inf`` (highs)."""
-    n1 = steps + 1
+    ``+inf`` (lows) and ``-inf`` (highs), :data:`FILL_BLOCK` elements at a time.
+
+    ``after_block`` (optional) is called after each block: the solvers check their deadline there
+    (and a pending Ctrl-C surfaces) while gigabytes are touched."""
     out = []
-    for rows in (n1, n1, n1, n1, segments + 1, segments + 1):
-        sign = 1.0 if len(out) % 2 == 0 else -1.0
-        out.append(np.full((dim, rows, n1), sign * np.inf))
+    for k, rows in enumerate((steps + 1,) * 4 + (segments + 1,) * 2):
+        table = np.empty((dim, rows, steps + 1))
+        flat = table.reshape(-1)
+        value = np.inf if k % 2 == 0 else -np.inf
+        for begin in range(0, flat.size, FILL_BLOCK):
+            flat[begin:begin + FILL_BLOCK] = value
+            if after_block is not None:
+                after_block()
+        out.append(table)
     return tuple(out)
 
 

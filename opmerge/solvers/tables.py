@@ -17,14 +17,14 @@ import time
 import numpy as np
 
 from ..errors import InputError
-from ..objective import MEMORY_CAP, Problem, gib, memory_limit
-from ..plans import MergeNode, Plan
+from ..objective import Problem, check_memory
+from ..plans import Plan, plan_from_nested
 from ._interrupts import interruptible
 from ._checks import check_choice, check_int, check_problem, check_tables
-from ._kernels import INIT_CODES, find_choice, new_tables, range_dp_run
+from ._kernels import FILL_BLOCK, INIT_CODES, find_choice, new_tables, range_dp_run
 
 __all__ = ["range_tables", "achievable_range", "extreme_plan", "ProblemTables", "TABLE_NAMES", "table_bytes",
-           "table_memory_limit", "check_table_size", "TABLE_MEMORY_CAP"]
+           "check_table_size"]
 
 #: names of the six tables, in the order :func:`~opmerge.solvers._kernels.range_dp` returns them
 TABLE_NAMES = ("v_lo", "v_hi", "f_lo", "f_hi", "g_lo", "g_hi")
@@ -39,10 +39,6 @@ def _merge_count_range(problem: Problem) -> range:
 # ---------------------------------------------------------------------------------------------
 # size limit
 # ---------------------------------------------------------------------------------------------
-#: fixed cap on the memory of the range tables of one problem (bytes); see :func:`table_memory_limit`
-TABLE_MEMORY_CAP = MEMORY_CAP
-
-
 def table_bytes(problem: Problem) -> int:
     r"""Bytes the range tables of ``problem`` take while a solver uses them (an upper estimate).
 
@@ -65,14 +61,8 @@ def table_bytes(problem: Problem) -> int:
     return 8 * (copies * dim * (4 * n1 * n1 + 2 * m1 * n1) + 2 * n1 * n1)
 
 
-def table_memory_limit() -> int:
-    """The largest :func:`table_bytes` the solvers accept: the smaller of :data:`TABLE_MEMORY_CAP`
-    (8 GiB) and half the memory available now (:func:`opmerge.objective.memory_limit`)."""
-    return memory_limit()
-
-
 def check_table_size(problem: Problem) -> None:
-    """Refuse, before anything is allocated, a problem whose range tables exceed :func:`table_memory_limit`.
+    """Refuse, before anything is allocated, a problem whose range tables exceed :func:`opmerge.objective.memory_limit`.
 
     Raises
     ------
@@ -80,14 +70,10 @@ def check_table_size(problem: Problem) -> None:
         Naming ``steps`` (``N``), ``segments`` (``M``), the number of directions (``lam``), the
         bytes needed and the limit.
     """
-    need, limit = table_bytes(problem), table_memory_limit()
-    if need > limit:
-        raise InputError(
-            f"problem too large for the solver: the range tables of steps = {problem.steps}, segments = {problem.segments} "
-            f"and {problem.dim} direction(s) of lam need {need:,} bytes ({gib(need)}), above the limit of {limit:,} bytes "
-            f"({gib(limit)}: the smaller of {gib(TABLE_MEMORY_CAP)} and half the available memory); "
-            "use fewer steps or fewer directions (bin the spectrum)"
-        )
+    check_memory(table_bytes(problem),
+                 f"problem too large for the solver: the range tables of steps = {problem.steps}, segments = "
+                 f"{problem.segments} and {problem.dim} direction(s) of lam need",
+                 "use fewer steps or fewer directions (bin the spectrum)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,7 +96,9 @@ def _fill(problem: Problem, retention: np.ndarray, budget=None) -> tuple[np.ndar
     has passed) and its progress told (phase ``"tables"``); a pending Ctrl-C surfaces there too.
     """
     n, m = problem.steps, problem.segments
-    out = _new_tables(problem.dim, n, m, budget)
+    # tables of one block are set at once; larger ones check the deadline after each block
+    large = problem.dim * (n + 1) ** 2 > FILL_BLOCK
+    out = new_tables(problem.dim, n, m, (lambda: _stop_if_expired(budget)) if budget is not None and large else None)
     init_code = INIT_CODES[problem.model.init]
     jump = problem.jump if (init_code == INIT_CODES["ddim"] and problem.jump is not None) else np.zeros((1, 1, 1))
     steps = np.ascontiguousarray(problem.step_values, dtype=np.float64)
@@ -128,31 +116,14 @@ def _fill(problem: Problem, retention: np.ndarray, budget=None) -> tuple[np.ndar
         # aim at SLICE_SECONDS per call (at most doubling, at least 1,000 steps)
         work = int(max(1_000, min(2 * work, work * SLICE_SECONDS / max(took, 1e-6))))
         if budget is not None:  # checked after a slice: tiny problems finish in their first one
-            if budget.expired():
-                raise TablesStopped
+            _stop_if_expired(budget)
             budget.report("tables")
 
 
-#: elements set per step when the tables are initialised (16 MB): large tables take seconds to touch
-_FILL_BLOCK = 2_000_000
-
-
-def _new_tables(dim: int, steps: int, segments: int, budget=None) -> tuple[np.ndarray, ...]:
-    """:func:`~opmerge.solvers._kernels.new_tables`, filled block by block so that the deadline of
-    ``budget`` (optional; :class:`TablesStopped`) and Ctrl-C are honoured while gigabytes are touched."""
-    if dim * (steps + 1) ** 2 <= _FILL_BLOCK:
-        return new_tables(dim, steps, segments)
-    out = []
-    for k, rows in enumerate((steps + 1,) * 4 + (segments + 1,) * 2):
-        table = np.empty((dim, rows, steps + 1))
-        flat = table.reshape(-1)
-        value = np.inf if k % 2 == 0 else -np.inf
-        for begin in range(0, flat.size, _FILL_BLOCK):
-            flat[begin:begin + _FILL_BLOCK] = value
-            if budget is not None and budget.expired():
-                raise TablesStopped
-        out.append(table)
-    return tuple(out)
+def _stop_if_expired(budget) -> None:
+    """Raise :class:`TablesStopped` when the deadline of ``budget`` has passed."""
+    if budget.expired():
+        raise TablesStopped
 
 
 def _range_tables(problem: Problem, budget=None) -> dict[str, np.ndarray]:
@@ -201,7 +172,7 @@ def range_tables(problem: Problem) -> dict[str, np.ndarray]:
     InputTypeError
         When ``problem`` is not a :class:`~opmerge.objective.Problem`.
     InputError
-        When the tables would need more memory than :func:`table_memory_limit` (the message names
+        When the tables would need more memory than :func:`opmerge.objective.memory_limit` (the message names
         ``steps``, ``segments``, the number of directions and the bytes).
     """
     return _range_tables(check_problem(problem))
@@ -398,29 +369,10 @@ def shape_key(shape: tuple) -> tuple:
 
 
 def plan_from_shape(shape: tuple) -> Plan:
-    """The :class:`~opmerge.plans.Plan` of nested tuples made by :func:`extreme_shape` (built
-    bottom-up with an explicit stack: a plan can be ``N`` levels deep)."""
-
-    def tree(top):
-        if isinstance(top, int):
-            return top
-        stack = [(top, [])]
-        while True:
-            node, built = stack[-1]
-            if len(built) < len(node):
-                child = node[len(built)]
-                if isinstance(child, int):
-                    built.append(child)
-                else:
-                    stack.append((child, []))
-                continue
-            stack.pop()
-            made = MergeNode(tuple(built))
-            if not stack:
-                return made
-            stack[-1][1].append(made)
-
-    return Plan(tuple(tree(segment) for segment in shape))
+    """The :class:`~opmerge.plans.Plan` of nested tuples made by :func:`extreme_shape`
+    (:func:`~opmerge.plans.plan_from_nested`, which builds without recursion: a plan can be
+    ``N`` levels deep)."""
+    return plan_from_nested(shape)
 
 
 def retention_bound(problem: Problem, reduce) -> np.ndarray:
@@ -460,7 +412,7 @@ class ProblemTables:
     Raises
     ------
     InputError
-        When the tables would exceed :func:`table_memory_limit` (checked before any allocation).
+        When the tables would exceed :func:`opmerge.objective.memory_limit` (checked before any allocation).
     TablesStopped
         When ``budget`` ran out first.
     """
