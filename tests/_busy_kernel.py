@@ -7,6 +7,8 @@ range tables and the Pareto kernels used to receive a Ctrl-C as an exception Num
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 from typing import Callable
 
@@ -35,3 +37,18 @@ def busy_kernel(seconds: float = 0.3) -> tuple[Callable[[int], tuple], int]:
         if time.perf_counter() - began > seconds:
             return busy, n
         n *= 2
+
+
+def raises_when_signalled(call: Callable[[], object], signum: int, expected: type[BaseException]) -> None:
+    """Send ``signum`` to this process 50 ms into ``call()`` (a busy kernel) and check that ``expected`` is raised.
+
+    A signal deferred because it landed in Numba's call-back is sent again 5 ms after the kernel
+    returned: the 2 s wait after the call gives it the time to arrive."""
+    timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+    timer.start()
+    try:
+        with pytest.raises(expected):
+            call()
+            time.sleep(2.0)
+    finally:
+        timer.cancel()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from opmerge._signals import EXIT_TERMINATED, Terminated, deferred_signals, die_with_parent, sigterm_raises
+from opmerge._signals import EXIT_TERMINATED, Terminated, deferred_signals, sigterm_raises
 from opmerge.errors import InputError, InputTypeError
 
 psutil = pytest.importorskip("psutil")
@@ -497,15 +497,8 @@ def test_train_teacher_divergence_is_a_usage_error_without_checkpoint(tmp_path):
 def test_sigterm_inside_a_numba_kernel_that_returns_arrays_is_terminated():
     """SIGTERM under :func:`sigterm_raises` while a Numba function returning arrays runs: raised in
     Numba's call-back it came out as ``SystemError``; it must be a plain :class:`Terminated`."""
-    from _busy_kernel import busy_kernel
+    from _busy_kernel import busy_kernel, raises_when_signalled
 
     busy, n = busy_kernel()
-    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
     with sigterm_raises():
-        timer.start()
-        try:
-            with pytest.raises(Terminated):
-                busy(n)
-                time.sleep(2.0)  # the deferred signal is sent again 5 ms after the kernel returned
-        finally:
-            timer.cancel()
+        raises_when_signalled(lambda: busy(n), signal.SIGTERM, Terminated)

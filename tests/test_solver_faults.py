@@ -25,7 +25,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -312,20 +311,13 @@ def test_ctrl_c_inside_a_kernel_that_returns_arrays_is_a_keyboard_interrupt():
     """A SIGINT that arrives while a Numba function returning an array runs used to be raised in
     Numba's call-back (numba.core.serialize) and come out as SystemError; under
     :func:`~opmerge.solvers._interrupts.interruptible` it is a plain KeyboardInterrupt."""
-    from _busy_kernel import busy_kernel
+    from _busy_kernel import busy_kernel, raises_when_signalled
 
     from opmerge.solvers._interrupts import interruptible
 
     busy, n = busy_kernel()
     guarded = interruptible(busy)
-    timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            guarded(n)
-            time.sleep(2.0)  # the deferred signal is sent again 5 ms after the kernel returned
-    finally:
-        timer.cancel()
+    raises_when_signalled(lambda: guarded(n), signal.SIGINT, KeyboardInterrupt)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
