@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opmerge.errors import InputError, InputTypeError
+from opmerge._validate import integer, is_real
 from opmerge.io import ResultCache, to_jsonable
 from opmerge.model import StudentModel
 from opmerge.objective import Problem
@@ -65,11 +65,7 @@ def check_point_count(count: object, name: str = "points") -> int:
     InputError
         When ``count`` is not in ``[1, MAX_POINTS]``.
     """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
-        raise InputTypeError(f"{name} must be an integer in [1, {MAX_POINTS}], got {type(count).__name__}")
-    if not 1 <= count <= MAX_POINTS:
-        raise InputError(f"{name} must be in [1, {MAX_POINTS}] (the most grid points of one sweep), got {count}")
-    return int(count)
+    return integer(count, name, low=1, high=MAX_POINTS)
 
 
 @dataclass(frozen=True)
@@ -196,7 +192,7 @@ def check_point_record(record: object) -> bool:
         value = record.get(name)
         if not isinstance(value, kind) or (kind != bool and isinstance(value, bool)):
             return False
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record["lam"])
+    return all(is_real(v) for v in record["lam"])
 
 
 def point_cache(directory: str | os.PathLike | None) -> ResultCache:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opmerge._validate import is_real
 from opmerge.errors import InputError
 from opmerge.io import load_array, load_json
 from opmerge.schedules import Schedule
@@ -149,8 +150,7 @@ def make_gaussian(lam, rotated: bool = False, seed: int = 0) -> GaussianData:
 def _spectrum_json(obj):
     """The content of a ``.json`` spectrum file: a list of numbers, or a dict with a ``"lam"`` list."""
     values = obj["lam"] if isinstance(obj, dict) and "lam" in obj else obj
-    if not isinstance(values, list) or not values or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if not isinstance(values, list) or not values or not all(is_real(v) for v in values):
         raise ValueError("expected a non-empty list of numbers, or an object with a 'lam' list")
     return obj
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InputError, InputTypeError
 
-__all__ = ["real_array", "nonnegative_array", "finite_array", "real_number", "integer", "choice", "is_int", "echo", "MAX_STEPS"]
+__all__ = ["real_array", "nonnegative_array", "finite_array", "real_number", "integer", "flag", "choice", "is_int", "is_real", "echo", "MAX_STEPS"]
 
 #: longest user text echoed in an error message (longer texts are shortened around the point of interest)
 ECHO_LIMIT = 80
@@ -44,6 +44,20 @@ def is_int(value: object) -> bool:
     bool
     """
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def is_real(value: object) -> bool:
+    """True for a real number (Python or numpy) that is not a ``bool``.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def real_array(value: object, name: str) -> np.ndarray:
@@ -213,6 +227,26 @@ def integer(value: object, name: str, *, low: int | None = None, high: int | Non
         side = f">= {low}" if number < low else f"<= {high}"
         raise InputError(f"{name} must be {side} (allowed range [{low}, {high}]), got {number}")
     return number
+
+
+def flag(value: object, name: str) -> bool:
+    """``value`` as ``bool`` when it is a Python or numpy ``bool``.
+
+    Parameters
+    ----------
+    value : object
+        The user's value.
+    name : str
+        The parameter's name, used in the message.
+
+    Raises
+    ------
+    InputTypeError
+        For anything else (``joint=1``, ``quick="no"``).
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def choice(value: object, name: str, allowed: Sequence[str]) -> str:

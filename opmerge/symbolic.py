@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import sympy
 
+from ._validate import flag
 from .errors import InputTypeError
 
 __all__ = [
@@ -284,7 +284,7 @@ def heun_step_expression(final_step: bool = False) -> Derivation:
     InputTypeError
         When ``final_step`` is not a bool.
     """
-    return _heun_step_expression(_check_flag(final_step, "final_step"))
+    return _heun_step_expression(flag(final_step, "final_step"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -543,11 +543,4 @@ def lambdify_heun(final_step: bool = False) -> Callable:
     InputTypeError
         When ``final_step`` is not a bool.
     """
-    return sympy.lambdify(step_symbols(), _heun_step_expression(_check_flag(final_step, "final_step")).result, "numpy")
-
-
-def _check_flag(value: object, name: str) -> bool:
-    """``value`` as a ``bool``; only ``True``/``False`` (Python or numpy) are accepted."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputTypeError(f"{name} must be a bool (True or False), got {type(value).__name__}")
-    return bool(value)
+    return sympy.lambdify(step_symbols(), _heun_step_expression(flag(final_step, "final_step")).result, "numpy")

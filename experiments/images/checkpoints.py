@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from opmerge._validate import is_real
 from opmerge.errors import InputError
 from opmerge.io import atomic_path, load_torch, show_path
 from opmerge.schedules import Schedule, make_schedule
@@ -237,7 +238,7 @@ def read_checkpoint(path: Path) -> dict:
         raise InputError(f"teacher checkpoint {shown}: entry 'step' must be >= 0, got {state['step']}")
     if not math.isfinite(state["elapsed"]) or state["elapsed"] < 0:
         raise InputError(f"teacher checkpoint {shown}: entry 'elapsed' must be finite and >= 0, got {state['elapsed']!r}")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in state["losses"]):
+    if not all(is_real(v) for v in state["losses"]):
         raise InputError(f"teacher checkpoint {shown}: entry 'losses' must be a list of numbers")
     dim, fingerprint = state["data"].get("dim"), state["data"].get("fingerprint")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1 or not isinstance(fingerprint, str):

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 import torch
 
+from opmerge._validate import is_real
 from opmerge.io import ResultCache
 from opmerge.plans import Plan, format_plan
 from opmerge.schedules import Schedule
@@ -46,10 +47,6 @@ UNIT_NAMESPACE = "images-unit"
 GRID_SAMPLES = 36
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _need(unit: dict, key: str, check, what: str) -> object:
     """``unit[key]`` if ``check`` accepts it, else a ``ValueError`` naming the key and what it must be."""
     if key not in unit:
@@ -60,7 +57,7 @@ def _need(unit: dict, key: str, check, what: str) -> object:
 
 
 def _numbers(value: object) -> bool:
-    return isinstance(value, list) and all(_is_number(v) for v in value)
+    return isinstance(value, list) and all(is_real(v) for v in value)
 
 
 def _check_readout(unit: object, where: str = "") -> None:
@@ -69,10 +66,10 @@ def _check_readout(unit: object, where: str = "") -> None:
         raise ValueError(f"{where}expected an object, got {type(unit).__name__}")
     try:
         metrics = _need(unit, "metrics", lambda v: isinstance(v, dict), "an object")
-        _need(metrics, "fd_pixels_test", _is_number, "a number")
+        _need(metrics, "fd_pixels_test", is_real, "a number")
         w2 = _need(unit, "w2", lambda v: isinstance(v, dict), "an object")
         for key in ("w2_cov", "w2_full", "w2_gain"):
-            _need(w2, key, _is_number, "a number")
+            _need(w2, key, is_real, "a number")
         gains = [_need(unit, key, _numbers, "a list of numbers") for key in ("gain", "gain_low", "gain_high")]
         if len({len(g) for g in gains}) != 1:
             raise ValueError("'gain', 'gain_low' and 'gain_high' differ in length")
@@ -98,7 +95,7 @@ def valid_teacher_unit(unit: object) -> None:
     if not isinstance(unit, dict):
         raise ValueError(f"expected an object, got {type(unit).__name__}")
     metrics = _need(unit, "metrics", lambda v: isinstance(v, dict), "an object")
-    _need(metrics, "fd_pixels_test", _is_number, "a number")
+    _need(metrics, "fd_pixels_test", is_real, "a number")
     lin = _need(unit, "linearity", lambda v: isinstance(v, dict), "an object")
     gain = _need(lin, "gain", _numbers, "a list of numbers")
     if len(_need(lin, "predicted", _numbers, "a list of numbers")) != len(gain):
@@ -122,9 +119,9 @@ def valid_plan_unit(unit: object) -> None:
     """
     _check_readout(unit)
     _need(unit, "plan", lambda v: isinstance(v, str), "a plan text")
-    _need(unit, "train_seconds", _is_number, "a number")
+    _need(unit, "train_seconds", is_real, "a number")
     _need(unit, "records", lambda v: isinstance(v, list), "a list")
-    _need(unit, "nonlinear_residual", lambda v: v is None or _is_number(v) or isinstance(v, (list, dict)), "a number or a list")
+    _need(unit, "nonlinear_residual", lambda v: v is None or is_real(v) or isinstance(v, (list, dict)), "a number or a list")
 
 
 def valid_trajectory_unit(segments) -> Callable[[object], None]:
@@ -145,7 +142,7 @@ def valid_trajectory_unit(segments) -> Callable[[object], None]:
     def check(unit: object) -> None:
         if not isinstance(unit, dict):
             raise ValueError(f"expected an object, got {type(unit).__name__}")
-        _need(unit, "train_seconds", _is_number, "a number")
+        _need(unit, "train_seconds", is_real, "a number")
         _need(unit, "history", lambda v: isinstance(v, dict), "an object")
         by_steps = _need(unit, "by_steps", lambda v: isinstance(v, dict), "an object")
         for m in wanted:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from opmerge._validate import choice, echo, integer, nonnegative_array, real_number
+from opmerge._validate import choice, echo, flag, integer, nonnegative_array, real_number
 from opmerge.cli_options import (
     MAX_BATCH,
     MAX_DEPTH,
@@ -65,11 +65,6 @@ MIN_N_EVAL = 3
 def _is_none_or(value, check) -> None:
     if value is not None:
         check(value)
-
-
-def _flag(value: object, name: str) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputTypeError(f"{name} must be True or False, got {type(value).__name__}")
 
 
 def check_plan_name(name: str, steps: int | None, segments: int | tuple[int, ...] | None) -> None:
@@ -184,8 +179,8 @@ class StudyConfig:
         self._check_study()
 
     def _check_common(self) -> None:
-        _flag(self.quick, "quick")
-        _flag(self.progress, "progress")
+        flag(self.quick, "quick")
+        flag(self.progress, "progress")
         _is_none_or(self.schedule, lambda v: choice(v, "schedule", SCHEDULE_NAMES))
         _is_none_or(self.steps, lambda v: integer(v, "steps", low=1, high=MAX_TORCH_STEPS))
         _is_none_or(self.segments, lambda v: integer(v, "segments", low=1, high=self.steps if self.steps is not None else MAX_TORCH_STEPS))
@@ -210,7 +205,7 @@ class StudyConfig:
                   "repeats": (2, MAX_REPEATS), "hidden": (1, MAX_HIDDEN), "depth": (1, MAX_DEPTH), "n_eval": (MIN_N_EVAL, MAX_SAMPLES)}
         for name, (low, high) in limits.items():
             _is_none_or(get(name), lambda v, name=name, low=low, high=high: integer(v, name, low=low, high=high))
-        _is_none_or(get("rotated"), lambda v: _flag(v, "rotated"))
+        _is_none_or(get("rotated"), lambda v: flag(v, "rotated"))
         _is_none_or(get("optimizer"), lambda v: choice(v, "optimizer", OPTIMIZERS))
         if "target" in have:
             choice(self.target, "target", TARGETS)

@@ -9,12 +9,11 @@ as a number (``node_budget=True`` is a mistake, not ``1``). The functions below 
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence
 
 import numpy as np
 
-from .._validate import choice, is_int, real_number
+from .._validate import choice, flag, is_int, is_real, real_number
 from ..errors import InputError, InputTypeError
 from ..objective import Problem
 from ..plans import Plan
@@ -31,10 +30,6 @@ __all__ = [
     "check_progress",
     "check_tables",
 ]
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def check_problem(problem: object) -> Problem:
@@ -97,7 +92,7 @@ def check_time_budget(value: object, name: str = "time_budget") -> float:
     InputError
         When it is NaN or ``<= 0``.
     """
-    if not _is_real(value):
+    if not is_real(value):
         raise InputTypeError(f"{name} must be a number of seconds > 0, got {type(value).__name__} {value!r}")
     seconds = float(value)  # type: ignore[arg-type]
     if not seconds > 0:  # also refuses NaN
@@ -136,16 +131,14 @@ def check_choice(value: object, name: str, allowed: Sequence[str]) -> str:
 
 
 def check_flag(value: object, name: str) -> bool:
-    """``value`` as ``bool`` when it is a Python or numpy ``bool``.
+    """``value`` as ``bool`` when it is a Python or numpy ``bool`` (:func:`opmerge._validate.flag`).
 
     Raises
     ------
     InputTypeError
         For anything else (``joint=1``, ``joint="no"``).
     """
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputTypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
+    return flag(value, name)
 
 
 def check_progress(value: object) -> object:
