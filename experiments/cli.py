@@ -23,7 +23,6 @@ import sys
 import argparse
 from typing import Sequence
 
-import re
 
 from opmerge.cli_options import (
     MAX_BATCH,
@@ -36,6 +35,7 @@ from opmerge.cli_options import (
     ArgumentParser,
     UsageError,
     abbreviate_plan,
+    option_message,
     add_direction_arguments,
     add_model_arguments,
     bounded_int,
@@ -151,20 +151,9 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
     try:
         config = study_config(args.study, values).resolved()  # every field checked now, defaults included, before any work
     except InputError as exc:
-        raise UsageError(_option_message(str(exc), flags)) from exc
+        raise UsageError(option_message(str(exc), {**{n: "--" + n.replace("_", "-") for n in _FIELD_OPTIONS}, **flags})) from exc
     check_out_folder(config.out)
     return config
-
-
-def _option_message(message: str, flags: dict) -> str:
-    """A study configuration's message with the field's name replaced by its option (``batch must ...`` -> ``--batch must ...``)."""
-    match = re.match(r"(\w+)(?=\b)", message)
-    if match:
-        name = match.group(1)
-        flag = flags.get(name) or ("--" + name.replace("_", "-") if name in _FIELD_OPTIONS else None)
-        if flag:
-            return flag + message[len(name):]
-    return message
 
 
 #: configuration fields that have an option of the same name (``--`` and ``-`` for ``_``)

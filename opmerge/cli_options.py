@@ -31,7 +31,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -78,6 +78,7 @@ __all__ = [
     "check_out_folder",
     "check_out_file",
     "abbreviate_plan",
+    "option_message",
     "PLAN_ECHO_LIMIT",
     "MAX_BATCH",
     "MAX_SAMPLES",
@@ -381,6 +382,26 @@ def abbreviate_plan(text: object, leaves: int | None = None) -> str:
     if leaves is None:
         leaves = len(re.findall(r"\d+", text))
     return f"{text[:PLAN_ECHO_KEEP]} ... {text[-PLAN_ECHO_KEEP:]} ({leaves} leaves)"
+
+
+def option_message(message: str, options: Mapping[str, str]) -> str:
+    """A configuration's error message told in terms of the command line: its first word, a
+    field's name, replaced by that field's option (``n_eval must ...`` -> ``--n-eval must ...``).
+
+    Parameters
+    ----------
+    message : str
+        The message of an :class:`~opmerge.errors.InputError` raised by a configuration.
+    options : mapping
+        Field name -> option text (``{"n_eval": "--n-eval"}``); a field not in it is left as is.
+
+    Returns
+    -------
+    str
+    """
+    match = re.match(r"(\w+)\b", message)
+    flag = options.get(match.group(1)) if match else None
+    return flag + message[len(match.group(1)):] if flag else message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from opmerge.cli_options import (
     bounded_int,
     check_out_folder,
     emit_json,
+    option_message,
     positive_float,
     run_main,
     seed_int,
@@ -331,13 +332,8 @@ _IMAGES_FLAGS = {"traj_steps": "--train-steps", "teachers": "--teacher", "plans"
 
 def _images_option_message(message: str) -> str:
     """The configuration's message with a field's name replaced by its option (``n_eval must ...`` -> ``--n-eval must ...``)."""
-    match = re.match(r"(\w+)\b", message)
-    if not match:
-        return message
-    name = match.group(1)
     options = {a.dest: a.option_strings[0] for a in build_validate_images_parser()._actions if a.option_strings}
-    flag = _IMAGES_FLAGS.get(name) or options.get(name)
-    return flag + message[len(name):] if flag else message
+    return option_message(message, {**options, **_IMAGES_FLAGS})
 
 
 def validate_images_main(argv: Sequence[str] | None = None) -> int:
