@@ -11,11 +11,9 @@ import os
 import signal
 import sys
 
-__all__ = ["main"]
+from ._signals import EXIT_INTERRUPTED, EXIT_TERMINATED
 
-#: exit statuses after a Ctrl-C (128 + SIGINT) and SIGTERM (128 + 15), as in :mod:`opmerge._signals`
-_EXIT_INTERRUPTED = 130
-_EXIT_TERMINATED = 143
+__all__ = ["main"]
 
 
 def main() -> int:
@@ -31,11 +29,11 @@ def main() -> int:
     try:
         from .cli import main as cli_main
     except KeyboardInterrupt:
-        code = _EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
         sys.stderr.write("opmerge: interrupted\n")
     else:
         code = cli_main()
-    if code in (_EXIT_INTERRUPTED, _EXIT_TERMINATED):
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
         # stopped by a signal, cleanly: finished work is on disk, workers are stopped, the one line
         # is printed. Exit at once: a KeyboardInterrupt that once passed through C code that ran
         # Python code (PyRun_*) leaves CPython's "unhandled Ctrl-C" flag set even though it was
