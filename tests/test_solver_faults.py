@@ -35,7 +35,8 @@ from opmerge.model import StudentModel, input_variance
 from opmerge.objective import Problem, evaluate_plan
 from opmerge.plans import canonical_plan
 from opmerge.schedules import make_schedule
-from opmerge.solvers import achievable_range, brute_force, extreme_plan, range_tables, solve, solve_joint
+from opmerge.solvers import achievable_range, brute_force, extreme_plan, fidelity_cost_front, range_tables, solve, solve_joint
+from opmerge.solvers.front import plan_cost
 
 EPS = np.finfo(np.float64).eps
 
@@ -339,6 +340,37 @@ def test_time_budget_covers_the_range_tables():
     assert np.all(sol.student_range[0] == -np.inf) and np.all(sol.student_range[1] == np.inf)
     best = min(evaluate_plan(problem, canonical_plan(kind, steps, 1)).w2 for kind in ("vanilla", "boot", "cd", "pd"))
     assert sol.w2 == best
+
+
+def test_front_time_budget_covers_the_range_tables():
+    """The fidelity-cost front under a 0.4 s budget at N = 3000 (tables ~25 s): the front of the
+    canonical plans, every point not exact, instead of tens of seconds in the tables."""
+    steps = 3000
+    problem = Problem(make_schedule("vp-cosine", steps), 0.5)
+    fidelity_cost_front(Problem(make_schedule("vp-cosine", 6), 0.5))  # kernels ready
+    began = time.perf_counter()
+    front = fidelity_cost_front(problem, "merges", time_budget=0.4)
+    wall = time.perf_counter() - began
+    assert wall <= 6.0, wall
+    assert front and not any(point.exact for point in front)
+    scored = sorted((plan_cost(plan, "merges"), evaluate_plan(problem, plan).w2)
+                    for plan in (canonical_plan(kind, steps, 1) for kind in ("vanilla", "boot", "cd", "pd")))
+    want: list[tuple[int, float]] = []
+    for c, w in scored:
+        if not want or w < want[-1][1]:
+            want.append((c, w))
+    assert [(point.cost, point.w2) for point in front] == want
+
+
+def test_front_time_budget_covers_the_beam():
+    """N = 400: the tables fit a 1 s budget but the exact front DP and its beam do not (the beam
+    alone ran for minutes when it had no deadline); the call ends near the budget, not exact."""
+    problem = Problem(make_schedule("vp-cosine", 400), 0.5)
+    fidelity_cost_front(Problem(make_schedule("vp-cosine", 6), 0.5))  # kernels ready
+    began = time.perf_counter()
+    front = fidelity_cost_front(problem, "merges", time_budget=1.0)
+    assert time.perf_counter() - began <= 1.0 + 3.0
+    assert front and not any(point.exact for point in front)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,8 +41,9 @@ from ..plans import MergeNode, Plan, count_plans, enumerate_plans
 from ._interrupts import interruptible
 from ._checks import check_choice, check_int, check_plan, check_problem, check_time_budget
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
-from .tables import ProblemTables
-from ._control import optimality_tolerance
+from .tables import ProblemTables, TablesStopped
+from ._control import Budget, optimality_tolerance, seed_plans
+from .exact import DEFAULT_NODE_BUDGET
 
 __all__ = ["COSTS", "FRONT_METHODS", "FrontPoint", "plan_cost", "fidelity_cost_front", "front_by_enumeration", "MAX_ENUMERATED_PLANS"]
 
@@ -190,9 +191,11 @@ def fidelity_cost_front(
     max_front : int
         Largest front per interval of the exact DP.
     time_budget : float
-        Seconds for the exact DP.
+        Seconds for the whole call: the range tables, then the exact DP (half of what is left),
+        then the beam (the rest). When it runs out while the tables are built or the beam runs, the
+        front of the canonical plans (vanilla, boot, cd, pd) is returned, every point ``exact=False``.
     beam : int
-        When the exact DP exceeds ``max_front`` or ``time_budget``, it is rerun as a beam keeping the
+        When the exact DP exceeds ``max_front`` or its share of ``time_budget``, it is rerun as a beam keeping the
         ``min(beam, max_front)`` vectors of smallest bound per interval; its points have ``exact=False``.
 
     Returns
@@ -219,17 +222,28 @@ def fidelity_cost_front(
     if not applicable:
         raise InputError(f"method='dp' does not apply to this problem ({why}); use method='enumerate' or 'auto'")
     tol = optimality_tolerance(problem, None, 0.0)
-    tables = ProblemTables(problem)
+    budget = Budget(time_budget, DEFAULT_NODE_BUDGET)
+    try:
+        tables = ProblemTables(problem, budget=budget)
+    except TablesStopped:
+        return _front_of_plans(problem, cost, seed_plans(problem, None), tol)
     rule = _LABEL_RULE[cost]
     exact = True
+    # the exact DP gets half of what is left; when it stops, the beam gets the rest, and when that
+    # stops too, the front of the canonical plans is the answer
+    now = time.perf_counter()
     try:
         dp = ParetoDP(problem, math.inf, label_rule=rule, max_front=int(max_front),
-                      deadline=time.perf_counter() + float(time_budget), tables=tables)
+                      deadline=now + (budget.deadline - now) / 2, tables=tables)
         root = dp.run()
     except ParetoAbort:
         exact = False
-        dp = ParetoDP(problem, math.inf, label_rule=rule, max_front=2**62, beam=int(min(beam, max_front)), tables=tables)
-        root = dp.run()
+        try:
+            dp = ParetoDP(problem, math.inf, label_rule=rule, max_front=2**62, beam=int(min(beam, max_front)),
+                          deadline=budget.deadline, tables=tables)
+            root = dp.run()
+        except ParetoAbort:
+            return _front_of_plans(problem, cost, seed_plans(problem, None), tol)
     if len(root) == 0:  # cannot happen without pruning; kept for safety
         raise RuntimeError("internal error: the front DP kept no plan")
     objective = root_objective(problem, root.values)
@@ -246,4 +260,16 @@ def fidelity_cost_front(
             continue
         points.append(FrontPoint(_plan_cost(plan, cost), float(ev.w2), plan, exact))
         best = ev.w2
+    return points
+
+
+def _front_of_plans(problem: Problem, cost: str, plans, tol: float) -> list[FrontPoint]:
+    """The (cost, :math:`W_2`) front of the given plans, every point ``exact=False`` (the fallback of
+    :func:`fidelity_cost_front` when its time budget ends while the range tables are built)."""
+    scored = sorted(((_plan_cost(plan, cost), evaluate_plan(problem, plan).w2, k, plan)
+                     for k, plan in enumerate(plans)), key=lambda item: item[:3])
+    points: list[FrontPoint] = []
+    for c, w2, _, plan in scored:
+        if not points or w2 < points[-1].w2 - tol:
+            points.append(FrontPoint(c, float(w2), plan, False))
     return points
