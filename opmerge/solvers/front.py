@@ -226,7 +226,7 @@ def fidelity_cost_front(
     try:
         tables = ProblemTables(problem, budget=budget)
     except TablesStopped:
-        return _front_of_plans(problem, cost, seed_plans(problem, None), tol)
+        return _canonical_front(problem, cost, tol)
     rule = _LABEL_RULE[cost]
     exact = True
     # the exact DP gets half of what is left; when it stops, the beam gets the rest, and when that
@@ -243,7 +243,7 @@ def fidelity_cost_front(
                           deadline=budget.deadline, tables=tables)
             root = dp.run()
         except ParetoAbort:
-            return _front_of_plans(problem, cost, seed_plans(problem, None), tol)
+            return _canonical_front(problem, cost, tol)
     if len(root) == 0:  # cannot happen without pruning; kept for safety
         raise RuntimeError("internal error: the front DP kept no plan")
     objective = root_objective(problem, root.values)
@@ -263,13 +263,9 @@ def fidelity_cost_front(
     return points
 
 
-def _front_of_plans(problem: Problem, cost: str, plans, tol: float) -> list[FrontPoint]:
-    """The (cost, :math:`W_2`) front of the given plans, every point ``exact=False`` (the fallback of
-    :func:`fidelity_cost_front` when its time budget ends while the range tables are built)."""
-    scored = sorted(((_plan_cost(plan, cost), evaluate_plan(problem, plan).w2, k, plan)
-                     for k, plan in enumerate(plans)), key=lambda item: item[:3])
-    points: list[FrontPoint] = []
-    for c, w2, _, plan in scored:
-        if not points or w2 < points[-1].w2 - tol:
-            points.append(FrontPoint(c, float(w2), plan, False))
-    return points
+def _canonical_front(problem: Problem, cost: str, tol: float) -> list[FrontPoint]:
+    """The front of the canonical plans, every point ``exact=False`` (the answer of
+    :func:`fidelity_cost_front` when its time budget ends in the range tables or the beam)."""
+    plans = list(seed_plans(problem, None))
+    return _front_from([_plan_cost(plan, cost) for plan in plans],
+                       [evaluate_plan(problem, plan).w2 for plan in plans], plans, tol, False)
