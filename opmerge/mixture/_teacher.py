@@ -1,0 +1,307 @@
+r"""The exact mixture teacher (docs/mixture.md §2): posterior-mean denoiser, DDIM and Heun steps,
+composites and the probability-flow map.
+
+For :math:`z = a x_0 + b\varepsilon` with :math:`x_0` from the mixture, component :math:`k` has
+:math:`z \sim \mathcal N(a\mu_k, a^2 C_k + b^2 I)`; in the eigenbasis :math:`U_k` of :math:`C_k`
+with :math:`u = U_k^\top(z - a\mu_k)` and :math:`s = a^2\lambda_k + b^2` (per eigenvalue)
+
+.. math::
+    r_k(z) \propto \pi_k \mathcal N(z; a\mu_k, S_k), \qquad
+    \hat x_0(z) = \sum_k r_k(z)\,\bigl[\mu_k + U_k \tfrac{a\lambda_k}{s}\, u\bigr].
+
+DDIM from index :math:`n`: :math:`z_{n-1} = \alpha_{n-1}\hat x_0 + \sigma_{n-1}(z_n - \alpha_n\hat x_0)/\sigma_n`.
+Heun works in :math:`y = z/\alpha`, :math:`s = \sigma/\alpha` with the slope
+:math:`(y - D(y, s))/s = \sum_k r_k U_k \tfrac{s}{\lambda_k + s^2} U_k^\top (y - \mu_k)`.
+The exact flow solves the probability-flow ODE, :math:`\mathrm dw/\mathrm d\rho = \hat x_0` in
+:math:`w = z/\sigma`, :math:`\rho = \alpha/\sigma` while :math:`\rho \le 1`, and
+:math:`\mathrm dy/\mathrm ds = (y - D)/s` after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.integrate import solve_ivp
+from scipy.special import logsumexp
+
+from .._validate import choice, integer, real_number
+from ..errors import InputError, InputTypeError
+from ..schedules import Schedule, _check_schedule
+from ..teacher import SOLVERS, _check_heun_schedule
+from ._data import GaussianMixture
+
+__all__ = ["MixtureTeacher", "FlowResult"]
+
+
+def _check_points(z: object, dim: int, name: str = "z") -> np.ndarray:
+    if isinstance(z, (str, bytes, bool)) or z is None:
+        raise InputTypeError(f"{name} must be an array of shape (count, {dim}), got {type(z).__name__}")
+    arr = np.asarray(z)
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        raise InputTypeError(f"{name} must be a real array of shape (count, {dim}), got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise InputError(f"{name} must have shape (count, {dim}), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} must be finite")
+    return arr
+
+
+def posterior(mixture: GaussianMixture, z: np.ndarray, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Responsibilities and posterior mean of :math:`x_0` given :math:`z = a x_0 + b\varepsilon` (``b > 0``).
+
+    Returns ``(r, x0_hat)`` with ``r`` of shape (count, K) and ``x0_hat`` of shape (count, d).
+    Validated input only (``z`` contiguous float64).
+    """
+    count = z.shape[0]
+    logits = np.empty((count, mixture.components))
+    mean = np.zeros_like(z)
+    parts = []
+    for k in range(mixture.components):
+        lam, vec = mixture.eigvals[k], mixture.eigvecs[k]
+        s = a * a * lam + b * b
+        u = (z - a * mixture.means[k]) @ vec
+        logits[:, k] = (np.log(mixture.weights[k]) - 0.5 * np.sum(u * u / s, axis=1)
+                        - 0.5 * np.sum(np.log(2 * np.pi * s)))
+        parts.append(mixture.means[k] + (u * (a * lam / s)) @ vec.T)
+    r = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+    for k in range(mixture.components):
+        mean += r[:, k:k + 1] * parts[k]
+    return r, mean
+
+
+def _slope_s(mixture: GaussianMixture, y: np.ndarray, s: float) -> np.ndarray:
+    r""":math:`(y - D(y, s))/s` of the ODE :math:`\mathrm dy/\mathrm ds` (finite at :math:`s = 0`: it is 0 there)."""
+    if s == 0.0:
+        return np.zeros_like(y)
+    count = y.shape[0]
+    logits = np.empty((count, mixture.components))
+    parts = []
+    for k in range(mixture.components):
+        lam, vec = mixture.eigvals[k], mixture.eigvecs[k]
+        var = lam + s * s
+        u = (y - mixture.means[k]) @ vec
+        logits[:, k] = np.log(mixture.weights[k]) - 0.5 * np.sum(u * u / var, axis=1) - 0.5 * np.sum(np.log(2 * np.pi * var))
+        parts.append((u * (s / var)) @ vec.T)
+    r = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+    out = np.zeros_like(y)
+    for k in range(mixture.components):
+        out += r[:, k:k + 1] * parts[k]
+    return out
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """The exact flow map's values and an a-posteriori bound of their error.
+
+    Attributes
+    ----------
+    z : ndarray of shape (count, d)
+        :math:`z_i` from the finer solve.
+    error_estimate : float
+        Largest absolute difference between the solve at the requested tolerance and one 1000
+        times looser: a conservative estimate of the returned values' error (docs/mixture.md §2).
+    """
+
+    z: np.ndarray
+    error_estimate: float
+
+
+class MixtureTeacher:
+    r"""The exact sampler of a Gaussian mixture on a schedule (docs/mixture.md §2).
+
+    Parameters
+    ----------
+    mixture : GaussianMixture
+    schedule : Schedule
+    solver : {"ddim", "heun"}
+        The sampler whose steps are the teacher's (Heun needs :math:`\alpha_n > 0` on the grid).
+
+    Notes
+    -----
+    Every map takes points as an array of shape (count, d), validated once here; with ``K = 1``
+    and :math:`\mu = 0` each map is multiplication by the linear regime's operator in the
+    eigenbasis of the covariance.
+    """
+
+    def __init__(self, mixture: GaussianMixture, schedule: Schedule, solver: str = "ddim") -> None:
+        if not isinstance(mixture, GaussianMixture):
+            raise InputTypeError(f"mixture must be an opmerge GaussianMixture, got {type(mixture).__name__}")
+        _check_schedule(schedule)
+        choice(solver, "solver", SOLVERS)
+        if solver == "heun":
+            _check_heun_schedule(schedule)
+        self.mixture = mixture
+        self.schedule = schedule
+        self.solver = solver
+
+    @property
+    def steps(self) -> int:
+        """Number of teacher steps ``N``."""
+        return self.schedule.steps
+
+    @property
+    def dim(self) -> int:
+        """Data dimension ``d``."""
+        return self.mixture.dim
+
+    def _index(self, n: object, name: str = "n", low: int = 1) -> int:
+        return integer(n, name, low=low, high=self.steps)
+
+    def _span(self, top: object, bottom: object) -> tuple[int, int]:
+        top = integer(top, "top", low=0, high=self.steps)
+        bottom = integer(bottom, "bottom", low=0, high=self.steps)
+        if bottom > top:
+            raise InputError(f"need bottom <= top, got top = {top}, bottom = {bottom}")
+        return top, bottom
+
+    # ---- the denoiser ------------------------------------------------------------------------
+    def denoise(self, z: object, n: object) -> np.ndarray:
+        r"""Posterior mean :math:`\hat x_0(z_n)` at grid index ``n >= 1``."""
+        n = self._index(n)
+        z = _check_points(z, self.dim)
+        return posterior(self.mixture, z, float(self.schedule.alpha[n]), float(self.schedule.sigma[n]))[1]
+
+    def responsibilities(self, z: object, n: object) -> np.ndarray:
+        r"""Responsibilities :math:`r_k(z_n) \propto \pi_k \mathcal N(z_n; \alpha_n\mu_k, S_{n,k})`, shape (count, K)."""
+        n = self._index(n)
+        z = _check_points(z, self.dim)
+        return posterior(self.mixture, z, float(self.schedule.alpha[n]), float(self.schedule.sigma[n]))[0]
+
+    # ---- steps and composites ----------------------------------------------------------------
+    def _ddim(self, z: np.ndarray, top: int, bottom: int) -> np.ndarray:
+        a, s = self.schedule.alpha, self.schedule.sigma
+        x0 = posterior(self.mixture, z, float(a[top]), float(s[top]))[1]
+        return a[bottom] * x0 + (s[bottom] / s[top]) * (z - a[top] * x0)
+
+    def _heun(self, z: np.ndarray, n: int) -> np.ndarray:
+        a, sig = self.schedule.alpha, self.schedule.sigma
+        s, s_next = sig[n] / a[n], sig[n - 1] / a[n - 1]
+        y = z / a[n]
+        d = _slope_s(self.mixture, y, float(s))
+        y_euler = y + (s_next - s) * d
+        if s_next == 0.0:
+            return a[n - 1] * y_euler
+        d_next = _slope_s(self.mixture, y_euler, float(s_next))
+        return a[n - 1] * (y + 0.5 * (s_next - s) * (d + d_next))
+
+    def _step(self, z: np.ndarray, n: int) -> np.ndarray:
+        return self._ddim(z, n, n - 1) if self.solver == "ddim" else self._heun(z, n)
+
+    def step(self, z: object, n: object) -> np.ndarray:
+        """One teacher step :math:`z_n \\to z_{n-1}` of the teacher's solver."""
+        n = self._index(n)
+        return self._step(_check_points(z, self.dim), n)
+
+    def ddim_jump(self, z: object, top: object, bottom: object) -> np.ndarray:
+        r"""One DDIM step that jumps :math:`j \to i` with the denoiser at ``j`` (``top >= 1``)."""
+        top, bottom = self._span(top, bottom)
+        if top == bottom:
+            return _check_points(z, self.dim).copy()
+        return self._ddim(_check_points(z, self.dim), top, bottom)
+
+    def _composite(self, z: np.ndarray, top: int, bottom: int) -> np.ndarray:
+        for n in range(top, bottom, -1):
+            z = self._step(z, n)
+        return z
+
+    def composite(self, z: object, top: object = None, bottom: object = 0) -> np.ndarray:
+        r"""Teacher composite :math:`T(j\to i)`: the steps ``top, top-1, ..., bottom+1`` in turn."""
+        top, bottom = self._span(self.steps if top is None else top, bottom)
+        return self._composite(_check_points(z, self.dim), top, bottom)
+
+    def trajectory(self, z: object, top: object = None, bottom: object = 0) -> list[np.ndarray]:
+        """The points :math:`z_j, z_{j-1}, \\dots, z_i` of the teacher's run from ``top`` to ``bottom``."""
+        top, bottom = self._span(self.steps if top is None else top, bottom)
+        out = [_check_points(z, self.dim)]
+        for n in range(top, bottom, -1):
+            out.append(self._step(out[-1], n))
+        return out
+
+    # ---- the exact flow ----------------------------------------------------------------------
+    def _solve(self, z: np.ndarray, top: int, bottom: int, rtol: float) -> np.ndarray:
+        a, sig = self.schedule.alpha, self.schedule.sigma
+        mix = self.mixture
+        shape = z.shape
+        rho_start = a[top] / sig[top]
+        rho_end = np.inf if sig[bottom] == 0 else a[bottom] / sig[bottom]
+        atol = rtol * max(1.0, float(np.max(np.abs(z))) if z.size else 1.0)
+        if rho_start < 1.0:
+            # dw/drho = x0_hat(w; a = rho, b = 1), w = z / sigma
+            stop = min(rho_end, 1.0)
+            w = z / sig[top]
+
+            def f_rho(rho: float, flat: np.ndarray) -> np.ndarray:
+                return posterior(mix, flat.reshape(shape), rho, 1.0)[1].ravel()
+
+            if stop > rho_start:
+                sol = solve_ivp(f_rho, (rho_start, stop), w.ravel(), method="DOP853", rtol=rtol, atol=atol)
+                if not sol.success:  # pragma: no cover - DOP853 on a smooth field
+                    raise RuntimeError(f"the exact-flow ODE solve failed: {sol.message}")
+                w = sol.y[:, -1].reshape(shape)
+            if rho_end <= 1.0:
+                return w * sig[bottom]
+            y = w / stop  # y = z / alpha = w / rho
+            s_start = 1.0
+        else:
+            y = z / a[top]
+            s_start = sig[top] / a[top]
+        s_end = 0.0 if sig[bottom] == 0 else sig[bottom] / a[bottom]
+
+        def f_s(s: float, flat: np.ndarray) -> np.ndarray:
+            return _slope_s(mix, flat.reshape(shape), s).ravel()
+
+        if s_start > s_end:
+            sol = solve_ivp(f_s, (s_start, s_end), y.ravel(), method="DOP853", rtol=rtol, atol=atol)
+            if not sol.success:  # pragma: no cover
+                raise RuntimeError(f"the exact-flow ODE solve failed: {sol.message}")
+            y = sol.y[:, -1].reshape(shape)
+        return y * a[bottom]
+
+    def exact_flow(self, z: object, top: object = None, bottom: object = 0, rtol: float = 1e-12) -> FlowResult:
+        r"""The probability-flow map :math:`E(j\to i)` applied to ``z`` (docs/mixture.md §2).
+
+        Solved with DOP853 at ``rtol`` and at ``1000 * rtol``; the difference is returned as the
+        error estimate. ``rtol`` must be in [1e-14, 1e-3].
+        """
+        top, bottom = self._span(self.steps if top is None else top, bottom)
+        z = _check_points(z, self.dim)
+        rtol = real_number(rtol, "rtol", low=0.0, low_open=True)
+        if not 1e-14 <= rtol <= 1e-3:
+            raise InputError(f"rtol must be in [1e-14, 1e-3], got {rtol!r}")
+        if top == bottom:
+            return FlowResult(z.copy(), 0.0)
+        fine = self._solve(z, top, bottom, rtol)
+        coarse = self._solve(z, top, bottom, min(1e-3, rtol * 1000))
+        return FlowResult(fine, float(np.max(np.abs(fine - coarse))) if z.size else 0.0)
+
+    # ---- the teacher's own steps as members of the gated family --------------------------------
+    def ddim_parameters(self, top: object, bottom: object) -> np.ndarray:
+        r"""Parameters :math:`\Theta` of the DDIM jump ``top -> bottom`` in the gated affine family at ``top``.
+
+        The jump is :math:`\sum_k r_k(z)(W_k z + b_k)` with :math:`W_k = c_1 I + c_2 M_k`,
+        :math:`b_k = c_2(\mu_k - \alpha_j M_k \mu_k)`, :math:`M_k = \alpha_j C_k S_{j,k}^{-1}`,
+        :math:`c_1 = \sigma_i/\sigma_j`, :math:`c_2 = \alpha_i - c_1\alpha_j`. Shape (K (d + 1), d):
+        block ``k`` holds :math:`W_k^\top` then :math:`b_k^\top` (docs/mixture.md §3).
+        """
+        top, bottom = self._span(top, bottom)
+        if top < 1:
+            raise InputError(f"top must be >= 1 for a DDIM jump, got {top}")
+        return self._ddim_parameters(top, bottom)
+
+    def _ddim_parameters(self, top: int, bottom: int) -> np.ndarray:
+        a, sig = self.schedule.alpha, self.schedule.sigma
+        mix = self.mixture
+        d = mix.dim
+        c1 = sig[bottom] / sig[top]
+        c2 = a[bottom] - c1 * a[top]
+        theta = np.zeros((mix.components * (d + 1), d))
+        for k in range(mix.components):
+            lam, vec = mix.eigvals[k], mix.eigvecs[k]
+            m = (vec * (a[top] * lam / (a[top] ** 2 * lam + sig[top] ** 2))) @ vec.T
+            w = c1 * np.eye(d) + c2 * m
+            b = c2 * (mix.means[k] - a[top] * (m @ mix.means[k]))
+            theta[k * (d + 1):k * (d + 1) + d] = w.T
+            theta[k * (d + 1) + d] = b
+        return theta
