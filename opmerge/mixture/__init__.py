@@ -15,3 +15,6 @@ __all__ = [
     "Expectation", "marginal_points",
     "MixtureProblem", "NodeFit", "PlanSimulation", "simulate_plan", "w2_1d", "w2_samples", "gaussian_w2",
 ]
+from ._planner import MixturePlan, PlannerTables, optimal_mixture_plan, plan_cost, planner_tables
+
+__all__ += ["PlannerTables", "planner_tables", "plan_cost", "MixturePlan", "optimal_mixture_plan"]

@@ -1,0 +1,256 @@
+r"""Planning in the mixture regime (docs/mixture.md §5): a node-additive cost and its dynamic program.
+
+For a merge node over :math:`j \to i` whose first child ends at :math:`k` (warm start), let
+:math:`f_{j,i,k}` be the student trained for the model's budget from the best fit
+:math:`\Theta^*_{j,k}` of the teacher composite :math:`T(j\to k)` towards :math:`T(j\to i)`
+(``k = j - 1``: the teacher step itself), and let
+
+.. math::
+    e_{j,i,k} = \mathbb E_{z_j\sim p_j}\bigl\|T(i\to 0)\bigl(f_{j,i,k}(z_j)\bigr) - T(j\to 0)(z_j)\bigr\|^2,
+    \qquad e_{j,i,\infty} \text{ the same with } \Theta^*_{j,i}
+
+(the node's approximation and training error, carried to the data side by the teacher's own
+remaining steps). Errors of the nodes of a plan are coherent (all students lag behind the teacher's
+trajectory and smooth its mixture structure the same way), so their amplitudes add:
+
+.. math::
+    \mathrm{cost}(\text{plan}) = \Bigl(\sum_{\text{roots}} \sqrt{e_{j,i,k}}
+      + \sum_{\text{inner nodes}} \bigl(\sqrt{e_{j,i,k}} - \sqrt{e_{j,i,\infty}}\bigr)_+\Bigr)^2 .
+
+A segment root keeps its whole error; an inner node's approximation residual is refitted by its
+parent, so only its training part (in amplitude) is carried. The sum is additive over nodes with
+a term that depends on :math:`(j, i, k)` only, so an interval dynamic program finds its minimum
+over all plans with ``M`` segments exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._validate import integer
+from ..errors import InputError
+from ..plans import MergeNode, Plan
+from ._family import features, least_squares, train_parameters
+from ._simulate import MixtureProblem, _check_plan, _check_problem
+
+__all__ = ["PlannerTables", "planner_tables", "plan_cost", "MixturePlan", "optimal_mixture_plan"]
+
+
+@dataclass(frozen=True)
+class PlannerTables:
+    r"""The per-interval tables of the planner.
+
+    Attributes
+    ----------
+    steps : int
+    approximation : ndarray (N + 1, N + 1)
+        ``[j, i]``: :math:`\varepsilon_{j,i} = \min_\Theta \mathbb E_{p_j}\|f_\Theta - T(j\to i)\|^2`,
+        the approximation error of merging the teacher steps :math:`j \to i` into one student
+        (0 for one step in the gated family); ``nan`` where :math:`i \ge j`.
+    carried : ndarray (N + 1, N + 1)
+        ``[j, i]``: :math:`e_{j,i,\infty}`, the best fit's error carried to the data side.
+    node : ndarray (N + 1, N + 1, N + 1)
+        ``[j, i, k]``: :math:`e_{j,i,k}` (``k`` the first child's end for the ``warm`` init; for the
+        other inits every ``k`` holds the same value).
+    seconds : float
+        Time taken to build the tables.
+    """
+
+    steps: int
+    approximation: np.ndarray
+    carried: np.ndarray
+    node: np.ndarray
+    seconds: float
+
+    def root_amplitude(self, j: int, i: int, k: int) -> float:
+        return math.sqrt(max(self.node[j, i, k], 0.0))
+
+    def inner_amplitude(self, j: int, i: int, k: int) -> float:
+        return max(math.sqrt(max(self.node[j, i, k], 0.0)) - math.sqrt(max(self.carried[j, i], 0.0)), 0.0)
+
+
+def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
+    r"""Build :class:`PlannerTables` (:math:`O(N^3)` trained fits, each carried through the teacher).
+
+    Parameters
+    ----------
+    problem : MixtureProblem
+        ``model.budget`` must be ``"per-merge"`` (a total budget couples the nodes).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each input index ``j``.
+    """
+    _check_problem(problem)
+    if problem.model.budget != "per-merge":
+        raise InputError("the mixture planner needs model.budget = 'per-merge' (a total budget couples every node)")
+    start = time.perf_counter()
+    teacher, n_steps, model = problem.teacher, problem.steps, problem.model
+    approx = np.full((n_steps + 1, n_steps + 1), np.nan)
+    carried = np.full((n_steps + 1, n_steps + 1), np.nan)
+    node = np.full((n_steps + 1, n_steps + 1, n_steps + 1), np.nan)
+    for j in range(1, n_steps + 1):
+        z, weights = problem.points(j, 0)
+        phi = features(teacher, problem.family, z, j)
+        trajectory = _trajectory(teacher, z, j)
+        final = trajectory[-1]
+
+        def carried_error(theta: np.ndarray, i: int) -> float:
+            out = teacher._composite(phi @ theta, i, 0)
+            return float(weights @ np.sum((out - final) ** 2, axis=1))
+
+        fits = {}
+        for i in range(j - 1, -1, -1):
+            fits[i] = least_squares(phi, weights, trajectory[j - i])
+            approx[j, i] = fits[i].residual
+        for i in range(j - 2, -1, -1):
+            fit = fits[i]
+            carried[j, i] = carried_error(fit.theta, i)
+            if model.init == "warm":
+                for k in range(i + 1, j):
+                    theta = train_parameters(fit, fits[k].theta, model.training, model.eta_tau, model.lr, model.gd_steps)
+                    node[j, i, k] = carried_error(theta, i)
+            else:
+                theta0 = _fixed_init(problem, j, i, z, weights, phi)
+                theta = train_parameters(fit, theta0, model.training, model.eta_tau, model.lr, model.gd_steps)
+                node[j, i, i + 1:j] = carried_error(theta, i)
+        if progress is not None:
+            progress(j, n_steps)
+    return PlannerTables(n_steps, approx, carried, node, time.perf_counter() - start)
+
+
+def _trajectory(teacher, z: np.ndarray, top: int) -> list[np.ndarray]:
+    out = [z]
+    for n in range(top, 0, -1):
+        out.append(teacher._step(out[-1], n))
+    return out
+
+
+def _fixed_init(problem: MixtureProblem, j: int, i: int, z: np.ndarray, weights: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    from ._family import identity_parameters
+
+    init, teacher = problem.model.init, problem.teacher
+    if init == "ddim":
+        if problem.family == "gated":
+            return teacher._ddim_parameters(j, i)
+        return least_squares(phi, weights, teacher._ddim(z, j, i)).theta
+    if init == "zero":
+        return np.zeros((phi.shape[1], teacher.dim))
+    return identity_parameters(teacher, problem.family)
+
+
+def _first_end(node: MergeNode) -> int:
+    first = node.children[0]
+    return first.bottom if isinstance(first, MergeNode) else first - 1
+
+
+def plan_amplitude(tables: PlannerTables, plan: Plan) -> float:
+    """:math:`\\sum` of the node amplitudes of ``plan`` (the planner cost is its square)."""
+    roots = {seg for seg in plan.segments if isinstance(seg, MergeNode)}
+    total = 0.0
+    for node in plan.merge_nodes():
+        k = _first_end(node)
+        if node in roots:
+            total += tables.root_amplitude(node.top, node.bottom, k)
+        else:
+            total += tables.inner_amplitude(node.top, node.bottom, k)
+    return total
+
+
+def plan_cost(problem_or_tables, plan: Plan | str) -> float:
+    r"""The planner cost of ``plan`` (module docstring), from a problem or from prebuilt tables."""
+    if isinstance(problem_or_tables, PlannerTables):
+        tables = problem_or_tables
+        if isinstance(plan, str):
+            from ..plans import parse_plan
+
+            plan = parse_plan(plan, tables.steps)
+        if not isinstance(plan, Plan) or plan.steps != tables.steps:
+            raise InputError(f"plan must be a plan for N = {tables.steps} steps")
+    else:
+        plan = _check_plan(problem_or_tables, plan)
+        tables = planner_tables(problem_or_tables)
+    return plan_amplitude(tables, plan) ** 2
+
+
+@dataclass(frozen=True)
+class MixturePlan:
+    """The plan that minimises the planner cost, and that cost."""
+
+    plan: Plan
+    cost: float
+    tables: PlannerTables
+
+
+def _interval_dp(tables: PlannerTables):
+    """Best inner subtrees, best child sequences and best segments over every interval."""
+    n = tables.steps
+    inf = math.inf
+    inner = {}   # (j, i) -> (cost, tree)
+    rest = {}    # (k, i) -> (cost, tuple of trees) partitioning k -> i into >= 1 children
+    root = {}    # (j, i) -> (cost, tree)
+    for length in range(1, n + 1):
+        for i in range(0, n - length + 1):
+            j = i + length
+            if length == 1:
+                inner[j, i] = (0.0, j)
+                root[j, i] = (0.0, j)
+            else:
+                best_inner, best_root = (inf, None), (inf, None)
+                for k in range(j - 1, i, -1):  # first child j -> k, deterministic order: shortest first child first
+                    sub_cost, sub_tree = inner[j, k]
+                    rest_cost, rest_trees = rest[k, i]
+                    children = (sub_tree,) + rest_trees
+                    base = sub_cost + rest_cost
+                    c_inner = base + tables.inner_amplitude(j, i, k)
+                    c_root = base + tables.root_amplitude(j, i, k)
+                    if c_inner < best_inner[0]:
+                        best_inner = (c_inner, children)
+                    if c_root < best_root[0]:
+                        best_root = (c_root, children)
+                inner[j, i] = (best_inner[0], MergeNode(best_inner[1]))
+                root[j, i] = (best_root[0], MergeNode(best_root[1]))
+            # rest[j, i]: one child j -> i, or a child j -> m followed by rest[m, i]
+            best = (inner[j, i][0], (inner[j, i][1],))
+            for m in range(j - 1, i, -1):
+                c = inner[j, m][0] + rest[m, i][0]
+                if c < best[0]:
+                    best = (c, (inner[j, m][1],) + rest[m, i][1])
+            rest[j, i] = best
+    return root
+
+
+def optimal_mixture_plan(problem: MixtureProblem, segments: int = 1, tables: PlannerTables | None = None,
+                         progress=None) -> MixturePlan:
+    r"""The plan with ``segments`` segments that minimises :func:`plan_cost` (exact, by dynamic programming).
+
+    Segments and nodes are chosen by an :math:`O(N^3 + M N^2)` interval program over the node
+    amplitudes; ties go to the first minimum met (shorter first children and later segment
+    boundaries are tried first).
+    """
+    _check_problem(problem)
+    segments = integer(segments, "segments", low=1, high=problem.steps)
+    if tables is None:
+        tables = planner_tables(problem, progress=progress)
+    root = _interval_dp(tables)
+    n = problem.steps
+    inf = math.inf
+    # seg[m][top]: best cost of covering top -> 0 with m segments
+    seg = [[(inf, ())] * (n + 1) for _ in range(segments + 1)]
+    seg[0][0] = (0.0, ())
+    for m in range(1, segments + 1):
+        for top in range(1, n + 1):
+            best = (inf, ())
+            for bottom in range(top - 1, -1, -1):
+                prev = seg[m - 1][bottom]
+                if prev[0] == inf:
+                    continue
+                c = root[top, bottom][0] + prev[0]
+                if c < best[0]:
+                    best = (c, (root[top, bottom][1],) + prev[1])
+            seg[m][top] = best
+    amplitude, trees = seg[segments][n]
+    plan = Plan(trees)
+    return MixturePlan(plan, amplitude**2, tables)
