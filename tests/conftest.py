@@ -7,6 +7,10 @@
   failure reproduces bit for bit; ``dev`` draws fresh random examples. Pick one with the
   environment variable ``HYPOTHESIS_PROFILE=dev``.
 * matplotlib, when installed, is switched to the Agg backend before any test imports pyplot.
+* BLAS thread pools are limited to one thread per test process (with ``threadpoolctl``, installed
+  with scikit-learn): under ``pytest -n auto`` every core already runs a worker, and OpenBLAS's
+  spinning threads on an oversubscribed machine make a small matrix product up to 200 times slower
+  (the mixture regime's least-squares fits).
 * A session-wide autouse fixture warms the Numba JIT (compiles, or loads from the on-disk cache,
   the kernels of the extreme, one-direction and several-direction paths of ``solve``) so that no
   single test pays for it.
@@ -28,6 +32,13 @@ if str(TESTS_DIR) not in sys.path:
 settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:  # comes with scikit-learn (the bridge extras)
+    pass
+else:
+    threadpool_limits(limits=1, user_api="blas")
 
 try:
     import matplotlib

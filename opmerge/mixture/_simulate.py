@@ -84,6 +84,12 @@ class MixtureProblem:
             self._points[key] = marginal_points(self.mixture, self.schedule, n, self.expectation, stream)
         return self._points[key]
 
+    def cached(self, key: tuple, compute) -> np.ndarray:
+        """A value computed once per problem (points, features and teacher steps on them)."""
+        if key not in self._points:
+            self._points[key] = compute()
+        return self._points[key]
+
     def teacher_output(self) -> np.ndarray:
         """The teacher's composite :math:`T(N\\to 0)` on the common inputs (cached)."""
         key = ("teacher", self.steps)
@@ -220,11 +226,16 @@ class _Executor:
 
     def fit_node(self, node: MergeNode, eta_tau: float) -> NodeFit:
         problem = self.problem
-        z, weights = problem.points(node.top, problem.node_stream(node.top, node.bottom))
-        target = z
-        for child in node.children:
+        stream = problem.node_stream(node.top, node.bottom)
+        z, weights = problem.points(node.top, stream)
+        first, *others = node.children
+        if isinstance(first, MergeNode):
+            target = self.apply(first, z)
+        else:
+            target = problem.cached(("step", first, stream), lambda: self.teacher._step(z, first))
+        for child in others:
             target = self.apply(child, target)
-        phi = features(self.teacher, problem.family, z, node.top)
+        phi = problem.cached(("phi", node.top, stream), lambda: features(self.teacher, problem.family, z, node.top))
         fit = least_squares(phi, weights, target)
         theta0 = self.init_parameters(node, phi, weights, z)
         model = problem.model
