@@ -1,0 +1,118 @@
+"""The mixture planner (docs/mixture.md §5): its tables, its cost, its dynamic program, and the
+exact simulation's K = 1 optimum against the linear regime's certified solver."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from opmerge import Problem, StudentModel, canonical_plan, enumerate_plans, evaluate_plan, make_schedule, parse_plan, solve
+from opmerge.errors import InputError
+from opmerge.mixture import (Expectation, GaussianMixture, MixtureProblem, mixture_preset, optimal_mixture_plan,
+                             plan_cost, planner_tables, simulate_plan)
+from opmerge.mixture._family import features, least_squares, train_parameters
+from opmerge.mixture._planner import plan_amplitude
+
+
+def _problem(preset="two-2d", separation=4.0, steps=5, eta_tau=0.7, **model):
+    return MixtureProblem(mixture_preset(preset, separation), make_schedule("vp-cosine", steps),
+                          StudentModel(eta_tau=eta_tau, **model), expectation=Expectation("quadrature", order=10))
+
+
+@pytest.fixture(scope="module")
+def tables_and_problem():
+    problem = _problem()
+    return planner_tables(problem), problem
+
+
+def test_one_step_merge_has_no_approximation_error_and_longer_merges_do(tables_and_problem):
+    tables, problem = tables_and_problem
+    n = problem.steps
+    scale = max(tables.approximation[j, 0] for j in range(2, n + 1))
+    for j in range(1, n + 1):
+        assert tables.approximation[j, j - 1] <= 1e-20 * max(scale, 1.0)
+    # merging more steps (the data side) never fits better
+    data_side = [tables.approximation[m, 0] for m in range(1, n + 1)]
+    assert all(b >= a - 1e-15 for a, b in zip(data_side, data_side[1:]))
+    assert data_side[-1] > 1e-3
+
+
+def test_node_table_is_the_trained_node_carried_through_the_teacher(tables_and_problem):
+    """e[j, i, k] rebuilt by hand: fit T(j->i) and T(j->k) on p_j, train, apply T(i->0)."""
+    tables, problem = tables_and_problem
+    teacher, model = problem.teacher, problem.model
+    j, i, k = 5, 1, 3
+    z, w = problem.points(j, 0)
+    phi = features(teacher, "gated", z, j)
+    fit_ji = least_squares(phi, w, teacher.composite(z, j, i))
+    fit_jk = least_squares(phi, w, teacher.composite(z, j, k))
+    theta = train_parameters(fit_ji, fit_jk.theta, "flow", model.eta_tau, None, None)
+    out = teacher.composite(phi @ theta, i, 0)
+    expected = float(w @ np.sum((out - teacher.composite(z, j, 0)) ** 2, axis=1))
+    assert tables.node[j, i, k] == pytest.approx(expected, rel=1e-10)
+    best = teacher.composite(phi @ fit_ji.theta, i, 0)
+    assert tables.carried[j, i] == pytest.approx(float(w @ np.sum((best - teacher.composite(z, j, 0)) ** 2, axis=1)), rel=1e-10)
+
+
+def test_cost_adds_root_amplitudes_and_inner_training_amplitudes(tables_and_problem):
+    tables, _ = tables_and_problem
+    plan = parse_plan("((5 4) 3) | (2 1)", 5)
+    root1 = math.sqrt(tables.node[5, 2, 3])
+    inner = max(math.sqrt(tables.node[5, 3, 4]) - math.sqrt(tables.carried[5, 3]), 0.0)
+    root2 = math.sqrt(tables.node[2, 0, 1])
+    assert plan_cost(tables, plan) == pytest.approx((root1 + inner + root2) ** 2, rel=1e-14)
+    # one-leaf segments are the teacher's own steps: they cost nothing
+    assert plan_cost(tables, parse_plan("5 | 4 | 3 | 2 | 1", 5)) == 0.0
+
+
+@pytest.mark.parametrize("segments", [1, 2, 3])
+def test_dynamic_program_finds_the_brute_force_minimum(tables_and_problem, segments):
+    tables, problem = tables_and_problem
+    costs = {str(p): plan_cost(tables, p) for p in enumerate_plans(problem.steps, segments)}
+    picked = optimal_mixture_plan(problem, segments, tables=tables)
+    assert picked.cost == pytest.approx(min(costs.values()), rel=1e-12, abs=1e-300)
+    assert costs[str(picked.plan)] == pytest.approx(picked.cost, rel=1e-12)
+
+
+def test_non_warm_inits_make_the_node_cost_independent_of_the_first_child():
+    tables = planner_tables(_problem(steps=4, init="ddim"))
+    for j in range(2, 5):
+        for i in range(0, j - 1):
+            values = tables.node[j, i, i + 1:j]
+            assert np.all(values == values[0])
+
+
+def test_total_budget_is_refused_with_a_reason():
+    with pytest.raises(InputError, match="per-merge"):
+        planner_tables(_problem(budget="total"))
+
+
+def test_planner_tracks_exact_simulation_on_a_small_cell():
+    """Quick honesty check (the full grid is in docs/mixture.md): N = 5, M = 1, all 45 plans."""
+    from scipy.stats import spearmanr
+
+    problem = _problem(separation=4.0, eta_tau=0.5)
+    tables = planner_tables(problem)
+    plans = list(enumerate_plans(5, 1))
+    mse = np.array([simulate_plan(problem, p, w2=False).mse for p in plans])
+    cost = np.array([plan_cost(tables, p) for p in plans])
+    assert spearmanr(cost, mse)[0] >= 0.9
+    pick = optimal_mixture_plan(problem, 1, tables=tables).plan
+    assert mse[plans.index(pick)] <= 1.05 * mse.min()
+
+
+@pytest.mark.parametrize("lam, eta_tau, segments", [((0.3,), 0.5, 1), ((0.05, 1.0, 3.0), 0.5, 2), ((1.5,), 0.5, 1)])
+def test_single_gaussian_exact_simulation_optimum_is_the_linear_regimes(lam, eta_tau, segments):
+    """K = 1: brute force over the exact simulation finds the certified linear optimum's W2 (to 1e-10)."""
+    lam = np.array(lam)
+    schedule = make_schedule("vp-cosine", 6)
+    model = StudentModel(eta_tau=eta_tau)
+    mixture = GaussianMixture([1.0], [np.zeros(lam.size)], [np.diag(lam)])
+    problem = MixtureProblem(mixture, schedule, model, expectation=Expectation("quadrature", order=3))
+    linear = solve(Problem(schedule, lam=lam, model=model, segments=segments))
+    assert linear.exact
+    best = min(math.sqrt(simulate_plan(problem, p, w2=False).mse) for p in enumerate_plans(6, segments))
+    assert best == pytest.approx(linear.w2, abs=1e-10)
+    assert math.sqrt(simulate_plan(problem, linear.plan, w2=False).mse) == pytest.approx(linear.w2, abs=1e-10)
