@@ -24,7 +24,7 @@ from opmerge.mixture import (PRESETS, Expectation, MixtureProblem, mixture_prese
 from opmerge.mixture._planner import plan_amplitude
 from opmerge.plans import count_plans
 
-__all__ = ["MixtureCell", "evaluate_cell", "run_cells", "merge_errors", "CELL_PLAN_LIMIT"]
+__all__ = ["MixtureCell", "evaluate_cell", "run_cells", "merge_errors", "check_large", "CELL_PLAN_LIMIT"]
 
 #: the most plans one cell simulates (N = 7, M = 1 has 903)
 CELL_PLAN_LIMIT = 5000
@@ -149,3 +149,48 @@ def merge_errors(preset: str, separations, steps: int = 8, schedule: str = "vp-c
                      "noise_side": [float(tables.approximation[steps, steps - m]) for m in range(1, steps + 1)]})
     return {"preset": preset, "steps": steps, "schedule": schedule, "family": family, "order": order,
             "merged_steps": list(range(1, steps + 1)), "curves": rows}
+
+
+def check_large(preset: str = "two-2d", separation: float = 4.0, eta_tau: float = 1.0, steps: int = 16,
+                segments=(1, 2, 4), random_count: int = 12, seed: int = 0, schedule: str = "vp-cosine",
+                expectation: Expectation | None = None, progress=None) -> dict:
+    r"""The planner against exact simulation where brute force is out of reach (``N = 16``).
+
+    For each ``M`` in ``segments``: the four canonical plans, ``random_count`` seeded random plans
+    (random segment boundaries, :func:`opmerge.plans.random_plan`) and the planner's pick, each
+    simulated exactly; reports the Spearman correlation of planner cost and exact MSE over all of
+    them, and per ``M`` the pick's regret against the best plan simulated.
+    """
+    from opmerge import canonical_plan
+    from opmerge.plans import CANONICAL_KINDS, random_plan
+
+    steps = integer(steps, "steps", low=2, high=64)
+    expectation = expectation or Expectation()
+    problem = MixtureProblem(mixture_preset(preset, separation), make_schedule(schedule, steps),
+                             StudentModel(eta_tau=eta_tau), expectation=expectation)
+    tables = planner_tables(problem, progress=progress)
+    rng = np.random.default_rng(seed)
+    rows, per_m = [], []
+    for m in segments:
+        picked = optimal_mixture_plan(problem, m, tables=tables).plan
+        named = [(kind, canonical_plan(kind, steps, m)) for kind in CANONICAL_KINDS]
+        named += [(f"random-{r}", random_plan(steps, m, rng, boundaries="random")) for r in range(random_count)]
+        named.append(("planner", picked))
+        seen, results = set(), []
+        for name, plan in named:
+            text = format_plan(plan)
+            if text in seen:
+                continue
+            seen.add(text)
+            results.append({"name": name, "plan": text, "segments": m, "mse": simulate_plan(problem, plan, w2=False).mse,
+                            "cost": plan_amplitude(tables, plan) ** 2})
+        best = min(r["mse"] for r in results)
+        pick = next(r for r in results if r["name"] == "planner" or r["plan"] == format_plan(picked))
+        per_m.append({"segments": m, "planner_plan": format_plan(picked), "planner_mse": pick["mse"], "best_mse": best,
+                      "best_plan": min(results, key=lambda r: r["mse"])["plan"], "regret": pick["mse"] / best - 1.0,
+                      "spearman": float(spearmanr([r["cost"] for r in results], [r["mse"] for r in results])[0])})
+        rows += results
+    rho = float(spearmanr([r["cost"] for r in rows], [r["mse"] for r in rows])[0])
+    return {"preset": preset, "separation": separation, "eta_tau": eta_tau, "steps": steps, "schedule": schedule,
+            "expectation": expectation.to_dict(), "spearman": rho, "per_segments": per_m, "rows": rows,
+            "table_seconds": tables.seconds}

@@ -50,7 +50,7 @@ import torch
 from opmerge.errors import InputError, InputTypeError
 from opmerge.io import provenance, to_jsonable, write_json
 from opmerge.objective import Problem, evaluate_plan
-from opmerge.plans import MergeNode, Plan, format_plan, parse_plan, segment_boundaries
+from opmerge.plans import MergeNode, Plan, format_plan, parse_plan, random_plan, segment_boundaries
 from opmerge.schedules import make_schedule
 
 from .._torch import derive_seed, resolve_device
@@ -71,39 +71,6 @@ __all__ = ["ImagesStudyConfig", "run_images_study", "random_plan", "ratio", "DEF
 # =============================================================================================
 # plans
 # =============================================================================================
-
-
-def random_plan(steps: int, segments: int, rng: np.random.Generator) -> Plan:
-    r"""A random plan with uniform segment boundaries (:func:`opmerge.plans.segment_boundaries`).
-
-    Each segment of ``L >= 2`` leaves is a random tree: the root gets ``k`` children, ``k`` uniform in
-    ``[2, min(L, 4)]``, with ``k - 1`` cut points drawn uniformly without replacement among the ``L - 1``
-    gaps; every child of more than one leaf is built the same way.
-
-    Parameters
-    ----------
-    steps : int
-        Teacher steps ``N``.
-    segments : int
-        Student steps ``M <= N``.
-    rng : numpy.random.Generator
-
-    Returns
-    -------
-    Plan
-    """
-    b = segment_boundaries(steps, segments)
-
-    def tree(top: int, bottom: int):
-        length = top - bottom
-        if length == 1:
-            return top
-        k = int(rng.integers(2, min(length, 4) + 1))
-        cuts = sorted(rng.choice(np.arange(1, length), size=k - 1, replace=False).tolist(), reverse=True)
-        edges = [top] + [bottom + c for c in cuts] + [bottom]
-        return MergeNode(tuple(tree(edges[m], edges[m + 1]) for m in range(len(edges) - 1)))
-
-    return Plan(tuple(tree(b[k], b[k + 1]) for k in range(segments)))
 
 
 def _plans_for(cfg: ImagesStudyConfig, problem: Problem, recipe: str, teacher_kind: str) -> list[tuple[str, Plan]]:

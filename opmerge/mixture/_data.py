@@ -60,6 +60,12 @@ class GaussianMixture:
 
     Notes
     -----
+    Components with exactly the same mean and covariance are merged into one (weights added,
+    first occurrence kept): the distribution is the same, and the gated student family of
+    docs/mixture.md §3 would otherwise carry duplicate gates whose gradient flow runs at the
+    fraction :math:`\sum_k \pi_k^2` of the single-Gaussian rate. So a preset at separation 0
+    is exactly the single Gaussian of the linear regime.
+
     ``eigvals[k]`` and ``eigvecs[k]`` hold :math:`\lambda_k` (ascending) and :math:`U_k`. The
     arrays are read-only float64 copies.
     """
@@ -97,6 +103,7 @@ class GaussianMixture:
         if bad.size:
             raise InputError(f"covariances[{int(bad[0])}] is not symmetric (max |C - C^T| = {asym[bad[0]]:.3g})")
         cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+        w, mu, cov = _merge_identical(w, mu, cov)
         lam, vec = np.linalg.eigh(cov)
         if np.any(lam <= 0):
             kk = int(np.nonzero(np.any(lam <= 0, axis=1))[0][0])
@@ -178,6 +185,23 @@ class GaussianMixture:
 
     def __repr__(self) -> str:
         return f"GaussianMixture(name={self.name!r}, components={self.components}, dim={self.dim})"
+
+
+def _merge_identical(w: np.ndarray, mu: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge components with bit-identical means and covariances (weights added, order kept)."""
+    keep: list[int] = []
+    weights: list[float] = []
+    for k in range(w.shape[0]):
+        for slot, first in enumerate(keep):
+            if np.array_equal(mu[k], mu[first]) and np.array_equal(cov[k], cov[first]):
+                weights[slot] += float(w[k])
+                break
+        else:
+            keep.append(k)
+            weights.append(float(w[k]))
+    if len(keep) == w.shape[0]:
+        return w, mu, cov
+    return np.array(weights), np.ascontiguousarray(mu[keep]), np.ascontiguousarray(cov[keep])
 
 
 def mixture_from_dict(obj: object, name: str = "mixture") -> GaussianMixture:

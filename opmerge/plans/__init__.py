@@ -32,22 +32,23 @@ chain over ``N = 10^4`` steps) are fine.
 The implementation is split by topic into private modules, each importing only the ones before
 it: ``_notation`` (tokenizer, grammar and :class:`PlanParseError`; no tree type), ``_tree``
 (merge nodes and trees, their text and nested forms), ``_plan`` (plans and :func:`parse_plan`),
-``_canonical`` (recipes), ``_draw`` (ASCII drawings) and ``_enumerate`` (enumeration and
-counting). Import from ``opmerge.plans``.
+``_canonical`` (recipes), ``_draw`` (ASCII drawings), ``_enumerate`` (enumeration and
+counting) and ``_random`` (seeded random plans). Import from ``opmerge.plans``.
 """
 
 from __future__ import annotations
 
 # every private module lists its public names in its own ``__all__``; they are gathered here once
-from . import _canonical, _draw, _enumerate, _notation, _plan, _tree
+from . import _canonical, _draw, _enumerate, _notation, _plan, _random, _tree
 from ._canonical import *  # noqa: F401, F403
 from ._draw import *  # noqa: F401, F403
 from ._enumerate import *  # noqa: F401, F403
 from ._notation import *  # noqa: F401, F403
 from ._plan import *  # noqa: F401, F403
+from ._random import *  # noqa: F401, F403
 from ._tree import *  # noqa: F401, F403
 
-__all__ = [*_tree.__all__, *_plan.__all__, *_notation.__all__, *_canonical.__all__, *_draw.__all__, *_enumerate.__all__]
+__all__ = [*_tree.__all__, *_plan.__all__, *_notation.__all__, *_canonical.__all__, *_draw.__all__, *_enumerate.__all__, *_random.__all__]
 
 # the public classes present themselves (repr, pickle, docs) under the public module
 for _cls in (_tree.MergeNode, _plan.Plan, _notation.PlanParseError):
