@@ -116,3 +116,27 @@ def test_single_gaussian_exact_simulation_optimum_is_the_linear_regimes(lam, eta
     best = min(math.sqrt(simulate_plan(problem, p, w2=False).mse) for p in enumerate_plans(6, segments))
     assert best == pytest.approx(linear.w2, abs=1e-10)
     assert math.sqrt(simulate_plan(problem, linear.plan, w2=False).mse) == pytest.approx(linear.w2, abs=1e-10)
+
+
+@pytest.mark.parametrize("plan_text", ["(((6 5) 4) 3) | (2 1)", "(6 (5 (4 3))) | (2 1)", "6 | ((5 4) (3 2 1))"])
+def test_single_gaussian_simulation_gives_the_linear_student_and_teacher_operators(plan_text):
+    """K = 1, mu = 0, diagonal covariance: the simulated final map is diag(S) and the teacher's diag(T)."""
+    lam = np.array([0.2, 1.0, 4.0])
+    schedule = make_schedule("vp-cosine", 6)
+    model = StudentModel(eta_tau=0.4)
+    problem = MixtureProblem(GaussianMixture([1.0], [np.zeros(3)], [np.diag(lam)]), schedule, model,
+                             expectation=Expectation("quadrature", order=3))
+    plan = parse_plan(plan_text, 6)
+    sim = simulate_plan(problem, plan, w2=False)
+    linear = evaluate_plan(Problem(schedule, lam=lam, model=model, segments=2), plan)
+    student = np.eye(3)
+    for segment in plan.segments:
+        if isinstance(segment, int):
+            student = problem.teacher.step(student, segment)
+        else:
+            theta = sim.nodes[segment].theta
+            assert np.max(np.abs(theta[3])) <= 1e-12  # no offset
+            student = student @ theta[:3]
+    assert np.max(np.abs(student - np.diag(linear.student))) <= 1e-10
+    teacher = problem.teacher.composite(np.eye(3), 6, 0)
+    assert np.max(np.abs(teacher - np.diag(linear.teacher))) <= 1e-10
