@@ -6,7 +6,8 @@ Subcommands (``opmerge <command> --help`` for the options of each; reference: ``
 * ``compare`` — the canonical plans (vanilla, boot, cd, pd) against the optimum;
 * ``evaluate`` — one given plan, and whether it is optimal;
 * ``derive`` — the symbolic derivations (sympy) as LaTeX;
-* ``phase``, ``demo`` — delegated to ``analysis.cli``; ``validate`` — delegated to ``experiments.cli``.
+* ``phase``, ``demo`` — delegated to ``analysis.cli``; ``validate`` — delegated to ``experiments.cli``;
+* ``mixture`` — the Gaussian-mixture regime, delegated to ``analysis.mixture_cli``.
 
 Only ``argparse`` and the opmerge core (numpy, scipy, numba) are imported at start; sympy,
 matplotlib, torch, ``analysis`` and ``experiments`` are imported inside the subcommands that use
@@ -62,9 +63,10 @@ COMMANDS = {
     "demo": "the built-in demo job: digits spectrum, joint plans, phase diagram (analysis)",
     "validate": "train real torch students and compare them with the model's predictions (experiments; studies exactness, sgd, ranking, scot, images)",
     "train-teacher": "train (or resume) a diffusion teacher on image data such as the 8x8 digits (experiments)",
+    "mixture": "Gaussian-mixture regime: plan, simulate, merge-error, phase, honesty (analysis)",
 }
 #: subcommands handled by another package's ``main``
-DELEGATED = ("phase", "demo", "validate", "train-teacher")
+DELEGATED = ("phase", "demo", "validate", "train-teacher", "mixture")
 
 _PLAN_WIDTH = 36  # plan text column of the compare table
 _MAX_TABLE_ROWS = 32  # directions shown in full; more are elided (all are in --json)
@@ -201,6 +203,7 @@ _MEMORY_HINTS = {
     "demo": "use --quick, --bins or fewer --workers",
     "validate": "reduce --batch, --n-eval, --hidden, --repeats or the number of directions (--lam, --spectrum)",
     "train-teacher": "reduce --batch-size, --hidden, --depth or --n-eval",
+    "mixture": "reduce --steps, --order, or the number of --separations / --eta-taus",
 }
 
 
@@ -240,6 +243,10 @@ def _delegate(command: str, rest: list[str]) -> int:
             from opmerge.experiments.cli import main as experiments_main
 
             return int(experiments_main(rest) or 0)
+        if command == "mixture":
+            from opmerge.analysis.mixture_cli import main as mixture_main
+
+            return int(mixture_main(rest) or 0)
         from opmerge.analysis.cli import main as analysis_main
 
         return int(analysis_main([command, *rest]) or 0)
