@@ -431,7 +431,8 @@ def run_plan(args: argparse.Namespace) -> int:
         if say:
             say(f"simulated {index + 1}/{len(entries)} ({name})")
     elapsed = time.perf_counter() - start
-    best = min(sims, key=lambda name: sims[name].mse)
+    lowest = min(s.mse for s in sims.values())
+    best = [name for name, s in sims.items() if s.mse <= lowest * (1 + 1e-12)]  # ties (equal plans) all count
     if args.json:
         out = {
             "command": "mixture plan",
@@ -439,7 +440,7 @@ def run_plan(args: argparse.Namespace) -> int:
                         "table_seconds": picked.tables.seconds, "simulation": sims["planner"].to_dict()},
             "canonical": {kind: {"plan": format_plan(entries[kind]), "planner_cost": costs[kind], "simulation": sims[kind].to_dict()}
                           for kind in CANONICAL_KINDS},
-            "best_by_mse": best,
+            "best_by_mse": best,  # the strategies with the lowest exact MSE (ties all listed)
             "seconds": elapsed,
         }
         _emit(out, _config(problem, source, segments=args.segments))
@@ -453,7 +454,7 @@ def run_plan(args: argparse.Namespace) -> int:
         s = sims[name]
         mse = f"{s.mse:.4g}" + (f" ± {s.mse_half_width:.2g}" if s.mse_half_width > 0 else "")
         rows.append([name, abbreviate_plan(format_plan(plan), args.steps), f"{costs[name]:.4g}", mse, _g(s.w2),
-                     f"{s.mse / sims[best].mse:.3f}" if sims[best].mse > 0 else "-", "*" if name == best else ""])
+                     f"{s.mse / lowest:.3f}" if lowest > 0 else "-", "*" if name in best else ""])
     lines += _table(["strategy", "plan", "planner cost", "exact MSE", "W2", "MSE/best", "best"], rows, right=range(2, 6))
     lines += ["", _w2_note(sims.values()), f"planner tables {picked.tables.seconds:.2f} s; {elapsed:.1f} s in all"]
     _print(lines)
