@@ -28,7 +28,7 @@ from _cli_helpers import REPO, assert_user_error, run, run_json  # noqa: E402
 pytest.importorskip("matplotlib")
 
 TINY = ("--order", "8")
-GRID = ("--separations", "0,3", "--eta-taus", "0.5,5", "--steps", "4", *TINY)
+GRID = ("--separations", "0,3", "--eta-taus", "0.5,5", "--steps", "5", *TINY)
 
 
 def tiny_problem(steps: int, separation: float = 4.0, eta_tau: float = 1.0, preset: str = "two-2d") -> MixtureProblem:
@@ -207,7 +207,7 @@ def test_phase_figure_json_and_resume(capsys, tmp_path):
     assert len(entries) == 4
     cells = first["cells"]
     assert [(c["separation"], c["eta_tau"]) for c in cells] == [(0.0, 0.5), (3.0, 0.5), (0.0, 5.0), (3.0, 5.0)]
-    record = evaluate_cell(MixtureCell("two-2d", 3.0, 5.0, steps=4, segments=1, order=8))
+    record = evaluate_cell(MixtureCell("two-2d", 3.0, 5.0, steps=5, segments=1, order=8))
     cell = cells[3]
     for key in ("optimal_plan", "planner_plan", "linear_plan", "plans"):
         assert cell[key] == record[key]
@@ -219,8 +219,9 @@ def test_phase_figure_json_and_resume(capsys, tmp_path):
     assert first["summary"]["differs_from_linear"] == sum(not c["equals_linear"] for c in cells)
     fig = figure_files(tmp_path, "mixture-phase")
     assert fig["data"]["separations"] == [0.0, 3.0] and fig["data"]["eta_taus"] == [0.5, 5.0]
-    assert fig["data"]["equals_linear"] == [[c["equals_linear"] for c in cells[:2]], [c["equals_linear"] for c in cells[2:]]]
-    assert fig["data"]["family"][1][1] == cells[3]["optimal_family"]
+    for key in ("equals_linear", "regret", "optimal_plan", "linear_plan", "planner_plan"):  # rows: eta*tau; columns: separation
+        assert fig["data"][key] == [[c[key] for c in cells[:2]], [c[key] for c in cells[2:]]], key
+    assert fig["data"]["family"] == [[c["optimal_family"] for c in cells[:2]], [c["optimal_family"] for c in cells[2:]]]
 
     # the rerun resumes: same numbers, every cell from the cache, no entry rewritten
     code, text, err = run(capsys, "mixture", "phase", *GRID, "--out", str(tmp_path), "--json")
@@ -286,6 +287,50 @@ def test_ctrl_c_in_a_cell_is_exit_130(capsys, tmp_path, monkeypatch):
     code, out, err = run(capsys, "mixture", "phase", *GRID, "--out", str(tmp_path))
     assert code == EXIT_INTERRUPTED and out == ""
     assert err.splitlines() == ["opmerge: interrupted"]
+
+
+# ------------------------------------------------------------------------------------------
+# the plotting functions on made-up cells (cases the tiny grids above do not reach)
+# ------------------------------------------------------------------------------------------
+
+
+def test_phase_plot_orientation_and_marks():
+    import matplotlib.pyplot as plt
+
+    from opmerge.analysis.mixture_plots import DIFFERS_HATCH, plot_mixture_phase
+
+    rows = []
+    for eta in (10.0, 0.1):  # given out of order: the figure sorts
+        for sep in (4.0, 0.0, 2.0):
+            rows.append({"separation": sep, "eta_tau": eta, "optimal_plan": "(3 2 1)" if sep else "((3 2) 1)",
+                         "optimal_family": "vanilla" if sep else "boot", "equals_linear": sep != 4.0 or eta != 10.0,
+                         "regret": 0.01 * sep * eta, "linear_plan": "((3 2) 1)", "planner_plan": "(3 (2 1))"})
+    fig, data = plot_mixture_phase(rows)
+    assert data["separations"] == [0.0, 2.0, 4.0] and data["eta_taus"] == [0.1, 10.0]
+    assert data["family"] == [["boot", "vanilla", "vanilla"]] * 2
+    assert data["equals_linear"] == [[True, True, True], [True, True, False]]
+    assert data["regret"][1] == pytest.approx([0.0, 0.2, 0.4])
+    hatched = [p for p in fig.axes[0].patches if p.get_hatch() == DIFFERS_HATCH]
+    assert len(hatched) == 1 and hatched[0].get_x() == 3.0 and hatched[0].get_y() == pytest.approx(1.0)  # the (4, 10) cell: from the midpoints 3 and sqrt(0.1 * 10)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "(3 2 1)\nplanner regret 40%" in texts and "((3 2) 1)\nplanner regret 0" in texts
+    plt.close(fig)
+
+
+def test_honesty_scatter_marks_pick_and_optimum():
+    import matplotlib.pyplot as plt
+
+    from opmerge.analysis.mixture_plots import plot_honesty_scatter
+
+    record = {"rows": [["(3 2 1)", 0.2, 0.25], ["((3 2) 1)", 0.1, 0.3], ["(3 (2 1))", 0.4, 0.2]], "spearman": -0.5,
+              "regret": 3.0, "planner_plan": "(3 (2 1))", "optimal_plan": "((3 2) 1)"}
+    fig, data = plot_honesty_scatter(record, canonical={"vanilla": "(3 2 1)", "cd": "(3 (2 1))"})
+    assert data["marked"] == {"vanilla": "(3 2 1)", "cd": "(3 (2 1))", "planner": "(3 (2 1))", "optimum": "((3 2) 1)"}
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert tuple(lines["planner's pick"].get_xydata()[0]) == (0.2, 0.4)
+    assert tuple(lines["exact optimum"].get_xydata()[0]) == (0.3, 0.1)
+    assert data["mse"] == [0.2, 0.1, 0.4] and data["planner_cost"] == [0.25, 0.3, 0.2] and data["log_axes"] is False
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------
