@@ -282,8 +282,8 @@ def plot_honesty_scatter(record: Mapping, *, canonical: Mapping[str, str] | None
 
 
 def plot_samples(panels: Mapping[str, np.ndarray], *, labels: Mapping[str, np.ndarray] | None = None, max_points: int = 2000,
-                 title: str | None = None, panel_size: float = 2.9):
-    r"""Side-by-side scatter panels of 2-D point sets (the first two coordinates), on common axes.
+                 title: str | None = None, panel_size: float = 2.9, share: bool = True):
+    r"""Side-by-side scatter panels of 2-D point sets (the first two coordinates), each in a square window.
 
     Parameters
     ----------
@@ -296,6 +296,8 @@ def plot_samples(panels: Mapping[str, np.ndarray], *, labels: Mapping[str, np.nd
     title : str, optional
     panel_size : float
         Width and height of one panel in inches.
+    share : bool
+        One window for every panel (to compare spreads), else each panel fitted to its points.
 
     Returns
     -------
@@ -310,8 +312,13 @@ def plot_samples(panels: Mapping[str, np.ndarray], *, labels: Mapping[str, np.nd
         if x.ndim != 2 or x.shape[1] < 2:
             raise InputError(f"panel {name!r} must be an array of shape (n, d >= 2), got {x.shape}")
         arrays[name] = x[:max_points, :2]
-    fig, axes = new_figure(1, len(arrays), width=panel_size * len(arrays), height=panel_size + 0.3, sharex=True, sharey=True,
-                           squeeze=False)
+    fig, axes = new_figure(1, len(arrays), width=panel_size * len(arrays), height=panel_size + 0.3, squeeze=False)
+
+    def window(points: np.ndarray) -> tuple[np.ndarray, float]:
+        centre = 0.5 * (points.min(axis=0) + points.max(axis=0))
+        return centre, 0.55 * float(np.max(points.max(axis=0) - points.min(axis=0))) or 1.0
+
+    common = window(np.concatenate(list(arrays.values())))
     palette = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
     data = {}
     for ax, (name, x) in zip(axes[0], arrays.items()):
@@ -319,7 +326,10 @@ def plot_samples(panels: Mapping[str, np.ndarray], *, labels: Mapping[str, np.nd
         colors = "#0072B2" if lab is None else [palette[int(k) % len(palette)] for k in lab]
         ax.scatter(x[:, 0], x[:, 1], s=3, c=colors, alpha=0.5, linewidths=0, rasterized=True)
         ax.set_title(name)
-        ax.set_aspect("equal", adjustable="datalim")
+        centre, half = common if share else window(x)
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] - half, centre[1] + half)
+        ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel("$x_1$")
         data[name] = {"points": x, "labels": lab}
     axes[0][0].set_ylabel("$x_2$")

@@ -333,6 +333,23 @@ def test_honesty_scatter_marks_pick_and_optimum():
     plt.close(fig)
 
 
+def test_sample_panels_share_one_window_unless_asked():
+    import matplotlib.pyplot as plt
+
+    from opmerge.analysis.mixture_plots import plot_samples
+
+    small, large = np.zeros((3, 2)) + [[0, 0], [1, 1], [0, 1]], 10 * np.ones((2, 3)) * [[1, 1, 1], [-1, -1, -1]]
+    fig, data = plot_samples({"a": small, "b": large}, labels={"a": np.array([0, 1, 1])})
+    assert [ax.get_xlim() for ax in fig.axes][0] == fig.axes[1].get_xlim() and fig.axes[0].get_xlim()[1] > 10
+    assert data["a"]["labels"] == [0, 1, 1] and data["b"]["points"] == [[10, 10], [-10, -10]]
+    plt.close(fig)
+    fig, _ = plot_samples({"a": small, "b": large}, share=False)
+    assert fig.axes[0].get_xlim()[1] < 2 < fig.axes[1].get_xlim()[1]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="shape"):
+        plot_samples({"a": np.zeros(3)})
+
+
 # ------------------------------------------------------------------------------------------
 # bad input: exit 2, one line, no traceback
 # ------------------------------------------------------------------------------------------

@@ -127,8 +127,9 @@ def test_notebook_runs(path: Path):
     elapsed = run_notebook(nb)
     errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    if path.name == "01_quickstart.ipynb":
-        assert elapsed < 60, f"quickstart took {elapsed:.1f} s (budget 60 s)"
+    budgets = {"01_quickstart.ipynb": 60, "04_mixture.ipynb": 60}  # seconds on 2 cores
+    if path.name in budgets:
+        assert elapsed < budgets[path.name], f"{path.name} took {elapsed:.1f} s (budget {budgets[path.name]} s)"
 
 
 def test_notebook_sources_point_inside_the_repository():
