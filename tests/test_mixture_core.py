@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -53,6 +52,7 @@ from opmerge.mixture import (
     w2_samples,
 )
 from opmerge.mixture._family import identity_parameters
+from opmerge.mixture._teacher import posterior
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_sample_has_the_mixture_moments():
         np.testing.assert_allclose(np.cov(x[labels == k].T), mix.covariances[k], atol=0.05)
 
 
-@pytest.mark.parametrize("separation", [0.0, 1.5, 4.0])
+@pytest.mark.parametrize("separation", [1.5, 4.0])
 def test_presets_look_as_documented(separation):
     two = mixture_preset("two-2d", separation)
     np.testing.assert_array_equal(two.means, [[-separation / 2, 0.0], [separation / 2, 0.0]])
@@ -155,6 +155,23 @@ def test_presets_look_as_documented(separation):
         np.testing.assert_allclose(big.eigvals[k], np.geomspace(2.0, 0.05, 16)[::-1], rtol=1e-10)
     # the same preset twice is the same mixture (a seeded generator)
     assert big == mixture_preset("mixture-16d", separation)
+
+
+def test_identical_components_are_merged():
+    # at separation 0 the 2-D presets are one Gaussian (the linear regime's data); mixture-16d keeps
+    # its four rotated covariances
+    two, eight = mixture_preset("two-2d", 0.0), mixture_preset("eight-2d", 0.0)
+    assert two.components == 1 and two.weights[0] == 1.0
+    np.testing.assert_array_equal(two.covariances[0], np.diag([1.0, 0.5]))
+    assert eight.components == 1 and eight.weights[0] == 1.0
+    np.testing.assert_array_equal(eight.means[0], [0.0, 0.0])
+    assert mixture_preset("mixture-16d", 0.0).components == 4
+    mix = GaussianMixture([0.2, 0.3, 0.5], [[1.0], [2.0], [1.0]], [[[1.0]], [[1.0]], [[1.0]]])
+    np.testing.assert_allclose(mix.weights, [0.7, 0.3])
+    np.testing.assert_array_equal(mix.means, [[1.0], [2.0]])
+    # components that differ in the last bit are kept
+    near = GaussianMixture([0.5, 0.5], [[1.0], [np.nextafter(1.0, 2.0)]], [[[1.0]], [[1.0]]])
+    assert near.components == 2
 
 
 def test_one_component_mixture_has_no_separation_and_its_spectrum_is_the_covariance():
@@ -198,12 +215,6 @@ def test_one_centred_component_reproduces_the_linear_operators(name, solver, rot
                                    rtol=0, atol=1e-12)
         np.testing.assert_allclose(teacher.ddim_jump(z, top, bottom),
                                    _per_direction(z, u, ddim_jump(schedule, lam, top, bottom)), rtol=0, atol=1e-12)
-        reference = _per_direction(z, u, exact_flow(schedule, lam, top, bottom))
-        # the solver's absolute tolerance is rtol * max|z| on w = z / sigma: at the default rtol the
-        # error on edm (sigma_N = 80) is ~2e-10, inside its estimate; rtol = 1e-13 reaches 1e-10
-        np.testing.assert_allclose(teacher.exact_flow(z, top, bottom, rtol=1e-13).z, reference, rtol=0, atol=1e-10)
-        flow = teacher.exact_flow(z, top, bottom)
-        assert np.max(np.abs(flow.z - reference)) <= flow.error_estimate + 1e-13 * np.max(np.abs(z))
     # the denoiser along each direction: alpha lam / (alpha^2 lam + sigma^2) (docs/theory.md §2)
     a, s = schedule.alpha[3], schedule.sigma[3]
     np.testing.assert_allclose(teacher.denoise(z, 3), _per_direction(z, u, a * lam / (a * a * lam + s * s)), atol=1e-13)
@@ -212,161 +223,101 @@ def test_one_centred_component_reproduces_the_linear_operators(name, solver, rot
     np.testing.assert_allclose(trajectory[-1], teacher.composite(z, 6, 2), atol=0)
 
 
-@pytest.mark.parametrize("name", ["vp-cosine", "vp-linear", "rf", "edm"])
-def test_one_component_with_a_mean_follows_the_closed_form_flow(name):
-    # z_i = alpha_i mu + S_i^{1/2} S_j^{-1/2} (z_j - alpha_j mu), S_n = alpha_n^2 C + sigma_n^2 I
+def _check_flow(flow, expected):
+    """The flow is within 1e-10 of ``expected`` (relative to the output's scale, the solver's own
+    ``rtol * max(1, max|z_i|)``), and its error estimate covers the error."""
+    error = np.max(np.abs(flow.z - expected))
+    assert error <= 1e-10 * max(1.0, np.max(np.abs(expected))), error
+    assert error <= flow.error_estimate, (error, flow.error_estimate)
+
+
+@pytest.mark.parametrize("name,rotated,top,bottom", [("vp-cosine", False, 8, 0), ("vp-linear", True, 6, 3),
+                                                     ("rf", True, 8, 0), ("edm", False, 8, 0)])
+def test_one_centred_component_exact_flow_is_the_linear_flow(name, rotated, top, bottom):
+    # E(j -> i) = ||v_i|| / ||v_j|| per eigen-direction (docs/theory.md §2)
+    lam = np.array([0.05, 1.0, 7.0])
+    mix, u = _one_component(lam, rotated)
+    schedule = make_schedule(name, 8)
+    z = _points(3, 5, np.sqrt(schedule.alpha[top] ** 2 * lam.max() + schedule.sigma[top] ** 2), top)
+    _check_flow(MixtureTeacher(mix, schedule).exact_flow(z, top, bottom),
+                _per_direction(z, u, exact_flow(schedule, lam, top, bottom)))
+
+
+@pytest.mark.parametrize("name,top,bottom", [("vp-cosine", 8, 0), ("vp-linear", 5, 1), ("rf", 8, 5), ("edm", 8, 0)])
+def test_one_component_with_a_mean_follows_the_closed_form_flow(name, top, bottom):
+    # z_i = alpha_i mu + S_i^{1/2} S_j^{-1/2} (z_j - alpha_j mu), S_n = alpha_n^2 C + sigma_n^2 I (scipy's sqrtm)
     mu = np.array([2.0, -1.0, 0.5])
     mix, _ = _one_component([0.3, 1.0, 4.0], rotated=True, mean=mu)
-    cov = mix.covariances[0]
     schedule = make_schedule(name, 8)
-    teacher = MixtureTeacher(mix, schedule)
     a, s = schedule.alpha, schedule.sigma
 
     def root(n):
-        return np.real(scipy.linalg.sqrtm(a[n] ** 2 * cov + s[n] ** 2 * np.eye(3)))
+        return np.real(scipy.linalg.sqrtm(a[n] ** 2 * mix.covariances[0] + s[n] ** 2 * np.eye(3)))
 
-    for top, bottom in [(8, 0), (8, 5), (5, 1), (3, 0)]:
-        z = a[top] * mu + _points(3, 6, 2.0, top) @ root(top).T
-        transfer = root(bottom) @ np.linalg.inv(root(top))
-        expected = a[bottom] * mu + (z - a[top] * mu) @ transfer.T
-        np.testing.assert_allclose(teacher.exact_flow(z, top, bottom, rtol=1e-13).z, expected, rtol=0, atol=1e-10)
-        # at the default rtol the error is 1e-10 at worst (edm), not always within the estimate: see
-        # the xfail tests below
-        np.testing.assert_allclose(teacher.exact_flow(z, top, bottom).z, expected, rtol=0, atol=1e-9)
+    z = a[top] * mu + _points(3, 6, 2.0, top) @ root(top).T
+    expected = a[bottom] * mu + (z - a[top] * mu) @ (root(bottom) @ np.linalg.inv(root(top))).T
+    _check_flow(MixtureTeacher(mix, schedule).exact_flow(z, top, bottom), expected)
 
 
-def test_denoiser_is_the_posterior_mean_by_quadrature_in_1d():
-    # x0_hat(z) = int x0 p(x0) N(z; a x0, b^2) dx0 / int p(x0) N(z; a x0, b^2) dx0 on a fine grid
-    mix = GaussianMixture([0.2, 0.5, 0.3], [[-3.0], [0.5], [4.0]], [[[0.4]], [[1.5]], [[0.1]]])
-    schedule = make_schedule("vp-cosine", 10)
-    teacher = MixtureTeacher(mix, schedule)
-    x0 = np.linspace(-20.0, 20.0, 200_001)
-    prior = sum(mix.weights[k] * scipy.stats.norm(mix.means[k, 0], np.sqrt(mix.covariances[k, 0, 0])).pdf(x0)
-                for k in range(3))
-    z = np.linspace(-4.0, 4.0, 9)
-    for n in (1, 3, 6, 10):
-        a, b = schedule.alpha[n], schedule.sigma[n]
-        like = scipy.stats.norm(a * x0[None, :], b).pdf(z[:, None])
-        posterior = prior * like
-        expected = np.trapezoid(posterior * x0, x0, axis=1) / np.trapezoid(posterior, x0, axis=1)
-        np.testing.assert_allclose(teacher.denoise(z[:, None], n)[:, 0], expected, rtol=1e-9, atol=1e-9)
-        # responsibilities: the posterior mass of each component
-        resp = np.array([np.trapezoid(mix.weights[k] * scipy.stats.norm(mix.means[k, 0], np.sqrt(mix.covariances[k, 0, 0])).pdf(x0) * like, x0, axis=1)
-                         for k in range(3)]).T
-        resp /= resp.sum(axis=1, keepdims=True)
-        np.testing.assert_allclose(teacher.responsibilities(z[:, None], n), resp, rtol=1e-8, atol=1e-12)
+def _dop853_flow(mix: GaussianMixture, schedule, z: np.ndarray, top: int, bottom: int) -> np.ndarray:
+    """The probability-flow map by scipy's DOP853 at rtol = atol = 1e-13, written here from the two
+    forms of docs/mixture.md §2: dw/drho = x0_hat(w; a = rho, b = 1) while rho <= 1, then
+    dy/ds = (y - D(y, s))/s with D(y, s) = x0_hat(y; a = 1, b = s) (slope 0 at s = 0)."""
+    a, sig = schedule.alpha, schedule.sigma
+    shape = z.shape
+    options = {"method": "DOP853", "rtol": 1e-13, "atol": 1e-13}
+    rho_start, rho_end = a[top] / sig[top], (np.inf if sig[bottom] == 0 else a[bottom] / sig[bottom])
+    if rho_start < 1.0:
+        stop = min(rho_end, 1.0)
+        sol = solve_ivp(lambda rho, w: posterior(mix, w.reshape(shape), rho, 1.0)[1].ravel(), (rho_start, stop),
+                        (z / sig[top]).ravel(), **options)
+        w = sol.y[:, -1].reshape(shape)
+        if rho_end <= 1.0:
+            return w * sig[bottom]
+        y, s_start = w, 1.0  # y = w / rho at rho = 1
+    else:
+        y, s_start = z / a[top], sig[top] / a[top]
+
+    def slope(s, flat):
+        if s == 0.0:
+            return np.zeros_like(flat)
+        y_ = flat.reshape(shape)
+        return ((y_ - posterior(mix, y_, 1.0, s)[1]) / s).ravel()
+
+    sol = solve_ivp(slope, (s_start, 0.0 if sig[bottom] == 0 else sig[bottom] / a[bottom]), y.ravel(), **options)
+    return sol.y[:, -1].reshape(shape) * a[bottom]
 
 
-@pytest.mark.parametrize("n", [1, 4, 7])
-def test_denoiser_satisfies_tweedie_in_2d(n):
-    # x0_hat = (z + sigma^2 grad log p(z)) / alpha, the gradient by central differences of scipy's density
-    mix = GaussianMixture([0.3, 0.7], [[-1.5, 0.5], [2.0, -1.0]],
-                          [[[1.0, 0.4], [0.4, 0.6]], [[0.3, -0.1], [-0.1, 2.0]]])
-    schedule = make_schedule("vp-cosine", 8)
-    teacher = MixtureTeacher(mix, schedule)
-    a, b = schedule.alpha[n], schedule.sigma[n]
-    z = _points(2, 6, 1.5, n)
-    h = 1e-5
-    grad = np.empty_like(z)
-    for i in range(2):
-        step = np.zeros(2)
-        step[i] = h
-        grad[:, i] = (_log_marginal(mix, z + step, a, b) - _log_marginal(mix, z - step, a, b)) / (2 * h)
-    np.testing.assert_allclose(teacher.denoise(z, n), (z + b * b * grad) / a, rtol=0, atol=1e-7 / a)
-
-
-def test_responsibilities_are_bayes_rule():
-    mix = mixture_preset("eight-2d", 2.0)
-    schedule = make_schedule("rf", 5)
-    teacher = MixtureTeacher(mix, schedule)
-    z = _points(2, 7, 2.0, 3)
-    for n in (1, 3, 5):
-        a, b = schedule.alpha[n], schedule.sigma[n]
-        dens = np.array([mix.weights[k] * scipy.stats.multivariate_normal(a * mix.means[k], a * a * mix.covariances[k] + b * b * np.eye(2)).pdf(z)
-                         for k in range(8)]).T
-        np.testing.assert_allclose(teacher.responsibilities(z, n), dens / dens.sum(axis=1, keepdims=True), rtol=1e-10, atol=1e-15)
-
-
-def test_ddim_and_heun_steps_are_built_from_the_denoiser():
-    # DDIM: z' = a' x0_hat + s' (z - a x0_hat) / s; Heun (EDM) in y = z / a, s = sigma / a with the
-    # slope (y - D)/s, D(y, s) = x0_hat(a y) at the grid index, Euler into s' = 0
-    mix = mixture_preset("two-2d", 3.0)
-    schedule = make_schedule("vp-linear", 6)
-    ddim, heun = MixtureTeacher(mix, schedule, "ddim"), MixtureTeacher(mix, schedule, "heun")
-    al, sg = schedule.alpha, schedule.sigma
-    z = _points(2, 6, 1.2, 11)
-    for n in range(1, 7):
-        x0 = ddim.denoise(z, n)
-        np.testing.assert_allclose(ddim.step(z, n), al[n - 1] * x0 + sg[n - 1] * (z - al[n] * x0) / sg[n], atol=1e-13)
-        s, s_next = sg[n] / al[n], sg[n - 1] / al[n - 1]
-        y = z / al[n]
-        d = (y - ddim.denoise(al[n] * y, n)) / s
-        y_euler = y + (s_next - s) * d
-        if s_next == 0:
-            expected = al[n - 1] * y_euler
-        else:
-            d_next = (y_euler - ddim.denoise(al[n - 1] * y_euler, n - 1)) / s_next
-            expected = al[n - 1] * (y + 0.5 * (s_next - s) * (d + d_next))
-        np.testing.assert_allclose(heun.step(z, n), expected, atol=1e-12)
-    for top, bottom in [(6, 0), (5, 2)]:
-        x0 = ddim.denoise(z, top)
-        np.testing.assert_allclose(ddim.ddim_jump(z, top, bottom),
-                                   al[bottom] * x0 + sg[bottom] * (z - al[top] * x0) / sg[top], atol=1e-13)
-        expected = z
-        for n in range(top, bottom, -1):
-            expected = heun.step(expected, n)
-        np.testing.assert_allclose(heun.composite(z, top, bottom), expected, atol=0)
-
-
-@pytest.mark.parametrize("name,preset,separation", [("vp-cosine", "two-2d", 4.0), ("vp-linear", "eight-2d", 3.0),
-                                                     ("rf", "two-2d", 8.0), ("edm", "eight-2d", 2.0)])
-def test_flow_error_estimate_bounds_the_error_against_a_tighter_solve(name, preset, separation):
+@pytest.mark.parametrize("name,preset,separation,top,bottom", [
+    pytest.param("vp-cosine", "eight-2d", 3.0, 10, 0, marks=pytest.mark.slow), ("vp-linear", "two-2d", 4.0, 6, 1),
+    ("rf", "two-2d", 8.0, 10, 3), ("edm", "two-2d", 2.0, 10, 0)])
+def test_exact_flow_matches_a_tighter_dop853_solve_within_its_estimate(name, preset, separation, top, bottom):
     mix = mixture_preset(preset, separation)
     schedule = make_schedule(name, 10)
-    teacher = MixtureTeacher(mix, schedule)
-    rng = np.random.default_rng(5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no scipy warning at these tolerances
-        for top, bottom in [(10, 0), (6, 1)]:
-            z = np.sqrt(schedule.alpha[top] ** 2 * 4 + schedule.sigma[top] ** 2) * rng.standard_normal((3, 2))
-            tight = teacher.exact_flow(z, top, bottom, rtol=1e-13).z
-            for rtol in (1e-12, 1e-10):
-                flow = teacher.exact_flow(z, top, bottom, rtol=rtol)
-                # the floor is rounding and the tighter solve's own error
-                assert np.max(np.abs(flow.z - tight)) <= flow.error_estimate + 1e-12 * np.max(np.abs(z)), (top, bottom, rtol)
+    z = np.sqrt(schedule.alpha[top] ** 2 * 4 + schedule.sigma[top] ** 2) * _points(2, 4, 1.0, 5)
+    _check_flow(MixtureTeacher(mix, schedule).exact_flow(z, top, bottom), _dop853_flow(mix, schedule, z, top, bottom))
 
 
-ESTIMATE_BUG = ("bug in MixtureTeacher.exact_flow: its error estimate |fine - coarse| is not conservative: it is 0 "
-                "when both solves take the same steps, and below the error in other cases (reported)")
-
-
-@pytest.mark.xfail(strict=True, reason=ESTIMATE_BUG)
+# three cases where the first implementation's estimate (DOP853 at rtol and 1000 rtol) fell short
 def test_flow_error_estimate_is_not_zero_when_the_solve_has_an_error():
-    # N(0, 1) in 1-D, rf with N = 8, 8 -> 5: the exact flow is the scalar ||v_5|| / ||v_8|| (docs/theory.md §2);
-    # at rtol 1e-7 the solve is off by 1.3e-9, but the solves at 1e-7 and 1e-4 agree bit for bit: estimate 0
+    # N(0, 1) in 1-D, rf with N = 8, 8 -> 5 at rtol 1e-7: two DOP853 solves took the same steps (estimate 0)
     schedule = make_schedule("rf", 8)
     teacher = MixtureTeacher(GaussianMixture([1.0], [[0.0]], [[[1.0]]]), schedule)
     flow = teacher.exact_flow([[1.0]], 8, 5, rtol=1e-7)
-    assert abs(flow.z[0, 0] - float(exact_flow(schedule, 1.0, 8, 5))) <= flow.error_estimate
+    assert 0 < abs(flow.z[0, 0] - float(exact_flow(schedule, 1.0, 8, 5))) <= flow.error_estimate
 
 
-@pytest.mark.xfail(strict=True, reason=ESTIMATE_BUG)
 def test_flow_error_estimate_covers_the_error_at_moderate_tolerance():
-    # eight-2d (separation 3), rf, 3 -> 0 at rtol 1e-8: estimate 1.0e-9, error 1.5e-9 against a
-    # solve at 1e-13 whose own error is below 1e-12
+    # eight-2d (separation 3), rf, 3 -> 0 at rtol 1e-8 (DOP853 at two tolerances: estimate 0.69x the error)
     mix = mixture_preset("eight-2d", 3.0)
     schedule = make_schedule("rf", 10)
-    teacher = MixtureTeacher(mix, schedule)
     z = np.random.default_rng(3).standard_normal((4, 2)) * np.sqrt(schedule.alpha[3] ** 2 * 4 + schedule.sigma[3] ** 2)
-    tight = teacher.exact_flow(z, 3, 0, rtol=1e-13).z
-    flow = teacher.exact_flow(z, 3, 0, rtol=1e-8)
-    assert np.max(np.abs(flow.z - tight)) <= flow.error_estimate
+    flow = MixtureTeacher(mix, schedule).exact_flow(z, 3, 0, rtol=1e-8)
+    assert np.max(np.abs(flow.z - _dop853_flow(mix, schedule, z, 3, 0))) <= flow.error_estimate
 
 
-@pytest.mark.xfail(strict=True, reason=ESTIMATE_BUG)
 def test_flow_error_estimate_covers_the_error_at_the_default_tolerance():
-    # one Gaussian with a mean (closed form above), edm with N = 8, 8 -> 5 at rtol 1e-12:
-    # error 2.0e-10, estimate 8.1e-11
+    # one Gaussian with a mean, edm with N = 8, 8 -> 5 (DOP853 at two tolerances: estimate 0.4x the error)
     mu = np.array([2.0, -1.0, 0.5])
     mix, _ = _one_component([0.3, 1.0, 4.0], rotated=True, mean=mu)
     schedule = make_schedule("edm", 8)
@@ -374,8 +325,17 @@ def test_flow_error_estimate_covers_the_error_at_the_default_tolerance():
     roots = [np.real(scipy.linalg.sqrtm(a[n] ** 2 * mix.covariances[0] + s[n] ** 2 * np.eye(3))) for n in (8, 5)]
     z = a[8] * mu + _points(3, 6, 2.0, 8) @ roots[0].T
     expected = a[5] * mu + (z - a[8] * mu) @ (roots[1] @ np.linalg.inv(roots[0])).T
-    flow = MixtureTeacher(mix, schedule).exact_flow(z, 8, 5)
-    assert np.max(np.abs(flow.z - expected)) <= flow.error_estimate
+    _check_flow(MixtureTeacher(mix, schedule).exact_flow(z, 8, 5), expected)
+
+
+@pytest.mark.xfail(strict=True, reason="bug in MixtureTeacher.exact_flow: at a loose rtol the step doubling can stop "
+                   "before RK4's asymptotic regime, and the error estimate is then below the error (reported)")
+def test_flow_error_estimate_covers_the_error_at_a_loose_tolerance():
+    # N(0, 30) in 1-D, vp-linear with N = 10, 8 -> 2 at rtol 1e-5: the doubling stops at 16 steps per
+    # leg, whose solution is further from the flow than the 8-step one (error 2.8e-5, estimate 1.8e-5)
+    schedule = make_schedule("vp-linear", 10)
+    flow = MixtureTeacher(GaussianMixture([1.0], [[0.0]], [[[30.0]]]), schedule).exact_flow([[1.0]], 8, 2, rtol=1e-5)
+    assert abs(flow.z[0, 0] - float(exact_flow(schedule, 30.0, 8, 2))) <= flow.error_estimate
 
 
 @pytest.mark.parametrize("solver,order", [("ddim", 1.0), ("heun", 2.0)])
