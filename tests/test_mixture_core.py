@@ -259,6 +259,89 @@ def test_one_component_with_a_mean_follows_the_closed_form_flow(name, top, botto
     _check_flow(MixtureTeacher(mix, schedule).exact_flow(z, top, bottom), expected)
 
 
+def test_denoiser_is_the_posterior_mean_by_quadrature_in_1d():
+    # x0_hat(z) = int x0 p(x0) N(z; a x0, b^2) dx0 / int p(x0) N(z; a x0, b^2) dx0 on a fine grid
+    mix = GaussianMixture([0.2, 0.5, 0.3], [[-3.0], [0.5], [4.0]], [[[0.4]], [[1.5]], [[0.1]]])
+    schedule = make_schedule("vp-cosine", 10)
+    teacher = MixtureTeacher(mix, schedule)
+    x0 = np.linspace(-20.0, 20.0, 200_001)
+    prior = sum(mix.weights[k] * scipy.stats.norm(mix.means[k, 0], np.sqrt(mix.covariances[k, 0, 0])).pdf(x0)
+                for k in range(3))
+    z = np.linspace(-4.0, 4.0, 9)
+    for n in (1, 3, 6, 10):
+        a, b = schedule.alpha[n], schedule.sigma[n]
+        like = scipy.stats.norm(a * x0[None, :], b).pdf(z[:, None])
+        posterior = prior * like
+        expected = np.trapezoid(posterior * x0, x0, axis=1) / np.trapezoid(posterior, x0, axis=1)
+        np.testing.assert_allclose(teacher.denoise(z[:, None], n)[:, 0], expected, rtol=1e-9, atol=1e-9)
+        # responsibilities: the posterior mass of each component
+        resp = np.array([np.trapezoid(mix.weights[k] * scipy.stats.norm(mix.means[k, 0], np.sqrt(mix.covariances[k, 0, 0])).pdf(x0) * like, x0, axis=1)
+                         for k in range(3)]).T
+        resp /= resp.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(teacher.responsibilities(z[:, None], n), resp, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 4, 7])
+def test_denoiser_satisfies_tweedie_in_2d(n):
+    # x0_hat = (z + sigma^2 grad log p(z)) / alpha, the gradient by central differences of scipy's density
+    mix = GaussianMixture([0.3, 0.7], [[-1.5, 0.5], [2.0, -1.0]],
+                          [[[1.0, 0.4], [0.4, 0.6]], [[0.3, -0.1], [-0.1, 2.0]]])
+    schedule = make_schedule("vp-cosine", 8)
+    teacher = MixtureTeacher(mix, schedule)
+    a, b = schedule.alpha[n], schedule.sigma[n]
+    z = _points(2, 6, 1.5, n)
+    h = 1e-5
+    grad = np.empty_like(z)
+    for i in range(2):
+        step = np.zeros(2)
+        step[i] = h
+        grad[:, i] = (_log_marginal(mix, z + step, a, b) - _log_marginal(mix, z - step, a, b)) / (2 * h)
+    np.testing.assert_allclose(teacher.denoise(z, n), (z + b * b * grad) / a, rtol=0, atol=1e-7 / a)
+
+
+def test_responsibilities_are_bayes_rule():
+    mix = mixture_preset("eight-2d", 2.0)
+    schedule = make_schedule("rf", 5)
+    teacher = MixtureTeacher(mix, schedule)
+    z = _points(2, 7, 2.0, 3)
+    for n in (1, 3, 5):
+        a, b = schedule.alpha[n], schedule.sigma[n]
+        dens = np.array([mix.weights[k] * scipy.stats.multivariate_normal(a * mix.means[k], a * a * mix.covariances[k] + b * b * np.eye(2)).pdf(z)
+                         for k in range(8)]).T
+        np.testing.assert_allclose(teacher.responsibilities(z, n), dens / dens.sum(axis=1, keepdims=True), rtol=1e-10, atol=1e-15)
+
+
+def test_ddim_and_heun_steps_are_built_from_the_denoiser():
+    # DDIM: z' = a' x0_hat + s' (z - a x0_hat) / s; Heun (EDM) in y = z / a, s = sigma / a with the
+    # slope (y - D)/s, D(y, s) = x0_hat(a y) at the grid index, Euler into s' = 0
+    mix = mixture_preset("two-2d", 3.0)
+    schedule = make_schedule("vp-linear", 6)
+    ddim, heun = MixtureTeacher(mix, schedule, "ddim"), MixtureTeacher(mix, schedule, "heun")
+    al, sg = schedule.alpha, schedule.sigma
+    z = _points(2, 6, 1.2, 11)
+    for n in range(1, 7):
+        x0 = ddim.denoise(z, n)
+        np.testing.assert_allclose(ddim.step(z, n), al[n - 1] * x0 + sg[n - 1] * (z - al[n] * x0) / sg[n], atol=1e-13)
+        s, s_next = sg[n] / al[n], sg[n - 1] / al[n - 1]
+        y = z / al[n]
+        d = (y - ddim.denoise(al[n] * y, n)) / s
+        y_euler = y + (s_next - s) * d
+        if s_next == 0:
+            expected = al[n - 1] * y_euler
+        else:
+            d_next = (y_euler - ddim.denoise(al[n - 1] * y_euler, n - 1)) / s_next
+            expected = al[n - 1] * (y + 0.5 * (s_next - s) * (d + d_next))
+        np.testing.assert_allclose(heun.step(z, n), expected, atol=1e-12)
+    for top, bottom in [(6, 0), (5, 2)]:
+        x0 = ddim.denoise(z, top)
+        np.testing.assert_allclose(ddim.ddim_jump(z, top, bottom),
+                                   al[bottom] * x0 + sg[bottom] * (z - al[top] * x0) / sg[top], atol=1e-13)
+        expected = z
+        for n in range(top, bottom, -1):
+            expected = heun.step(expected, n)
+        np.testing.assert_allclose(heun.composite(z, top, bottom), expected, atol=0)
+
+
 def _dop853_flow(mix: GaussianMixture, schedule, z: np.ndarray, top: int, bottom: int) -> np.ndarray:
     """The probability-flow map by scipy's DOP853 at rtol = atol = 1e-13, written here from the two
     forms of docs/mixture.md §2: dw/drho = x0_hat(w; a = rho, b = 1) while rho <= 1, then
