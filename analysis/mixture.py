@@ -124,7 +124,7 @@ def _check_cell_record(record: object) -> bool:
 
 def run_cells(cells: list[MixtureCell], cache_dir=None, progress=None) -> list[dict]:
     """Evaluate ``cells`` in order, each through the result cache in ``cache_dir`` (None: no cache)."""
-    cache = ResultCache(cache_dir, "mixture-cell", packages=("opmerge",))
+    cache = ResultCache(cache_dir, "mixture-cell", packages=("opmerge.analysis",))
     out = []
     for index, cell in enumerate(cells):
         out.append(cache.get_or_compute(cell.to_dict(), lambda cell=cell: evaluate_cell(cell), validate=_check_cell_record))

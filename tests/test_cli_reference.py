@@ -41,6 +41,12 @@ def command_parsers(*, bridge: bool) -> dict[str, argparse.ArgumentParser]:
     delegated = _subparsers(analysis_parser())
     for name in ("phase", "demo"):
         parsers[f"opmerge {name}"] = delegated[name]
+    from opmerge.analysis.mixture_cli import build_parser as mixture_parser
+
+    mixture = mixture_parser()
+    parsers["opmerge mixture"] = mixture
+    for name, sub in _subparsers(mixture).items():
+        parsers[f"opmerge mixture {name}"] = sub
     if bridge:  # these builders import torch
         from opmerge.experiments.cli import build_parser as validate_parser
         from opmerge.experiments.images.cli import build_train_teacher_parser, build_validate_images_parser

@@ -64,6 +64,7 @@ class PlannerTables:
     approximation: np.ndarray
     carried: np.ndarray
     node: np.ndarray
+    overlap: np.ndarray
     seconds: float
 
     def root_amplitude(self, j: int, i: int, k: int) -> float:
@@ -91,6 +92,7 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
     approx = np.full((n_steps + 1, n_steps + 1), np.nan)
     carried = np.full((n_steps + 1, n_steps + 1), np.nan)
     node = np.full((n_steps + 1, n_steps + 1, n_steps + 1), np.nan)
+    overlap = np.full((n_steps + 1, n_steps + 1), np.nan)
     for j in range(1, n_steps + 1):
         z, weights = problem.points(j, 0)
         phi = features(teacher, problem.family, z, j)
@@ -101,6 +103,8 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
             out = teacher._composite(phi @ theta, i, 0)
             return float(weights @ np.sum((out - final) ** 2, axis=1))
 
+        for k in range(j - 1, 0, -1):
+            overlap[j, k] = _overlap(phi, weights, features(teacher, problem.family, trajectory[j - k], k))
         fits = {}
         for i in range(j - 1, -1, -1):
             fits[i] = least_squares(phi, weights, trajectory[j - i])
@@ -118,7 +122,21 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
                 node[j, i, i + 1:j] = carried_error(theta, i)
         if progress is not None:
             progress(j, n_steps)
-    return PlannerTables(n_steps, approx, carried, node, time.perf_counter() - start)
+    if not (np.all(np.isfinite(node[~np.isnan(node)])) and np.all(np.isfinite(carried[~np.isnan(carried)]))):
+        raise FloatingPointError(
+            "the planner's node errors are not finite (the teacher or a fitted student overflowed on these "
+            "points); use a smaller budget or a schedule with a smaller growth")
+    return PlannerTables(n_steps, approx, carried, node, overlap, time.perf_counter() - start)
+
+
+def _overlap(phi: np.ndarray, weights: np.ndarray, later: np.ndarray) -> float:
+    r"""Share of the later features' energy that the family at ``j`` reproduces,
+    :math:`\|\mathrm{Proj}_j \Phi_k\|^2 / \|\Phi_k\|^2` on :math:`p_j` (in [0, 1])."""
+    total = float(np.sum(weights[:, None] * later * later))
+    if total <= 0.0:
+        return 0.0
+    fit = least_squares(phi, weights, later)
+    return float(min(1.0, max(0.0, 1.0 - fit.residual / total)))
 
 
 def _trajectory(teacher, z: np.ndarray, top: int) -> list[np.ndarray]:
@@ -147,15 +165,18 @@ def _first_end(node: MergeNode) -> int:
 
 
 def plan_amplitude(tables: PlannerTables, plan: Plan) -> float:
-    """:math:`\\sum` of the node amplitudes of ``plan`` (the planner cost is its square)."""
-    roots = {seg for seg in plan.segments if isinstance(seg, MergeNode)}
+    """:math:`\\sum` of the weighted node amplitudes of ``plan`` (the planner cost is its square)."""
     total = 0.0
-    for node in plan.merge_nodes():
+    stack = [(seg, 1.0, True) for seg in plan.segments if isinstance(seg, MergeNode)]
+    while stack:
+        node, weight, is_root = stack.pop()
         k = _first_end(node)
-        if node in roots:
-            total += tables.root_amplitude(node.top, node.bottom, k)
-        else:
-            total += tables.inner_amplitude(node.top, node.bottom, k)
+        j, i = node.top, node.bottom
+        own = tables.root_amplitude(j, i, k) if is_root else tables.inner_amplitude(j, i, k)
+        total += weight * own
+        for position, child in enumerate(node.children):
+            if isinstance(child, MergeNode):
+                stack.append((child, weight if position == 0 else weight * tables.overlap[j, child.top], False))
     return total
 
 
@@ -185,12 +206,12 @@ class MixturePlan:
 
 
 def _interval_dp(tables: PlannerTables):
-    """Best inner subtrees, best child sequences and best segments over every interval."""
+    """Best inner subtrees, best later-child sequences and best segment roots over every interval."""
     n = tables.steps
     inf = math.inf
     inner = {}   # (j, i) -> (cost, tree)
-    rest = {}    # (k, i) -> (cost, tuple of trees) partitioning k -> i into >= 1 children
     root = {}    # (j, i) -> (cost, tree)
+    rest = {}    # (parent j, k, i) -> (cost, trees): later children covering k -> i, weighted by overlap[j, top]
     for length in range(1, n + 1):
         for i in range(0, n - length + 1):
             j = i + length
@@ -201,7 +222,7 @@ def _interval_dp(tables: PlannerTables):
                 best_inner, best_root = (inf, None), (inf, None)
                 for k in range(j - 1, i, -1):  # first child j -> k, deterministic order: shortest first child first
                     sub_cost, sub_tree = inner[j, k]
-                    rest_cost, rest_trees = rest[k, i]
+                    rest_cost, rest_trees = rest[j, k, i]
                     children = (sub_tree,) + rest_trees
                     base = sub_cost + rest_cost
                     c_inner = base + tables.inner_amplitude(j, i, k)
@@ -212,13 +233,15 @@ def _interval_dp(tables: PlannerTables):
                         best_root = (c_root, children)
                 inner[j, i] = (best_inner[0], MergeNode(best_inner[1]))
                 root[j, i] = (best_root[0], MergeNode(best_root[1]))
-            # rest[j, i]: one child j -> i, or a child j -> m followed by rest[m, i]
-            best = (inner[j, i][0], (inner[j, i][1],))
-            for m in range(j - 1, i, -1):
-                c = inner[j, m][0] + rest[m, i][0]
-                if c < best[0]:
-                    best = (c, (inner[j, m][1],) + rest[m, i][1])
-            rest[j, i] = best
+            # rest[p, j, i] for every parent p > j: one child j -> i, or a child j -> m then rest[p, m, i]
+            for parent in range(j + 1, n + 1):
+                weight = tables.overlap[parent, j]
+                best = (weight * inner[j, i][0], (inner[j, i][1],))
+                for m in range(j - 1, i, -1):
+                    c = weight * inner[j, m][0] + rest[parent, m, i][0]
+                    if c < best[0]:
+                        best = (c, (inner[j, m][1],) + rest[parent, m, i][1])
+                rest[parent, j, i] = best
     return root
 
 
