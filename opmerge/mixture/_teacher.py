@@ -265,8 +265,8 @@ class MixtureTeacher:
         Classical RK4 with uniform steps in :math:`\rho` and then in :math:`s`, the number of steps
         doubled from 8 per leg until two successive solutions differ by at most
         ``rtol * max(1, max|z_i|)`` and that difference fell by a factor of at least 8 since the
-        previous doubling (RK4's asymptotic regime, where it falls by 16), or 2**16 steps per leg. The returned values are the finer
-        solution; ``error_estimate`` is that difference, which in the asymptotic regime is about
+        previous doubling (RK4's asymptotic regime, where it falls by 16), or 2**16 steps per leg.
+        The returned values are the finer solution; ``error_estimate`` is that difference, which in the asymptotic regime is about
         15 times the finer solution's error (RK4: halving the step divides the error by 16), plus
         a rounding allowance of ``steps * 1e-16 * max(1, max|z_i|)``. ``rtol`` must be in
         [1e-14, 1e-3].
