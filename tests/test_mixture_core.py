@@ -265,8 +265,8 @@ def test_denoiser_is_the_posterior_mean_by_quadrature_in_1d():
     schedule = make_schedule("vp-cosine", 10)
     teacher = MixtureTeacher(mix, schedule)
     x0 = np.linspace(-20.0, 20.0, 200_001)
-    prior = sum(mix.weights[k] * scipy.stats.norm(mix.means[k, 0], np.sqrt(mix.covariances[k, 0, 0])).pdf(x0)
-                for k in range(3))
+    components = [scipy.stats.norm(mix.means[k, 0], np.sqrt(mix.covariances[k, 0, 0])) for k in range(3)]
+    prior = sum(mix.weights[k] * components[k].pdf(x0) for k in range(3))
     z = np.linspace(-4.0, 4.0, 9)
     for n in (1, 3, 6, 10):
         a, b = schedule.alpha[n], schedule.sigma[n]
@@ -275,8 +275,7 @@ def test_denoiser_is_the_posterior_mean_by_quadrature_in_1d():
         expected = np.trapezoid(posterior * x0, x0, axis=1) / np.trapezoid(posterior, x0, axis=1)
         np.testing.assert_allclose(teacher.denoise(z[:, None], n)[:, 0], expected, rtol=1e-9, atol=1e-9)
         # responsibilities: the posterior mass of each component
-        resp = np.array([np.trapezoid(mix.weights[k] * scipy.stats.norm(mix.means[k, 0], np.sqrt(mix.covariances[k, 0, 0])).pdf(x0) * like, x0, axis=1)
-                         for k in range(3)]).T
+        resp = np.array([np.trapezoid(mix.weights[k] * components[k].pdf(x0) * like, x0, axis=1) for k in range(3)]).T
         resp /= resp.sum(axis=1, keepdims=True)
         np.testing.assert_allclose(teacher.responsibilities(z[:, None], n), resp, rtol=1e-8, atol=1e-12)
 
@@ -306,9 +305,10 @@ def test_responsibilities_are_bayes_rule():
     z = _points(2, 7, 2.0, 3)
     for n in (1, 3, 5):
         a, b = schedule.alpha[n], schedule.sigma[n]
-        dens = np.array([mix.weights[k] * scipy.stats.multivariate_normal(a * mix.means[k], a * a * mix.covariances[k] + b * b * np.eye(2)).pdf(z)
-                         for k in range(8)]).T
-        np.testing.assert_allclose(teacher.responsibilities(z, n), dens / dens.sum(axis=1, keepdims=True), rtol=1e-10, atol=1e-15)
+        dens = np.array([mix.weights[k] * scipy.stats.multivariate_normal(
+            a * mix.means[k], a * a * mix.covariances[k] + b * b * np.eye(2)).pdf(z) for k in range(8)]).T
+        np.testing.assert_allclose(teacher.responsibilities(z, n), dens / dens.sum(axis=1, keepdims=True),
+                                   rtol=1e-10, atol=1e-15)
 
 
 def test_ddim_and_heun_steps_are_built_from_the_denoiser():
