@@ -54,6 +54,8 @@ _OWN_SPECTRUM_PREFIXES = ("geom:", "logspace:", "lin:", "linspace:")
 
 #: the study that lives in :mod:`experiments.images.cli` (its own parser)
 IMAGES = "images"
+#: the study with its own parser in :mod:`experiments.mixture_cli` (registered in :mod:`experiments.studies`)
+MIXTURE = "mixture"
 
 
 def build_parser() -> ArgumentParser:
@@ -62,7 +64,8 @@ def build_parser() -> ArgumentParser:
 
     parser = ArgumentParser(prog="opmerge validate", description="Train real torch students and compare them with the model's predictions.")
     parser.add_argument("study", choices=STUDIES + (IMAGES,),
-                        help=f"which validation study to run: {', '.join(STUDIES)}, or {IMAGES} (the digits study, with its own options: "
+                        help=f"which validation study to run: {', '.join(s for s in STUDIES if s != MIXTURE)}, {MIXTURE} (Gaussian-mixture data, "
+                             f"with its own options: opmerge validate {MIXTURE} --help), or {IMAGES} (the digits study, with its own options: "
                              f"opmerge validate {IMAGES} --help)")
     add_model_arguments(parser, steps_default=None, segments_default=None)
     parser.set_defaults(schedule=None, eta_tau=None)
@@ -193,8 +196,8 @@ def _report(result: dict) -> str:
 def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.study == IMAGES:
-        raise UsageError(f"the {IMAGES} study has its own options: write them after it, opmerge validate {IMAGES} [options]")
+    if args.study in (IMAGES, MIXTURE):
+        raise UsageError(f"the {args.study} study has its own options: write them after it, opmerge validate {args.study} [options]")
     config = config_from_args(args, parser)
     from ._torch import resolve_device
     from .studies import run_study
@@ -221,4 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .images.cli import validate_images_main
 
         return validate_images_main(argv[1:])
+    if argv and argv[0] == MIXTURE:
+        from .mixture_cli import validate_mixture_main
+
+        return validate_mixture_main(argv[1:])
     return run_main(_main, argv, memory_hint="reduce --batch, --n-eval, --hidden, --repeats or the number of directions (--lam, --spectrum)")

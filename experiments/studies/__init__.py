@@ -12,6 +12,8 @@ study          question
                does across a :math:`\lambda` grid, and where is the measured BOOT-vs-vanilla crossover?
 ``scot``       What do SCoT and TraFlow students learn per eigen-direction, and which merge plan's
                prediction do they sit closest to?
+``mixture``    Do MLP students on Gaussian-mixture data rank merge plans as the core's mixture
+               simulation and planner cost predict (short and long budgets; docs/bridge_mixture.md)?
 =============  ==============================================================================
 
 One module per study (:mod:`.exactness`, :mod:`.sgd`, :mod:`.ranking`, :mod:`.scot`), each with its
@@ -32,18 +34,20 @@ import torch
 
 from opmerge.errors import InputError, InputTypeError
 
-from . import exactness, ranking, scot, sgd
+from . import exactness, mixture, ranking, scot, sgd
 from ._common import DEFAULT_OUT, DEFAULT_PLANS, StudyConfig, finish, resolve_plans, unit_cache
 from .exactness import EXACTNESS_BOUND, ExactnessConfig
+from .mixture import MixtureConfig
 from .ranking import RankingConfig
 from .scot import ScotConfig
 from .sgd import SGD_COVERAGE_BOUND, SgdConfig
 
-__all__ = ["STUDIES", "CONFIGS", "StudyConfig", "ExactnessConfig", "SgdConfig", "RankingConfig", "ScotConfig", "run_study",
+__all__ = ["STUDIES", "CONFIGS", "StudyConfig", "ExactnessConfig", "SgdConfig", "RankingConfig", "ScotConfig", "MixtureConfig", "run_study",
            "study_config", "default_config", "resolve_plans", "DEFAULT_OUT", "DEFAULT_PLANS", "EXACTNESS_BOUND", "SGD_COVERAGE_BOUND"]
 
 #: study name -> (configuration class, module with ``run`` and ``figure``)
-_STUDIES = {"exactness": (ExactnessConfig, exactness), "sgd": (SgdConfig, sgd), "ranking": (RankingConfig, ranking), "scot": (ScotConfig, scot)}
+_STUDIES = {"exactness": (ExactnessConfig, exactness), "sgd": (SgdConfig, sgd), "ranking": (RankingConfig, ranking), "scot": (ScotConfig, scot),
+            "mixture": (MixtureConfig, mixture)}
 STUDIES = tuple(_STUDIES)
 #: study name -> its configuration class
 CONFIGS = {name: cls for name, (cls, _) in _STUDIES.items()}
@@ -84,7 +88,7 @@ def run_study(name: str, config: StudyConfig | dict | None = None, **overrides) 
 
     Parameters
     ----------
-    name : {"exactness", "sgd", "ranking", "scot"}
+    name : {"exactness", "sgd", "ranking", "scot", "mixture"}
     config : StudyConfig or dict, optional
         The study's configuration, or a dict of its fields; ``None`` fields take the defaults.
     **overrides
