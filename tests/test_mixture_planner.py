@@ -43,7 +43,7 @@ def test_node_table_is_the_trained_node_carried_through_the_teacher(tables_and_p
     """e[j, i, k] rebuilt by hand: fit T(j->i) and T(j->k) on p_j, train, apply T(i->0)."""
     tables, problem = tables_and_problem
     teacher, model = problem.teacher, problem.model
-    j, i, k = 5, 1, 3
+    j, i, k = 4, 1, 2  # j < N: the points of p_j, not the common inputs at N
     z, w = problem.points(j, 0)
     phi = features(teacher, "gated", z, j)
     fit_ji = least_squares(phi, w, teacher.composite(z, j, i))

@@ -214,7 +214,12 @@ def mixture_from_dict(obj: object, name: str = "mixture") -> GaussianMixture:
     label = obj.get("name", "custom")
     if not isinstance(label, str):
         raise InputTypeError(f"{name}.name must be a str, got {type(label).__name__}")
-    return GaussianMixture(obj["weights"], obj["means"], obj["covariances"], name=label)
+    try:
+        return GaussianMixture(obj["weights"], obj["means"], obj["covariances"], name=label)
+    except (InputError, InputTypeError) as exc:
+        if name == "mixture":
+            raise
+        raise type(exc)(f"{name}: {exc}") from None
 
 
 def load_mixture(path: str | os.PathLike) -> GaussianMixture:
@@ -238,10 +243,7 @@ def load_mixture(path: str | os.PathLike) -> GaussianMixture:
             obj["name"] = str(obj["name"])
     else:
         obj = load_json(path, name="mixture file")
-    try:
-        return mixture_from_dict(obj, name=f"mixture file {path!r}")
-    except InputError as exc:
-        raise type(exc)(f"mixture file {path!r}: {exc}") from None
+    return mixture_from_dict(obj, name=f"mixture file {path!r}")
 
 
 def _ring(count: int, radius: float, std: float, dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

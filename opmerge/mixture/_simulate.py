@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .._validate import choice, integer
+from .._validate import choice, flag, integer
 from ..errors import InputError, InputTypeError
 from ..model import StudentModel
 from ..plans import MergeNode, Plan, format_plan, parse_plan
@@ -323,6 +323,7 @@ def simulate_plan(problem: MixtureProblem, plan: Plan | str, w2: bool = True) ->
     """
     _check_problem(problem)
     plan = _check_plan(problem, plan)
+    w2 = flag(w2, "w2")
     executor, fits = _run(problem, plan)
     n = problem.steps
     z, weights = problem.points(n, 0)

@@ -65,6 +65,7 @@ def posterior(mixture: GaussianMixture, z: np.ndarray, a: float, b: float) -> tu
                         - 0.5 * np.sum(np.log(2 * np.pi * s)))
         parts.append(mixture.means[k] + (u * (a * lam / s)) @ vec.T)
     r = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+    r /= r.sum(axis=1, keepdims=True)  # exact normalisation (logsumexp leaves |log p| * eps)
     for k in range(mixture.components):
         mean += r[:, k:k + 1] * parts[k]
     return r, mean
@@ -84,6 +85,7 @@ def _slope_s(mixture: GaussianMixture, y: np.ndarray, s: float) -> np.ndarray:
         logits[:, k] = np.log(mixture.weights[k]) - 0.5 * np.sum(u * u / var, axis=1) - 0.5 * np.sum(np.log(2 * np.pi * var))
         parts.append((u * (s / var)) @ vec.T)
     r = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+    r /= r.sum(axis=1, keepdims=True)  # exact normalisation (logsumexp leaves |log p| * eps)
     out = np.zeros_like(y)
     for k in range(mixture.components):
         out += r[:, k:k + 1] * parts[k]
@@ -98,6 +100,9 @@ class FlowResult:
     ----------
     z : ndarray of shape (count, d)
         :math:`z_i` from the finer solve.
+    converged : bool
+        False when the doubling stopped at its cap of 2**16 steps per leg before meeting ``rtol``
+        (the estimate is still reported).
     error_estimate : float
         Largest absolute difference between the returned RK4 solution and the one with half as
         many steps, plus a rounding allowance: about 15 times the returned values' error once the
@@ -106,6 +111,7 @@ class FlowResult:
 
     z: np.ndarray
     error_estimate: float
+    converged: bool = True
 
 
 class MixtureTeacher:
@@ -290,8 +296,10 @@ class MixtureTeacher:
             # stop only in RK4's asymptotic regime: the gap fell by >= 8 (16 in theory) since the last
             # doubling, or it is at the rounding level; a first small gap can be a coincidence
             asymptotic = previous_gap is not None and (gap * 8.0 <= previous_gap or gap <= 10.0 * rounding)
-            if (gap <= rtol * scale and asymptotic) or substeps >= 2**16:
-                return FlowResult(fine, gap + rounding)
+            if gap <= rtol * scale and asymptotic:
+                return FlowResult(fine, gap + rounding, True)
+            if substeps >= 2**16:
+                return FlowResult(fine, gap + rounding, False)
             previous_gap = gap
             coarse = fine
 
