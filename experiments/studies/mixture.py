@@ -431,8 +431,14 @@ def figure(result: dict):
     for seg, mk in markers.items():
         if any(r["segments"] == seg for r in rows):
             ax.scatter([], [], color="#888888", marker=mk, s=20, label=f"M = {seg}")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # labels at 1, 2, 5 x 10^k, written plainly
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(rf"predicted MSE (core, gated affine, $\eta\tau$ = {s['eta_tau']:g})")
     ax.set_ylabel("measured MSE (MLP students vs teacher)")
     ax.set_title(f"{cfg['preset']}, {s['budget']} budget ({s['node_steps']} Adam updates/node)\n"
