@@ -130,10 +130,10 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert "--target does not apply to the sgd study" in err
 
 
-def test_validate_help_lists_all_five_studies(capsys):
+def test_validate_help_lists_all_six_studies(capsys):
     assert cli.main(["--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "{exactness,sgd,ranking,scot,images}" in out
+    assert "{exactness,sgd,ranking,scot,mixture,images}" in out
     assert "opmerge validate images --help" in out
     assert cli.main(["--quick", "images"]) == 2  # images takes its own options after the word images
     assert "the images study has its own options" in capsys.readouterr().err

@@ -53,6 +53,9 @@ def command_parsers(*, bridge: bool) -> dict[str, argparse.ArgumentParser]:
 
         parsers["opmerge validate"] = validate_parser()
         parsers["opmerge validate images"] = build_validate_images_parser()
+        from opmerge.experiments.mixture_cli import build_validate_mixture_parser
+
+        parsers["opmerge validate mixture"] = build_validate_mixture_parser()
         parsers["opmerge train-teacher"] = build_train_teacher_parser()
     return parsers
 
