@@ -61,7 +61,7 @@ COMMANDS = {
     "derive": "symbolic derivations of the teacher and student formulas, as LaTeX",
     "phase": "optimal plan family along a lambda sweep, with located thresholds (analysis)",
     "demo": "the built-in demo job: digits spectrum, joint plans, phase diagram (analysis)",
-    "validate": "train real torch students and compare them with the model's predictions (experiments; studies exactness, sgd, ranking, scot, images)",
+    "validate": "train real torch students and compare them with the model's predictions (experiments; studies exactness, sgd, ranking, scot, mixture, images)",
     "train-teacher": "train (or resume) a diffusion teacher on image data such as the 8x8 digits (experiments)",
     "mixture": "Gaussian-mixture regime: plan, simulate, merge-error, phase, honesty (analysis)",
 }
