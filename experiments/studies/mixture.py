@@ -47,6 +47,7 @@ from opmerge.mixture import (
 )
 from opmerge.model import StudentModel
 from opmerge.plans import CANONICAL_KINDS, MergeNode, Plan, canonical_plan, format_plan, parse_plan, tree_leaves
+from opmerge.plans import random_plan as draw_plan
 from opmerge.schedules import make_schedule
 
 from .._torch import derive_seed, make_generator
@@ -195,19 +196,7 @@ def random_plan(steps: int, rng: np.random.Generator, max_segments: int = RANDOM
     """
     steps = integer(steps, "steps", low=1)
     segments = int(rng.integers(1, min(steps, max_segments) + 1))
-    cuts = sorted(rng.choice(np.arange(1, steps), size=segments - 1, replace=False).tolist(), reverse=True) if segments > 1 else []
-    edges = [steps] + cuts + [0]
-
-    def tree(top: int, bottom: int):
-        length = top - bottom
-        if length == 1:
-            return top
-        k = int(rng.integers(2, min(length, 4) + 1))
-        inner = sorted(rng.choice(np.arange(1, length), size=k - 1, replace=False).tolist(), reverse=True)
-        bounds = [top] + [bottom + c for c in inner] + [bottom]
-        return MergeNode(tuple(tree(bounds[m], bounds[m + 1]) for m in range(len(bounds) - 1)))
-
-    return Plan(tuple(tree(edges[m], edges[m + 1]) for m in range(len(edges) - 1)))
+    return draw_plan(steps, segments, rng, boundaries="random")
 
 
 def plan_list(cfg: MixtureConfig, optimal: dict | None = None) -> list[dict]:

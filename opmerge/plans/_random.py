@@ -42,7 +42,7 @@ def random_plan(steps: int, segments: int, rng: np.random.Generator, boundaries:
     if boundaries == "uniform":
         b = list(segment_boundaries(steps, segments))
     elif boundaries == "random":
-        cuts = sorted(rng.choice(np.arange(1, steps), size=segments - 1, replace=False).tolist(), reverse=True)
+        cuts = sorted(rng.choice(np.arange(1, steps), size=segments - 1, replace=False).tolist(), reverse=True) if segments > 1 else []
         b = [steps] + cuts + [0]
     else:
         raise InputError(f"boundaries must be 'uniform' or 'random', got {boundaries!r}")
