@@ -35,7 +35,7 @@ from .._validate import integer
 from ..errors import InputError
 from ..plans import MergeNode, Plan
 from ._family import features, least_squares, train_parameters
-from ._simulate import MixtureProblem, _check_plan, _check_problem
+from ._simulate import MixtureProblem, _check_plan, _check_problem, fixed_init_parameters
 
 __all__ = ["PlannerTables", "planner_tables", "plan_cost", "MixturePlan", "optimal_mixture_plan"]
 
@@ -96,7 +96,7 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
     for j in range(1, n_steps + 1):
         z, weights = problem.points(j, 0)
         phi = features(teacher, problem.family, z, j)
-        trajectory = _trajectory(teacher, z, j)
+        trajectory = teacher._trajectory(z, j, 0)
         final = trajectory[-1]
 
         def carried_error(theta: np.ndarray, i: int) -> float:
@@ -117,7 +117,7 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
                     theta = train_parameters(fit, fits[k].theta, model.training, model.eta_tau, model.lr, model.gd_steps)
                     node[j, i, k] = carried_error(theta, i)
             else:
-                theta0 = _fixed_init(problem, j, i, z, weights, phi)
+                theta0 = fixed_init_parameters(problem, j, i, z, weights, phi)
                 theta = train_parameters(fit, theta0, model.training, model.eta_tau, model.lr, model.gd_steps)
                 node[j, i, i + 1:j] = carried_error(theta, i)
         if progress is not None:
@@ -137,26 +137,6 @@ def _overlap(phi: np.ndarray, weights: np.ndarray, later: np.ndarray) -> float:
         return 0.0
     fit = least_squares(phi, weights, later)
     return float(min(1.0, max(0.0, 1.0 - fit.residual / total)))
-
-
-def _trajectory(teacher, z: np.ndarray, top: int) -> list[np.ndarray]:
-    out = [z]
-    for n in range(top, 0, -1):
-        out.append(teacher._step(out[-1], n))
-    return out
-
-
-def _fixed_init(problem: MixtureProblem, j: int, i: int, z: np.ndarray, weights: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    from ._family import identity_parameters
-
-    init, teacher = problem.model.init, problem.teacher
-    if init == "ddim":
-        if problem.family == "gated":
-            return teacher._ddim_parameters(j, i)
-        return least_squares(phi, weights, teacher._ddim(z, j, i)).theta
-    if init == "zero":
-        return np.zeros((phi.shape[1], teacher.dim))
-    return identity_parameters(teacher, problem.family)
 
 
 def _first_end(node: MergeNode) -> int:

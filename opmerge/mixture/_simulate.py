@@ -190,6 +190,20 @@ def _check_plan(problem: MixtureProblem, plan: object) -> Plan:
     return plan
 
 
+def fixed_init_parameters(problem: MixtureProblem, top: int, bottom: int, z: np.ndarray, weights: np.ndarray,
+                          phi: np.ndarray) -> np.ndarray:
+    """The start of a node over ``top -> bottom`` for the inits other than ``warm``: the DDIM jump (in
+    the gated family exactly, else its best fit on ``z``), zero or the identity (validated input)."""
+    init, teacher = problem.model.init, problem.teacher
+    if init == "ddim":
+        if problem.family == "gated":
+            return teacher._ddim_parameters(top, bottom)
+        return least_squares(phi, weights, teacher._ddim(z, top, bottom)).theta
+    if init == "zero":
+        return np.zeros((phi.shape[1], teacher.dim))
+    return identity_parameters(teacher, problem.family)
+
+
 class _Executor:
     """Applies leaves and fitted nodes to points (validated input)."""
 
@@ -216,13 +230,7 @@ class _Executor:
             if isinstance(first, MergeNode):
                 return self.fits[first].theta
             return self.leaf_parameters(first, phi, weights, z)
-        if init == "ddim":
-            if self.problem.family == "gated":
-                return self.teacher._ddim_parameters(node.top, node.bottom)
-            return least_squares(phi, weights, self.teacher._ddim(z, node.top, node.bottom)).theta
-        if init == "zero":
-            return np.zeros((phi.shape[1], self.teacher.dim))
-        return identity_parameters(self.teacher, self.problem.family)
+        return fixed_init_parameters(self.problem, node.top, node.bottom, z, weights, phi)
 
     def fit_node(self, node: MergeNode, eta_tau: float) -> NodeFit:
         problem = self.problem

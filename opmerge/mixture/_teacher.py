@@ -47,49 +47,47 @@ def _check_points(z: object, dim: int, name: str = "z") -> np.ndarray:
     return arr
 
 
+def _gated(mixture: GaussianMixture, x: np.ndarray, a: float, b: float, gain) -> tuple[np.ndarray, list[np.ndarray]]:
+    r"""Responsibilities of :math:`x = a x_0 + b\varepsilon` and, per component, :math:`U_k\,
+    \mathrm{diag}(\mathrm{gain}(\lambda_k, s_k))\,U_k^\top (x - a\mu_k)` with :math:`s_k = a^2\lambda_k + b^2`."""
+    logits = np.empty((x.shape[0], mixture.components))
+    parts = []
+    for k in range(mixture.components):
+        lam, vec = mixture.eigvals[k], mixture.eigvecs[k]
+        s = a * a * lam + b * b
+        u = (x - a * mixture.means[k]) @ vec
+        logits[:, k] = (np.log(mixture.weights[k]) - 0.5 * np.sum(u * u / s, axis=1)
+                        - 0.5 * np.sum(np.log(2 * np.pi * s)))
+        parts.append((u * gain(lam, s)) @ vec.T)
+    r = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+    r /= r.sum(axis=1, keepdims=True)  # exact normalisation (logsumexp leaves |log p| * eps)
+    return r, parts
+
+
+def _mix(r: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    out = np.zeros_like(parts[0])
+    for k, part in enumerate(parts):
+        out += r[:, k:k + 1] * part
+    return out
+
+
 def posterior(mixture: GaussianMixture, z: np.ndarray, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     r"""Responsibilities and posterior mean of :math:`x_0` given :math:`z = a x_0 + b\varepsilon` (``b > 0``).
 
     Returns ``(r, x0_hat)`` with ``r`` of shape (count, K) and ``x0_hat`` of shape (count, d).
     Validated input only (``z`` contiguous float64).
     """
-    count = z.shape[0]
-    logits = np.empty((count, mixture.components))
-    mean = np.zeros_like(z)
-    parts = []
-    for k in range(mixture.components):
-        lam, vec = mixture.eigvals[k], mixture.eigvecs[k]
-        s = a * a * lam + b * b
-        u = (z - a * mixture.means[k]) @ vec
-        logits[:, k] = (np.log(mixture.weights[k]) - 0.5 * np.sum(u * u / s, axis=1)
-                        - 0.5 * np.sum(np.log(2 * np.pi * s)))
-        parts.append(mixture.means[k] + (u * (a * lam / s)) @ vec.T)
-    r = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
-    r /= r.sum(axis=1, keepdims=True)  # exact normalisation (logsumexp leaves |log p| * eps)
-    for k in range(mixture.components):
-        mean += r[:, k:k + 1] * parts[k]
-    return r, mean
+    r, parts = _gated(mixture, z, a, b, lambda lam, s: a * lam / s)
+    return r, _mix(r, [mixture.means[k] + part for k, part in enumerate(parts)])
 
 
 def _slope_s(mixture: GaussianMixture, y: np.ndarray, s: float) -> np.ndarray:
-    r""":math:`(y - D(y, s))/s` of the ODE :math:`\mathrm dy/\mathrm ds` (finite at :math:`s = 0`: it is 0 there)."""
+    r""":math:`(y - D(y, s))/s` of the ODE :math:`\mathrm dy/\mathrm ds` (finite at :math:`s = 0`: it is 0 there):
+    :math:`\sum_k r_k U_k \mathrm{diag}(s / (\lambda_k + s^2)) U_k^\top (y - \mu_k)`, responsibilities of
+    :math:`y = x_0 + s\varepsilon`."""
     if s == 0.0:
         return np.zeros_like(y)
-    count = y.shape[0]
-    logits = np.empty((count, mixture.components))
-    parts = []
-    for k in range(mixture.components):
-        lam, vec = mixture.eigvals[k], mixture.eigvecs[k]
-        var = lam + s * s
-        u = (y - mixture.means[k]) @ vec
-        logits[:, k] = np.log(mixture.weights[k]) - 0.5 * np.sum(u * u / var, axis=1) - 0.5 * np.sum(np.log(2 * np.pi * var))
-        parts.append((u * (s / var)) @ vec.T)
-    r = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
-    r /= r.sum(axis=1, keepdims=True)  # exact normalisation (logsumexp leaves |log p| * eps)
-    out = np.zeros_like(y)
-    for k in range(mixture.components):
-        out += r[:, k:k + 1] * parts[k]
-    return out
+    return _mix(*_gated(mixture, y, 1.0, s, lambda lam, var: s / var))
 
 
 @dataclass(frozen=True)
@@ -217,13 +215,16 @@ class MixtureTeacher:
         top, bottom = self._span(self.steps if top is None else top, bottom)
         return self._composite(_check_points(z, self.dim), top, bottom)
 
-    def trajectory(self, z: object, top: object = None, bottom: object = 0) -> list[np.ndarray]:
-        """The points :math:`z_j, z_{j-1}, \\dots, z_i` of the teacher's run from ``top`` to ``bottom``."""
-        top, bottom = self._span(self.steps if top is None else top, bottom)
-        out = [_check_points(z, self.dim)]
+    def _trajectory(self, z: np.ndarray, top: int, bottom: int) -> list[np.ndarray]:
+        out = [z]
         for n in range(top, bottom, -1):
             out.append(self._step(out[-1], n))
         return out
+
+    def trajectory(self, z: object, top: object = None, bottom: object = 0) -> list[np.ndarray]:
+        """The points :math:`z_j, z_{j-1}, \\dots, z_i` of the teacher's run from ``top`` to ``bottom``."""
+        top, bottom = self._span(self.steps if top is None else top, bottom)
+        return self._trajectory(_check_points(z, self.dim), top, bottom)
 
     # ---- the exact flow ----------------------------------------------------------------------
     def _phases(self, top: int, bottom: int) -> list[tuple[str, float, float]]:
