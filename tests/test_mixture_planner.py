@@ -67,6 +67,39 @@ def test_cost_adds_root_amplitudes_and_inner_training_amplitudes(tables_and_prob
     assert plan_cost(tables, parse_plan("5 | 4 | 3 | 2 | 1", 5)) == 0.0
 
 
+def test_lag_share_is_the_projection_of_the_later_childs_lag_on_the_parents_family(tables_and_problem):
+    """s[p, m, i, k] rebuilt by hand with numpy's lstsq: the child's lag (trained minus best fit, fitted
+    on p_m) evaluated at T(p -> m)(z_p), projected on the features at p under the weights of p_p."""
+    tables, problem = tables_and_problem
+    teacher, model = problem.teacher, problem.model
+    p, m, i, k = 5, 3, 1, 2
+    zm, wm = problem.points(m, 0)
+    phi_m = features(teacher, "gated", zm, m)
+    fit_mi = least_squares(phi_m, wm, teacher.composite(zm, m, i))
+    fit_mk = least_squares(phi_m, wm, teacher.composite(zm, m, k))
+    lag = train_parameters(fit_mi, fit_mk.theta, "flow", model.eta_tau, None, None) - fit_mi.theta
+    zp, wp = problem.points(p, 0)
+    delta = features(teacher, "gated", teacher.composite(zp, p, m), m) @ lag
+    phi_p = features(teacher, "gated", zp, p)
+    root_w = np.sqrt(wp)[:, None]
+    coef = np.linalg.lstsq(phi_p * root_w, delta * root_w, rcond=None)[0]
+    projected = phi_p @ coef
+    expected = math.sqrt(float(wp @ np.sum(projected**2, axis=1)) / float(wp @ np.sum(delta**2, axis=1)))
+    assert tables.share[p, m, i, k] == pytest.approx(expected, rel=1e-8)
+    assert 0.0 < expected < 1.0
+    shares = tables.share[~np.isnan(tables.share)]
+    assert shares.size > 0 and np.all((shares >= 0.0) & (shares <= 1.0))
+
+
+def test_later_children_are_weighted_by_their_lag_share(tables_and_problem):
+    tables, _ = tables_and_problem
+    plan = parse_plan("(5 (4 3) 2) | 1", 5)
+    root = math.sqrt(tables.node[5, 1, 4])
+    later = tables.share[5, 4, 2, 3] * max(math.sqrt(tables.node[4, 2, 3]) - math.sqrt(tables.carried[4, 2]), 0.0)
+    assert later > 0.0
+    assert plan_cost(tables, plan) == pytest.approx((root + later) ** 2, rel=1e-14)
+
+
 @pytest.mark.parametrize("segments", [1, 2, 3])
 def test_dynamic_program_finds_the_brute_force_minimum(tables_and_problem, segments):
     tables, problem = tables_and_problem
@@ -74,6 +107,26 @@ def test_dynamic_program_finds_the_brute_force_minimum(tables_and_problem, segme
     picked = optimal_mixture_plan(problem, segments, tables=tables)
     assert picked.cost == pytest.approx(min(costs.values()), rel=1e-12, abs=1e-300)
     assert costs[str(picked.plan)] == pytest.approx(picked.cost, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dynamic_program_is_exact_on_random_tables(tables_and_problem, seed):
+    """Random node, carried and share tables (every term of the cost matters): the program's pick and
+    cost equal brute force over all plans of N = 5 with M = 1, 2, 3."""
+    import dataclasses
+
+    tables, problem = tables_and_problem
+    rng = np.random.default_rng(seed)
+    node = np.where(np.isnan(tables.node), np.nan, rng.uniform(0.0, 1.0, tables.node.shape))
+    carried = np.where(np.isnan(tables.carried), np.nan, rng.uniform(0.0, 0.5, tables.carried.shape))
+    share = np.where(np.isnan(tables.share), np.nan, rng.uniform(0.0, 1.0, tables.share.shape))
+    fake = dataclasses.replace(tables, node=node, carried=carried, share=share)
+    for segments in (1, 2, 3):
+        costs = {str(p): plan_cost(fake, p) for p in enumerate_plans(problem.steps, segments)}
+        picked = optimal_mixture_plan(problem, segments, tables=fake)
+        best = min(costs.values())
+        assert picked.cost == pytest.approx(best, rel=1e-12)
+        assert costs[str(picked.plan)] == pytest.approx(best, rel=1e-12)
 
 
 def test_non_warm_inits_make_the_node_cost_independent_of_the_first_child():

@@ -15,12 +15,15 @@ trajectory and smooth its mixture structure the same way), so their amplitudes a
 
 .. math::
     \mathrm{cost}(\text{plan}) = \Bigl(\sum_{\text{roots}} \sqrt{e_{j,i,k}}
-      + \sum_{\text{inner nodes}} \bigl(\sqrt{e_{j,i,k}} - \sqrt{e_{j,i,\infty}}\bigr)_+\Bigr)^2 .
+      + \sum_{\text{inner nodes}} w_\nu \bigl(\sqrt{e_{j,i,k}} - \sqrt{e_{j,i,\infty}}\bigr)_+\Bigr)^2 .
 
 A segment root keeps its whole error; an inner node's approximation residual is refitted by its
-parent, so only its training part (in amplitude) is carried. The sum is additive over nodes with
-a term that depends on :math:`(j, i, k)` only, so an interval dynamic program finds its minimum
-over all plans with ``M`` segments exactly.
+parent, so only its training part (in amplitude) is carried. A first child's weight is its
+parent's; a later child :math:`m \to i` (first child ending at :math:`k`) of a parent with input
+index :math:`p` is weighted by its parent's weight times :math:`s_{p,m,i,k}`, the share (in
+amplitude) of its training lag that the parent's family at :math:`p` reproduces. Every term
+depends on the node's own indices and its parent's input index, so an interval dynamic program
+finds the minimum over all plans with ``M`` segments exactly.
 """
 
 from __future__ import annotations
@@ -56,6 +59,13 @@ class PlannerTables:
     node : ndarray (N + 1, N + 1, N + 1)
         ``[j, i, k]``: :math:`e_{j,i,k}` (``k`` the first child's end for the ``warm`` init; for the
         other inits every ``k`` holds the same value).
+    overlap : ndarray (N + 1, N + 1)
+        ``[p, m]``: :math:`o_{p,m}`, the share of the feature energy of the family at ``m``
+        (seen through :math:`T(p\to m)`) that the family at ``p`` reproduces.
+    share : ndarray (N + 1, N + 1, N + 1, N + 1)
+        ``[p, m, i, k]``: :math:`s_{p,m,i,k}`, the share in amplitude of the training lag
+        :math:`f_{m,i,k} - f_{\Theta^*_{m,i}}` of a later child :math:`m\to i` that a parent with
+        input index ``p`` reproduces (:math:`o_{p,m}` where that lag is 0).
     seconds : float
         Time taken to build the tables.
     """
@@ -65,6 +75,7 @@ class PlannerTables:
     carried: np.ndarray
     node: np.ndarray
     overlap: np.ndarray
+    share: np.ndarray
     seconds: float
 
     def root_amplitude(self, j: int, i: int, k: int) -> float:
@@ -93,6 +104,8 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
     carried = np.full((n_steps + 1, n_steps + 1), np.nan)
     node = np.full((n_steps + 1, n_steps + 1, n_steps + 1), np.nan)
     overlap = np.full((n_steps + 1, n_steps + 1), np.nan)
+    share = np.full((n_steps + 1,) * 4, np.nan)
+    lags: dict[tuple[int, int, int], np.ndarray] = {}   # (m, i, k) -> Theta_{m,i,k} - Theta*_{m,i}
     for j in range(1, n_steps + 1):
         z, weights = problem.points(j, 0)
         phi = features(teacher, problem.family, z, j)
@@ -104,7 +117,9 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
             return float(weights @ np.sum((out - final) ** 2, axis=1))
 
         for k in range(j - 1, 0, -1):
-            overlap[j, k] = _overlap(phi, weights, features(teacher, problem.family, trajectory[j - k], k))
+            later = features(teacher, problem.family, trajectory[j - k], k)
+            overlap[j, k] = _overlap(phi, weights, later)
+            _lag_shares(share, j, k, phi, weights, later, lags, overlap[j, k])
         fits = {}
         for i in range(j - 1, -1, -1):
             fits[i] = least_squares(phi, weights, trajectory[j - i])
@@ -116,17 +131,39 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
                 for k in range(i + 1, j):
                     theta = train_parameters(fit, fits[k].theta, model.training, model.eta_tau, model.lr, model.gd_steps)
                     node[j, i, k] = carried_error(theta, i)
+                    lags[j, i, k] = theta - fit.theta
             else:
                 theta0 = fixed_init_parameters(problem, j, i, z, weights, phi)
                 theta = train_parameters(fit, theta0, model.training, model.eta_tau, model.lr, model.gd_steps)
                 node[j, i, i + 1:j] = carried_error(theta, i)
+                for k in range(i + 1, j):
+                    lags[j, i, k] = theta - fit.theta
         if progress is not None:
             progress(j, n_steps)
     if not (np.all(np.isfinite(node[~np.isnan(node)])) and np.all(np.isfinite(carried[~np.isnan(carried)]))):
         raise FloatingPointError(
             "the planner's node errors are not finite (the teacher or a fitted student overflowed on these "
             "points); use a smaller budget or a schedule with a smaller growth")
-    return PlannerTables(n_steps, approx, carried, node, overlap, time.perf_counter() - start)
+    return PlannerTables(n_steps, approx, carried, node, overlap, share, time.perf_counter() - start)
+
+
+def _lag_shares(share: np.ndarray, p: int, m: int, phi: np.ndarray, weights: np.ndarray, later: np.ndarray,
+                lags: dict, fallback: float) -> None:
+    r"""Fill ``share[p, m, i, k]`` for every merge node ``m -> i`` with first child ending at ``k``:
+    :math:`\|\mathrm{Proj}_p\,\delta\| / \|\delta\|` on :math:`p_p` for the lag function
+    :math:`\delta(z) = (\Theta_{m,i,k} - \Theta^*_{m,i})^\top\varphi_m(T(p\to m)z)`; one least-squares
+    solve for all of them."""
+    keys = [(i, k) for i in range(m - 1) for k in range(i + 1, m)]
+    if not keys:
+        return
+    d = next(iter(lags.values())).shape[1]
+    targets = np.concatenate([later @ lags[m, i, k] for i, k in keys], axis=1)
+    projected = phi @ least_squares(phi, weights, targets).theta
+    total = (weights @ (targets * targets)).reshape(len(keys), d).sum(axis=1)
+    kept = (weights @ (projected * projected)).reshape(len(keys), d).sum(axis=1)
+    scale = float(total.max())
+    for (i, k), t, c in zip(keys, total, kept):
+        share[p, m, i, k] = math.sqrt(min(1.0, c / t)) if t > 1e-24 * max(scale, 1e-300) and t > 0.0 else fallback
 
 
 def _overlap(phi: np.ndarray, weights: np.ndarray, later: np.ndarray) -> float:
@@ -156,7 +193,8 @@ def plan_amplitude(tables: PlannerTables, plan: Plan) -> float:
         total += weight * own
         for position, child in enumerate(node.children):
             if isinstance(child, MergeNode):
-                stack.append((child, weight if position == 0 else weight * tables.overlap[j, child.top], False))
+                stack.append((child, weight if position == 0 else
+                              weight * tables.share[j, child.top, child.bottom, _first_end(child)], False))
     return total
 
 
@@ -186,42 +224,51 @@ class MixturePlan:
 
 
 def _interval_dp(tables: PlannerTables):
-    """Best inner subtrees, best later-child sequences and best segment roots over every interval."""
+    """Best first-child subtrees, later-child subtrees and later-child sequences, and segment roots, over
+    every interval (first minimum met wins)."""
     n = tables.steps
     inf = math.inf
-    inner = {}   # (j, i) -> (cost, tree)
+    inner = {}   # (j, i) -> (cost, tree): subtree weighted like its parent (a first child)
+    later = {}   # (p, j, i) -> (cost, tree): later child j -> i of a parent with input p, weight s[p, j, i, k]
+    rest = {}    # (p, j, i) -> (cost, trees): later children covering j -> i of a parent with input p
     root = {}    # (j, i) -> (cost, tree)
-    rest = {}    # (parent j, k, i) -> (cost, trees): later children covering k -> i, weighted by overlap[j, top]
     for length in range(1, n + 1):
         for i in range(0, n - length + 1):
             j = i + length
+            parents = range(j + 1, n + 1)
             if length == 1:
-                inner[j, i] = (0.0, j)
-                root[j, i] = (0.0, j)
+                inner[j, i] = root[j, i] = (0.0, j)
+                for p in parents:
+                    later[p, j, i] = (0.0, j)
             else:
                 best_inner, best_root = (inf, None), (inf, None)
+                best_later = {p: (inf, None) for p in parents}
                 for k in range(j - 1, i, -1):  # first child j -> k, deterministic order: shortest first child first
                     sub_cost, sub_tree = inner[j, k]
                     rest_cost, rest_trees = rest[j, k, i]
                     children = (sub_tree,) + rest_trees
-                    base = sub_cost + rest_cost
-                    c_inner = base + tables.inner_amplitude(j, i, k)
-                    c_root = base + tables.root_amplitude(j, i, k)
+                    c_inner = sub_cost + rest_cost + tables.inner_amplitude(j, i, k)
+                    c_root = sub_cost + rest_cost + tables.root_amplitude(j, i, k)
                     if c_inner < best_inner[0]:
                         best_inner = (c_inner, children)
                     if c_root < best_root[0]:
                         best_root = (c_root, children)
+                    for p in parents:
+                        c = tables.share[p, j, i, k] * c_inner
+                        if c < best_later[p][0]:
+                            best_later[p] = (c, children)
                 inner[j, i] = (best_inner[0], MergeNode(best_inner[1]))
                 root[j, i] = (best_root[0], MergeNode(best_root[1]))
-            # rest[p, j, i] for every parent p > j: one child j -> i, or a child j -> m then rest[p, m, i]
-            for parent in range(j + 1, n + 1):
-                weight = tables.overlap[parent, j]
-                best = (weight * inner[j, i][0], (inner[j, i][1],))
+                for p in parents:
+                    later[p, j, i] = (best_later[p][0], MergeNode(best_later[p][1]))
+            # rest[p, j, i]: one later child j -> i, or a later child j -> m then rest[p, m, i]
+            for p in parents:
+                best = (later[p, j, i][0], (later[p, j, i][1],))
                 for m in range(j - 1, i, -1):
-                    c = weight * inner[j, m][0] + rest[parent, m, i][0]
+                    c = later[p, j, m][0] + rest[p, m, i][0]
                     if c < best[0]:
-                        best = (c, (inner[j, m][1],) + rest[parent, m, i][1])
-                rest[parent, j, i] = best
+                        best = (c, (later[p, j, m][1],) + rest[p, m, i][1])
+                rest[p, j, i] = best
     return root
 
 
@@ -229,7 +276,7 @@ def optimal_mixture_plan(problem: MixtureProblem, segments: int = 1, tables: Pla
                          progress=None) -> MixturePlan:
     r"""The plan with ``segments`` segments that minimises :func:`plan_cost` (exact, by dynamic programming).
 
-    Segments and nodes are chosen by an :math:`O(N^3 + M N^2)` interval program over the node
+    Segments and nodes are chosen by an :math:`O(N^4 + M N^2)` interval program over the node
     amplitudes; ties go to the first minimum met (shorter first children and later segment
     boundaries are tried first).
     """
