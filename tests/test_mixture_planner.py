@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg
 
 from opmerge import Problem, StudentModel, canonical_plan, enumerate_plans, evaluate_plan, make_schedule, parse_plan, solve
 from opmerge.errors import InputError
@@ -39,65 +40,113 @@ def test_one_step_merge_has_no_approximation_error_and_longer_merges_do(tables_a
     assert data_side[-1] > 1e-3
 
 
-def test_node_table_is_the_trained_node_carried_through_the_teacher(tables_and_problem):
-    """e[j, i, k] rebuilt by hand: fit T(j->i) and T(j->k) on p_j, train, apply T(i->0)."""
+def _train_by_hand(phi, w, target, theta0, eta_tau):
+    """Gradient flow on the weighted least squares, by the matrix exponential (not the eigenbasis):
+    Theta* + expm(-2 eta_tau G)(Theta0 - Theta*), G = Phi^T W Phi."""
+    root_w = np.sqrt(w)[:, None]
+    star = np.linalg.lstsq(phi * root_w, target * root_w, rcond=None)[0]
+    gram = phi.T @ (phi * w[:, None])
+    return star + scipy.linalg.expm(-2.0 * eta_tau * gram) @ (theta0 - star), star
+
+
+def _lstsq(phi, w, target):
+    return np.linalg.lstsq(phi * np.sqrt(w)[:, None], target * np.sqrt(w)[:, None], rcond=None)[0]
+
+
+def _carried(teacher, out, i, reference, w):
+    return float(w @ np.sum((teacher.composite(out, i, 0) - reference) ** 2, axis=1))
+
+
+def test_node_table_is_the_node_of_the_best_chain_carried_through_the_teacher(tables_and_problem):
+    """e[4, 1, 2] and r[4, 1, 2] rebuilt by hand: the chain (4 3) is fitted to T(4 -> 2) from the teacher
+    step, the node ((4 3) 2) to T(2 -> 1) after the chain, from the chain; both carried by T(1 -> 0)."""
     tables, problem = tables_and_problem
-    teacher, model = problem.teacher, problem.model
-    j, i, k = 4, 1, 2  # j < N: the points of p_j, not the common inputs at N
+    teacher, eta_tau = problem.teacher, problem.model.eta_tau
+    j, i, k = 4, 1, 2
     z, w = problem.points(j, 0)
     phi = features(teacher, "gated", z, j)
-    fit_ji = least_squares(phi, w, teacher.composite(z, j, i))
-    fit_jk = least_squares(phi, w, teacher.composite(z, j, k))
-    theta = train_parameters(fit_ji, fit_jk.theta, "flow", model.eta_tau, None, None)
-    out = teacher.composite(phi @ theta, i, 0)
-    expected = float(w @ np.sum((out - teacher.composite(z, j, 0)) ** 2, axis=1))
-    assert tables.node[j, i, k] == pytest.approx(expected, rel=1e-10)
-    best = teacher.composite(phi @ fit_ji.theta, i, 0)
-    assert tables.carried[j, i] == pytest.approx(float(w @ np.sum((best - teacher.composite(z, j, 0)) ** 2, axis=1)), rel=1e-10)
+    chain, _ = _train_by_hand(phi, w, teacher.composite(z, j, k), _lstsq(phi, w, teacher.composite(z, j, j - 1)), eta_tau)
+    theta, _ = _train_by_hand(phi, w, teacher.composite(phi @ chain, k, i), chain, eta_tau)
+    reference = teacher.composite(z, j, 0)
+    assert tables.node[j, i, k] == pytest.approx(_carried(teacher, phi @ theta, i, reference, w), rel=1e-8)
+    assert tables.best[j, i] == min(tables.node[j, i, 2], tables.node[j, i, 3])
+    # the best fit of the teacher composite, carried
+    best_fit = _lstsq(phi, w, teacher.composite(z, j, i))
+    assert tables.carried[j, i] == pytest.approx(_carried(teacher, phi @ best_fit, i, reference, w), rel=1e-8)
+    # the root table at j = N - 1: the node's amplitude on the teacher's step from the common inputs z_N
+    z_n, w_n = problem.points(problem.steps, 0)
+    final_n = teacher.composite(z_n, problem.steps, 0)
+    seen = teacher.composite(z_n, problem.steps, j)
+    expected_root = math.sqrt(_carried(teacher, features(teacher, "gated", seen, j) @ theta, i, final_n, w_n))
+    assert tables.root[j, i, k] == pytest.approx(expected_root, rel=1e-8)
 
 
-def test_cost_adds_root_amplitudes_and_inner_training_amplitudes(tables_and_problem):
+def test_root_amplitude_is_what_the_root_adds_after_the_best_first_segment(tables_and_problem):
+    """root[3, 0, 1] by hand: the best (only) chain over 5 -> 3 is (5 4) fitted to T(5 -> 3) from the
+    step; the node ((3 2) 1) (chain (3 2) fitted to T(3 -> 1)) applied to its outputs on z_5, carried to
+    the data side, minus that chain's own carried error, in amplitude."""
+    tables, problem = tables_and_problem
+    teacher, eta_tau = problem.teacher, problem.model.eta_tau
+    z5, w5 = problem.points(5, 0)
+    phi5 = features(teacher, "gated", z5, 5)
+    first, _ = _train_by_hand(phi5, w5, teacher.composite(z5, 5, 3), _lstsq(phi5, w5, teacher.composite(z5, 5, 4)), eta_tau)
+    final = teacher.composite(z5, 5, 0)
+    base = math.sqrt(_carried(teacher, phi5 @ first, 3, final, w5))
+    assert tables.best[5, 3] == pytest.approx(base**2, rel=1e-8)
+    z3, w3 = problem.points(3, 0)
+    phi3 = features(teacher, "gated", z3, 3)
+    chain, _ = _train_by_hand(phi3, w3, teacher.composite(z3, 3, 1), _lstsq(phi3, w3, teacher.composite(z3, 3, 2)), eta_tau)
+    theta, _ = _train_by_hand(phi3, w3, teacher.composite(phi3 @ chain, 1, 0), chain, eta_tau)
+    seen = features(teacher, "gated", phi5 @ first, 3)
+    expected = math.sqrt(_carried(teacher, seen @ theta, 0, final, w5)) - base
+    assert tables.root[3, 0, 1] == pytest.approx(expected, rel=1e-8)
+    # a two-segment plan of best chains: its cost is its exact MSE
+    plan = parse_plan("(5 4) | ((3 2) 1)", 5)
+    assert plan_cost(tables, plan) == pytest.approx(simulate_plan(problem, plan, w2=False).mse, rel=1e-8)
+    # over 5 -> 2 the best chain is (5 4 3) (first child ending at 4, not at 3): the second segment is
+    # measured on its outputs
+    assert tables.node[5, 2, 4] < tables.node[5, 2, 3]
+    plan = parse_plan("(5 4 3) | (2 1)", 5)
+    assert plan_cost(tables, plan) == pytest.approx(simulate_plan(problem, plan, w2=False).mse, rel=1e-8)
+
+
+def test_cost_adds_roots_first_child_excess_and_later_child_lags(tables_and_problem):
     tables, _ = tables_and_problem
-    plan = parse_plan("((5 4) 3) | (2 1)", 5)
-    root1 = math.sqrt(tables.node[5, 2, 3])
-    inner = max(math.sqrt(tables.node[5, 3, 4]) - math.sqrt(tables.carried[5, 3]), 0.0)
-    root2 = math.sqrt(tables.node[2, 0, 1])
-    assert plan_cost(tables, plan) == pytest.approx((root1 + inner + root2) ** 2, rel=1e-14)
+    plan = parse_plan("(((5 4) 3) 2 1)", 5)
+    root = tables.root[5, 0, 2]
+    assert root == pytest.approx(math.sqrt(tables.node[5, 0, 2]), rel=1e-14)   # a root at N: its own error
+    first = math.sqrt(tables.node[5, 2, 3]) - math.sqrt(min(tables.node[5, 2, 3], tables.node[5, 2, 4]))
+    # (5 4) is the only chain over 5 -> 3: it loses nothing against the best
+    assert plan_cost(tables, plan) == pytest.approx((root + first) ** 2, rel=1e-14)
+    plan = parse_plan("(5 (4 3) 2) | 1", 5)
+    later = tables.share[5, 4, 2, 3] * max(math.sqrt(tables.node[4, 2, 3]) - math.sqrt(tables.carried[4, 2]), 0.0)
+    assert later > 0.0
+    assert plan_cost(tables, plan) == pytest.approx((tables.root[5, 1, 4] + later) ** 2, rel=1e-14)
     # one-leaf segments are the teacher's own steps: they cost nothing
     assert plan_cost(tables, parse_plan("5 | 4 | 3 | 2 | 1", 5)) == 0.0
 
 
-def test_lag_share_is_the_projection_of_the_later_childs_lag_on_the_parents_family(tables_and_problem):
-    """s[p, m, i, k] rebuilt by hand with numpy's lstsq: the child's lag (trained minus best fit, fitted
-    on p_m) evaluated at T(p -> m)(z_p), projected on the features at p under the weights of p_p."""
+def test_lag_share_is_what_the_parent_learns_of_the_later_childs_lag(tables_and_problem):
+    """s[5, 3, 1, 2] rebuilt by hand: the child (3 2) (fitted to T(3 -> 1) from the teacher step) minus
+    the best fit, seen at T(5 -> 3)(z_5), projected on the features at 5 and trained from zero for the
+    budget (matrix exponential of the Gram matrix at 5)."""
     tables, problem = tables_and_problem
-    teacher, model = problem.teacher, problem.model
+    teacher, eta_tau = problem.teacher, problem.model.eta_tau
     p, m, i, k = 5, 3, 1, 2
     zm, wm = problem.points(m, 0)
     phi_m = features(teacher, "gated", zm, m)
-    fit_mi = least_squares(phi_m, wm, teacher.composite(zm, m, i))
-    fit_mk = least_squares(phi_m, wm, teacher.composite(zm, m, k))
-    lag = train_parameters(fit_mi, fit_mk.theta, "flow", model.eta_tau, None, None) - fit_mi.theta
+    theta, star = _train_by_hand(phi_m, wm, teacher.composite(zm, m, i),
+                                 _lstsq(phi_m, wm, teacher.composite(zm, m, k)), eta_tau)
     zp, wp = problem.points(p, 0)
-    delta = features(teacher, "gated", teacher.composite(zp, p, m), m) @ lag
+    delta = features(teacher, "gated", teacher.composite(zp, p, m), m) @ (theta - star)
     phi_p = features(teacher, "gated", zp, p)
-    root_w = np.sqrt(wp)[:, None]
-    coef = np.linalg.lstsq(phi_p * root_w, delta * root_w, rcond=None)[0]
-    projected = phi_p @ coef
-    expected = math.sqrt(float(wp @ np.sum(projected**2, axis=1)) / float(wp @ np.sum(delta**2, axis=1)))
-    assert tables.share[p, m, i, k] == pytest.approx(expected, rel=1e-8)
+    learned, _ = _train_by_hand(phi_p, wp, delta, np.zeros((phi_p.shape[1], delta.shape[1])), eta_tau)
+    out = phi_p @ learned
+    expected = math.sqrt(float(wp @ np.sum(out**2, axis=1)) / float(wp @ np.sum(delta**2, axis=1)))
+    assert tables.share[p, m, i, k] == pytest.approx(expected, rel=1e-6)
     assert 0.0 < expected < 1.0
     shares = tables.share[~np.isnan(tables.share)]
     assert shares.size > 0 and np.all((shares >= 0.0) & (shares <= 1.0))
-
-
-def test_later_children_are_weighted_by_their_lag_share(tables_and_problem):
-    tables, _ = tables_and_problem
-    plan = parse_plan("(5 (4 3) 2) | 1", 5)
-    root = math.sqrt(tables.node[5, 1, 4])
-    later = tables.share[5, 4, 2, 3] * max(math.sqrt(tables.node[4, 2, 3]) - math.sqrt(tables.carried[4, 2]), 0.0)
-    assert later > 0.0
-    assert plan_cost(tables, plan) == pytest.approx((root + later) ** 2, rel=1e-14)
 
 
 @pytest.mark.parametrize("segments", [1, 2, 3])
@@ -129,12 +178,17 @@ def test_dynamic_program_is_exact_on_random_tables(tables_and_problem, seed):
         assert costs[str(picked.plan)] == pytest.approx(best, rel=1e-12)
 
 
-def test_non_warm_inits_make_the_node_cost_independent_of_the_first_child():
-    tables = planner_tables(_problem(steps=4, init="ddim"))
-    for j in range(2, 5):
-        for i in range(0, j - 1):
-            values = tables.node[j, i, i + 1:j]
-            assert np.all(values == values[0])
+def test_non_warm_inits_start_every_node_from_the_fixed_start():
+    """init = 'ddim': the node (3 2 1) over 3 -> 0 with a leaf first child starts from the DDIM jump 3 -> 0,
+    not from the teacher step."""
+    problem = _problem(steps=4, init="ddim")
+    tables = planner_tables(problem)
+    teacher, eta_tau = problem.teacher, problem.model.eta_tau
+    z, w = problem.points(3, 0)
+    phi = features(teacher, "gated", z, 3)
+    jump = _lstsq(phi, w, teacher.ddim_jump(z, 3, 0))
+    theta, _ = _train_by_hand(phi, w, teacher.composite(z, 3, 0), jump, eta_tau)
+    assert tables.node[3, 0, 2] == pytest.approx(_carried(teacher, phi @ theta, 0, teacher.composite(z, 3, 0), w), rel=1e-8)
 
 
 def test_total_budget_is_refused_with_a_reason():
@@ -193,3 +247,13 @@ def test_single_gaussian_simulation_gives_the_linear_student_and_teacher_operato
     assert np.max(np.abs(student - np.diag(linear.student))) <= 1e-10
     teacher = problem.teacher.composite(np.eye(3), 6, 0)
     assert np.max(np.abs(teacher - np.diag(linear.teacher))) <= 1e-10
+
+
+@pytest.mark.parametrize("eta_tau", [0.1, 2.0])
+def test_one_segment_pick_costs_exactly_its_simulated_mse(eta_tau):
+    """With one segment the pick is a chain of best chains with teacher steps as later children: the
+    planner fits its nodes as the simulation does, so its cost is the pick's exact MSE (quadrature)."""
+    problem = _problem(eta_tau=eta_tau)
+    picked = optimal_mixture_plan(problem, 1)
+    assert picked.cost == pytest.approx(simulate_plan(problem, picked.plan, w2=False).mse, rel=1e-10)
+    assert "(" in str(picked.plan)

@@ -1,29 +1,40 @@
 r"""Planning in the mixture regime (docs/mixture.md §5): a node-additive cost and its dynamic program.
 
-For a merge node over :math:`j \to i` whose first child ends at :math:`k` (warm start), let
-:math:`f_{j,i,k}` be the student trained for the model's budget from the best fit
-:math:`\Theta^*_{j,k}` of the teacher composite :math:`T(j\to k)` towards :math:`T(j\to i)`
-(``k = j - 1``: the teacher step itself), and let
+**Chains.** A merge node over :math:`j \to i` whose first child ends at :math:`k` is fitted, as in the
+exact simulation, to the composite of its children and trained from its first child. The planner
+gives it the best *chain* as first child: the node over :math:`j \to k` (with its own best chain)
+that has the least error, the teacher step when :math:`k = j - 1`, and teacher steps as later
+children. Its parameters :math:`\Theta_{j,i,k}` come from that fit, and
 
 .. math::
-    e_{j,i,k} = \mathbb E_{z_j\sim p_j}\bigl\|T(i\to 0)\bigl(f_{j,i,k}(z_j)\bigr) - T(j\to 0)(z_j)\bigr\|^2,
-    \qquad e_{j,i,\infty} \text{ the same with } \Theta^*_{j,i}
+    e_{j,i,k} = \mathbb E_{z\sim p_j}\bigl\|T(i\to 0)\bigl(f_{\Theta_{j,i,k}}(z)\bigr) - T(j \to 0)(z)\bigr\|^2,
 
-(the node's approximation and training error, carried to the data side by the teacher's own
-remaining steps). Errors of the nodes of a plan are coherent (all students lag behind the teacher's
-trajectory and smooth its mixture structure the same way), so their amplitudes add:
+the node's error carried to the data side by the teacher's remaining steps, on the marginal it is
+fitted on; :math:`e^*_{j,i} = \min_k e_{j,i,k}` defines the best chain over :math:`j \to i`. A segment
+root over :math:`j \to i` with :math:`j < N` meets what the segments before it produce; the planner
+puts there the best one-segment chain over :math:`N \to j` and measures what the root adds, in
+amplitude, on the common inputs :math:`z_N`:
 
 .. math::
-    \mathrm{cost}(\text{plan}) = \Bigl(\sum_{\text{roots}} \sqrt{e_{j,i,k}}
-      + \sum_{\text{inner nodes}} w_\nu \bigl(\sqrt{e_{j,i,k}} - \sqrt{e_{j,i,\infty}}\bigr)_+\Bigr)^2 .
+    a^{\mathrm{root}}_{j,i,k} = \Bigl(\mathbb E_{z_N}\bigl\|T(i\to 0)\bigl(f_{j,i,k}(S^*_{N\to j}(z_N))\bigr)
+      - T(N\to 0)(z_N)\bigr\|^2\Bigr)^{1/2} - \sqrt{e^*_{N,j}}, \qquad a^{\mathrm{root}}_{N,i,k} = \sqrt{e_{N,i,k}}
 
-A segment root keeps its whole error; an inner node's approximation residual is refitted by its
-parent, so only its training part (in amplitude) is carried. A first child's weight is its
-parent's; a later child :math:`m \to i` (first child ending at :math:`k`) of a parent with input
-index :math:`p` is weighted by its parent's weight times :math:`s_{p,m,i,k}`, the share (in
-amplitude) of its training lag that the parent's family at :math:`p` reproduces. Every term
-depends on the node's own indices and its parent's input index, so an interval dynamic program
-finds the minimum over all plans with ``M`` segments exactly.
+(:math:`S^*_{N\to N-1}` is the teacher's step).
+
+**Cost.** Errors of the nodes of a plan are coherent, so their amplitudes add:
+
+.. math::
+    \mathrm{cost}(\text{plan}) = \Bigl(\sum_{\text{roots}} a^{\mathrm{root}}_{j,i,k}
+      + \sum_{\text{first children}} w_\nu\bigl(\sqrt{e_{j,i,k}} - \sqrt{e^*_{j,i}}\bigr)
+      + \sum_{\text{later children}} w_\nu\bigl(\sqrt{e_{j,i,k}} - \sqrt{e_{j,i,\infty}}\bigr)_+\Bigr)^2 ,
+
+with :math:`e_{j,i,\infty}` the error of the best fit of the teacher composite. A first child costs
+only what it loses against the best chain (which the parent's term already contains), with its
+parent's weight; a later child :math:`m \to i` of a parent with input index :math:`p` costs its
+training lag, weighted by its parent's weight times :math:`s_{p,m,i,k}`, the share (in amplitude)
+of that lag which the parent learns in its budget. Every term depends on the node's indices and its
+parent's input index only, so an interval dynamic program finds the minimum over all plans with
+``M`` segments exactly.
 """
 
 from __future__ import annotations
@@ -38,14 +49,14 @@ from .._validate import integer
 from ..errors import InputError
 from ..plans import MergeNode, Plan
 from ._family import features, least_squares, train_parameters
-from ._simulate import MixtureProblem, _check_plan, _check_problem, fixed_init_parameters
+from ._simulate import MixtureProblem, _check_plan, _check_problem, _Executor
 
 __all__ = ["PlannerTables", "planner_tables", "plan_cost", "MixturePlan", "optimal_mixture_plan"]
 
 
 @dataclass(frozen=True)
 class PlannerTables:
-    r"""The per-interval tables of the planner.
+    r"""The per-interval tables of the planner (module docstring).
 
     Attributes
     ----------
@@ -55,17 +66,20 @@ class PlannerTables:
         the approximation error of merging the teacher steps :math:`j \to i` into one student
         (0 for one step in the gated family); ``nan`` where :math:`i \ge j`.
     carried : ndarray (N + 1, N + 1)
-        ``[j, i]``: :math:`e_{j,i,\infty}`, the best fit's error carried to the data side.
+        ``[j, i]``: :math:`e_{j,i,\infty}`, that best fit's error carried to the data side.
     node : ndarray (N + 1, N + 1, N + 1)
-        ``[j, i, k]``: :math:`e_{j,i,k}` (``k`` the first child's end for the ``warm`` init; for the
-        other inits every ``k`` holds the same value).
-    overlap : ndarray (N + 1, N + 1)
-        ``[p, m]``: :math:`o_{p,m}`, the share of the feature energy of the family at ``m``
-        (seen through :math:`T(p\to m)`) that the family at ``p`` reproduces.
+        ``[j, i, k]``: :math:`e_{j,i,k}`, the node with the best chain over ``j -> k`` as first child,
+        on :math:`p_j`.
+    root : ndarray (N + 1, N + 1, N + 1)
+        ``[j, i, k]``: :math:`a^{\mathrm{root}}_{j,i,k}`, the amplitude the node adds as a segment root
+        after the best one-segment chain over ``N -> j`` (may be negative).
+    best : ndarray (N + 1, N + 1)
+        ``[j, i]``: :math:`e^*_{j,i} = \min_k e_{j,i,k}` (0 for one step).
     share : ndarray (N + 1, N + 1, N + 1, N + 1)
         ``[p, m, i, k]``: :math:`s_{p,m,i,k}`, the share in amplitude of the training lag
-        :math:`f_{m,i,k} - f_{\Theta^*_{m,i}}` of a later child :math:`m\to i` that a parent with
-        input index ``p`` reproduces (:math:`o_{p,m}` where that lag is 0).
+        :math:`\delta = f_{\Theta_{m,i,k}} - f_{\Theta^*_{m,i}}` of a later child :math:`m\to i` that a
+        parent with input index ``p`` learns: :math:`\|(I - \rho(G_p))\mathrm{Proj}_p\,\delta\|/\|\delta\|`
+        on :math:`p_p`, :math:`\delta` seen through :math:`T(p\to m)`.
     seconds : float
         Time taken to build the tables.
     """
@@ -74,19 +88,27 @@ class PlannerTables:
     approximation: np.ndarray
     carried: np.ndarray
     node: np.ndarray
-    overlap: np.ndarray
+    root: np.ndarray
+    best: np.ndarray
     share: np.ndarray
     seconds: float
 
     def root_amplitude(self, j: int, i: int, k: int) -> float:
-        return math.sqrt(max(self.node[j, i, k], 0.0))
+        """:math:`a^{\\mathrm{root}}_{j,i,k}`."""
+        return float(self.root[j, i, k])
 
-    def inner_amplitude(self, j: int, i: int, k: int) -> float:
+    def first_amplitude(self, j: int, i: int, k: int) -> float:
+        """:math:`\\sqrt{e_{j,i,k}} - \\sqrt{e^*_{j,i}}` (never negative)."""
+        return max(math.sqrt(max(self.node[j, i, k], 0.0)) - math.sqrt(max(self.best[j, i], 0.0)), 0.0)
+
+    def later_amplitude(self, j: int, i: int, k: int) -> float:
+        """:math:`(\\sqrt{e_{j,i,k}} - \\sqrt{e_{j,i,\\infty}})_+`."""
         return max(math.sqrt(max(self.node[j, i, k], 0.0)) - math.sqrt(max(self.carried[j, i], 0.0)), 0.0)
 
 
 def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
-    r"""Build :class:`PlannerTables` (:math:`O(N^3)` trained fits, each carried through the teacher).
+    r"""Build :class:`PlannerTables`: :math:`O(N^3)` node fits (each to the composite of its best chain
+    and teacher steps, as the exact simulation fits it), each carried through the teacher.
 
     Parameters
     ----------
@@ -100,80 +122,93 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
         raise InputError("the mixture planner needs model.budget = 'per-merge' (a total budget couples every node)")
     start = time.perf_counter()
     teacher, n_steps, model = problem.teacher, problem.steps, problem.model
-    approx = np.full((n_steps + 1, n_steps + 1), np.nan)
-    carried = np.full((n_steps + 1, n_steps + 1), np.nan)
-    node = np.full((n_steps + 1, n_steps + 1, n_steps + 1), np.nan)
-    overlap = np.full((n_steps + 1, n_steps + 1), np.nan)
-    share = np.full((n_steps + 1,) * 4, np.nan)
-    lags: dict[tuple[int, int, int], np.ndarray] = {}   # (m, i, k) -> Theta_{m,i,k} - Theta*_{m,i}
+    size = n_steps + 1
+    approx, carried, best = (np.full((size, size), np.nan) for _ in range(3))
+    node, root = np.full((size,) * 3, np.nan), np.full((size,) * 3, np.nan)
+    share = np.full((size,) * 4, np.nan)
+    executor = _Executor(problem)
+    lags: dict[tuple[int, int, int], np.ndarray] = {}     # (m, i, k) -> Theta_{m,i,k} - Theta*_{m,i}
+    thetas: dict[tuple[int, int, int], np.ndarray] = {}   # (j, i, k) -> Theta_{m,i,k}
+    best_first = np.zeros((size, size), dtype=int)
     for j in range(1, n_steps + 1):
         z, weights = problem.points(j, 0)
         phi = features(teacher, problem.family, z, j)
         trajectory = teacher._trajectory(z, j, 0)
-        final = trajectory[-1]
 
         def carried_error(theta: np.ndarray, i: int) -> float:
             out = teacher._composite(phi @ theta, i, 0)
-            return float(weights @ np.sum((out - final) ** 2, axis=1))
+            return float(weights @ np.sum((out - trajectory[-1]) ** 2, axis=1))
 
-        for k in range(j - 1, 0, -1):
-            later = features(teacher, problem.family, trajectory[j - k], k)
-            overlap[j, k] = _overlap(phi, weights, later)
-            _lag_shares(share, j, k, phi, weights, later, lags, overlap[j, k])
-        fits = {}
+        for m in range(j - 1, 1, -1):
+            _lag_shares(share, j, m, phi, weights, features(teacher, problem.family, trajectory[j - m], m), lags, model)
+        chains = {j - 1: j}   # k -> the best chain over j -> k (the teacher step for one step)
+        best[j, j - 1] = 0.0
         for i in range(j - 1, -1, -1):
-            fits[i] = least_squares(phi, weights, trajectory[j - i])
-            approx[j, i] = fits[i].residual
-        for i in range(j - 2, -1, -1):
-            fit = fits[i]
-            carried[j, i] = carried_error(fit.theta, i)
-            if model.init == "warm":
-                for k in range(i + 1, j):
-                    theta = train_parameters(fit, fits[k].theta, model.training, model.eta_tau, model.lr, model.gd_steps)
-                    node[j, i, k] = carried_error(theta, i)
-                    lags[j, i, k] = theta - fit.theta
-            else:
-                theta0 = fixed_init_parameters(problem, j, i, z, weights, phi)
-                theta = train_parameters(fit, theta0, model.training, model.eta_tau, model.lr, model.gd_steps)
-                node[j, i, i + 1:j] = carried_error(theta, i)
-                for k in range(i + 1, j):
-                    lags[j, i, k] = theta - fit.theta
+            star = least_squares(phi, weights, trajectory[j - i])
+            approx[j, i] = star.residual
+            if i == j - 1:
+                continue
+            carried[j, i] = carried_error(star.theta, i)
+            best_k = None
+            for k in range(j - 1, i, -1):   # shortest first child first: ties keep it
+                tree = MergeNode((chains[k],) + tuple(range(k, i, -1)))
+                theta = executor.fit_node(tree, model.eta_tau).theta
+                node[j, i, k] = carried_error(theta, i)
+                thetas[j, i, k] = theta
+                lags[j, i, k] = theta - star.theta
+                if best_k is None or node[j, i, k] < node[j, i, best_k]:
+                    best_k, chains[i] = k, tree
+            best[j, i], best_first[j, i] = node[j, i, best_k], best_k
         if progress is not None:
             progress(j, n_steps)
-    if not (np.all(np.isfinite(node[~np.isnan(node)])) and np.all(np.isfinite(carried[~np.isnan(carried)]))):
+    _root_amplitudes(problem, root, node, best, best_first, thetas)
+    if not all(np.all(np.isfinite(a[~np.isnan(a)])) for a in (node, root, carried)):
         raise FloatingPointError(
             "the planner's node errors are not finite (the teacher or a fitted student overflowed on these "
             "points); use a smaller budget or a schedule with a smaller growth")
-    return PlannerTables(n_steps, approx, carried, node, overlap, share, time.perf_counter() - start)
+    return PlannerTables(n_steps, approx, carried, node, root, best, share, time.perf_counter() - start)
+
+
+def _root_amplitudes(problem: MixtureProblem, root: np.ndarray, node: np.ndarray, best: np.ndarray,
+                     best_first: np.ndarray, thetas: dict) -> None:
+    r"""Fill ``root[j, i, k]``, the amplitude a segment root adds on the inputs it meets: for ``j = N``
+    :math:`\sqrt{e_{N,i,k}}`; below, :math:`\sqrt{q_{j,i,k}} - \sqrt{e^*_{N,j}}` with :math:`q` the
+    node's error on the outputs of the best one-segment chain over ``N -> j`` (the teacher step for
+    ``j = N - 1``) and :math:`e^*_{N,j}` that chain's own carried error (validated input)."""
+    teacher, n_steps, family = problem.teacher, problem.steps, problem.family
+    z_noise, noise_weights = problem.points(n_steps, 0)
+    final = teacher._composite(z_noise, n_steps, 0)
+    phi_noise = features(teacher, family, z_noise, n_steps)
+    root[n_steps] = np.sqrt(np.maximum(node[n_steps], 0.0))
+    for j in range(1, n_steps):
+        if j == n_steps - 1:
+            seen, base = teacher._step(z_noise, n_steps), 0.0
+        else:
+            seen, base = phi_noise @ thetas[n_steps, j, best_first[n_steps, j]], math.sqrt(max(best[n_steps, j], 0.0))
+        phi_seen = features(teacher, family, seen, j)
+        for (top, i, k), theta in thetas.items():
+            if top == j:
+                out = teacher._composite(phi_seen @ theta, i, 0)
+                root[j, i, k] = math.sqrt(float(noise_weights @ np.sum((out - final) ** 2, axis=1))) - base
 
 
 def _lag_shares(share: np.ndarray, p: int, m: int, phi: np.ndarray, weights: np.ndarray, later: np.ndarray,
-                lags: dict, fallback: float) -> None:
+                lags: dict, model) -> None:
     r"""Fill ``share[p, m, i, k]`` for every merge node ``m -> i`` with first child ending at ``k``:
-    :math:`\|\mathrm{Proj}_p\,\delta\| / \|\delta\|` on :math:`p_p` for the lag function
-    :math:`\delta(z) = (\Theta_{m,i,k} - \Theta^*_{m,i})^\top\varphi_m(T(p\to m)z)`; one least-squares
-    solve for all of them."""
+    :math:`\|(I - \rho(G_p))\,\mathrm{Proj}_p\,\delta\| / \|\delta\|` on :math:`p_p` for the lag function
+    :math:`\delta(z) = (\Theta_{m,i,k} - \Theta^*_{m,i})^\top\varphi_m(T(p\to m)z)`, i.e. what a parent
+    trained for the model's budget from a start without it learns of it (0 where the lag is 0); one
+    least-squares solve for all of them."""
     keys = [(i, k) for i in range(m - 1) for k in range(i + 1, m)]
-    if not keys:
-        return
-    d = next(iter(lags.values())).shape[1]
+    d = lags[m, keys[0][0], keys[0][1]].shape[1]
     targets = np.concatenate([later @ lags[m, i, k] for i, k in keys], axis=1)
-    projected = phi @ least_squares(phi, weights, targets).theta
+    fit = least_squares(phi, weights, targets)
+    learned = phi @ train_parameters(fit, np.zeros_like(fit.theta), model.training, model.eta_tau, model.lr,
+                                     model.gd_steps)
     total = (weights @ (targets * targets)).reshape(len(keys), d).sum(axis=1)
-    kept = (weights @ (projected * projected)).reshape(len(keys), d).sum(axis=1)
-    scale = float(total.max())
+    kept = (weights @ (learned * learned)).reshape(len(keys), d).sum(axis=1)
     for (i, k), t, c in zip(keys, total, kept):
-        share[p, m, i, k] = math.sqrt(min(1.0, c / t)) if t > 1e-24 * max(scale, 1e-300) and t > 0.0 else fallback
-
-
-def _overlap(phi: np.ndarray, weights: np.ndarray, later: np.ndarray) -> float:
-    r"""Share of the later features' energy that the family at ``j`` reproduces,
-    :math:`\|\mathrm{Proj}_j \Phi_k\|^2 / \|\Phi_k\|^2` on :math:`p_j` (in [0, 1])."""
-    total = float(np.sum(weights[:, None] * later * later))
-    if total <= 0.0:
-        return 0.0
-    fit = least_squares(phi, weights, later)
-    return float(min(1.0, max(0.0, 1.0 - fit.residual / total)))
+        share[p, m, i, k] = math.sqrt(min(1.0, c / t)) if t > 0.0 else 0.0
 
 
 def _first_end(node: MergeNode) -> int:
@@ -182,19 +217,24 @@ def _first_end(node: MergeNode) -> int:
 
 
 def plan_amplitude(tables: PlannerTables, plan: Plan) -> float:
-    """:math:`\\sum` of the weighted node amplitudes of ``plan`` (the planner cost is its square)."""
+    r"""The sum of the weighted node amplitudes of ``plan`` (the planner cost is its square)."""
     total = 0.0
-    stack = [(seg, 1.0, True) for seg in plan.segments if isinstance(seg, MergeNode)]
+    stack = [(seg, 1.0, "root") for seg in plan.segments if isinstance(seg, MergeNode)]
     while stack:
-        node, weight, is_root = stack.pop()
-        k = _first_end(node)
-        j, i = node.top, node.bottom
-        own = tables.root_amplitude(j, i, k) if is_root else tables.inner_amplitude(j, i, k)
-        total += weight * own
+        node, weight, role = stack.pop()
+        j, i, k = node.top, node.bottom, _first_end(node)
+        if role == "root":
+            total += weight * tables.root_amplitude(j, i, k)
+        elif role == "first":
+            total += weight * tables.first_amplitude(j, i, k)
+        else:
+            total += weight * tables.later_amplitude(j, i, k)
         for position, child in enumerate(node.children):
             if isinstance(child, MergeNode):
-                stack.append((child, weight if position == 0 else
-                              weight * tables.share[j, child.top, child.bottom, _first_end(child)], False))
+                if position == 0:
+                    stack.append((child, weight, "first"))
+                else:
+                    stack.append((child, weight * tables.share[j, child.top, child.bottom, _first_end(child)], "later"))
     return total
 
 
@@ -247,14 +287,15 @@ def _interval_dp(tables: PlannerTables):
                     sub_cost, sub_tree = inner[j, k]
                     rest_cost, rest_trees = rest[j, k, i]
                     children = (sub_tree,) + rest_trees
-                    c_inner = sub_cost + rest_cost + tables.inner_amplitude(j, i, k)
+                    c_inner = sub_cost + rest_cost + tables.first_amplitude(j, i, k)
                     c_root = sub_cost + rest_cost + tables.root_amplitude(j, i, k)
+                    c_later = sub_cost + rest_cost + tables.later_amplitude(j, i, k)
                     if c_inner < best_inner[0]:
                         best_inner = (c_inner, children)
                     if c_root < best_root[0]:
                         best_root = (c_root, children)
                     for p in parents:
-                        c = tables.share[p, j, i, k] * c_inner
+                        c = tables.share[p, j, i, k] * c_later
                         if c < best_later[p][0]:
                             best_later[p] = (c, children)
                 inner[j, i] = (best_inner[0], MergeNode(best_inner[1]))
