@@ -127,8 +127,8 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
     node, root = np.full((size,) * 3, np.nan), np.full((size,) * 3, np.nan)
     share = np.full((size,) * 4, np.nan)
     executor = _Executor(problem)
-    lags: dict[tuple[int, int, int], np.ndarray] = {}     # (m, i, k) -> Theta_{m,i,k} - Theta*_{m,i}
-    thetas: dict[tuple[int, int, int], np.ndarray] = {}   # (j, i, k) -> Theta_{m,i,k}
+    thetas: dict[tuple[int, int, int], np.ndarray] = {}   # (j, i, k) -> Theta_{j,i,k}, the node's parameters
+    stars: dict[tuple[int, int], np.ndarray] = {}         # (j, i) -> Theta*_{j,i}, the best fit of T(j -> i)
     best_first = np.zeros((size, size), dtype=int)
     for j in range(1, n_steps + 1):
         z, weights = problem.points(j, 0)
@@ -140,7 +140,8 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
             return float(weights @ np.sum((out - trajectory[-1]) ** 2, axis=1))
 
         for m in range(j - 1, 1, -1):
-            _lag_shares(share, j, m, phi, weights, features(teacher, problem.family, trajectory[j - m], m), lags, model)
+            _lag_shares(share, j, m, phi, weights, features(teacher, problem.family, trajectory[j - m], m), thetas, stars,
+                        model)
         chains = {j - 1: j}   # k -> the best chain over j -> k (the teacher step for one step)
         best[j, j - 1] = 0.0
         for i in range(j - 1, -1, -1):
@@ -149,13 +150,13 @@ def planner_tables(problem: MixtureProblem, progress=None) -> PlannerTables:
             if i == j - 1:
                 continue
             carried[j, i] = carried_error(star.theta, i)
+            stars[j, i] = star.theta
             best_k = None
             for k in range(j - 1, i, -1):   # shortest first child first: ties keep it
                 tree = MergeNode((chains[k],) + tuple(range(k, i, -1)))
                 theta = executor.fit_node(tree, model.eta_tau).theta
                 node[j, i, k] = carried_error(theta, i)
                 thetas[j, i, k] = theta
-                lags[j, i, k] = theta - star.theta
                 if best_k is None or node[j, i, k] < node[j, i, best_k]:
                     best_k, chains[i] = k, tree
             best[j, i], best_first[j, i] = node[j, i, best_k], best_k
@@ -193,15 +194,15 @@ def _root_amplitudes(problem: MixtureProblem, root: np.ndarray, node: np.ndarray
 
 
 def _lag_shares(share: np.ndarray, p: int, m: int, phi: np.ndarray, weights: np.ndarray, later: np.ndarray,
-                lags: dict, model) -> None:
+                thetas: dict, stars: dict, model) -> None:
     r"""Fill ``share[p, m, i, k]`` for every merge node ``m -> i`` with first child ending at ``k``:
     :math:`\|(I - \rho(G_p))\,\mathrm{Proj}_p\,\delta\| / \|\delta\|` on :math:`p_p` for the lag function
     :math:`\delta(z) = (\Theta_{m,i,k} - \Theta^*_{m,i})^\top\varphi_m(T(p\to m)z)`, i.e. what a parent
     trained for the model's budget from a start without it learns of it (0 where the lag is 0); one
     least-squares solve for all of them."""
     keys = [(i, k) for i in range(m - 1) for k in range(i + 1, m)]
-    d = lags[m, keys[0][0], keys[0][1]].shape[1]
-    targets = np.concatenate([later @ lags[m, i, k] for i, k in keys], axis=1)
+    d = stars[m, 0].shape[1]
+    targets = np.concatenate([later @ (thetas[m, i, k] - stars[m, i]) for i, k in keys], axis=1)
     fit = least_squares(phi, weights, targets)
     learned = phi @ train_parameters(fit, np.zeros_like(fit.theta), model.training, model.eta_tau, model.lr,
                                      model.gd_steps)
