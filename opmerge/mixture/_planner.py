@@ -32,9 +32,10 @@ with :math:`e_{j,i,\infty}` the error of the best fit of the teacher composite. 
 only what it loses against the best chain (which the parent's term already contains), with its
 parent's weight; a later child :math:`m \to i` of a parent with input index :math:`p` costs its
 training lag, weighted by its parent's weight times :math:`s_{p,m,i,k}`, the share (in amplitude)
-of that lag which the parent learns in its budget. Every term depends on the node's indices and its
-parent's input index only, so an interval dynamic program finds the minimum over all plans with
-``M`` segments exactly.
+of that lag which the parent learns in its budget. The first- and later-child terms are
+non-negative and a teacher step as a later child costs nothing, so the minimum over all plans with
+``M`` segments has teacher steps as later children; an interval dynamic program over first-child
+chains and segment boundaries finds it exactly.
 """
 
 from __future__ import annotations
@@ -265,52 +266,35 @@ class MixturePlan:
 
 
 def _interval_dp(tables: PlannerTables):
-    """Best first-child subtrees, later-child subtrees and later-child sequences, and segment roots, over
-    every interval (first minimum met wins)."""
+    """The best segment root over every interval (first minimum met wins).
+
+    Later-child terms are non-negative and a teacher step as a later child costs 0, so the best
+    children after a first child ``j -> k`` are the teacher steps ``k, ..., i + 1`` and only the
+    first-child chain is searched: ``chain(j, i) = min_k [first(j, i, k) + chain(j, k)]``,
+    ``root(j, i) = min_k [root(j, i, k) + chain(j, k)]`` (docs/mixture.md §5.3).
+    """
     n = tables.steps
     inf = math.inf
-    inner = {}   # (j, i) -> (cost, tree): subtree weighted like its parent (a first child)
-    later = {}   # (p, j, i) -> (cost, tree): later child j -> i of a parent with input p, weight s[p, j, i, k]
-    rest = {}    # (p, j, i) -> (cost, trees): later children covering j -> i of a parent with input p
+    chain = {}   # (j, i) -> (cost, tree): the best subtree in the place of a first child
     root = {}    # (j, i) -> (cost, tree)
     for length in range(1, n + 1):
         for i in range(0, n - length + 1):
             j = i + length
-            parents = range(j + 1, n + 1)
             if length == 1:
-                inner[j, i] = root[j, i] = (0.0, j)
-                for p in parents:
-                    later[p, j, i] = (0.0, j)
-            else:
-                best_inner, best_root = (inf, None), (inf, None)
-                best_later = {p: (inf, None) for p in parents}
-                for k in range(j - 1, i, -1):  # first child j -> k, deterministic order: shortest first child first
-                    sub_cost, sub_tree = inner[j, k]
-                    rest_cost, rest_trees = rest[j, k, i]
-                    children = (sub_tree,) + rest_trees
-                    c_inner = sub_cost + rest_cost + tables.first_amplitude(j, i, k)
-                    c_root = sub_cost + rest_cost + tables.root_amplitude(j, i, k)
-                    c_later = sub_cost + rest_cost + tables.later_amplitude(j, i, k)
-                    if c_inner < best_inner[0]:
-                        best_inner = (c_inner, children)
-                    if c_root < best_root[0]:
-                        best_root = (c_root, children)
-                    for p in parents:
-                        c = tables.share[p, j, i, k] * c_later
-                        if c < best_later[p][0]:
-                            best_later[p] = (c, children)
-                inner[j, i] = (best_inner[0], MergeNode(best_inner[1]))
-                root[j, i] = (best_root[0], MergeNode(best_root[1]))
-                for p in parents:
-                    later[p, j, i] = (best_later[p][0], MergeNode(best_later[p][1]))
-            # rest[p, j, i]: one later child j -> i, or a later child j -> m then rest[p, m, i]
-            for p in parents:
-                best = (later[p, j, i][0], (later[p, j, i][1],))
-                for m in range(j - 1, i, -1):
-                    c = later[p, j, m][0] + rest[p, m, i][0]
-                    if c < best[0]:
-                        best = (c, (later[p, j, m][1],) + rest[p, m, i][1])
-                rest[p, j, i] = best
+                chain[j, i] = root[j, i] = (0.0, j)
+                continue
+            best_chain, best_root = (inf, None), (inf, None)
+            for k in range(j - 1, i, -1):  # first child j -> k, deterministic order: shortest first child first
+                sub_cost, sub_tree = chain[j, k]
+                children = (sub_tree,) + tuple(range(k, i, -1))
+                c_chain = sub_cost + tables.first_amplitude(j, i, k)
+                c_root = sub_cost + tables.root_amplitude(j, i, k)
+                if c_chain < best_chain[0]:
+                    best_chain = (c_chain, children)
+                if c_root < best_root[0]:
+                    best_root = (c_root, children)
+            chain[j, i] = (best_chain[0], MergeNode(best_chain[1]))
+            root[j, i] = (best_root[0], MergeNode(best_root[1]))
     return root
 
 
@@ -318,7 +302,7 @@ def optimal_mixture_plan(problem: MixtureProblem, segments: int = 1, tables: Pla
                          progress=None) -> MixturePlan:
     r"""The plan with ``segments`` segments that minimises :func:`plan_cost` (exact, by dynamic programming).
 
-    Segments and nodes are chosen by an :math:`O(N^4 + M N^2)` interval program over the node
+    Segments and nodes are chosen by an :math:`O(N^3 + M N^2)` interval program over the node
     amplitudes; ties go to the first minimum met (shorter first children and later segment
     boundaries are tried first).
     """
