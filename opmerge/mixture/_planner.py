@@ -179,7 +179,7 @@ def _root_amplitudes(problem: MixtureProblem, root: np.ndarray, node: np.ndarray
     ``j = N - 1``) and :math:`e^*_{N,j}` that chain's own carried error (validated input)."""
     teacher, n_steps, family = problem.teacher, problem.steps, problem.family
     z_noise, noise_weights = problem.points(n_steps, 0)
-    final = teacher._composite(z_noise, n_steps, 0)
+    final = problem.teacher_output()   # T(N -> 0) on the common inputs, cached with the simulation's
     phi_noise = features(teacher, family, z_noise, n_steps)
     root[n_steps] = np.sqrt(np.maximum(node[n_steps], 0.0))
     for j in range(1, n_steps):
