@@ -64,9 +64,10 @@ COMMANDS = {
     "validate": "train real torch students and compare them with the model's predictions (experiments; studies exactness, sgd, ranking, scot, mixture, images)",
     "train-teacher": "train (or resume) a diffusion teacher on image data such as the 8x8 digits (experiments)",
     "mixture": "Gaussian-mixture regime: plan, simulate, merge-error, phase, honesty (analysis)",
+    "calibrate": "calibrate a training law on pilot distillations with your teacher and recipe; write a cost model (experiments)",
 }
 #: subcommands handled by another package's ``main``
-DELEGATED = ("phase", "demo", "validate", "train-teacher", "mixture")
+DELEGATED = ("phase", "demo", "validate", "train-teacher", "mixture", "calibrate")
 
 _PLAN_WIDTH = 36  # plan text column of the compare table
 _MAX_TABLE_ROWS = 32  # directions shown in full; more are elided (all are in --json)
@@ -204,6 +205,7 @@ _MEMORY_HINTS = {
     "validate": "reduce --batch, --n-eval, --hidden, --repeats or the number of directions (--lam, --spectrum)",
     "train-teacher": "reduce --batch-size, --hidden, --depth or --n-eval",
     "mixture": "reduce --steps, --order, or the number of --separations / --eta-taus",
+    "calibrate": "reduce --batch, --n-eval, --hidden or the number of directions",
 }
 
 
@@ -243,6 +245,10 @@ def _delegate(command: str, rest: list[str]) -> int:
             from opmerge.experiments.cli import main as experiments_main
 
             return int(experiments_main(rest) or 0)
+        if command == "calibrate":
+            from opmerge.experiments.calibrate_cli import calibrate_main
+
+            return int(calibrate_main(rest) or 0)
         if command == "mixture":
             from opmerge.analysis.mixture_cli import main as mixture_main
 
@@ -291,8 +297,13 @@ def _report_head(command: str, problem: Problem, directions: Directions) -> list
     """The first lines of a command's text report: ``opmerge <command>:``, the problem, a blank line."""
     m = problem.model
     model = f"init {m.init}, training {m.training}"
-    model += f" (lr {m.lr:g}, {m.gd_steps} steps)" if m.training == "gd" else f", eta*tau {m.eta_tau:g}"
+    if m.training in ("gd", "adam", "sign"):
+        model += f" (lr {m.lr:g}, {m.gd_steps} steps)"
+    elif m.training == "flow":
+        model += f", eta*tau {m.eta_tau:g}"
     model += f", input {m.input}, budget {m.budget}"
+    if m.input_scaling != "raw":
+        model += f", input scaling {m.input_scaling}"
     lines = [
         f"opmerge {command}: schedule {problem.schedule.name}, N = {problem.steps}, M = {problem.segments}, "
         f"solver {problem.solver}, target {problem.target}; {model}"
@@ -342,6 +353,9 @@ def _direction_lines(problem: Problem, evaluation: PlanEvaluation) -> list[str]:
 def _certificate_lines(solution: Solution) -> list[str]:
     if solution.exact:
         status = "exact: yes, proven optimal over all plans with these N and M"
+    elif not solution.stopped and solution.problem.model.training == "adam":
+        status = ("exact: NO, training adam: the lower bound rests on a tabulated Adam/sign envelope, not a proof "
+                  f"(the search finished; gap {solution.gap:.3e})")
     else:
         status = (f"exact: NO, the search stopped at its budget ({solution.nodes} nodes, {solution.elapsed:.2f} s); "
                   f"no plan has W2 below the lower bound, gap {solution.gap:.3e}")
@@ -393,7 +407,20 @@ def _progress_callback(args: argparse.Namespace):
 
 
 def _solve(problem: Problem, budgets: dict, args: argparse.Namespace) -> Solution:
-    return solve(problem, **budgets, progress=_progress_callback(args))
+    """:func:`~opmerge.solvers.solve`, its :class:`~opmerge.errors.IndistinguishablePlansWarning` as one stderr line."""
+    import warnings
+
+    from .errors import IndistinguishablePlansWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IndistinguishablePlansWarning)
+        solution = solve(problem, **budgets, progress=_progress_callback(args))
+    for item in caught:
+        if issubclass(item.category, IndistinguishablePlansWarning):
+            sys.stderr.write(f"opmerge: warning: {item.message}\n")
+        else:  # pragma: no cover - other warnings pass through unchanged
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    return solution
 
 
 def _attains(w2: float, solution: Solution) -> bool:

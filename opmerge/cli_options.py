@@ -52,7 +52,7 @@ from ._cli_errors import (  # noqa: F401 (MAX_ERROR_LENGTH: re-exported)
 )
 from ._validate import echo
 from .errors import InputError
-from .model import BUDGETS, INITS, INPUTS, TRAININGS, StudentModel
+from .model import BUDGETS, INITS, INPUT_SCALINGS, INPUTS, STEP_LAWS, TRAININGS, StudentModel
 from ._spectra_binning import MAX_BINS  # spectrum bins (--bins): the library's limit
 from .objective import TARGETS, Problem
 from .schedules import SCHEDULE_NAMES, Schedule, make_schedule
@@ -442,11 +442,21 @@ def add_model_arguments(
     g.add_argument("--target", default="teacher", choices=TARGETS, help="W2 to the teacher's output or to the data (default teacher)")
     g.add_argument("--eta-tau", type=positive_float, default=0.5, metavar="X", help="training budget eta*tau > 0 (default 0.5)")
     g.add_argument("--init", default="warm", choices=INITS, help="student initialisation a_0 (default warm)")
-    g.add_argument("--training", default="flow", choices=TRAININGS, help="gradient flow or K gradient steps (default flow)")
+    g.add_argument("--training", default="flow", choices=TRAININGS,
+                   help="training law of a node: gradient flow, K steps of gd / adam / sign descent, or a measured "
+                        "retention table (--retention FILE) (default flow)")
     g.add_argument("--input", default="forward", choices=INPUTS, help="input variance q_j: data-driven or teacher-generated (default forward)")
+    g.add_argument("--input-scaling", default="raw", choices=INPUT_SCALINGS,
+                   help="raw inputs or EDM's c_in (preconditioned; makes a budget mean the same on every schedule) (default raw)")
+    g.add_argument("--sigma-data", type=positive_float, default=None, metavar="S",
+                   help="sigma_d of --input-scaling preconditioned (default: sqrt of the mean eigenvalue)")
     g.add_argument("--budget", default="per-merge", choices=BUDGETS, help="eta*tau per merge node or in total (default per-merge)")
-    g.add_argument("--lr", type=positive_float, default=None, metavar="ETA", help="step size of --training gd")
-    g.add_argument("--gd-steps", type=positive_int, default=None, metavar="K", help="number of steps of --training gd")
+    g.add_argument("--lr", type=positive_float, default=None, metavar="ETA", help="step size of --training gd, adam or sign")
+    g.add_argument("--gd-steps", type=positive_int, default=None, metavar="K", help="updates per node of --training gd, adam or sign")
+    g.add_argument("--retention", default=None, metavar="FILE",
+                   help="JSON retention table r(j, lambda) of --training empirical")
+    g.add_argument("--costs", default=None, metavar="FILE",
+                   help="a cost model from 'opmerge calibrate': its calibrated law replaces --training, --lr, --gd-steps")
 
 
 def add_direction_arguments(parser: argparse.ArgumentParser) -> None:
@@ -565,16 +575,40 @@ def model_from_args(args: argparse.Namespace) -> StudentModel:
     -------
     StudentModel
     """
+    costs = _arg(args, "costs")
+    if costs is not None:
+        clashes = [flag for flag, name, default in (("--training", "training", "flow"), ("--lr", "lr", None), ("--gd-steps", "gd_steps", None),
+                                                  ("--retention", "retention", None), ("--input-scaling", "input_scaling", "raw"),
+                                                  ("--sigma-data", "sigma_data", None), ("--budget", "budget", "per-merge"))
+                   if _arg(args, name, default) != default]
+        if clashes:
+            raise UsageError(f"--costs sets the training law; leave out {', '.join(clashes)}")
+        from .calibration import load_cost_model
+
+        return load_cost_model(costs).student_model(init=_arg(args, "init", "warm"), input=_arg(args, "input", "forward"))
     training = _arg(args, "training", "flow")
     lr, gd_steps = _arg(args, "lr"), _arg(args, "gd_steps")
-    if training == "gd":
+    retention_file = _arg(args, "retention")
+    scaling, sigma_data = _arg(args, "input_scaling", "raw"), _arg(args, "sigma_data")
+    if training in STEP_LAWS:
         missing = [flag for flag, value in (("--lr", lr), ("--gd-steps", gd_steps)) if value is None]
         if missing:
-            raise UsageError(f"--training gd needs {' and '.join(missing)} (the step size eta and the number of steps K)")
-        if _arg(args, "budget", "per-merge") == "total":
-            raise UsageError("--budget total is only defined for --training flow (gd has a fixed step count per node)")
+            raise UsageError(f"--training {training} needs {' and '.join(missing)} (the step size eta and the number of steps K)")
     elif lr is not None or gd_steps is not None:
-        raise UsageError("--lr and --gd-steps only apply to --training gd")
+        raise UsageError("--lr and --gd-steps only apply to --training gd, adam or sign")
+    if training != "flow" and _arg(args, "budget", "per-merge") == "total":
+        raise UsageError(f"--budget total is only defined for --training flow ({training} has a fixed step count or table per node)")
+    if training == "empirical" and retention_file is None:
+        raise UsageError("--training empirical needs --retention FILE (a retention table r(j, lambda))")
+    if training != "empirical" and retention_file is not None:
+        raise UsageError("--retention only applies to --training empirical")
+    if sigma_data is not None and scaling != "preconditioned":
+        raise UsageError("--sigma-data only applies to --input-scaling preconditioned")
+    table = None
+    if retention_file is not None:
+        from .laws import load_retention
+
+        table = load_retention(retention_file)
     return StudentModel(
         eta_tau=_arg(args, "eta_tau", 0.5),
         init=_arg(args, "init", "warm"),
@@ -583,6 +617,9 @@ def model_from_args(args: argparse.Namespace) -> StudentModel:
         budget=_arg(args, "budget", "per-merge"),
         lr=lr,
         gd_steps=gd_steps,
+        input_scaling=scaling,
+        sigma_data=sigma_data,
+        retention_table=table,
     )
 
 

@@ -9,7 +9,7 @@ traceback. The message names the parameter and the range it must lie in.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "InputTypeError"]
+__all__ = ["InputError", "InputTypeError", "IndistinguishablePlansWarning"]
 
 
 class InputError(ValueError):
@@ -46,3 +46,13 @@ def _rebuild_error(cls: type, args: tuple, state: dict) -> InputError:
     error.args = args
     error.__dict__.update(state)
     return error
+
+
+class IndistinguishablePlansWarning(UserWarning):
+    r"""Every plan the solver compared has the same :math:`W_2` within its tolerance.
+
+    Raised (as a warning) by :func:`opmerge.solvers.solve` when the canonical plans and the
+    optimum cannot be told apart: the training budget drives every node to its target (for
+    instance ``edm`` with raw inputs, where :math:`q_j` reaches :math:`\sigma_{\max}^2`), so a
+    ranking of plans means nothing. The command line prints it as one ``opmerge: warning:`` line.
+    """

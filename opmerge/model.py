@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from ._validate import choice, finite_array, integer, nonnegative_array, real_number
 from .errors import InputError, InputTypeError
+from .laws import LAW_NAMES, LAWS, MeasuredTable, _adam_error, _sign_error, check_adam
 from .schedules import Schedule, _check_schedule, _signal_noise_norm_sq
 from .teacher import _check_solver, _composite_table, _step_operators, check_lam
 
@@ -37,11 +38,18 @@ __all__ = [
     "node_value",
     "input_variance",
     "retention_table",
+    "input_scale",
+    "INPUT_SCALINGS",
+    "NodeLaw",
 ]
 
 INITS = ("warm", "ddim", "zero", "identity")
-TRAININGS = ("flow", "gd")
+TRAININGS = LAW_NAMES
+#: laws with a step size ``lr`` and a step count ``gd_steps`` per node
+STEP_LAWS = ("gd", "adam", "sign")
 INPUTS = ("forward", "generated")
+INPUT_SCALINGS = ("raw", "preconditioned")
+ADAM_DEFAULTS = (0.9, 0.999, 1e-8)
 BUDGETS = ("per-merge", "total")
 #: integer codes used by the Numba kernels
 INIT_CODES = {name: code for code, name in enumerate(INITS)}
@@ -49,7 +57,7 @@ INIT_CODES = {name: code for code, name in enumerate(INITS)}
 
 @dataclass(frozen=True)
 class StudentModel:
-    r"""Configuration of the student model (docs/theory.md §4).
+    r"""Configuration of the student model (docs/theory.md §4 and §9).
 
     Parameters
     ----------
@@ -58,25 +66,43 @@ class StudentModel:
         with ``budget="total"``).
     init : {"warm", "ddim", "zero", "identity"}
         Student start :math:`a_0`: ``c_1`` (warm start), :math:`D(j\to i)`, 0 or 1.
-    training : {"flow", "gd"}
-        Gradient flow for time :math:`\tau` at rate :math:`\eta`, or ``gd_steps`` steps of size ``lr``.
+    training : {"flow", "gd", "adam", "sign", "empirical"}
+        The training law of a node (:mod:`opmerge.laws`): gradient flow for time :math:`\tau` at
+        rate :math:`\eta`; ``gd_steps`` steps of size ``lr`` of gradient descent, of Adam, or of its
+        sign-descent limit; or a measured retention table ``retention_table``.
     input : {"forward", "generated"}
         Input variance :math:`q_j = \|v_j\|^2` (data-driven) or :math:`\|v_N\|^2 T(N\to j)^2` (data-free).
     budget : {"per-merge", "total"}
         ``total`` splits :math:`\eta\tau` evenly over the plan's merge nodes (``flow`` only).
     lr : float, optional
-        Step size :math:`\eta` of ``gd`` (required for ``gd``).
+        Step size :math:`\eta` of ``gd``, ``adam`` and ``sign`` (required for them).
     gd_steps : int, optional
-        Number of steps :math:`K \ge 1` of ``gd`` (required for ``gd``).
+        Number of updates :math:`K \ge 1` per node of ``gd``, ``adam`` and ``sign`` (required for them).
+    beta1, beta2, eps : float, optional
+        Adam's hyper-parameters (``adam`` only; default torch's 0.9, 0.999, 1e-8).
+    input_scaling : {"raw", "preconditioned"}
+        ``raw``: the student sees :math:`z_j`; ``preconditioned``: it sees :math:`c_{in} z_j` with
+        :math:`c_{in} = 1/\sqrt{\sigma_j^2 + \alpha_j^2 \sigma_d^2}` (EDM), so its own input
+        variance is :math:`c_{in}^2 q_j` and a step of its parameter moves the gain by
+        :math:`c_{in}` times as much.
+    sigma_data : float, optional
+        :math:`\sigma_d > 0` of ``preconditioned`` (default: the square root of the problem's
+        weighted mean eigenvalue).
+    retention_table : MeasuredTable, optional
+        :math:`r(j, \lambda)` of ``empirical`` (quantity ``"retention"``; required for it; see
+        :func:`opmerge.laws.load_retention`).
+    step_table : MeasuredTable, optional
+        :math:`\kappa(j, \lambda)` of a calibrated ``adam`` or ``sign`` (quantity ``"step_scale"``,
+        written by ``opmerge calibrate``): the law runs with step :math:`\kappa\eta` (default 1).
 
     Raises
     ------
     InputTypeError
         For a value of the wrong type (``eta_tau=True``, ``gd_steps=1.5``, ``init=None``).
     InputError
-        For a value out of range (``eta_tau <= 0`` or not finite, an unknown choice), ``gd``
-        without ``lr``/``gd_steps`` or with ``budget="total"``, and ``lr``/``gd_steps`` given
-        with ``training="flow"`` (where they would be ignored).
+        For a value out of range (``eta_tau <= 0`` or not finite, an unknown choice), a law without
+        what it needs (``lr``/``gd_steps``, ``retention_table``) or given what it does not use
+        (where it would be silently ignored), and ``budget="total"`` with any law but ``flow``.
     """
 
     eta_tau: float = 0.5
@@ -86,31 +112,84 @@ class StudentModel:
     budget: str = "per-merge"
     lr: float | None = None
     gd_steps: int | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
+    input_scaling: str = "raw"
+    sigma_data: float | None = None
+    retention_table: MeasuredTable | None = None
+    step_table: MeasuredTable | None = None
 
     def __post_init__(self) -> None:
-        for label, allowed in (("init", INITS), ("input", INPUTS), ("budget", BUDGETS)):
+        for label, allowed in (("init", INITS), ("input", INPUTS), ("budget", BUDGETS), ("input_scaling", INPUT_SCALINGS)):
             choice(getattr(self, label), label, allowed)
         object.__setattr__(self, "eta_tau", real_number(self.eta_tau, "eta_tau", low=0.0, low_open=True))
-        _, lr, gd_steps = check_training(self.training, self.lr, self.gd_steps, self.budget)
+        training, lr, gd_steps = check_training(self.training, self.lr, self.gd_steps, self.budget)
         object.__setattr__(self, "lr", lr)
         object.__setattr__(self, "gd_steps", gd_steps)
+        adam = (self.beta1, self.beta2, self.eps)
+        if training == "adam":
+            b1, b2, eps = (default if given is None else given for given, default in zip(adam, ADAM_DEFAULTS))
+            b1, b2, eps = check_adam(b1, b2, eps)
+            object.__setattr__(self, "beta1", b1)
+            object.__setattr__(self, "beta2", b2)
+            object.__setattr__(self, "eps", eps)
+        elif any(value is not None for value in adam):
+            raise InputError("beta1, beta2 and eps only apply to training='adam'; leave them None")
+        if self.input_scaling == "preconditioned":
+            if self.sigma_data is not None:
+                object.__setattr__(self, "sigma_data", real_number(self.sigma_data, "sigma_data", low=0.0, low_open=True))
+        elif self.sigma_data is not None:
+            raise InputError("sigma_data only applies to input_scaling='preconditioned'; leave it None")
+        if training == "empirical":
+            if self.retention_table is None:
+                raise InputError("training='empirical' needs retention_table (an opmerge.laws.MeasuredTable of quantity 'retention')")
+            _check_table(self.retention_table, "retention_table", "retention")
+        elif self.retention_table is not None:
+            raise InputError("retention_table only applies to training='empirical'; leave it None")
+        if self.step_table is not None:
+            if training not in ("adam", "sign"):
+                raise InputError("step_table only applies to training='adam' or 'sign'; leave it None")
+            _check_table(self.step_table, "step_table", "step_scale")
+
+    @property
+    def linear(self) -> bool:
+        """True when the law is linear in the initial error (``flow``, ``gd``, ``empirical``)."""
+        return LAWS[self.training].linear
 
     def to_dict(self) -> dict:
-        """The configuration as a JSON-friendly dict."""
-        return asdict(self)
+        """The configuration as a JSON-friendly dict (the options added with §9 only when set)."""
+        out = {name: getattr(self, name) for name in ("eta_tau", "init", "training", "input", "budget", "lr", "gd_steps")}
+        for name in ("beta1", "beta2", "eps", "sigma_data"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.input_scaling != "raw":
+            out["input_scaling"] = self.input_scaling
+        if self.retention_table is not None:
+            out["retention_table"] = self.retention_table.to_dict()
+        if self.step_table is not None:
+            out["step_table"] = self.step_table.to_dict()
+        return out
+
+
+def _check_table(table: object, name: str, quantity: str) -> None:
+    if not isinstance(table, MeasuredTable):
+        raise InputError(f"{name} must be an opmerge.laws.MeasuredTable, got {type(table).__name__}")
+    if table.quantity != quantity:
+        raise InputError(f"{name} must hold the quantity {quantity!r}, got a {table.quantity!r} table")
 
 
 def check_training(training: object, lr: object = None, gd_steps: object = None, budget: object = "per-merge") -> tuple[str, float | None, int | None]:
-    r"""The rule tying ``training`` to ``lr``, ``gd_steps`` and ``budget`` (docs/theory.md §4).
+    r"""The rule tying ``training`` to ``lr``, ``gd_steps`` and ``budget`` (docs/theory.md §4, §9).
 
-    ``training="gd"`` needs both ``lr > 0`` (finite) and an int ``gd_steps >= 1`` and refuses
-    ``budget="total"`` (gd has a fixed step count per node); ``training="flow"`` refuses ``lr``
-    and ``gd_steps`` (they would be silently ignored: flow uses ``eta_tau``). The same rule as
-    the command line's ``--training``/``--lr``/``--gd-steps``/``--budget``.
+    ``gd``, ``adam`` and ``sign`` need both ``lr > 0`` (finite) and an int ``gd_steps >= 1``;
+    ``flow`` and ``empirical`` refuse ``lr`` and ``gd_steps`` (they would be silently ignored:
+    flow uses ``eta_tau``, empirical its table). ``budget="total"`` is defined for ``flow`` only.
+    The same rule as the command line's ``--training``/``--lr``/``--gd-steps``/``--budget``.
 
     Parameters
     ----------
-    training : {"flow", "gd"}
+    training : {"flow", "gd", "adam", "sign", "empirical"}
     lr : float, optional
     gd_steps : int, optional
     budget : {"per-merge", "total"}
@@ -119,7 +198,7 @@ def check_training(training: object, lr: object = None, gd_steps: object = None,
     -------
     tuple
         ``(training, lr, gd_steps)`` with ``lr`` as ``float`` and ``gd_steps`` as ``int`` (both
-        ``None`` for ``flow``).
+        ``None`` for ``flow`` and ``empirical``).
 
     Raises
     ------
@@ -134,16 +213,17 @@ def check_training(training: object, lr: object = None, gd_steps: object = None,
 def _training_rule(training: object, lr: object, gd_steps: object, budget: object, lr_open: bool) -> tuple[str, float | None, int | None]:
     """:func:`check_training`, with ``lr = 0`` allowed when not ``lr_open`` (the formula of :func:`retention`)."""
     choice(training, "training", TRAININGS)
-    if training == "gd":
-        if budget == "total":
-            raise InputError("budget='total' is only defined for training='flow' (gd has a fixed step count per node)")
+    if training != "flow" and budget == "total":
+        raise InputError(f"budget='total' is only defined for training='flow' ({training} has a fixed step count or table per node)")
+    if training in STEP_LAWS:
         if lr is None or gd_steps is None:
             missing = " and ".join(name for name, value in (("lr", lr), ("gd_steps", gd_steps)) if value is None)
-            raise InputError(f"training='gd' needs lr (> 0) and gd_steps (>= 1); {missing} missing")
+            raise InputError(f"training={training!r} needs lr (> 0) and gd_steps (>= 1); {missing} missing")
         return training, real_number(lr, "lr", low=0.0, low_open=lr_open), integer(gd_steps, "gd_steps", low=1)
     if lr is not None or gd_steps is not None:
         given = " and ".join(name for name, value in (("lr", lr), ("gd_steps", gd_steps)) if value is not None)
-        raise InputError(f"{given} only apply to training='gd' (training='flow' uses eta_tau); leave them None")
+        uses = "eta_tau" if training == "flow" else "its retention_table"
+        raise InputError(f"{given} only apply to training='gd', 'adam' or 'sign' (training={training!r} uses {uses}); leave them None")
     return training, None, None
 
 
@@ -181,6 +261,9 @@ def retention(training: str, q, *, eta_tau: float | None = None, lr: float | Non
         ``eta_tau = 0``, no training, are allowed: ``r = 1``).
     """
     training, lr, gd_steps = _training_rule(training, lr, gd_steps, "per-merge", lr_open=False)
+    if training not in ("flow", "gd"):
+        raise InputError(f"retention is the closed form of training='flow' or 'gd', got {training!r} "
+                         "(adam and sign are not linear: see opmerge.laws; empirical reads its table)")
     q = nonnegative_array(q, "q")
     if training == "flow":
         if eta_tau is None:
@@ -277,10 +360,84 @@ def _input_variance(schedule: Schedule, lam: np.ndarray, input: str, solver: str
     return norm_sq[..., -1:] * suffix**2
 
 
-def retention_table(schedule: Schedule, lam, model: StudentModel, solver: str = "ddim", n_merges: int | None = None) -> np.ndarray:
-    r"""Retention :math:`r_j` for a node with input time ``j = 0..N`` (entry 0 unused).
+def input_scale(schedule: Schedule, model: StudentModel, sigma_data_sq: float = 1.0) -> np.ndarray:
+    r"""The factor :math:`c_j` by which a student's parameter is scaled into a gain, ``j = 0..N``.
 
-    With ``budget="total"`` the per-node budget is :math:`\eta\tau / m`, ``m = n_merges``.
+    ``raw``: :math:`c_j = 1`; ``preconditioned``: :math:`c_j = c_{in} = 1/\sqrt{\sigma_j^2 + \alpha_j^2 \sigma_d^2}`
+    (EDM's input scaling). The student's gain is :math:`a = c_j b` for its parameter :math:`b`,
+    so its own input variance is :math:`c_j^2 q_j` and :math:`\eta K` of travel in :math:`b`
+    is :math:`c_j \eta K` in :math:`a`.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    model : StudentModel
+    sigma_data_sq : float
+        :math:`\sigma_d^2 > 0`, used when ``model.sigma_data`` is None.
+
+    Returns
+    -------
+    ndarray of shape (N + 1,)
+    """
+    _check_schedule(schedule)
+    if not isinstance(model, StudentModel):
+        raise InputTypeError(f"model must be a StudentModel, got {type(model).__name__}")
+    return _input_scale(schedule, model, real_number(sigma_data_sq, "sigma_data_sq", low=0.0, low_open=True))
+
+
+def _input_scale(schedule: Schedule, model: StudentModel, sigma_data_sq: float) -> np.ndarray:
+    if model.input_scaling == "raw":
+        return np.ones(schedule.steps + 1)
+    if model.sigma_data is not None:
+        sigma_data_sq = model.sigma_data**2
+    return 1.0 / np.sqrt(schedule.sigma**2 + schedule.alpha**2 * sigma_data_sq)
+
+
+def default_sigma_data_sq(lam: np.ndarray, weights: np.ndarray | None = None) -> float:
+    r"""Default :math:`\sigma_d^2`: the weighted mean eigenvalue :math:`\sum_i \omega_i\lambda_i / \sum_i \omega_i`
+    (1 when that is 0 or there is no weight)."""
+    lam = np.atleast_1d(lam)
+    w = np.ones_like(lam) if weights is None else np.atleast_1d(weights)
+    total = float(np.sum(w))
+    mean = float(np.sum(w * lam)) / total if total > 0 else 0.0
+    return mean if mean > 0 else 1.0
+
+
+def effective_input_variance(schedule: Schedule, lam, model: StudentModel, solver: str = "ddim", weights=None) -> np.ndarray:
+    r"""The input variance the student's own parameter sees, :math:`c_j^2 q_j`, for ``j = 0..N``.
+
+    :math:`q_j` from :func:`input_variance` and :math:`c_j` from :func:`input_scale` (with
+    :math:`\sigma_d^2` the weighted mean of ``lam`` unless ``model.sigma_data`` is set).
+
+    Returns
+    -------
+    ndarray of shape ``lam.shape + (N + 1,)``
+    """
+    _check_schedule(schedule)
+    if not isinstance(model, StudentModel):
+        raise InputTypeError(f"model must be a StudentModel, got {type(model).__name__}")
+    _check_solver(solver)
+    lam = check_lam(lam)
+    if weights is not None:
+        weights = nonnegative_array(weights, "weights")
+    return _effective_input_variance(schedule, lam, model, solver, default_sigma_data_sq(lam, weights))
+
+
+def _effective_input_variance(schedule: Schedule, lam: np.ndarray, model: StudentModel, solver: str,
+                              sigma_data_sq: float) -> np.ndarray:
+    q = _input_variance(schedule, lam, model.input, solver)
+    if model.input_scaling == "raw":
+        return q
+    return q * _input_scale(schedule, model, sigma_data_sq) ** 2
+
+
+def retention_table(schedule: Schedule, lam, model: StudentModel, solver: str = "ddim", n_merges: int | None = None,
+                    weights=None) -> np.ndarray:
+    r"""Retention :math:`r_j` for a node with input time ``j = 0..N`` (entry 0 unused) of a linear law.
+
+    ``flow``/``gd``: :func:`retention` of the effective input variance
+    (:func:`effective_input_variance`); ``empirical``: the table :math:`r(j, \lambda)`. With
+    ``budget="total"`` the per-node budget is :math:`\eta\tau / m`, ``m = n_merges``.
 
     Parameters
     ----------
@@ -288,9 +445,12 @@ def retention_table(schedule: Schedule, lam, model: StudentModel, solver: str = 
     lam : float or array
         Eigenvalues :math:`\lambda \ge 0`.
     model : StudentModel
+        With a linear law (``flow``, ``gd``, ``empirical``).
     solver : {"ddim", "heun"}
     n_merges : int, optional
         The plan's number of merge nodes (needed for ``budget="total"``).
+    weights : array, optional
+        Weights of ``lam`` for the default :math:`\sigma_d^2` of ``preconditioned`` inputs.
 
     Returns
     -------
@@ -302,11 +462,22 @@ def retention_table(schedule: Schedule, lam, model: StudentModel, solver: str = 
     _check_solver(solver)
     if n_merges is not None:
         n_merges = integer(n_merges, "n_merges", low=0)
-    return _retention_table(schedule, check_lam(lam), model, solver, n_merges)
+    if not model.linear:
+        raise InputError(f"retention_table needs a linear law (flow, gd, empirical), got training={model.training!r}")
+    lam = check_lam(lam)
+    if weights is not None:
+        weights = nonnegative_array(weights, "weights")
+    return _retention_table(schedule, lam, model, solver, n_merges, default_sigma_data_sq(lam, weights))
 
 
-def _retention_table(schedule: Schedule, lam: np.ndarray, model: StudentModel, solver: str, n_merges: int | None) -> np.ndarray:
-    q = _input_variance(schedule, lam, model.input, solver)
+def _retention_table(schedule: Schedule, lam: np.ndarray, model: StudentModel, solver: str, n_merges: int | None,
+                     sigma_data_sq: float = 1.0) -> np.ndarray:
+    if model.training == "empirical":
+        table = model.retention_table
+        if table.steps != schedule.steps:
+            raise InputError(f"retention_table was measured for N = {table.steps} steps but the schedule has N = {schedule.steps}")
+        return table.at(np.ravel(lam)).reshape(np.shape(lam) + (schedule.steps + 1,))
+    q = _effective_input_variance(schedule, lam, model, solver, sigma_data_sq)
     if model.training == "flow":
         eta_tau = model.eta_tau
         if model.budget == "total":
@@ -318,6 +489,67 @@ def _retention_table(schedule: Schedule, lam: np.ndarray, model: StudentModel, s
     out = np.ones_like(q)
     out[..., 2:] = _retention("gd", q[..., 2:], None, model.lr, model.gd_steps)
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class NodeLaw:
+    r"""The error map of every node input time and direction of one problem, :math:`a = P + F_{ij}(a_0 - P)`.
+
+    Built by :class:`~opmerge.objective.Problem` (validated arrays). For the linear laws
+    :math:`F_{ij}(e) = r_{ij} e` (``retention``); for ``sign``
+    :math:`F_{ij}(e) = e - \operatorname{clip}(e, \pm c_j \eta K)`; for ``adam``
+    :math:`F_{ij}(e) = c_j\, \mathrm{Adam}_K(e / c_j;\ c_j^2 q_{ij})`.
+
+    Attributes
+    ----------
+    training : str
+    retention : (d, N + 1) or None
+        Linear laws only.
+    q : (d, N + 1)
+        Effective input variance :math:`s_{ij}^2 q_{ij}`.
+    scale : (d, N + 1)
+        :math:`s_{ij} = c_j \kappa_{ij}`: the input scale (:func:`input_scale`) times the calibrated
+        step scale of ``step_table`` (1 without one). A step of the student's own parameter moves
+        the gain by :math:`s_{ij}` times as much.
+    lr, steps, beta1, beta2, eps
+        The optimiser (step laws).
+    """
+
+    training: str
+    retention: np.ndarray | None
+    q: np.ndarray
+    scale: np.ndarray
+    lr: float | None = None
+    steps: int | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
+
+    def travel(self) -> np.ndarray:
+        r"""``sign``/``adam``: :math:`s_{ij} \eta K` per direction and input time, shape (d, N + 1)."""
+        return self.scale * (self.lr * self.steps)
+
+    def error(self, error: np.ndarray, top: int) -> np.ndarray:
+        r""":math:`F(e)` for a node with input time ``top``, per direction (``error`` of shape (d,))."""
+        if self.retention is not None:
+            return self.retention[:, top] * error
+        c = self.scale[:, top]
+        if self.training == "sign":
+            return _sign_error(error, c * (self.lr * self.steps))
+        return c * _adam_error(error / c, self.q[:, top], self.lr, self.steps, self.beta1, self.beta2, self.eps)
+
+
+def _node_law(schedule: Schedule, lam: np.ndarray, model: StudentModel, solver: str, sigma_data_sq: float) -> NodeLaw:
+    """The :class:`NodeLaw` of a validated problem (``per-merge`` budget)."""
+    scale = np.broadcast_to(_input_scale(schedule, model, sigma_data_sq), (lam.size, schedule.steps + 1)).copy()
+    if model.step_table is not None:
+        table = model.step_table
+        if table.steps != schedule.steps:
+            raise InputError(f"step_table was measured for N = {table.steps} steps but the schedule has N = {schedule.steps}")
+        scale = scale * table.at(lam)
+    q = _input_variance(schedule, lam, model.input, solver) * scale**2
+    retention = _retention_table(schedule, lam, model, solver, 1, sigma_data_sq) if model.linear else None
+    return NodeLaw(model.training, retention, q, scale, model.lr, model.gd_steps, model.beta1, model.beta2, model.eps)
 
 
 def ddim_jump_table(schedule: Schedule, lam) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 from ._util import readonly_float64
 from ._validate import choice, integer, real_array
 from .errors import InputError, InputTypeError
-from .model import StudentModel, _ddim_jump_table, _retention_table
+from .model import NodeLaw, StudentModel, _ddim_jump_table, _node_law, _retention_table, default_sigma_data_sq
 from .plans import MergeNode, Plan, Tree
 from .schedules import Schedule, signal_noise_norm_sq
 from .teacher import SOLVERS, _exact_flow, _step_operators, check_lam
@@ -124,7 +124,9 @@ class Problem:
     Attributes (derived, read-only)
     -------------------------------
     step_values : (d, N + 1) teacher step operators, entry 0 = 1.
-    retention : (d, N + 1) retention :math:`r_j` per input time (``per-merge`` budget).
+    retention : (d, N + 1) retention :math:`r_j` per input time (``per-merge`` budget) of a linear law (``flow``, ``gd``, ``empirical``); ``None`` for ``adam`` and ``sign``.
+    law : :class:`~opmerge.model.NodeLaw`, the error map of every node (all laws).
+    sigma_data_sq : float, :math:`\sigma_d^2` of ``preconditioned`` inputs unless the model sets it: the weighted mean eigenvalue.
     jump : (d, N + 1, N + 1) ``jump[:, i, j] = D(j -> i)`` (only for ``init="ddim"``, else ``None``).
     teacher : (d,) :math:`T(N\to 0)`; exact : (d,) :math:`E(N \to 0)`; norm_noise : (d,) :math:`\|v_N\|`.
     goal : (d,) the value that :math:`S` (``teacher``) or :math:`|S|` (``data``) should reach.
@@ -166,7 +168,10 @@ class Problem:
         # lam is validated once, above; the kernels below take the checked array
         steps = _step_operators(self.schedule, lam, self.solver)
         set_("step_values", readonly_float64(steps, copy=False))
-        set_("retention", readonly_float64(_retention_table(self.schedule, lam, self.model, self.solver, 1), copy=False))
+        set_("sigma_data_sq", default_sigma_data_sq(lam, weights))
+        law = _node_law(self.schedule, lam, self.model, self.solver, self.sigma_data_sq)
+        set_("law", law)
+        set_("retention", None if law.retention is None else readonly_float64(law.retention, copy=False))
         if self.model.init == "ddim":
             check_memory(16 * lam.size * (n_steps + 1) ** 2,  # the table and one temporary
                          f"problem too large: init='ddim' needs a jump table of steps = {n_steps} and {lam.size} "
@@ -194,7 +199,8 @@ class Problem:
         """Retention table for a plan with ``n_merges`` merge nodes (differs from ``retention`` only for ``budget='total'``)."""
         if self.model.budget != "total":
             return self.retention
-        return _retention_table(self.schedule, self.lam, self.model, self.solver, integer(n_merges, "n_merges", low=0))
+        return _retention_table(self.schedule, self.lam, self.model, self.solver, integer(n_merges, "n_merges", low=0),
+                                self.sigma_data_sq)
 
     def w2_of(self, student) -> float:
         r""":math:`W_2` of a student operator vector ``S`` (shape ``(d,)``)."""
@@ -316,6 +322,9 @@ def merge_value(problem: Problem, retention: np.ndarray, top: int, bottom: int, 
         a0 = np.zeros(problem.dim)
     else:
         a0 = np.ones(problem.dim)
+    if retention is None:  # adam, sign: a = P + F(a0 - P)
+        product = children[0] * rest
+        return product + problem.law.error(a0 - product, top)
     r = retention[:, top]
     return (1.0 - r) * (children[0] * rest) + r * a0
 

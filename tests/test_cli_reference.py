@@ -57,6 +57,9 @@ def command_parsers(*, bridge: bool) -> dict[str, argparse.ArgumentParser]:
 
         parsers["opmerge validate mixture"] = build_validate_mixture_parser()
         parsers["opmerge train-teacher"] = build_train_teacher_parser()
+        from opmerge.experiments.calibrate_cli import build_calibrate_parser
+
+        parsers["opmerge calibrate"] = build_calibrate_parser()
     return parsers
 
 
@@ -135,7 +138,8 @@ def test_every_option_is_documented_and_no_other(bridge):
     sections = doc_sections()
     parsers = command_parsers(bridge=bridge)
     if bridge:
-        parsers = {k: v for k, v in parsers.items() if k in ("opmerge validate", "opmerge validate images", "opmerge train-teacher")}
+        parsers = {k: v for k, v in parsers.items() if k in ("opmerge validate", "opmerge validate images", "opmerge train-teacher",
+                                                             "opmerge calibrate")}
     for title, parser in parsers.items():
         documented = set(_OPTION.findall(sections[title]))
         real = option_names(parser)

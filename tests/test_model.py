@@ -130,7 +130,7 @@ def test_student_model_defaults():
     assert (m.eta_tau, m.init, m.training, m.input, m.budget) == (0.5, "warm", "flow", "forward", "per-merge")
     assert m.to_dict()["init"] == "warm"
     assert set(INITS) == {"warm", "ddim", "zero", "identity"}
-    assert set(TRAININGS) == {"flow", "gd"}
+    assert set(TRAININGS) == {"flow", "gd", "adam", "sign", "empirical"}
     assert set(INPUTS) == {"forward", "generated"}
     assert set(BUDGETS) == {"per-merge", "total"}
 

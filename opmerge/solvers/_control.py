@@ -195,7 +195,7 @@ def seed_plans(problem: Problem, tables: ProblemTables | None, budget: "Budget |
     if canonical:
         for kind in CANONICAL_KINDS:
             yield canonical_plan(kind, problem.steps, problem.segments)
-    if problem.model.budget == "total" or tables is None:
+    if problem.model.budget == "total" or tables is None or not problem.model.linear:
         return
     seen: set[tuple] = set()
     for d in range(problem.dim):

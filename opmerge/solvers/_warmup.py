@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
+
 __all__ = ["compile_kernels"]
 
 _state = {"done": False}
@@ -35,6 +37,12 @@ def compile_kernels(solve: Callable) -> None:
     from ..objective import Problem
     from ..schedules import make_schedule
 
+    import warnings
+
+    from ..errors import IndistinguishablePlansWarning
+    from ..laws import _adam_error
+
+    _adam_error(np.zeros(1), np.ones(1), 0.1, 1, 0.9, 0.999, 1e-8)
     inf = math.inf
     straddle = Problem(make_schedule("rf", 7), 1.0)  # one direction whose goal lies inside the range
     for problem in (
@@ -44,5 +52,7 @@ def compile_kernels(solve: Callable) -> None:
         Problem(make_schedule("edm", 5), [0.05, 3.0], segments=2),
         Problem(make_schedule("vp-linear", 5), [0.05, 3.0], model=StudentModel(training="gd", lr=0.05, gd_steps=2), segments=2),
     ):
-        solve(problem, time_budget=inf)
+        with warnings.catch_warnings():  # a warm-up problem is not the user's: its warning would mislead
+            warnings.simplefilter("ignore", IndistinguishablePlansWarning)
+            solve(problem, time_budget=inf)
     solve(straddle, time_budget=inf, joint=False, node_budget=10)

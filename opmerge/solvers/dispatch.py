@@ -17,8 +17,13 @@ It always returns a certificate: ``lower_bound`` :math:`\le W_2^\star \le` ``w2`
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
+
+from ..errors import IndistinguishablePlansWarning
 from ..objective import Problem
+from ..plans import count_plans
 from ._interrupts import interruptible
 from ._checks import (check_choice, check_flag, check_int, check_node_budget, check_problem, check_progress,
                       check_time_budget, check_tolerances)
@@ -106,10 +111,42 @@ def solve(
     if math.isfinite(time_budget):
         compile_kernels(solve)  # compilation is start-up, not part of the budget (none without a limit)
     budget = Budget(time_budget, node_budget, progress)
-    if joint and problem.dim > 1:
+    if joint and problem.dim > 1 and problem.model.linear:
         def search(tables, incumbent):
             return joint_plan(problem, tables, incumbent, budget, max_front=DEFAULT_MAX_FRONT, node_budget=node_budget)
     else:
         def search(tables, incumbent):
             return search_plan(problem, tables, incumbent, budget, node_budget=node_budget, list_length=list_length, engine=engine)
-    return solve_with_tables(problem, rtol, atol, budget, search)
+    solution = solve_with_tables(problem, rtol, atol, budget, search)
+    warn_if_indistinguishable(solution)
+    return solution
+
+
+def warn_if_indistinguishable(solution: Solution) -> None:
+    r"""Warn (:class:`~opmerge.errors.IndistinguishablePlansWarning`) when plans cannot be told apart,
+    though more than one plan exists: every plan's :math:`W_2` lies within the solver's tolerance
+    of the optimum's (the achievable range of the student values is that narrow), or the optimum
+    reaches 0 (every ratio to it is infinite).
+
+    .. math:: \sqrt{\textstyle\sum_i s_i (S_i^+ - S_i^-)^2} \le \texttt{tol}
+              \quad\text{or}\quad W_2^\star \le \texttt{tol}
+    """
+    problem = solution.problem
+    if count_plans(problem.steps, problem.segments) <= 1:
+        return
+    lo, hi = solution.student_range
+    # no plan's W2 differs from the optimum's by more than this (|S| moves no more than S)
+    spread = float(np.sqrt(np.sum(problem.scale * (np.asarray(hi) - np.asarray(lo)) ** 2)))
+    if spread <= solution.tol:
+        what = (f"every plan has W2 = {solution.w2:.3g} within tol = {solution.tol:.3g} (the achievable student "
+                f"values span {spread:.3g} in W2)")
+    elif solution.w2 <= solution.tol:
+        what = (f"the optimum reproduces the teacher (W2 = {solution.w2:.3g} <= tol = {solution.tol:.3g}), so every "
+                "ratio W2 / W2_opt is infinite and a ranking only says which plans converge")
+    else:
+        return
+    warnings.warn(
+        f"plans cannot be told apart: {what}; the training budget drives nodes to their targets "
+        f"(schedule {problem.schedule.name}, training {problem.model.training}, input scaling {problem.model.input_scaling}). "
+        "Use a smaller budget (eta_tau, or lr * gd_steps) or input_scaling='preconditioned'",
+        IndistinguishablePlansWarning, stacklevel=3)

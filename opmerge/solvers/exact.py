@@ -21,7 +21,9 @@ from typing import Callable
 
 import numpy as np
 
+from ..laws import LAWS
 from ..objective import Problem, evaluate_plan
+from ._law_search import LawPlanSearch
 from ._control import Budget, Incumbent, optimality_tolerance, seed_incumbent
 from ._kernels import INIT_CODES
 from ._line import estimate_slack_for, run_line_search
@@ -79,7 +81,10 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
         data_target=problem.target == "data",
         segments=problem.segments,
     )
-    search = PlanSearch(**search_kwargs)
+    if problem.model.linear:
+        search = PlanSearch(**search_kwargs)
+    else:
+        search = LawPlanSearch(problem, **search_kwargs)
 
     def evaluate_exact(plan):
         ev = evaluate_plan(problem, plan)
@@ -91,6 +96,9 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
     if root_bound >= incumbent.threshold():
         # the goal lies outside the achievable range (or an incumbent already attains the bound)
         found_plan, lower_sq, nodes, complete = None, root_bound, 0, True
+    elif not problem.model.linear:  # sign, adam: the general search with the law's node enclosures
+        _found_sq, found_plan, lower_sq, nodes, complete = search.run(best_sq, incumbent.threshold_for, evaluate_exact,
+                                                                       node_budget, budget)
     elif problem.dim == 1 and problem.model.budget != "total" and engine != "python":
         _found_sq, found_plan, lower_sq, nodes, complete = run_line_search(
             problem, tables.direction(0), best_sq, incumbent.search_tol, estimate_slack_for(problem), node_budget, budget, list_length
@@ -107,7 +115,7 @@ def search_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, b
     w2 = incumbent.w2
     lower = math.sqrt(max(0.0, min(lower_sq, w2 * w2)))
     return certified_solution(incumbent.plan, incumbent.evaluation, lower, incumbent.tol, method, nodes, (tables.lo, tables.hi),
-                              budget.elapsed(), problem, stopped=not complete)
+                              budget.elapsed(), problem, stopped=not complete, certified=LAWS[problem.model.training].exact_solver)
 
 
 def seeds_only_solution(problem: Problem, incumbent: Incumbent, budget: Budget) -> Solution:

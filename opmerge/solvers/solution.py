@@ -95,7 +95,7 @@ class Solution:
 
 def certified_solution(plan: Plan, evaluation: PlanEvaluation, lower_bound: float, tol: float, method: str,
                        nodes: int, student_range: tuple[np.ndarray, np.ndarray], elapsed: float,
-                       problem: Problem, stopped: bool = False) -> Solution:
+                       problem: Problem, stopped: bool = False, certified: bool = True) -> Solution:
     r"""A :class:`Solution` whose ``exact`` is computed from its numbers.
 
     .. math:: \texttt{exact} = (\texttt{w2} - \texttt{lower\_bound} \le \texttt{tol}), \qquad
@@ -118,13 +118,16 @@ def certified_solution(plan: Plan, evaluation: PlanEvaluation, lower_bound: floa
     problem : Problem
     stopped : bool
         Whether a budget stopped the search before it finished.
+    certified : bool
+        False when ``lower_bound`` rests on a numerical envelope (training law ``adam``): then
+        ``exact`` is false whatever the gap.
 
     Returns
     -------
     Solution
     """
     w2 = evaluation.w2
-    exact = bool(w2 - lower_bound <= tol)
+    exact = bool(w2 - lower_bound <= tol) and bool(certified)
     return Solution(plan=plan, evaluation=evaluation, w2=w2, lower_bound=lower_bound, exact=exact,
                     tol=tol, method=method, nodes=int(nodes), student_range=student_range, elapsed=elapsed, problem=problem,
                     stopped=bool(stopped))

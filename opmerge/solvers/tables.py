@@ -22,6 +22,7 @@ from ..plans import Plan, plan_from_nested
 from ._interrupts import interruptible
 from ._checks import check_choice, check_int, check_problem, check_tables
 from ._kernels import FILL_BLOCK, INIT_CODES, find_choice, new_tables, range_dp_run
+from ._law_search import law_range_tables
 
 __all__ = ["range_tables", "achievable_range", "extreme_plan", "ProblemTables", "TABLE_NAMES", "table_bytes",
            "check_table_size"]
@@ -128,6 +129,13 @@ def _stop_if_expired(budget) -> None:
 
 def _range_tables(problem: Problem, budget=None) -> dict[str, np.ndarray]:
     check_table_size(problem)
+    if not problem.model.linear:  # sign, adam: enclosures (docs/solver.md)
+        def between() -> None:
+            if budget is not None:
+                _stop_if_expired(budget)
+                budget.report("tables")
+
+        return dict(zip(_TABLE_NAMES, law_range_tables(problem, between)))
     if problem.model.budget != "total":
         return dict(zip(_TABLE_NAMES, _fill(problem, problem.retention, budget)))
     tables: dict = {}
@@ -247,6 +255,8 @@ def extreme_plan(problem: Problem, direction: int = 0, side: str = "lo", tables:
     check_problem(problem)
     if problem.model.budget == "total":
         raise InputError("extreme_plan needs problem.model.budget = 'per-merge' (extreme plans are not read off the DP for 'total')")
+    if not problem.model.linear:
+        raise InputError(f"extreme_plan needs a linear training law (flow, gd, empirical), got training={problem.model.training!r}")
     check_choice(side, "side", ("lo", "hi"))
     direction = check_int(direction, "direction", 0, problem.dim - 1)
     tables = check_tables(tables, problem)
@@ -377,6 +387,8 @@ def plan_from_shape(shape: tuple) -> Plan:
 
 def retention_bound(problem: Problem, reduce) -> np.ndarray:
     """Elementwise ``reduce`` (``np.minimum`` or ``np.maximum``) of the retention over the possible merge counts."""
+    if problem.retention is None:  # sign, adam: no retention; their search does not read it
+        return np.ones((problem.dim, problem.steps + 1))
     if problem.model.budget != "total":
         return np.asarray(problem.retention)
     tables = [problem.retention_for(count) for count in _merge_count_range(problem)]
