@@ -84,6 +84,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--batch", type=bounded_int(1, MAX_BATCH), help=f"minibatch size, at most {MAX_BATCH:_}")
     g.add_argument("--repeats", type=bounded_int(2, MAX_REPEATS),
                    help=f"independent seeds (sgd, ranking), 2 to {MAX_REPEATS:_}: an interval of the mean needs two")
+    g.add_argument("--pilot-repeats", type=bounded_int(0, MAX_REPEATS),
+                   help="seeds of the calibration pilots of the ranking study with Adam (0 skips them; default 1)")
     g.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), help=f"MLP width, at most {MAX_HIDDEN:_}")
     g.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), help=f"MLP hidden layers, at most {MAX_DEPTH}")
     g.add_argument("--train-steps", type=bounded_int(1, MAX_TRAIN_STEPS), help="SCoT/TraFlow training updates")
@@ -137,7 +139,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
         "study": args.study, "quick": bool(args.quick), "schedule": args.schedule, "steps": args.steps, "segments": args.segments,
         "solver": args.solver, "lam": lam, "plans": tuple(args.plan) if args.plan else None, "init": args.init, "input": args.input,
         "target": args.target, "eta_tau": args.eta_tau, "lr": args.lr, "node_steps": args.gd_steps, "batch": args.batch,
-        "repeats": args.repeats, "family": args.family, "optimizer": args.optimizer, "hidden": args.hidden, "depth": args.depth,
+        "repeats": args.repeats, "pilot_repeats": args.pilot_repeats, "family": args.family, "optimizer": args.optimizer, "hidden": args.hidden, "depth": args.depth,
         "train_steps": args.train_steps, "n_eval": args.n_eval, "level": args.level, "rotated": args.rotated, "seed": args.seed,
         "device": args.device, "threads": args.threads, "out": args.out, "progress": not (args.no_progress or args.json),
     }
@@ -160,7 +162,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
 
 
 #: configuration fields that have an option of the same name (``--`` and ``-`` for ``_``)
-_FIELD_OPTIONS = ("schedule", "steps", "segments", "solver", "init", "input", "target", "lr", "batch", "repeats", "family", "optimizer",
+_FIELD_OPTIONS = ("schedule", "steps", "segments", "solver", "init", "input", "target", "lr", "batch", "repeats", "pilot_repeats", "family", "optimizer",
                   "hidden", "depth", "level", "rotated", "seed", "device", "threads", "out", "quick")
 
 
@@ -182,6 +184,15 @@ def _report(result: dict) -> str:
     elif study == "ranking":
         lines.append(f"  rank correlation measured vs predicted (mean over lambda): Spearman {s['spearman_mean']:.3f}, Kendall {s['kendall_mean']:.3f};"
                      f" winner agrees at {s['winner_agreement']:.0%} of the lambda values")
+        if "spearman_adam_mean" in s:
+            pairs = lambda key: f"{s[key]['agree']}/{s[key]['pairs']}"  # noqa: E731
+            lines.append(f"  with the adam law (docs/theory.md section 9): Spearman {s['spearman_adam_mean']:.3f},"
+                         f" median |log10 W2 pred/meas| {s['log10_error_adam']:.2f} (flow: {s['log10_error_flow']:.2f}),"
+                         f" significant pairs ordered {pairs('significant_pairs_adam')} (flow: {pairs('significant_pairs_flow')})")
+            if "spearman_adam_calibrated_mean" in s:
+                lines.append(f"  adam calibrated on pilots (held out, {s['pilot_share']:.1%} of the study's node trainings):"
+                             f" Spearman {s['spearman_adam_calibrated_mean']:.3f}, |log10| {s['log10_error_adam_calibrated']:.2f},"
+                             f" significant pairs {pairs('significant_pairs_adam_calibrated')}")
         lines.append(f"  BOOT-vs-vanilla crossover lambda: predicted {s['crossover_predicted']}, measured {s['crossover_measured']}"
                      f" (interval {s['crossover_interval']}); calibrated eta*tau {s['eta_tau_calibrated']:.4g}: predicted {s['crossover_calibrated']}")
     elif study == "scot":

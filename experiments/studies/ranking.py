@@ -57,6 +57,11 @@ class RankingConfig(StudyConfig):
     n_eval : int
         Fresh inputs of each readout.
     rotated : bool
+    pilot_repeats : int
+        Seeds of the calibration pilots (Adam only; 0 skips them): single merges of 2 and 3 steps
+        at times ``N`` and ``ceil(N / 2)`` (:func:`opmerge.calibration.pilot_plans`), seeds derived
+        under ``"pilot"``, none of them a compared plan. They calibrate the ``adam`` law's step scale
+        (docs/calibration.md) for the held-out prediction.
     """
 
     study = "ranking"
@@ -73,6 +78,7 @@ class RankingConfig(StudyConfig):
     depth: int | None = None
     n_eval: int | None = None
     rotated: bool | None = None
+    pilot_repeats: int | None = None
 
     @classmethod
     def defaults(cls, quick: bool) -> dict:  # noqa: D102
@@ -80,7 +86,7 @@ class RankingConfig(StudyConfig):
                 "lam": (0.1, 1.0, 10.0) if quick else tuple(float(v) for v in np.geomspace(0.1, 10.0, 9)),
                 "lr": 1e-3 if quick else 3e-4, "node_steps": 30 if quick else 100, "batch": 256, "repeats": 2 if quick else 4,
                 "family": "mlp-separable", "optimizer": "adam", "hidden": 16 if quick else 32, "depth": 2,
-                "n_eval": 8192 if quick else 65536}
+                "n_eval": 8192 if quick else 65536, "pilot_repeats": 1}
 
     def _check_study(self) -> None:
         super()._check_study()
@@ -150,9 +156,11 @@ def _rank_correlations(measured: np.ndarray, predicted: np.ndarray) -> tuple[flo
     return float(stats.spearmanr(measured, predicted).statistic), float(stats.kendalltau(measured, predicted).statistic)
 
 
-def _ranking_predictions(schedule, cfg: RankingConfig, eta_tau: float, lam: np.ndarray, plan_of: dict) -> dict:
-    """Predicted per-direction student values and W2 of every plan name (``optimal`` per direction)."""
-    model = StudentModel(eta_tau=eta_tau, init=cfg.init, input=cfg.input)
+def _ranking_predictions(schedule, cfg: RankingConfig, eta_tau: float, lam: np.ndarray, plan_of: dict,
+                         model: StudentModel | None = None) -> dict:
+    """Predicted per-direction student values and W2 of every plan name (``optimal`` per direction);
+    ``model`` replaces the flow model at ``eta_tau`` (a training law of docs/theory.md §9)."""
+    model = model or StudentModel(eta_tau=eta_tau, init=cfg.init, input=cfg.input)
     problem = Problem(schedule, lam, model=model, solver=cfg.solver, target=cfg.target, segments=cfg.segments)
     out = {}
     for name, plans in plan_of.items():
@@ -226,6 +234,17 @@ def run(cfg: "RankingConfig", cache: ResultCache) -> dict:
     eta_cal = float(math.exp(fit.x))
     calibrated = _ranking_predictions(schedule, cfg, eta_cal, lam, plan_of)
 
+    # the training law of the optimiser (docs/theory.md §9): Adam as is, and with its step scale
+    # calibrated on pilots that share no plan and no seed with the runs above (docs/calibration.md)
+    law = {}
+    if cfg.optimizer == "adam":
+        law_model = StudentModel(training="adam", lr=cfg.lr, gd_steps=cfg.node_steps, init=cfg.init, input=cfg.input)
+        law["adam"] = _ranking_predictions(schedule, cfg, cfg.eta_tau, lam, plan_of, law_model)
+        if cfg.pilot_repeats:
+            law["calibration"] = _calibrate(cfg, schedule, data, train, lam, dtype, device, cache, to_run)
+            law["adam_calibrated"] = _ranking_predictions(schedule, cfg, cfg.eta_tau, lam, plan_of,
+                                                          law["calibration"]["cost_model"].student_model(cfg.init, cfg.input))
+
     per_lambda = []
     for k, value in enumerate(lam):
         meas = np.array([w2_runs[n][:, k].mean() for n in names])
@@ -234,17 +253,25 @@ def run(cfg: "RankingConfig", cache: ResultCache) -> dict:
         rho, tau = _rank_correlations(meas, pred)
         rho_c, tau_c = _rank_correlations(meas, cal)
         best_pred = {names[i] for i in range(len(names)) if pred[i] <= pred.min() * (1 + 1e-9) + 1e-15}
-        per_lambda.append({"lam": float(value), "spearman": rho, "kendall": tau, "spearman_calibrated": rho_c, "kendall_calibrated": tau_c,
-                           "measured_best": names[int(np.argmin(meas))], "predicted_best": sorted(best_pred),
-                           "winner_agrees": names[int(np.argmin(meas))] in best_pred})
+        entry = {"lam": float(value), "spearman": rho, "kendall": tau, "spearman_calibrated": rho_c, "kendall_calibrated": tau_c,
+                 "measured_best": names[int(np.argmin(meas))], "predicted_best": sorted(best_pred),
+                 "winner_agrees": names[int(np.argmin(meas))] in best_pred}
+        for key in ("adam", "adam_calibrated"):
+            if key in law:
+                entry[f"spearman_{key}"] = _rank_correlations(meas, np.array([law[key][n]["w2"][k] for n in names]))[0]
+        per_lambda.append(entry)
     rows = []
     for n in names:
         runs = w2_runs[n]
         se = runs.std(0, ddof=1) / math.sqrt(cfg.repeats) if cfg.repeats > 1 else np.zeros(lam.size)
-        rows.append({"name": n, "plans": [format_plan(p) for p in plan_of[n]], "w2_measured": runs.mean(0), "w2_se": se,
-                     "w2_predicted": predicted[n]["w2"], "w2_calibrated": calibrated[n]["w2"],
-                     "gain_measured": gain_runs[n].mean(0), "gain_predicted": predicted[n]["student"],
-                     "gain_calibrated": calibrated[n]["student"], "w2_runs": runs})
+        row = {"name": n, "plans": [format_plan(p) for p in plan_of[n]], "w2_measured": runs.mean(0), "w2_se": se,
+               "w2_predicted": predicted[n]["w2"], "w2_calibrated": calibrated[n]["w2"],
+               "gain_measured": gain_runs[n].mean(0), "gain_predicted": predicted[n]["student"],
+               "gain_calibrated": calibrated[n]["student"], "w2_runs": runs}
+        for key in ("adam", "adam_calibrated"):
+            if key in law:
+                row[f"w2_{key}"], row[f"gain_{key}"] = law[key][n]["w2"], law[key][n]["student"]
+        rows.append(row)
     # crossover BOOT vs vanilla
     crossover = {}
     if "boot" in names and "vanilla" in names:
@@ -284,7 +311,65 @@ def run(cfg: "RankingConfig", cache: ResultCache) -> dict:
         "crossover_bootstrap_no_crossing": crossover.get("bootstrap_no_crossing"),
         "eta_tau": cfg.eta_tau, "eta_tau_calibrated": eta_cal, "target": cfg.target,
     }
-    return {"lam": lam, "plans": rows, "per_lambda": per_lambda, "crossover": crossover, "summary": summary}
+    measured_w2 = np.array([w2_runs[n].mean(0) for n in names])
+    se_w2 = np.array([row["w2_se"] for row in rows])
+    texts = [[format_plan(p) for p in plan_of[n]] for n in names]
+    summary["log10_error_flow"] = _log_error(measured_w2, np.array([predicted[n]["w2"] for n in names]))
+    summary["significant_pairs_flow"] = _pair_agreement(measured_w2, se_w2, np.array([predicted[n]["w2"] for n in names]), texts)
+    for key in ("adam", "adam_calibrated"):
+        if key in law:
+            values = finite([p[f"spearman_{key}"] for p in per_lambda])
+            summary[f"spearman_{key}_mean"] = float(np.mean(values)) if values else float("nan")
+            summary[f"log10_error_{key}"] = _log_error(measured_w2, np.array([law[key][n]["w2"] for n in names]))
+            summary[f"significant_pairs_{key}"] = _pair_agreement(measured_w2, se_w2, np.array([law[key][n]["w2"] for n in names]), texts)
+    out = {"lam": lam, "plans": rows, "per_lambda": per_lambda, "crossover": crossover, "summary": summary}
+    if "calibration" in law:
+        calib = law["calibration"]
+        summary["pilot_share"] = calib["pilot_share"]
+        out["calibration"] = {"cost_model": calib["cost_model"].to_dict(), "pilot_plans": calib["pilot_plans"],
+                              "pilot_share": calib["pilot_share"]}
+    return out
+
+
+def _log_error(measured: np.ndarray, predicted: np.ndarray) -> float:
+    r"""Median over (plan, direction) of :math:`|\log_{10}(W_2^{pred} / W_2^{meas})|` (predictions floored at 1e-6)."""
+    ok = measured > 0
+    return float(np.median(np.abs(np.log10(np.maximum(predicted[ok], 1e-6) / measured[ok])))) if ok.any() else float("nan")
+
+
+def _pair_agreement(measured: np.ndarray, se: np.ndarray, predicted: np.ndarray, texts: list) -> dict:
+    r"""Pairs of different plans (same direction) whose measured W2 differ by more than two standard errors,
+    :math:`|m_a - m_b| > 2\sqrt{s_a^2 + s_b^2}`, and how many of them the prediction orders the same way."""
+    agree = total = 0
+    for k in range(measured.shape[1]):
+        for a in range(measured.shape[0]):
+            for b in range(a + 1, measured.shape[0]):
+                if texts[a][k] == texts[b][k]:
+                    continue
+                gap = measured[a, k] - measured[b, k]
+                if abs(gap) > 2.0 * math.hypot(se[a, k], se[b, k]):
+                    total += 1
+                    agree += int(np.sign(predicted[a, k] - predicted[b, k]) == np.sign(gap))
+    return {"agree": agree, "pairs": total}
+
+
+def _calibrate(cfg: RankingConfig, schedule, data, train, lam: np.ndarray, dtype, device, cache: ResultCache, study_plans: list) -> dict:
+    """Run the calibration pilots (cached units, seeds under ``"pilot"``) and fit the ``adam`` law's step scale."""
+    from opmerge.calibration import CostModel, fit_step_scale
+
+    from ..calibration import pilot_cost_share, run_gaussian_pilots
+
+    teacher = GaussianTeacher(schedule, data, cfg.solver, dtype=dtype, device=device)
+    base = {"study": "ranking", "schedule": cfg.schedule, "steps": cfg.steps, "solver": cfg.solver, "lam": cfg.lam,
+            "rotated": bool(cfg.rotated), "train": train.to_dict(), "dtype": str(dtype), "device": device.type}
+    nodes, pilot_texts = run_gaussian_pilots(teacher, train, schedule, lam, repeats=cfg.pilot_repeats, seed=cfg.seed, cache=cache,
+                                             unit_base=base, n_eval=min(cfg.n_eval, 16384),
+                                             progress=lambda units: progress(units, cfg.progress, "calibration pilots"))
+    table, report = fit_step_scale(nodes, "adam", cfg.lr, cfg.node_steps, cfg.steps, source="ranking-study pilots")
+    share = pilot_cost_share(pilot_texts, cfg.pilot_repeats, study_plans, cfg.repeats)
+    cost = CostModel(law="adam", lr=cfg.lr, gd_steps=cfg.node_steps, step_table=table, beta1=0.9, beta2=0.999, eps=1e-8,
+                     report={**report, "pilot_plans": pilot_texts, "pilot_repeats": cfg.pilot_repeats, "pilot_share": share})
+    return {"cost_model": cost, "pilot_plans": pilot_texts, "pilot_share": share}
 
 
 def figure(result: dict):
