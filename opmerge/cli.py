@@ -65,6 +65,7 @@ COMMANDS = {
     "train-teacher": "train (or resume) a diffusion teacher on image data such as the 8x8 digits (experiments)",
     "mixture": "Gaussian-mixture regime: plan, simulate, merge-error, phase, honesty (analysis)",
     "calibrate": "calibrate a training law on pilot distillations with your teacher and recipe; write a cost model (experiments)",
+    "advise": "the recommended plan with its predicted quality and interval, the canonical plans beside it, and its sensitivity to the budget",
 }
 #: subcommands handled by another package's ``main``
 DELEGATED = ("phase", "demo", "validate", "train-teacher", "mixture", "calibrate")
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem_command(sub, "plan", _PLAN_NOTES, run_plan, drawing=True)
     _add_problem_command(sub, "compare", _COMPARE_NOTES, run_compare, drawing=False)
     _add_problem_command(sub, "evaluate", _EVALUATE_NOTES, run_evaluate, drawing=True, plan_option=True)
+    _add_problem_command(sub, "advise", _ADVISE_NOTES, run_advise, drawing=True, spread_option=True)
 
     p = sub.add_parser("derive", help=COMMANDS["derive"], description=_describe("derive", _DERIVE_NOTES), formatter_class=_Formatter)
     p.add_argument("--out", metavar="FILE", default=None, help="write the LaTeX to FILE instead of stdout")
@@ -135,6 +137,12 @@ _EVALUATE_NOTES = """\
 Evaluates one plan and solves the same problem to tell whether the plan is optimal. N and M are
 taken from the plan unless --steps/--segments are given (they must then agree with it)."""
 
+_ADVISE_NOTES = """\
+One question, one answer: the plan to distil (the solver's optimum) with its predicted W2, an
+interval (its W2 when the training budget is scaled by 1/F and F), the canonical plans beside it,
+and whether the recommendation changes under those budgets (regret of keeping it). With
+--costs FILE (from 'opmerge calibrate') the prediction uses the law calibrated on your teacher."""
+
 _DERIVE_NOTES = """\
 Derives with sympy the DDIM step, Heun's step, the exact flow and the student model's formulas
 (docs/theory.md sections 2 and 4), checks them, and prints them as LaTeX."""
@@ -145,7 +153,7 @@ def _describe(name: str, notes: str) -> str:
 
 
 def _add_problem_command(sub: argparse._SubParsersAction, name: str, notes: str, handler: Callable[[argparse.Namespace], int],
-                         *, drawing: bool, plan_option: bool = False) -> None:
+                         *, drawing: bool, plan_option: bool = False, spread_option: bool = False) -> None:
     """A subcommand that solves one problem: the model, data, search and output options; with ``plan_option``
     (``evaluate``) first ``--plan``, and ``--steps``/``--segments`` then default to the plan's ``N`` and ``M``."""
     p = sub.add_parser(name, help=COMMANDS[name], description=_describe(name, notes), formatter_class=_Formatter)
@@ -157,8 +165,21 @@ def _add_problem_command(sub: argparse._SubParsersAction, name: str, notes: str,
         add_model_arguments(p)
     add_direction_arguments(p)
     add_search_arguments(p)
+    if spread_option:
+        p.add_argument("--spread", type=_spread_factor, default=2.0, metavar="F",
+                       help="budget factor of the sensitivity analysis and the interval: 1/F and F, F > 1 (default 2)")
     _add_output_arguments(p, drawing=drawing)
     p.set_defaults(handler=handler)
+
+
+def _spread_factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 1, got {text!r}") from None
+    if not (value > 1.0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 1, got {text!r}")
+    return value
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser, *, drawing: bool) -> None:
@@ -471,6 +492,60 @@ def run_plan(args: argparse.Namespace) -> int:
     lines = _report_head("plan", problem, directions)
     lines += _plan_lines(args, "optimal plan", solution.plan, problem, solution.evaluation)
     lines += _certificate_lines(solution)
+    _print(lines)
+    return 0
+
+
+def run_advise(args: argparse.Namespace) -> int:
+    """``opmerge advise``: the recommended plan, its predicted quality and interval, the canonical plans, the sensitivity.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options of the command.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+    """
+    from .advice import advise
+
+    directions, problem, budgets = _setup(args)
+    progress = _progress_callback(args)
+    advice = advise(problem, factors=(1.0 / args.spread, args.spread), **budgets, progress=progress)
+    for message in dict.fromkeys(advice.warnings):
+        sys.stderr.write(f"opmerge: warning: {message}\n")
+    if args.json:
+        out = advice.to_dict()
+        out["command"] = "advise"
+        out["spread"] = args.spread
+        _emit(out, problem, budgets, directions)
+        return 0
+    lines = _report_head("advise", problem, directions)
+    lo, hi = advice.w2_interval
+    if advice.exact:
+        certified = "certified optimal"
+    elif not advice.stopped and problem.model.training == "adam":
+        certified = "the search finished; adam's bound is a tabulated envelope, not a proof"
+    else:
+        certified = "best found within the search budget, not certified"
+    lines.append(f"recommended: {abbreviate_plan(str(advice.plan), advice.plan.steps)}  ({certified})")
+    lines.append(f"predicted W2 = {advice.w2:.6g}, interval [{lo:.6g}, {hi:.6g}] for budgets x{1 / args.spread:g} .. x{args.spread:g}")
+    lines.append("")
+    rows = [[kind, _truncate(entry["plan"]), f"{entry['w2']:.6g}", _format_ratio(entry["ratio"])] for kind, entry in advice.canonical.items()]
+    rows.append(["recommended", _truncate(str(advice.plan)), f"{advice.w2:.6g}", "1.000"])
+    lines += _table(["plan", "text", "W2", "W2/W2_rec"], rows, right=(2, 3))
+    lines.append("")
+    lines.append("sensitivity to the training budget:")
+    for row in advice.sensitivity:
+        verdict = "still optimal" if row["same_plan"] else f"optimum becomes {_truncate(row['plan'], 48)}, regret {row['regret']:.1%}"
+        lines.append(f"  budget x{row['factor']:g}: W2 of the recommendation {row['w2_recommended']:.6g}"
+                     f" (optimum {row['w2_optimal']:.6g}); {verdict}")
+    lines.append("robust: the recommendation is optimal at every budget tried" if advice.robust
+                 else "not robust: a budget off by the factor above changes the optimum; calibrate the law (opmerge calibrate) before training")
+    if not args.no_draw and len(str(advice.plan)) <= PLAN_ECHO_LIMIT:
+        lines += ["", draw_plan(advice.plan)]
     _print(lines)
     return 0
 

@@ -36,7 +36,7 @@ def command_parsers(*, bridge: bool) -> dict[str, argparse.ArgumentParser]:
     top = build_parser()
     own = _subparsers(top)
     parsers = {"opmerge": top}
-    for name in ("plan", "compare", "evaluate", "derive"):
+    for name in ("plan", "compare", "evaluate", "advise", "derive"):
         parsers[f"opmerge {name}"] = own[name]
     delegated = _subparsers(analysis_parser())
     for name in ("phase", "demo"):
