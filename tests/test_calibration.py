@@ -212,3 +212,16 @@ def test_pilots_of_a_diagonal_student_give_a_unit_step_scale(tmp_path):
     _, report = fit_step_scale(nodes, "sign", 2e-3, 40, 6)
     kappas = [f["kappa"] for f in report["fits"] if not f["censored"]]
     assert kappas and all(0.7 <= k <= 1.3 for k in kappas), report["fits"]
+
+
+def test_pair_agreement_counts_only_pairs_the_measurement_separates():
+    pytest.importorskip("torch")
+    from opmerge.experiments.studies.ranking import _pair_agreement
+
+    measured = np.array([[1.0, 0.10], [2.0, 0.11], [3.0, 0.50]])
+    se = np.array([[0.1, 0.05], [0.1, 0.05], [0.1, 0.05]])
+    texts = [["a", "a"], ["b", "b"], ["c", "a"]]  # plan c is plan a in direction 1: that pair does not count
+    predicted = np.array([[0.5, 1.0], [0.7, 2.0], [0.6, 3.0]])
+    # direction 0: pairs (a,b), (a,c), (b,c) separated; predicted order a < c < b gets (a,b), (a,c) right, (b,c) wrong
+    # direction 1: (a,b) not separated (0.01 < 2 * 0.07), (b,c) separated and right, (a,c) same plan
+    assert _pair_agreement(measured, se, predicted, texts) == {"agree": 3, "pairs": 4}
