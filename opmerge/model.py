@@ -413,6 +413,13 @@ def effective_input_variance(schedule: Schedule, lam, model: StudentModel, solve
     -------
     ndarray of shape ``lam.shape + (N + 1,)``
     """
+    lam, sigma_data_sq = _check_law_arguments(schedule, lam, model, solver, weights)
+    return _effective_input_variance(schedule, lam, model, solver, sigma_data_sq)
+
+
+def _check_law_arguments(schedule: object, lam: object, model: object, solver: object, weights: object) -> tuple[np.ndarray, float]:
+    """Check the arguments shared by :func:`effective_input_variance` and :func:`retention_table`;
+    returns the checked ``lam`` and the default :math:`\sigma_d^2` of its (weighted) eigenvalues."""
     _check_schedule(schedule)
     if not isinstance(model, StudentModel):
         raise InputTypeError(f"model must be a StudentModel, got {type(model).__name__}")
@@ -420,7 +427,7 @@ def effective_input_variance(schedule: Schedule, lam, model: StudentModel, solve
     lam = check_lam(lam)
     if weights is not None:
         weights = nonnegative_array(weights, "weights")
-    return _effective_input_variance(schedule, lam, model, solver, default_sigma_data_sq(lam, weights))
+    return lam, default_sigma_data_sq(lam, weights)
 
 
 def _effective_input_variance(schedule: Schedule, lam: np.ndarray, model: StudentModel, solver: str,
@@ -456,18 +463,12 @@ def retention_table(schedule: Schedule, lam, model: StudentModel, solver: str = 
     -------
     ndarray of shape ``lam.shape + (N + 1,)``
     """
-    _check_schedule(schedule)
-    if not isinstance(model, StudentModel):
-        raise InputTypeError(f"model must be a StudentModel, got {type(model).__name__}")
-    _check_solver(solver)
+    lam, sigma_data_sq = _check_law_arguments(schedule, lam, model, solver, weights)
     if n_merges is not None:
         n_merges = integer(n_merges, "n_merges", low=0)
     if not model.linear:
         raise InputError(f"retention_table needs a linear law (flow, gd, empirical), got training={model.training!r}")
-    lam = check_lam(lam)
-    if weights is not None:
-        weights = nonnegative_array(weights, "weights")
-    return _retention_table(schedule, lam, model, solver, n_merges, default_sigma_data_sq(lam, weights))
+    return _retention_table(schedule, lam, model, solver, n_merges, sigma_data_sq)
 
 
 def _retention_table(schedule: Schedule, lam: np.ndarray, model: StudentModel, solver: str, n_merges: int | None,

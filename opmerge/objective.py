@@ -291,6 +291,17 @@ def _right_product(factors: list) -> np.ndarray:
     return out
 
 
+def node_start(problem: Problem, top: int, bottom: int, first) -> np.ndarray:
+    r"""The student's start :math:`a_0` of a node over ``top -> bottom`` (docs/theory.md §4): the first
+    child's value ``first`` (``warm``), :math:`D(j \to i)` (``ddim``), 0 or 1; shape (d,)."""
+    init = problem.model.init
+    if init == "warm":
+        return first
+    if init == "ddim":
+        return problem.jump[:, bottom, top]
+    return np.zeros(problem.dim) if init == "zero" else np.ones(problem.dim)
+
+
 def merge_value(problem: Problem, retention: np.ndarray, top: int, bottom: int, children: list) -> np.ndarray:
     r"""Value of a merge node over ``top -> bottom`` from its children values (docs/theory.md §4).
 
@@ -313,15 +324,7 @@ def merge_value(problem: Problem, retention: np.ndarray, top: int, bottom: int, 
     ndarray of shape (d,)
     """
     rest = _right_product(children[1:])
-    init = problem.model.init
-    if init == "warm":
-        a0 = children[0]
-    elif init == "ddim":
-        a0 = problem.jump[:, bottom, top]
-    elif init == "zero":
-        a0 = np.zeros(problem.dim)
-    else:
-        a0 = np.ones(problem.dim)
+    a0 = node_start(problem, top, bottom, children[0])
     if retention is None:  # adam, sign: a = P + F(a0 - P)
         product = children[0] * rest
         return product + problem.law.error(a0 - product, top)

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from ..laws import adam_sign_gap
-from ..objective import Problem
+from ..objective import Problem, node_start
 from ._search import NODE, PlanSearch, _Expr, _OutOfTime
 
 __all__ = ["law_widening", "law_range_tables", "LawPlanSearch"]
@@ -46,16 +46,8 @@ def law_widening(problem: Problem) -> np.ndarray:
 
 
 def _init_range(problem: Problem, i: int, j: int, c1_lo, c1_hi):
-    init = problem.model.init
-    if init == "warm":
-        return c1_lo, c1_hi
-    if init == "ddim":
-        value = problem.jump[:, i, j]
-    elif init == "zero":
-        value = np.zeros(problem.dim)
-    else:
-        value = np.ones(problem.dim)
-    return value, value
+    """Range of the start :math:`a_0` of a node over ``j -> i`` whose first child ranges over ``[c1_lo, c1_hi]``."""
+    return node_start(problem, j, i, c1_lo), node_start(problem, j, i, c1_hi)
 
 
 def node_enclosure(problem: Problem, travel: np.ndarray, widen: np.ndarray, i: int, j: int, c1_lo, c1_hi, r_lo, r_hi):
