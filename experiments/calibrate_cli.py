@@ -126,9 +126,13 @@ def _main(argv: list[str]) -> int:
     if out.exists() and out.is_dir():
         raise UsageError(f"--out {args.out} is a folder; give the cost model's file name")
     try:
+        pilot_plans(steps, args.pilot_lengths, args.pilot_times)  # checks the design before any work
+    except InputError as exc:
+        raise UsageError(f"--pilot-lengths {','.join(map(str, args.pilot_lengths))} / --pilot-times "
+                         f"{'default' if args.pilot_times is None else ','.join(map(str, args.pilot_times))} with N = {steps}: {exc}") from exc
+    try:
         device = resolve_device(args.device)
         schedule = make_schedule(args.schedule, steps)
-        pilot_plans(steps, args.pilot_lengths, args.pilot_times)  # checks the design before any work
         train = TrainConfig(family=args.family or "mlp-separable", optimizer="adam", lr=lr, steps=node_steps, batch=args.batch,
                             init="warm", input="forward", hidden=hidden, depth=args.depth)
     except (InputError, ValueError) as exc:

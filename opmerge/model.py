@@ -418,7 +418,7 @@ def effective_input_variance(schedule: Schedule, lam, model: StudentModel, solve
 
 
 def _check_law_arguments(schedule: object, lam: object, model: object, solver: object, weights: object) -> tuple[np.ndarray, float]:
-    """Check the arguments shared by :func:`effective_input_variance` and :func:`retention_table`;
+    r"""Check the arguments shared by :func:`effective_input_variance` and :func:`retention_table`;
     returns the checked ``lam`` and the default :math:`\sigma_d^2` of its (weighted) eigenvalues."""
     _check_schedule(schedule)
     if not isinstance(model, StudentModel):

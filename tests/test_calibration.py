@@ -225,3 +225,20 @@ def test_pair_agreement_counts_only_pairs_the_measurement_separates():
     # direction 0: pairs (a,b), (a,c), (b,c) separated; predicted order a < c < b gets (a,b), (a,c) right, (b,c) wrong
     # direction 1: (a,b) not separated (0.01 < 2 * 0.07), (b,c) separated and right, (a,c) same plan
     assert _pair_agreement(measured, se, predicted, texts) == {"agree": 3, "pairs": 4}
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--pilot-times", "3,5"], "--pilot-times 3,5 with N = 4"),
+    (["--pilot-lengths", "1"], "--pilot-lengths 1"),
+    (["--steps", "6", "--pilot-lengths", "2,4", "--pilot-times", "6,3"], "does not fit"),
+    (["--lam", "-1"], "--lam values must be > 0"),
+    (["--lr", "0"], "--lr"),
+    (["--pilot-times", "x"], "--pilot-times"),
+    (["--law", "flow"], "--law"),
+])
+def test_calibrate_refuses_bad_options(capsys, tmp_path, argv, match):
+    pytest.importorskip("torch")
+    code, out, err = run(capsys, "calibrate", "--quick", "--out", str(tmp_path / "c.json"), *argv)
+    assert_user_error(code, out, err)
+    assert match in err, err
+    assert not (tmp_path / "c.json").exists()
