@@ -386,21 +386,37 @@ def figure(result: dict):
         shift = lam * 1.04 ** (index - (n_rows - 1) / 2)  # small horizontal offsets keep coinciding markers visible
         ax1.errorbar(shift, row["w2_measured"], yerr=row["w2_se"], fmt=markers.get(row["name"], "d"), color=color, ms=4, capsize=2,
                      label=f"{row['name']} measured")
-        ax1.plot(lam, row["w2_predicted"], "-", color=color, lw=1.0)
-        ax1.plot(lam, row["w2_calibrated"], ":", color=color, lw=1.0)
-        data[row["name"]] = {"measured": row["w2_measured"], "se": row["w2_se"], "predicted": row["w2_predicted"], "calibrated": row["w2_calibrated"]}
+        entry = {"measured": row["w2_measured"], "se": row["w2_se"], "predicted": row["w2_predicted"], "calibrated": row["w2_calibrated"]}
+        if "w2_adam_calibrated" in row:  # the adam law calibrated on pilots (solid) beside the flow model (dotted)
+            ax1.plot(lam, np.maximum(row["w2_adam_calibrated"], 1e-6), "-", color=color, lw=1.0)
+            ax1.plot(lam, row["w2_predicted"], ":", color=color, lw=1.0)
+            entry.update(adam=row["w2_adam"], adam_calibrated=row["w2_adam_calibrated"])
+        else:
+            ax1.plot(lam, row["w2_predicted"], "-", color=color, lw=1.0)
+            ax1.plot(lam, row["w2_calibrated"], ":", color=color, lw=1.0)
+        data[row["name"]] = entry
     ax1.set_xscale("log")
     ax1.set_yscale("log")
     ax1.set_xlabel(r"data variance $\lambda$")
     ax1.set_ylabel("W2 per direction")
-    eta_cal = result["summary"]["eta_tau_calibrated"]
-    ax1.set_title(f"markers: measured; lines: model (eta*tau {result['summary']['eta_tau']:g}); dotted: calibrated ({eta_cal:.3g})", fontsize=7)
+    s = result["summary"]
+    if "spearman_adam_calibrated_mean" in s:
+        ax1.set_title(f"markers: measured; lines: adam law calibrated on pilots (Spearman {s['spearman_adam_calibrated_mean']:.2f})\n"
+                      f"dotted: flow model, eta*tau {s['eta_tau']:g} (Spearman {s['spearman_mean']:.2f})", fontsize=7)
+    else:
+        ax1.set_title(f"markers: measured; lines: model (eta*tau {s['eta_tau']:g}); dotted: calibrated ({s['eta_tau_calibrated']:.3g})",
+                      fontsize=7)
     ax1.legend(fontsize=6, ncol=1)
     cross = result.get("crossover") or {}
     if cross:
         ax2.errorbar(lam, cross["delta_measured"], yerr=cross["delta_se"], fmt="o", color="#0072B2", ms=3, capsize=2, label="measured")
-        ax2.plot(lam, cross["delta_predicted"], "-", color="#000000", lw=1, label="model")
-        ax2.plot(lam, cross["delta_calibrated"], ":", color="#000000", lw=1, label="model, calibrated eta*tau")
+        ax2.plot(lam, cross["delta_predicted"], "-", color="#000000", lw=1, label="flow model")
+        ax2.plot(lam, cross["delta_calibrated"], ":", color="#000000", lw=1, label="flow model, calibrated eta*tau")
+        rows = {row["name"]: row for row in result["plans"]}
+        if "w2_adam_calibrated" in rows.get("boot", {}) and "vanilla" in rows:
+            delta_law = np.asarray(rows["boot"]["w2_adam_calibrated"]) - np.asarray(rows["vanilla"]["w2_adam_calibrated"])
+            ax2.plot(lam, delta_law, "-", color="#D55E00", lw=1.2, label="adam law, calibrated on pilots")
+            data["crossover_adam_calibrated"] = delta_law
         ax2.axhline(0, color="#888888", lw=0.6)
         for x in cross["predicted"]:
             ax2.axvline(x, color="#000000", lw=0.8, ls="--")
@@ -411,7 +427,7 @@ def figure(result: dict):
         ax2.set_xscale("log")
         ax2.set_xlabel(r"data variance $\lambda$")
         ax2.set_ylabel("W2(BOOT) - W2(vanilla)")
-        ax2.set_title("crossover: dashed black = model, orange = measured (band: bootstrap interval)", fontsize=7)
+        ax2.set_title("BOOT minus vanilla; dashed: crossovers, black = flow model,\norange = measured (band: bootstrap interval)", fontsize=7)
         ax2.legend(fontsize=6)
         data["crossover"] = {k: cross[k] for k in ("delta_measured", "delta_se", "delta_predicted", "delta_calibrated", "predicted", "measured", "measured_interval")}
     return fig, data
