@@ -14,7 +14,6 @@ Mixture and trained-checkpoint teachers are not calibrated yet (docs/calibration
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 from typing import Sequence
@@ -26,12 +25,14 @@ from opmerge.cli_options import (
     MAX_REPEATS,
     MAX_SAMPLES,
     MAX_THREADS,
+    MAX_TORCH_STEPS,
     MAX_TRAIN_STEPS,
     ArgumentParser,
     UsageError,
     add_direction_arguments,
     bounded_int,
     emit_json,
+    int_list,
     positive_float,
     run_main,
     seed_int,
@@ -43,16 +44,6 @@ __all__ = ["build_calibrate_parser", "calibrate_main", "DEFAULT_COST_MODEL"]
 
 DEFAULT_COST_MODEL = "results/calibrate/cost-model.json"
 _MEMORY_HINT = "reduce --batch, --n-eval, --hidden or the number of directions"
-
-
-def _int_tuple(text: str) -> tuple:
-    try:
-        values = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
-    return values
 
 
 def build_calibrate_parser() -> ArgumentParser:
@@ -77,8 +68,8 @@ def build_calibrate_parser() -> ArgumentParser:
     r.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), default=None, help="MLP width (default 32, quick 16)")
     r.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), default=2, help="MLP hidden layers (default 2)")
     c = p.add_argument_group("pilots")
-    c.add_argument("--pilot-lengths", type=_int_tuple, default=(2, 3), metavar="L[,L...]", help="merge lengths of the pilots (default 2,3)")
-    c.add_argument("--pilot-times", type=_int_tuple, default=None, metavar="J[,J...]",
+    c.add_argument("--pilot-lengths", type=int_list(1, MAX_TORCH_STEPS), default=(2, 3), metavar="L[,L...]", help="merge lengths of the pilots (default 2,3)")
+    c.add_argument("--pilot-times", type=int_list(1, MAX_TORCH_STEPS), default=None, metavar="J[,J...]",
                    help="decreasing input times of the pilots (default N and ceil(N/2))")
     c.add_argument("--repeats", type=bounded_int(1, MAX_REPEATS), default=1, help="pilot seeds (default 1)")
     c.add_argument("--n-eval", type=bounded_int(3, MAX_SAMPLES), default=16384, help="node inputs of each gain regression (default 16384)")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from opmerge.calibration import PilotNode, pilot_plans
+from opmerge.errors import InputError
 from opmerge.model import StudentModel
 from opmerge.objective import Problem
 from opmerge.plans import MergeNode, format_plan, format_tree, parse_plan
@@ -60,6 +61,8 @@ def run_gaussian_pilots(teacher, train: TrainConfig, schedule, lam: np.ndarray, 
     progress : callable, optional
         Wraps the iterable of units (a progress bar).
     """
+    if train.init != "warm":
+        raise InputError(f"the pilots need the warm init (their start error is A_j - P), got init={train.init!r}")
     plans = pilot_plans(schedule.steps, lengths, times)
     problem = Problem(schedule, lam, model=StudentModel(init=train.init, input=train.input))
     steps = problem.step_values  # (d, N + 1)
@@ -84,9 +87,7 @@ def run_gaussian_pilots(teacher, train: TrainConfig, schedule, lam: np.ndarray, 
         for rec in result["nodes"]:
             j, length = int(rec["top"]), int(rec["length"])
             target = np.prod(steps[:, j - length + 1:j + 1], axis=1)
-            start = steps[:, j] if train.init == "warm" else None
-            if start is None:
-                raise ValueError("pilots need the warm init (the start error A_j - P)")
+            start = steps[:, j]  # warm start: the first child is the teacher step at j
             for k in range(lam.size):
                 nodes.append(PilotNode(top=j, length=length, lam=float(lam[k]), error_start=float(start[k] - target[k]),
                                        error_end=float(rec["gain"][k] - target[k]), scale=1.0, q=float(q[k, j]), seed=r))

@@ -29,6 +29,7 @@ from opmerge.cli_options import (
     bounded_int,
     check_out_folder,
     emit_json,
+    int_list,
     option_message,
     positive_float,
     run_main,
@@ -39,16 +40,6 @@ from opmerge.errors import InputError
 __all__ = ["build_validate_mixture_parser", "validate_mixture_main"]
 
 _MEMORY_HINT = "reduce --n-eval, --batch, --hidden or --w2-samples"
-
-
-def _int_list(text: str) -> tuple:
-    try:
-        values = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values or any(not 1 <= v <= MAX_TORCH_STEPS for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers in [1, {MAX_TORCH_STEPS}] separated by commas, got {text!r}")
-    return values
 
 
 def _float_list(text: str) -> tuple:
@@ -76,7 +67,7 @@ def build_validate_mixture_parser() -> ArgumentParser:
     p.add_argument("--schedule", default=None, choices=SCHEDULE_NAMES, help="noise schedule (default vp-cosine)")
     p.add_argument("--steps", type=bounded_int(1, MAX_TORCH_STEPS), default=None, help="teacher steps N (default 6; --quick 4)")
     p.add_argument("--solver", default="ddim", choices=SOLVERS, help="teacher sampler whose steps are merged (default ddim)")
-    p.add_argument("--segments", type=_int_list, default=None, help="student steps M of the canonical plans, comma list (default 1,2,3; --quick 1,2)")
+    p.add_argument("--segments", type=int_list(1, MAX_TORCH_STEPS), default=None, help="student steps M of the canonical plans, comma list (default 1,2,3; --quick 1,2)")
     p.add_argument("--plan", action="append", metavar="PLAN",
                    help="vanilla, boot, cd, pd (at every --segments), optimal (the planner's optimum at every --segments) or a plan text; "
                         "repeatable (default: the four canonical kinds)")

@@ -96,6 +96,7 @@ __all__ = [
     "add_search_arguments",
     "Directions",
     "model_from_args",
+    "int_list",
     "schedule_from_args",
     "spectrum_from_args",
     "problem_from_args",
@@ -236,6 +237,30 @@ def nonnegative_int(text: str) -> int:
 
 #: argparse type of ``--seed``: an integer in ``[0, 2**63 - 1]``
 seed_int = bounded_int(0, MAX_SEED)
+
+
+def int_list(low: int, high: int) -> Callable[[str], tuple]:
+    """argparse type factory: a comma list of integers, each in ``[low, high]``, at least one.
+
+    Returns
+    -------
+    callable
+        ``str -> tuple of int``, raising :class:`argparse.ArgumentTypeError` for a malformed list
+        (``expected integers separated by commas, got 'x'``) or an empty one or a value out of range
+        (``expected integers in [1, 4096] separated by commas, got '0'``).
+    """
+
+    def convert(text: str) -> tuple:
+        try:
+            values = tuple(int(p) for p in text.split(",") if p.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+        if not values or any(not low <= v <= high for v in values):
+            raise argparse.ArgumentTypeError(f"expected integers in [{low}, {high}] separated by commas, got {text!r}")
+        return values
+
+    convert.__name__ = f"int_list_{low}_{high}"
+    return convert
 
 
 def float_list(text: str) -> list[float]:

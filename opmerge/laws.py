@@ -30,6 +30,7 @@ gradients", ICML 2018 (Adam as a sign method).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -261,7 +262,14 @@ def adam_sign_gap(steps: int, beta1: float = 0.9, beta2: float = 0.999, points: 
     """
     steps = integer(steps, "steps", low=1)
     b1, b2, _ = check_adam(beta1, beta2, 0.0)
-    x = np.linspace(0.0, 4.0 * steps, integer(points, "points", low=2))
+    return _adam_sign_gap(steps, b1, b2, integer(points, "points", low=2))
+
+
+@functools.lru_cache(maxsize=64)
+def _adam_sign_gap(steps: int, b1: float, b2: float, points: int) -> float:
+    """:func:`adam_sign_gap` on validated arguments, kept per argument set (the range tables and the
+    search of one solve both need it)."""
+    x = np.linspace(0.0, 4.0 * steps, points)
     adam = _adam_error(x, np.ones_like(x), 1.0, steps, b1, b2, 0.0)
     gap = np.abs(adam - _sign_error(x, float(steps)))
     # grid spacing: between points each map moves by at most its slope bound (Adam's <= one step per update)

@@ -30,6 +30,7 @@ from opmerge.cli_options import (
     bounded_int,
     check_out_folder,
     emit_json,
+    int_list,
     option_message,
     positive_float,
     run_main,
@@ -194,16 +195,6 @@ def _csv(text: str, allowed: tuple | None = None, label: str = "value") -> tuple
     return parts
 
 
-def _int_list(text: str) -> tuple:
-    try:
-        values = tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
-    if not values or any(not 1 <= v <= MAX_TORCH_STEPS for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers in [1, {MAX_TORCH_STEPS}] separated by commas, got {text!r}")
-    return values
-
-
 def build_validate_images_parser() -> ArgumentParser:
     """The parser of ``opmerge validate images``."""
     from .study import DEFAULT_OUT
@@ -215,7 +206,7 @@ def build_validate_images_parser() -> ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="trained teacher checkpoint (file or folder; default: train one into OUT/teacher)")
     p.add_argument("--schedule", default="rf", choices=("rf", "vp-cosine"), help="sampling grid (default rf)")
     p.add_argument("--steps", type=bounded_int(1, MAX_TORCH_STEPS), default=None, help=f"teacher steps N, at most {MAX_TORCH_STEPS} (default 16; --quick 8)")
-    p.add_argument("--segments", type=_int_list, default=(1, 2, 4), help="student steps M, comma list (default 1,2,4)")
+    p.add_argument("--segments", type=int_list(1, MAX_TORCH_STEPS), default=(1, 2, 4), help="student steps M, comma list (default 1,2,4)")
     p.add_argument("--plan", action="append", metavar="PLAN", help="vanilla, boot, cd, pd, optimal or a plan text; repeatable")
     p.add_argument("--random-plans", type=bounded_int(0, MAX_RANDOM_PLANS), default=None,
                    help=f"random plans per M, 0 to {MAX_RANDOM_PLANS} (default 2; --quick 0)")
