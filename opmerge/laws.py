@@ -54,6 +54,7 @@ __all__ = [
     "TABLE_QUANTITIES",
     "load_table",
     "load_retention",
+    "NodeFloorTable",
 ]
 
 LAW_NAMES = ("flow", "gd", "adam", "sign", "empirical")
@@ -373,6 +374,86 @@ class MeasuredTable:
             if isinstance(data["values"], list) else data["values"]
         return cls(steps=data["steps"], lam=data["lam"], values=values, source=str(data.get("source", "")),
                    quantity=data.get("quantity", "retention"))
+
+
+@dataclass(frozen=True, eq=False)
+class NodeFloorTable:
+    r"""The approximation floor :math:`\varphi(j, L) \ge 0` of a merge node, measured on real students.
+
+    A network student that merges ``L`` teacher steps from input time ``j`` into one update cannot
+    represent the teacher's composite exactly (the composite of a nonlinear teacher is not a
+    one-step map of the student's family): whatever its training, it leaves an error that the
+    linear per-direction model does not see. ``varphi(j, L)`` is that error carried to the plan's
+    output, in units of squared W2; a plan's predicted W2 adds the floors of its merge nodes
+    (docs/theory.md §9.7):
+
+    .. math:: W_2^2(\text{plan}) = \sum_i s_i\,(S_i - g_i)^2 + \sum_{\nu\ \text{merge node}} \varphi(j_\nu, L_\nu).
+
+    Written by ``opmerge calibrate`` from pilot merges (:func:`opmerge.calibration.floor_table`).
+
+    Parameters
+    ----------
+    steps : int
+        The teacher's ``N``.
+    values : array of shape (N + 1, N + 1)
+        ``values[j, L]`` for ``2 <= L <= j <= N``: finite and ``>= 0``; other entries are unused
+        (NaN in the JSON form's ``null``).
+    source : str
+        Where the table came from (free text).
+    """
+
+    steps: int
+    values: np.ndarray
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        steps = integer(self.steps, "steps", low=2)
+        values = real_array(self.values, "values")
+        if values.shape != (steps + 1, steps + 1):
+            raise InputError(f"values must have shape (steps + 1, steps + 1) = {(steps + 1, steps + 1)}, got {values.shape}")
+        used = values[self.mask(steps)]
+        if not (np.all(np.isfinite(used)) and np.all(used >= 0.0)):
+            raise InputError("values[j, L] must be finite and >= 0 for 2 <= L <= j <= N")
+        if not isinstance(self.source, str):
+            raise InputTypeError(f"source must be a str, got {type(self.source).__name__}")
+        values = np.where(self.mask(steps), values, np.nan)
+        values.setflags(write=False)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "values", values)
+
+    @staticmethod
+    def mask(steps: int) -> np.ndarray:
+        """The used entries: ``True`` at ``[j, L]`` with ``2 <= L <= j <= steps``."""
+        j, length = np.meshgrid(np.arange(steps + 1), np.arange(steps + 1), indexing="ij")
+        return (length >= 2) & (length <= j)
+
+    def by_interval(self) -> np.ndarray:
+        """The floor of a node over ``j -> i`` as ``[i, j]`` (shape (N + 1, N + 1); 0 where ``j - i < 2``)."""
+        n = self.steps
+        out = np.zeros((n + 1, n + 1))
+        for j in range(2, n + 1):
+            for i in range(0, j - 1):
+                out[i, j] = self.values[j, j - i]
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (unused entries as ``null``)."""
+        rows = [[None if not np.isfinite(v) else float(v) for v in row] for row in self.values]
+        return {"quantity": "node_floor", "steps": self.steps, "values": rows, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NodeFloorTable":
+        """Inverse of :meth:`to_dict`."""
+        if not isinstance(data, dict):
+            raise InputTypeError(f"a node-floor table must be a JSON object, got {type(data).__name__}")
+        missing = [k for k in ("steps", "values") if k not in data]
+        if missing:
+            raise InputError(f"node-floor table lacks {', '.join(missing)}")
+        if data.get("quantity", "node_floor") != "node_floor":
+            raise InputError(f"not a node-floor table (quantity {data.get('quantity')!r})")
+        values = np.array([[np.nan if v is None else v for v in row] for row in data["values"]], dtype=np.float64) \
+            if isinstance(data["values"], list) else data["values"]
+        return cls(steps=data["steps"], values=values, source=str(data.get("source", "")))
 
 
 def load_table(path: str | os.PathLike, quantity: str = "retention") -> MeasuredTable:

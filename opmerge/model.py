@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from ._validate import choice, finite_array, integer, nonnegative_array, real_number
 from .errors import InputError, InputTypeError
-from .laws import LAW_NAMES, LAWS, MeasuredTable, _adam_error, _sign_error, check_adam
+from .laws import LAW_NAMES, LAWS, MeasuredTable, NodeFloorTable, _adam_error, _sign_error, check_adam
 from .schedules import Schedule, _check_schedule, _signal_noise_norm_sq
 from .teacher import _check_solver, _composite_table, _step_operators, check_lam
 
@@ -94,6 +94,10 @@ class StudentModel:
     step_table : MeasuredTable, optional
         :math:`\kappa(j, \lambda)` of a calibrated ``adam`` or ``sign`` (quantity ``"step_scale"``,
         written by ``opmerge calibrate``): the law runs with step :math:`\kappa\eta` (default 1).
+    node_floor : NodeFloorTable, optional
+        The approximation floor :math:`\varphi(j, L)` of a merge node of ``L`` steps at input time
+        ``j`` (``adam`` or ``sign``; written by ``opmerge calibrate``): a plan's predicted
+        :math:`W_2^2` adds the floors of its merge nodes (docs/theory.md §9.7).
 
     Raises
     ------
@@ -119,6 +123,7 @@ class StudentModel:
     sigma_data: float | None = None
     retention_table: MeasuredTable | None = None
     step_table: MeasuredTable | None = None
+    node_floor: NodeFloorTable | None = None
 
     def __post_init__(self) -> None:
         for label, allowed in (("init", INITS), ("input", INPUTS), ("budget", BUDGETS), ("input_scaling", INPUT_SCALINGS)):
@@ -151,6 +156,11 @@ class StudentModel:
             if training not in ("adam", "sign"):
                 raise InputError("step_table only applies to training='adam' or 'sign'; leave it None")
             _check_table(self.step_table, "step_table", "step_scale")
+        if self.node_floor is not None:
+            if training not in ("adam", "sign"):
+                raise InputError("node_floor only applies to training='adam' or 'sign'; leave it None")
+            if not isinstance(self.node_floor, NodeFloorTable):
+                raise InputError(f"node_floor must be an opmerge.laws.NodeFloorTable, got {type(self.node_floor).__name__}")
 
     @property
     def linear(self) -> bool:
@@ -169,6 +179,8 @@ class StudentModel:
             out["retention_table"] = self.retention_table.to_dict()
         if self.step_table is not None:
             out["step_table"] = self.step_table.to_dict()
+        if self.node_floor is not None:
+            out["node_floor"] = self.node_floor.to_dict()
         return out
 
 

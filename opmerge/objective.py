@@ -12,6 +12,7 @@ eigenbasis (input :math:`z_N` of variance :math:`\|v_N\|^2` per direction).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from .plans import MergeNode, Plan, Tree
 from .schedules import Schedule, signal_noise_norm_sq
 from .teacher import SOLVERS, _exact_flow, _step_operators, check_lam
 
-__all__ = ["TARGETS", "Problem", "PlanEvaluation", "evaluate_plan", "w2_distance", "MEMORY_CAP", "memory_limit", "check_memory"]
+__all__ = ["TARGETS", "Problem", "PlanEvaluation", "evaluate_plan", "plan_floor", "w2_distance", "MEMORY_CAP", "memory_limit", "check_memory"]
 
 TARGETS = ("teacher", "data")
 
@@ -131,6 +132,7 @@ class Problem:
     teacher : (d,) :math:`T(N\to 0)`; exact : (d,) :math:`E(N \to 0)`; norm_noise : (d,) :math:`\|v_N\|`.
     goal : (d,) the value that :math:`S` (``teacher``) or :math:`|S|` (``data``) should reach.
     scale : (d,) :math:`\omega_i \|v_{N,i}\|^2`, so that :math:`W_2^2 = \sum_i \mathrm{scale}_i (S_i - \mathrm{goal}_i)^2`.
+    floor : (N + 1, N + 1) or None, ``floor[i, j]`` the approximation floor :math:`\varphi(j, j - i)` of a merge node over ``j -> i`` (the model's ``node_floor``; docs/theory.md §9.7), added to :math:`W_2^2` per merge node.
     """
 
     schedule: Schedule
@@ -184,6 +186,10 @@ class Problem:
         goal = self.teacher if self.target == "teacher" else np.sqrt(lam) / self.norm_noise
         set_("goal", readonly_float64(np.asarray(goal, dtype=np.float64), copy=False))
         set_("scale", readonly_float64(weights * norm_sq[..., -1], copy=False))
+        floor_table = self.model.node_floor
+        if floor_table is not None and floor_table.steps != n_steps:
+            raise InputError(f"node_floor was measured for N = {floor_table.steps} steps but the schedule has N = {n_steps}")
+        set_("floor", None if floor_table is None else readonly_float64(floor_table.by_interval(), copy=False))
 
     @property
     def steps(self) -> int:
@@ -271,7 +277,11 @@ class PlanEvaluation:
     plan : Plan
     node_values : dict mapping each MergeNode (post-order) to its student values, shape (d,)
     segment_values : (M, d) value of each segment root
-    student : (d,) :math:`S`; teacher : (d,) :math:`T`; exact : (d,) :math:`E`; w2 : float
+    student : (d,) :math:`S`; teacher : (d,) :math:`T`; exact : (d,) :math:`E`
+    w2 : float
+        :math:`\sqrt{\sum_i s_i (S_i - g_i)^2 + \text{floor}}`.
+    floor : float
+        The sum of the plan's node floors :math:`\sum_\nu \varphi(j_\nu, L_\nu)` (0 without ``node_floor``).
     """
 
     plan: Plan
@@ -281,6 +291,14 @@ class PlanEvaluation:
     teacher: np.ndarray
     exact: np.ndarray
     w2: float
+    floor: float = 0.0
+
+
+def plan_floor(problem: Problem, plan: Plan) -> float:
+    r"""The sum of the approximation floors of a plan's merge nodes, :math:`\sum_\nu \varphi(j_\nu, L_\nu)` (0 without one)."""
+    if problem.floor is None:
+        return 0.0
+    return float(sum(problem.floor[node.bottom, node.top] for node in plan.merge_nodes()))
 
 
 def _right_product(factors: list) -> np.ndarray:
@@ -375,6 +393,8 @@ def evaluate_plan(problem: Problem, plan: Plan) -> PlanEvaluation:
         values[node] = merge_value(problem, retention, node.top, node.bottom, children)
     segment_values = np.array([value_of(seg) for seg in plan.segments])
     student = _right_product(list(segment_values))
+    floor = plan_floor(problem, plan)
+    w2 = _w2(problem, student)
     return PlanEvaluation(
         plan=plan,
         node_values=values,
@@ -382,5 +402,6 @@ def evaluate_plan(problem: Problem, plan: Plan) -> PlanEvaluation:
         student=student,
         teacher=np.array(problem.teacher),
         exact=np.array(problem.exact),
-        w2=_w2(problem, student),
+        w2=w2 if floor == 0.0 else math.sqrt(w2 * w2 + floor),
+        floor=floor,
     )

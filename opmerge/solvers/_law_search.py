@@ -18,6 +18,13 @@ For ``adam`` the node's range is the ``sign`` range widened by :math:`c_j \eta\,
 largest gap between Adam and sign descent in units of the step (:func:`opmerge.laws.adam_sign_gap`,
 tabulated with :math:`\epsilon = 0`); that envelope is numerical, not proved, so the solver reports
 ``exact = False`` for ``adam`` whatever its gap.
+
+**Node floors.** With a model's ``node_floor`` (docs/theory.md §9.7) a plan's :math:`W_2^2` adds
+:math:`\varphi(j, L) \ge 0` per merge node. Every partial plan carries the floors of its fixed
+nodes plus the least floor any completion of its holes can add: a tree over ``j -> i`` has at
+least its root (:math:`\varphi(j, j - i)` for ``j - i >= 2``, 0 for a leaf), a forest can be all
+leaves (0), and ``k`` segments over ``j -> 0`` need :math:`\min_s [\varphi_V(s, j) + G_{k-1}(s)]`
+(a small dynamic program). Adding that to the range bound keeps every bound valid.
 """
 
 from __future__ import annotations
@@ -28,9 +35,9 @@ import numpy as np
 
 from ..laws import adam_sign_gap
 from ..objective import Problem, node_start
-from ._search import NODE, PlanSearch, _Expr, _OutOfTime
+from ._search import HOLE_F, HOLE_G, HOLE_V, NODE, PlanSearch, _Expr, _OutOfTime
 
-__all__ = ["law_widening", "law_range_tables", "LawPlanSearch"]
+__all__ = ["law_widening", "law_range_tables", "least_floors", "LawPlanSearch"]
 
 
 def law_widening(problem: Problem) -> np.ndarray:
@@ -122,6 +129,23 @@ class LawPlanSearch(PlanSearch):
         self.problem = problem
         self.travel = problem.law.travel()
         self.widen = law_widening(problem)
+        self.floor = problem.floor
+        if self.floor is not None:
+            self.least_floor = least_floors(self.floor, problem.segments)
+
+    def hole(self, kind, a, j):
+        expr = super().hole(kind, a, j)
+        if self.floor is not None:
+            expr.extra = self.least_floor[kind][a, j]
+        return expr
+
+    def prod(self, first, rest):
+        expr = super().prod(first, rest)
+        expr.extra = first.extra + rest.extra
+        return expr
+
+    def bound_sq(self, expr) -> float:
+        return super().bound_sq(expr) + expr.extra
 
     def node(self, i, j, first, rest):
         if time.perf_counter() > self.deadline:
@@ -134,4 +158,18 @@ class LawPlanSearch(PlanSearch):
             lo = hi = value
         else:
             lo, hi = node_enclosure(self.problem, self.travel, self.widen, i, j, first.lo, first.hi, rest.lo, rest.hi)
-        return _Expr(NODE, i, j, first, rest, lo, hi, holes, first.merges + rest.merges + 1)
+        extra = first.extra + rest.extra + (0.0 if self.floor is None else self.floor[i, j])
+        return _Expr(NODE, i, j, first, rest, lo, hi, holes, first.merges + rest.merges + 1, extra)
+
+
+def least_floors(floor: np.ndarray, segments: int) -> dict:
+    r"""The least node-floor sum of any completion of a hole (module docstring): ``{HOLE_V: (N + 1, N + 1)
+    [i, j], HOLE_F: zeros, HOLE_G: (M + 1, N + 1) [k, j]}`` from ``floor[i, j]`` (0 where ``j - i < 2``)."""
+    n = floor.shape[0] - 1
+    tree = np.array(floor, dtype=np.float64)
+    seq = np.full((segments + 1, n + 1), np.inf)
+    seq[1] = tree[0]
+    for k in range(2, segments + 1):
+        for j in range(k, n + 1):
+            seq[k, j] = min(tree[s, j] + seq[k - 1, s] for s in range(k - 1, j))
+    return {HOLE_V: tree, HOLE_F: np.zeros_like(tree), HOLE_G: seq}

@@ -52,6 +52,7 @@ class _Expr:
     hi: Any
     holes: int
     merges: int
+    extra: float = 0.0  # a node-additive term of W2^2 (node floors) of the completions: exact, or its minimum over holes
 
 
 class _OutOfTime(Exception):

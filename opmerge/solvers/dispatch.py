@@ -126,7 +126,8 @@ def warn_if_indistinguishable(solution: Solution) -> None:
     r"""Warn (:class:`~opmerge.errors.IndistinguishablePlansWarning`) when plans cannot be told apart,
     though more than one plan exists: every plan's :math:`W_2` lies within the solver's tolerance
     of the optimum's (the achievable range of the student values is that narrow), or the optimum
-    reaches 0 (every ratio to it is infinite).
+    reaches 0 (every ratio to it is infinite). Node floors (docs/theory.md §9.7) separate plans
+    too, so with non-zero floors only the second test applies.
 
     .. math:: \sqrt{\textstyle\sum_i s_i (S_i^+ - S_i^-)^2} \le \texttt{tol}
               \quad\text{or}\quad W_2^\star \le \texttt{tol}
@@ -137,7 +138,8 @@ def warn_if_indistinguishable(solution: Solution) -> None:
     lo, hi = solution.student_range
     # no plan's W2 differs from the optimum's by more than this (|S| moves no more than S)
     spread = float(np.sqrt(np.sum(problem.scale * (np.asarray(hi) - np.asarray(lo)) ** 2)))
-    if spread <= solution.tol:
+    floors = problem.floor is not None and bool(np.any(problem.floor > 0))  # node floors also separate plans
+    if spread <= solution.tol and not floors:
         what = (f"every plan has W2 = {solution.w2:.3g} within tol = {solution.tol:.3g} (the achievable student "
                 f"values span {spread:.3g} in W2)")
     elif solution.w2 <= solution.tol:
