@@ -8,8 +8,13 @@ pilot plans and provenance, atomically to ``--out`` (default ``results/calibrate
 ``opmerge plan --costs FILE`` (and ``compare``, ``evaluate``) plan with it. Pilot units are cached
 next to the file (``<out>.units/``): an interrupted run resumes.
 
-Teachers: ``gaussian`` (the spectrum of ``--lam``/``--spectrum`` under ``--schedule``, ``--steps``).
-Mixture and trained-checkpoint teachers are not calibrated yet (docs/calibration.md).
+Teachers: ``gaussian`` (the spectrum of ``--lam``/``--spectrum`` under ``--schedule``, ``--steps``)
+with the MLP recipes of the Gaussian bridge, and ``checkpoint`` (a trained image teacher, e.g. the
+digits teacher of ``opmerge train-teacher``, under ``--schedule`` with ``--steps``) with the denoiser
+recipe of the image study (a copy of the teacher's denoiser per node, Adam). For a checkpoint the
+pilots are single merges (``--pilot-lengths`` at each of ``--pilot-times``), and the cost model also
+holds the node floors :math:`\varphi(j, L)` (docs/calibration.md §4). Mixture teachers are not
+calibrated (docs/calibration.md §8).
 """
 
 from __future__ import annotations
@@ -52,27 +57,36 @@ def build_calibrate_parser() -> ArgumentParser:
                        description="Calibrate a training law on pilot distillations with your teacher and student recipe; "
                                    "write a cost model for 'opmerge plan --costs FILE'.")
     g = p.add_argument_group("teacher")
-    g.add_argument("--teacher", default="gaussian", choices=("gaussian",), help="teacher kind (default gaussian: the spectrum below)")
-    g.add_argument("--schedule", default="vp-cosine", choices=SCHEDULE_NAMES, help="noise schedule (default vp-cosine)")
-    g.add_argument("--steps", type=bounded_int(3, 4096), default=None, metavar="N", help="teacher steps N (default 6, quick 4)")
+    g.add_argument("--teacher", default="gaussian", choices=("gaussian", "checkpoint"),
+                   help="teacher kind: gaussian (the spectrum below) or checkpoint (a trained image teacher, --checkpoint) (default gaussian)")
+    g.add_argument("--checkpoint", default=None, metavar="PATH", help="trained teacher checkpoint (file or folder) of --teacher checkpoint")
+    g.add_argument("--data", default="digits", help="the checkpoint's data: digits (default) or a .npy file")
+    g.add_argument("--schedule", default=None, choices=SCHEDULE_NAMES, help="noise schedule (default vp-cosine; checkpoint: rf)")
+    g.add_argument("--steps", type=bounded_int(3, 4096), default=None, metavar="N",
+                   help="teacher steps N (default 6, quick 4; checkpoint: 16, quick 8)")
     add_direction_arguments(p)
     p._option_string_actions["--lam"].help = ("data variance lambda > 0 of a direction; repeat or separate by commas "
                                               "(default 9 values log-spaced in [0.1, 10]; quick 0.1, 1, 10)")
     r = p.add_argument_group("student recipe")
-    r.add_argument("--law", default="adam", choices=("adam", "sign"), help="training law to calibrate (default adam)")
-    r.add_argument("--family", default=None, help="student family: diagonal, full, mlp, mlp-separable (default mlp-separable)")
-    r.add_argument("--lr", type=positive_float, default=None, metavar="ETA", help="Adam step size (default 3e-4, quick 1e-3)")
+    r.add_argument("--law", default=None, choices=("adam", "sign"),
+                   help="training law to calibrate (default adam; checkpoint: sign, docs/calibration.md section 4)")
+    r.add_argument("--family", default=None,
+                   help="student family: diagonal, full, mlp, mlp-separable (default mlp-separable); checkpoint: denoiser")
+    r.add_argument("--lr", type=positive_float, default=None, metavar="ETA",
+                   help="Adam step size (default 3e-4, quick 1e-3; checkpoint: 1e-3)")
     r.add_argument("--node-steps", type=bounded_int(1, MAX_TRAIN_STEPS), default=None, metavar="K",
-                   help="updates per merge node (default 100, quick 30)")
-    r.add_argument("--batch", type=bounded_int(1, MAX_BATCH), default=256, help="minibatch size (default 256)")
+                   help="updates per merge node (default 100, quick 30; checkpoint: 200, quick 15)")
+    r.add_argument("--batch", type=bounded_int(1, MAX_BATCH), default=None, help="minibatch size (default 256; checkpoint quick: 128)")
     r.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), default=None, help="MLP width (default 32, quick 16)")
     r.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), default=2, help="MLP hidden layers (default 2)")
     c = p.add_argument_group("pilots")
-    c.add_argument("--pilot-lengths", type=int_list(1, MAX_TORCH_STEPS), default=(2, 3), metavar="L[,L...]", help="merge lengths of the pilots (default 2,3)")
+    c.add_argument("--pilot-lengths", type=int_list(1, MAX_TORCH_STEPS), default=None, metavar="L[,L...]",
+                   help="merge lengths of the pilots (default 2,3; checkpoint: 2, 4, 8, 12 up to 3N/4)")
     c.add_argument("--pilot-times", type=int_list(1, MAX_TORCH_STEPS), default=None, metavar="J[,J...]",
                    help="decreasing input times of the pilots (default N and ceil(N/2))")
     c.add_argument("--repeats", type=bounded_int(1, MAX_REPEATS), default=1, help="pilot seeds (default 1)")
-    c.add_argument("--n-eval", type=bounded_int(3, MAX_SAMPLES), default=16384, help="node inputs of each gain regression (default 16384)")
+    c.add_argument("--n-eval", type=bounded_int(3, MAX_SAMPLES), default=None,
+                   help="node inputs of each gain regression (default 16384; checkpoint: 4096, and 2000 inputs, quick 512, for W2)")
     c.add_argument("--seed", type=seed_int, default=0, help="base seed (pilot seeds are derived from it; default 0)")
     c.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
     c.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=1, help="torch CPU threads (default 1)")
@@ -85,10 +99,41 @@ def build_calibrate_parser() -> ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     args = build_calibrate_parser().parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the cost model's file name")
+    if args.teacher == "checkpoint":
+        return _calibrate_checkpoint(args, out)
+    if args.checkpoint is not None:
+        raise UsageError("--checkpoint applies to --teacher checkpoint")
+    args.law = args.law or "adam"
+    return _calibrate_gaussian(args, out)
+
+
+def _check_design(steps: int, lengths, times, single: bool) -> None:
+    """Refuse a pilot design that does not fit ``N`` as a usage error naming the options."""
+    from opmerge.calibration import pilot_plans, single_merge_plans
+    from opmerge.errors import InputError
+
+    try:
+        single_merge_plans(steps, lengths, times) if single else pilot_plans(steps, lengths, times)
+    except InputError as exc:
+        raise UsageError(f"--pilot-lengths {','.join(map(str, lengths))} / --pilot-times "
+                         f"{'default' if times is None else ','.join(map(str, times))} with N = {steps}: {exc}") from exc
+
+
+def _print_fits(report: dict) -> None:
+    for fit in report["fits"]:
+        note = " (censored: every pilot converged; a lower bound" + (
+            f" {fit['kappa_bound']:.3g}, filled from the other lambdas)" if "kappa_bound" in fit else ")") if fit["censored"] else ""
+        print(f"  j = {fit['top']:3d}  lambda = {fit['lam']:.4g}:  kappa = {fit['kappa']:.3g}{note}")
+
+
+def _calibrate_gaussian(args, out: Path) -> int:
     import numpy as np
     import torch
 
-    from opmerge.calibration import CostModel, fit_step_scale, pilot_plans
+    from opmerge.calibration import CostModel, fit_step_scale
     from opmerge.errors import InputError
     from opmerge.io import ResultCache, provenance, write_json
     from opmerge.schedules import make_schedule
@@ -101,10 +146,13 @@ def _main(argv: list[str]) -> int:
     from .teacher import GaussianTeacher
 
     quick = bool(args.quick)
+    schedule_name = args.schedule or "vp-cosine"
     steps = args.steps if args.steps is not None else (4 if quick else 6)
     lr = args.lr if args.lr is not None else (1e-3 if quick else 3e-4)
     node_steps = args.node_steps if args.node_steps is not None else (30 if quick else 100)
     hidden = args.hidden if args.hidden is not None else (16 if quick else 32)
+    lengths = args.pilot_lengths or (2, 3)
+    n_eval = args.n_eval or 16384
     lam = (np.asarray((0.1, 1.0, 10.0)) if quick else np.geomspace(0.1, 10.0, 9)) if not (args.lam or args.spectrum) else None
     if lam is None:
         directions = spectrum_from_args(args)
@@ -113,18 +161,11 @@ def _main(argv: list[str]) -> int:
         lam = np.asarray(directions.lam, dtype=np.float64)
     if np.any(lam <= 0):
         raise UsageError("--lam values must be > 0 for the calibration (its table is interpolated in log lambda)")
-    out = Path(args.out)
-    if out.exists() and out.is_dir():
-        raise UsageError(f"--out {args.out} is a folder; give the cost model's file name")
-    try:
-        pilot_plans(steps, args.pilot_lengths, args.pilot_times)  # checks the design before any work
-    except InputError as exc:
-        raise UsageError(f"--pilot-lengths {','.join(map(str, args.pilot_lengths))} / --pilot-times "
-                         f"{'default' if args.pilot_times is None else ','.join(map(str, args.pilot_times))} with N = {steps}: {exc}") from exc
+    _check_design(steps, lengths, args.pilot_times, single=False)
     try:
         device = resolve_device(args.device)
-        schedule = make_schedule(args.schedule, steps)
-        train = TrainConfig(family=args.family or "mlp-separable", optimizer="adam", lr=lr, steps=node_steps, batch=args.batch,
+        schedule = make_schedule(schedule_name, steps)
+        train = TrainConfig(family=args.family or "mlp-separable", optimizer="adam", lr=lr, steps=node_steps, batch=args.batch or 256,
                             init="warm", input="forward", hidden=hidden, depth=args.depth)
     except (InputError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
@@ -133,16 +174,16 @@ def _main(argv: list[str]) -> int:
     data = make_gaussian(lam, rotated=False, seed=0)
     teacher = GaussianTeacher(schedule, data, "ddim", dtype=dtype, device=device)
     cache = ResultCache(out.parent / (out.name + ".units"), "calibrate-pilot", packages=("opmerge.experiments",))
-    base = {"teacher": "gaussian", "schedule": args.schedule, "steps": steps, "lam": lam.tolist(), "train": train.to_dict(),
-            "lengths": list(args.pilot_lengths), "times": None if args.pilot_times is None else list(args.pilot_times),
+    base = {"teacher": "gaussian", "schedule": schedule_name, "steps": steps, "lam": lam.tolist(), "train": train.to_dict(),
+            "lengths": list(lengths), "times": None if args.pilot_times is None else list(args.pilot_times),
             "dtype": str(dtype), "device": device.type}
     began = time.perf_counter()
     show = not (args.no_progress or args.json)
     nodes, texts = run_gaussian_pilots(teacher, train, schedule, lam, repeats=args.repeats, seed=args.seed, cache=cache, unit_base=base,
-                                       lengths=args.pilot_lengths, times=args.pilot_times, n_eval=args.n_eval,
+                                       lengths=lengths, times=args.pilot_times, n_eval=n_eval,
                                        progress=lambda units: progress(units, show, "calibration pilots"))
     table, report = fit_step_scale(nodes, args.law, lr, node_steps, steps, source=f"opmerge calibrate ({args.teacher} teacher)")
-    config = {**base, "law": args.law, "repeats": args.repeats, "seed": args.seed, "n_eval": args.n_eval}
+    config = {**base, "law": args.law, "repeats": args.repeats, "seed": args.seed, "n_eval": n_eval}
     extra = dict(beta1=0.9, beta2=0.999, eps=1e-8) if args.law == "adam" else {}
     cost = CostModel(law=args.law, lr=lr, gd_steps=node_steps, step_table=table,
                      report={**report, "pilot_plans": texts, "pilot_repeats": args.repeats, "seconds": time.perf_counter() - began},
@@ -153,10 +194,91 @@ def _main(argv: list[str]) -> int:
         return 0
     print(f"opmerge calibrate: cost model in {out} ({args.law} law, lr {lr:g}, {node_steps} updates per node)")
     print(f"  pilots: {len(texts)} plan(s) x {args.repeats} seed(s): {'; '.join(texts)}; {time.perf_counter() - began:.1f} s")
+    _print_fits(report)
+    return 0
+
+
+def _calibrate_checkpoint(args, out: Path) -> int:
+    import torch
+
+    from opmerge.calibration import CostModel, fit_step_scale, floor_points, floor_table
+    from opmerge.errors import InputError
+    from opmerge.io import ResultCache, provenance, write_json
+    from opmerge.model import StudentModel
+    from opmerge.objective import Problem
+    from opmerge.schedules import make_schedule
+
+    from ._torch import resolve_device
+    from .calibration import pilot_nodes, run_image_pilots
+    from .images.data import load_dataset
+    from .images.distill import ImageTrainConfig
+    from .images.study_units import teacher_identity
+    from .images.teachers import load_checkpoint
+    from .studies._common import progress
+
+    if args.checkpoint is None:
+        raise UsageError("--teacher checkpoint needs --checkpoint PATH (a trained teacher: 'opmerge train-teacher')")
+    if args.lam or args.spectrum:
+        raise UsageError("--lam/--spectrum apply to --teacher gaussian (a checkpoint's directions are its data's eigenvectors)")
+    if args.repeats != 1:
+        raise UsageError("--repeats applies to --teacher gaussian (checkpoint pilots run once each)")
+    args.law = args.law or "sign"
+    quick = bool(args.quick)
+    steps = args.steps if args.steps is not None else (8 if quick else 16)
+    lr = args.lr if args.lr is not None else 1e-3
+    node_steps = args.node_steps if args.node_steps is not None else (15 if quick else 200)
+    batch = args.batch or (128 if quick else 256)
+    lengths = args.pilot_lengths or tuple(length for length in (2, 4, 8, 12) if length <= max(2, (3 * steps) // 4))
+    times = args.pilot_times or tuple(sorted({steps, (steps + 1) // 2}, reverse=True))
+    n_gain = args.n_eval or 4096
+    n_eval = 512 if quick else 2000
+    _check_design(steps, lengths, times, single=True)
+    try:
+        device = resolve_device(args.device)
+        schedule = make_schedule(args.schedule or "rf", steps)
+        train = ImageTrainConfig(family=args.family or "denoiser", optimizer="adam", lr=lr, steps=node_steps, batch=batch,
+                                 init="warm", input="forward")
+        dataset = load_dataset(args.data, seed=0)
+        teacher, summary = load_checkpoint(args.checkpoint, device=device, schedule=schedule, dataset=dataset)
+    except (InputError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    torch.set_num_threads(args.threads)
+    import numpy as np
+
+    lam = np.asarray(teacher.fit.lam, dtype=np.float64)
+    cache = ResultCache(out.parent / (out.name + ".units"), "calibrate-pilot", packages=("opmerge.experiments",))
+    base = {"teacher": teacher_identity(teacher, dataset, summary), "train": train.to_dict(), "device": device.type}
+    began = time.perf_counter()
+    show = not (args.no_progress or args.json)
+    records = run_image_pilots(teacher, train, lengths=lengths, times=times, seed=args.seed, cache=cache, unit_base=base,
+                               n_gain=n_gain, n_eval=n_eval, progress=lambda units: progress(units, show, "calibration pilots"))
+    q = Problem(schedule, lam, model=StudentModel(init="warm")).law.q
+    source = f"opmerge calibrate (checkpoint teacher, {args.data})"
+    table, report = fit_step_scale(pilot_nodes(records, lam, q), args.law, lr, node_steps, steps, source=source)
+    extra = dict(beta1=0.9, beta2=0.999, eps=1e-8) if args.law == "adam" else {}
+    floors = floor_points(steps, [(r["plan"], r["w2_cov"], r["w2_gain"]) for r in records])
+    config = {**base, "schedule": schedule.name, "steps": steps, "checkpoint": str(args.checkpoint), "data": args.data, "law": args.law,
+              "lengths": list(lengths), "times": list(times), "seed": args.seed, "n_gain": n_gain, "n_eval": n_eval}
+    cost = CostModel(law=args.law, lr=lr, gd_steps=node_steps, step_table=table,
+                     floor_table=floor_table([(f["top"], f["length"], f["floor"]) for f in floors], steps, source=source),
+                     report={**report, "pilot_plans": [r["plan"] for r in records], "pilot_repeats": 1, "floors": floors,
+                             "pilot_train_seconds": sum(r["train_seconds"] for r in records), "seconds": time.perf_counter() - began},
+                     provenance=provenance(device=str(device), config=config), **extra)
+    write_json(out, cost.to_dict())
+    if args.json:
+        emit_json(cost.to_dict())
+        return 0
+    print(f"opmerge calibrate: cost model in {out} ({args.law} law, lr {lr:g}, {node_steps} updates per node, node floors)")
+    print(f"  pilots: {len(records)} single merges (lengths {','.join(map(str, lengths))} at times "
+          f"{','.join(map(str, times))}); {time.perf_counter() - began:.1f} s")
+    kappas = {}
     for fit in report["fits"]:
-        note = " (censored: every pilot converged; a lower bound" + (
-            f" {fit['kappa_bound']:.3g}, filled from the other lambdas)" if "kappa_bound" in fit else ")") if fit["censored"] else ""
-        print(f"  j = {fit['top']:3d}  lambda = {fit['lam']:.4g}:  kappa = {fit['kappa']:.3g}{note}")
+        kappas.setdefault(fit["top"], []).append(fit["kappa"])
+    for j, values in kappas.items():
+        print(f"  j = {j:3d}: kappa median {float(np.median(values)):.3g} over {len(values)} directions")
+    for f in floors:
+        print(f"  merge of {f['length']:2d} at j = {f['top']:2d}: W2 {f['w2']:.4f}, of it in the gains {f['w2_gain']:.4f}; "
+              f"floor {f['floor']:.3g}")
     return 0
 
 

@@ -7,6 +7,15 @@ own input time ``j``, the recipe's ``forward``/``generated`` inputs), giving one
 :class:`~opmerge.calibration.PilotNode` per (node, direction, seed). Each (pilot plan, seed) unit is
 cached by the caller's :class:`~opmerge.io.ResultCache`. Seeds are derived under the label
 ``"pilot"``, never those of the study's own runs.
+
+:func:`run_image_pilots` does the same for an image teacher (the trained digits teacher, or any
+:class:`~experiments.images.teacher_base.ImageTeacher`) with the image recipes
+(:class:`~experiments.images.distill.ImageTrainConfig`, e.g. denoiser copies trained by Adam). Its
+pilots are single merges (:func:`opmerge.calibration.single_merge_plans`); per pilot it reads, at the
+node's input time on forward inputs and in the data's eigenbasis, the regression gains of the
+trained node, of the teacher's composite it was fitted to (:math:`P`) and of its warm start (the
+teacher's step, :math:`a_0`), and the pilot plan's end-to-end :math:`W_2` to the teacher's samples on
+inputs of its own, from which :func:`opmerge.calibration.floor_table` takes the node floors.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from opmerge.calibration import PilotNode, pilot_plans
+from opmerge.calibration import PilotNode, pilot_plans, single_merge_plans
 from opmerge.errors import InputError
 from opmerge.model import StudentModel
 from opmerge.objective import Problem
@@ -24,7 +33,7 @@ from ._torch import derive_seed, make_generator
 from .executor import GaussianPlanExecutor, TrainConfig
 from .readout import gain_regression
 
-__all__ = ["run_gaussian_pilots", "pilot_cost_share"]
+__all__ = ["run_gaussian_pilots", "run_image_pilots", "gain_w2", "pilot_nodes", "pilot_cost_share"]
 
 
 def _node_gains(executor: GaussianPlanExecutor, executed, node: MergeNode, n: int, generator: torch.Generator) -> np.ndarray:
@@ -92,6 +101,104 @@ def run_gaussian_pilots(teacher, train: TrainConfig, schedule, lam: np.ndarray, 
                 nodes.append(PilotNode(top=j, length=length, lam=float(lam[k]), error_start=float(start[k] - target[k]),
                                        error_end=float(rec["gain"][k] - target[k]), scale=1.0, q=float(q[k, j]), seed=r))
     return nodes, [format_plan(p) for p in plans]
+
+
+def run_image_pilots(teacher, train, *, lengths: tuple, times: tuple, seed: int, cache, unit_base: dict, n_gain: int = 4096,
+                     n_eval: int = 2000, progress=None) -> list[dict]:
+    r"""Run single-merge pilots against an image teacher (module docstring) and return one record per pilot.
+
+    Parameters
+    ----------
+    teacher : ImageTeacher
+        With its training rows (node inputs) and Gaussian fit (eigenbasis).
+    train : ImageTrainConfig
+        The recipe; ``warm`` init (the start is the teacher's step at ``j``).
+    lengths, times : tuple of int
+        Merge lengths and input times (:func:`opmerge.calibration.single_merge_plans`).
+    seed : int
+        Base seed; pilot seeds are derived under ``"pilot"``.
+    cache : ResultCache
+    unit_base : dict
+        Configuration shared by every unit key (teacher identity, recipe, device).
+    n_gain : int
+        Node inputs of the gain regressions.
+    n_eval : int
+        Inputs :math:`z_N` of the end-to-end :math:`W_2`.
+    progress : callable, optional
+        Wraps the iterable of units.
+
+    Returns
+    -------
+    list of dict
+        ``plan``, ``top``, ``length``, ``gain``, ``target``, ``start`` (per direction, shape (d,)),
+        ``w2_cov`` (the pilot plan's :math:`W_2` to the teacher), ``w2_gain`` (the part its gains carry,
+        :func:`gain_w2`) and ``train_seconds``.
+    """
+    import time
+
+    from .images.comparison import w2_parts
+    from .images.distill import ImagePlanExecutor
+
+    if train.init != "warm":
+        raise InputError(f"the pilots need the warm init (their start is the teacher's step), got init={train.init!r}")
+    plans = [format_plan(p) for p in single_merge_plans(teacher.steps, lengths, times)]
+    fit = teacher.fit
+    to_np = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
+    records = []
+    for text in (progress(plans) if progress else plans):
+        unit_cfg = {**unit_base, "unit": f"image-pilot-{text}", "plan": text, "seed": seed, "n_gain": n_gain, "n_eval": n_eval}
+
+        def compute(text=text):
+            plan = parse_plan(text, teacher.steps)
+            node = plan.merge_nodes()[0]
+            j, i = node.top, node.bottom
+            started = time.perf_counter()
+            executed = ImagePlanExecutor(teacher, train, seed=derive_seed(seed, "pilot", text)).run(plan)
+            seconds = time.perf_counter() - started
+            student = executed.nodes[format_tree(node)]
+            gen = torch.Generator().manual_seed(derive_seed(seed, "pilot-gain", text))
+            idx = torch.randint(teacher.train.shape[0], (int(n_gain),), generator=gen)
+            z = teacher.forward_sample(j, teacher.train[idx.to(teacher.device)], gen)
+            with torch.no_grad():
+                outputs = {"gain": student(z), "target": teacher.sample(z, j, i), "start": teacher.step(z, j)}
+            c = fit.to_eigen(to_np(z), shift=teacher.coef(j)[0])
+            gains = {k: gain_regression(c, fit.to_eigen(to_np(y), shift=teacher.coef(i)[0]))["gain"].tolist() for k, y in outputs.items()}
+            z_n = teacher.noise_sample(int(n_eval), torch.Generator().manual_seed(derive_seed(seed, "pilot-eval")))
+            sampler = executed.sampler()
+            with torch.no_grad():
+                x_student, x_teacher = to_np(sampler(z_n)), to_np(teacher.sample(z_n))
+            return {"plan": text, "top": j, "length": j - i, **gains, "w2_cov": w2_parts(x_student, x_teacher)["w2_cov"],
+                    "w2_gain": gain_w2(sampler, teacher, z_n), "train_seconds": seconds}
+
+        records.append(cache.get_or_compute(unit_cfg, compute))
+    return records
+
+
+def gain_w2(sampler, teacher, z: torch.Tensor) -> float:
+    r"""The part of a sampler's :math:`W_2` to the teacher that its per-direction gains carry,
+    :math:`\sqrt{\sum_i \|v_{N,i}\|^2 (g_i - g^T_i)^2}` over the directions with :math:`\lambda_i >` ``LAM_FLOOR``
+    (gains read on the inputs ``z``; :func:`~experiments.images.study_units.read_student`'s ``w2_gain``)."""
+    from .images.comparison import LAM_FLOOR
+    from .images.linearity import read_linearity
+
+    student, reference = read_linearity(sampler, teacher, inputs=z), read_linearity(teacher.sample, teacher, inputs=z)
+    norm = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * student.lam + float(teacher.schedule.sigma[-1]) ** 2)
+    keep = student.lam > LAM_FLOOR
+    return float(np.sqrt(np.sum((norm * (student.gain - reference.gain))[keep] ** 2)))
+
+
+def pilot_nodes(records: list[dict], lam: np.ndarray, q: np.ndarray, lam_floor: float = 1e-4) -> list[PilotNode]:
+    r""":class:`~opmerge.calibration.PilotNode` per pilot record of :func:`run_image_pilots` and direction with
+    :math:`\lambda >` ``lam_floor`` (constant pixels carry no gain): :math:`e_0 = a_0 - P`, :math:`e_K = a - P`
+    from the measured gains; ``q`` is the model's input variance, shape (d, N + 1)."""
+    nodes = []
+    for rec in records:
+        j = int(rec["top"])
+        gain, target, start = (np.asarray(rec[k], dtype=np.float64) for k in ("gain", "target", "start"))
+        for k in np.flatnonzero(lam > lam_floor):
+            nodes.append(PilotNode(top=j, length=int(rec["length"]), lam=float(lam[k]), error_start=float(start[k] - target[k]),
+                                   error_end=float(gain[k] - target[k]), scale=1.0, q=float(q[k, j]), seed=0))
+    return nodes
 
 
 def pilot_cost_share(pilot_plan_texts: list, pilot_repeats: int, study_plans: list, study_repeats: int) -> float:

@@ -14,7 +14,7 @@ For each factor the problem is solved again; the report gives that optimum, the 
 recommended plan under the scaled budget, and the **regret** of keeping the recommendation,
 :math:`W_2(\text{recommended}) / W_2^\star - 1`. The **interval** of the predicted quality is the
 range of the recommended plan's W2 over the factors and 1. A calibrated cost model's W2 values came
-within a factor 1.7 of measured students (median, docs/calibration.md §5), which a factor 2 on the
+within a factor 1.7 of measured students (median, docs/calibration.md §6), which a factor 2 on the
 step scale covers.
 """
 

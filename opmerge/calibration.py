@@ -22,6 +22,19 @@ Adam fit lands on spurious minima at :math:`\kappa` of 10^2–10^3 that fit the 
 (measured on the ranking study's pilots; docs/calibration.md). Between pilot times
 :math:`\kappa` is interpolated linearly in ``j`` and held constant beyond them. Pilots are plans with
 several segments (a merge, teacher steps, another merge), never the plans a study compares.
+
+**Node floors** (nonlinear teachers, network students; docs/calibration.md §4). A pilot plan with a
+single merge of ``L`` steps at time ``j`` and teacher steps elsewhere (:func:`single_merge_plans`)
+is measured end to end: its :math:`W_2` to the teacher's samples and the part of it that its
+per-direction gains carry. What the gains do not carry is the node's approximation floor
+(:func:`floor_points`),
+
+.. math:: \varphi(j, L) = \max\big(W_2^2 - W_{2,\text{gain}}^2,\ 0\big),
+
+and :func:`floor_table` spreads the measured points over every ``(j, L)``: linear in
+:math:`\log L` between measured lengths, a power law through the last two beyond them (exponent
+clipped to ``[0, 4]``), made non-decreasing in ``L`` (a running maximum: merging more steps is never
+assumed easier to represent), linear in ``j`` between pilot times and constant beyond them.
 """
 
 from __future__ import annotations
@@ -34,11 +47,12 @@ import numpy as np
 
 from ._validate import choice, integer, real_number
 from .errors import InputError, InputTypeError
-from .laws import MeasuredTable, _adam_error, _sign_error, check_adam
+from .laws import MeasuredTable, NodeFloorTable, _adam_error, _sign_error, check_adam
 from .model import StudentModel
-from .plans import MergeNode, Plan
+from .plans import MergeNode, Plan, parse_plan
 
-__all__ = ["CALIBRATED_LAWS", "PilotNode", "pilot_plans", "fit_step_scale", "CostModel", "load_cost_model"]
+__all__ = ["CALIBRATED_LAWS", "PilotNode", "pilot_plans", "single_merge_plans", "fit_step_scale", "floor_points", "floor_table", "CostModel",
+           "load_cost_model"]
 
 #: laws whose step scale can be calibrated
 CALIBRATED_LAWS = ("adam", "sign")
@@ -130,6 +144,118 @@ def pilot_plans(steps: int, lengths: tuple = (2, 3), times: tuple | None = None)
             n -= 1
         plans.append(Plan(tuple(segments)))
     return plans
+
+
+def single_merge_plans(steps: int, lengths: tuple, times: tuple) -> list[Plan]:
+    r"""One plan per pilot time ``j`` and length ``L <= j``: the merge of ``j -> j - L`` and teacher steps elsewhere.
+
+    Parameters
+    ----------
+    steps : int
+        ``N >= 2``.
+    lengths : tuple of int
+        Merge lengths, each ``>= 2``.
+    times : tuple of int
+        Input times in ``[2, N]``.
+
+    Returns
+    -------
+    list of Plan
+        Ordered by time (as given), then length; pairs with ``L > j`` are skipped.
+    """
+    steps = integer(steps, "steps", low=2)
+    lengths = tuple(integer(v, "lengths", low=2) for v in lengths)
+    times = tuple(integer(v, "times", low=2, high=steps) for v in times)
+    if not lengths or not times:
+        raise InputError("lengths and times must each hold at least one value")
+    plans = []
+    for j in times:
+        for length in lengths:
+            if length > j:
+                continue
+            segments = list(range(steps, j, -1)) + [MergeNode(tuple(range(j, j - length, -1)))] + list(range(j - length, 0, -1))
+            plans.append(Plan(tuple(segments)))
+    if not plans:
+        raise InputError(f"no merge length of {lengths} fits at the pilot times {times}")
+    return plans
+
+
+def floor_points(steps: int, measured: list) -> list[dict]:
+    r"""The node floor of each measured single-merge pilot: what its per-direction gains do not carry,
+
+    .. math:: \varphi(j, L) = \max\big(W_{2}^2 - W_{2,\text{gain}}^2,\ 0\big),
+
+    with :math:`W_2` the pilot plan's distance to the teacher's samples and :math:`W_{2,\text{gain}}`
+    the part its measured gains carry, :math:`\sqrt{\sum_i \|v_{N,i}\|^2 (g_i - g^T_i)^2}` (both measured:
+    the law is not involved, so the split does not depend on how well the law fits).
+
+    Parameters
+    ----------
+    steps : int
+        The teacher's ``N``.
+    measured : list of (str, float, float)
+        Pilot plan text (exactly one merge node), its :math:`W_2` and its :math:`W_{2,\text{gain}}`.
+
+    Returns
+    -------
+    list of dict
+        ``plan``, ``top``, ``length``, ``w2``, ``w2_gain``, ``floor``.
+    """
+    steps = integer(steps, "steps", low=2)
+    out = []
+    for text, w2, w2_gain in measured:
+        plan = parse_plan(text, steps)
+        if plan.n_merges != 1:
+            raise InputError(f"a floor pilot must hold exactly one merge node, got {text!r}")
+        w2, w2_gain = real_number(w2, "w2", low=0.0), real_number(w2_gain, "w2_gain", low=0.0)
+        node = plan.merge_nodes()[0]
+        out.append({"plan": text, "top": node.top, "length": node.top - node.bottom, "w2": w2, "w2_gain": w2_gain,
+                    "floor": max(w2 * w2 - w2_gain * w2_gain, 0.0)})
+    return out
+
+
+def floor_table(points: list, steps: int, source: str = "") -> NodeFloorTable:
+    r"""Spread measured node floors over every ``(j, L)`` (module docstring).
+
+    Parameters
+    ----------
+    points : list of (j, L, varphi)
+        Measured floors (``varphi >= 0``); several at one ``(j, L)`` are averaged.
+    steps : int
+        The teacher's ``N``.
+    source : str
+        Kept in the table.
+
+    Returns
+    -------
+    NodeFloorTable
+    """
+    steps = integer(steps, "steps", low=2)
+    if not points:
+        raise InputError("points must hold at least one measured floor (j, L, varphi)")
+    by_key: dict = {}
+    for j, length, value in points:
+        j = integer(j, "j", low=2, high=steps)
+        length = integer(length, "L", low=2, high=j)
+        by_key.setdefault((j, length), []).append(real_number(value, "varphi", low=0.0))
+    times = sorted({j for j, _ in by_key})
+    lengths_all = np.arange(steps + 1, dtype=np.float64)
+    per_time = np.zeros((len(times), steps + 1))
+    for a, j in enumerate(times):
+        ls = sorted(length for jj, length in by_key if jj == j)
+        vs = np.array([float(np.mean(by_key[j, length])) for length in ls])
+        x = np.log(np.asarray(ls, dtype=np.float64))
+        row = np.interp(np.log(np.maximum(lengths_all, 1.0)), x, vs)
+        if len(ls) >= 2 and vs[-1] > 0 and vs[-2] > 0:  # power law through the last two beyond the longest
+            exponent = float(np.clip(np.log(vs[-1] / vs[-2]) / (x[-1] - x[-2]), 0.0, 4.0))
+            beyond = lengths_all > ls[-1]
+            row[beyond] = vs[-1] * (lengths_all[beyond] / ls[-1]) ** exponent
+        per_time[a] = np.maximum.accumulate(row)  # a longer merge is never easier to represent
+    values = np.full((steps + 1, steps + 1), np.nan)
+    for j in range(2, steps + 1):
+        row = np.array([np.interp(j, times, per_time[:, length]) for length in range(steps + 1)])
+        values[j, 2:j + 1] = row[2:j + 1]
+    return NodeFloorTable(steps=steps, values=values, source=source)
 
 
 def _law_error(law: str, error0: np.ndarray, kappa: float, scale: np.ndarray, q: np.ndarray, lr: float, gd_steps: int,
@@ -244,6 +370,8 @@ class CostModel:
     beta1, beta2, eps : float or None
         Adam's (``adam`` only).
     input_scaling : {"raw", "preconditioned"}
+    floor_table : NodeFloorTable or None
+        The node approximation floors :math:`\varphi(j, L)` (nonlinear teachers; :func:`floor_table`).
     report : dict
         The fit report (:func:`fit_step_scale`), pilot plans, costs and the uncertainty.
     provenance : dict
@@ -257,6 +385,7 @@ class CostModel:
     beta2: float | None = None
     eps: float | None = None
     input_scaling: str = "raw"
+    floor_table: NodeFloorTable | None = None
     report: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
 
@@ -264,18 +393,23 @@ class CostModel:
         choice(self.law, "law", CALIBRATED_LAWS)
         if not isinstance(self.step_table, MeasuredTable) or self.step_table.quantity != "step_scale":
             raise InputError("step_table must be a MeasuredTable of quantity 'step_scale'")
+        if self.floor_table is not None and not isinstance(self.floor_table, NodeFloorTable):
+            raise InputError(f"floor_table must be a NodeFloorTable or None, got {type(self.floor_table).__name__}")
 
     def student_model(self, init: str = "warm", input: str = "forward") -> StudentModel:
         """The :class:`~opmerge.model.StudentModel` of this cost model."""
         extra = dict(beta1=self.beta1, beta2=self.beta2, eps=self.eps) if self.law == "adam" else {}
         return StudentModel(training=self.law, lr=self.lr, gd_steps=self.gd_steps, init=init, input=input,
-                            input_scaling=self.input_scaling, step_table=self.step_table, **extra)
+                            input_scaling=self.input_scaling, step_table=self.step_table, node_floor=self.floor_table, **extra)
 
     def to_dict(self) -> dict:
-        """JSON form (``"kind": "opmerge-cost-model"``; the table under ``"step_scale"``)."""
-        return {"kind": "opmerge-cost-model", "law": self.law, "lr": self.lr, "gd_steps": self.gd_steps, "beta1": self.beta1,
-                "beta2": self.beta2, "eps": self.eps, "input_scaling": self.input_scaling,
-                "step_scale": self.step_table.to_dict(), "report": self.report, "provenance": self.provenance}
+        """JSON form (``"kind": "opmerge-cost-model"``; the tables under ``"step_scale"`` and ``"node_floor"``)."""
+        out = {"kind": "opmerge-cost-model", "law": self.law, "lr": self.lr, "gd_steps": self.gd_steps, "beta1": self.beta1,
+               "beta2": self.beta2, "eps": self.eps, "input_scaling": self.input_scaling,
+               "step_scale": self.step_table.to_dict(), "report": self.report, "provenance": self.provenance}
+        if self.floor_table is not None:
+            out["node_floor"] = self.floor_table.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "CostModel":
@@ -284,7 +418,8 @@ class CostModel:
             raise InputError("not an opmerge cost model (expected a JSON object with \"kind\": \"opmerge-cost-model\")")
         return cls(law=data["law"], lr=data["lr"], gd_steps=data["gd_steps"], step_table=MeasuredTable.from_dict(data["step_scale"]),
                    beta1=data.get("beta1"), beta2=data.get("beta2"), eps=data.get("eps"),
-                   input_scaling=data.get("input_scaling", "raw"), report=data.get("report", {}), provenance=data.get("provenance", {}))
+                   input_scaling=data.get("input_scaling", "raw"), report=data.get("report", {}), provenance=data.get("provenance", {}),
+                   floor_table=NodeFloorTable.from_dict(data["node_floor"]) if data.get("node_floor") is not None else None)
 
 
 def load_cost_model(path: str | os.PathLike) -> CostModel:

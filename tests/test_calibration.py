@@ -235,6 +235,12 @@ def test_pair_agreement_counts_only_pairs_the_measurement_separates():
     (["--lr", "0"], "--lr"),
     (["--pilot-times", "x"], "--pilot-times"),
     (["--law", "flow"], "--law"),
+    (["--teacher", "checkpoint"], "needs --checkpoint"),
+    (["--checkpoint", "x.pt"], "--checkpoint applies to --teacher checkpoint"),
+    (["--teacher", "checkpoint", "--checkpoint", "x.pt", "--lam", "1"], "--lam/--spectrum apply to --teacher gaussian"),
+    (["--teacher", "checkpoint", "--checkpoint", "x.pt", "--repeats", "2"], "--repeats applies to --teacher gaussian"),
+    (["--teacher", "checkpoint", "--checkpoint", "x.pt", "--pilot-lengths", "9"], "no merge length"),
+    (["--teacher", "checkpoint", "--checkpoint", "no-such-teacher.pt"], "no-such-teacher.pt"),
 ])
 def test_calibrate_refuses_bad_options(capsys, tmp_path, argv, match):
     pytest.importorskip("torch")
