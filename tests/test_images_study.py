@@ -13,6 +13,7 @@ pytest.importorskip("matplotlib")
 
 from opmerge.experiments.images.cli import train_teacher_main, validate_images_main  # noqa: E402
 from opmerge.experiments.images.study import ImagesStudyConfig, random_plan  # noqa: E402
+from opmerge.plans import parse_plan  # noqa: E402
 
 pytestmark = pytest.mark.bridge
 
@@ -76,6 +77,49 @@ def test_quick_study_rerun_uses_the_cache(quick_study, capsys):
     assert "0 computed" in text and "rank correlation" in text and "trained teacher" in text
 
 
+@pytest.mark.slow
+def test_calibrate_on_the_trained_teacher_then_predict_and_measure(quick_study, capsys):
+    """calibrate --teacher checkpoint -> validate images --costs: pilots held out, floors in the cost model,
+    the recommended plan per M trained and ranked against the study's plans (docs/calibration.md §4 and §7)."""
+    from opmerge.calibration import load_cost_model
+    from opmerge.experiments.calibrate_cli import calibrate_main
+    from opmerge.experiments.images.prediction import score_result
+
+    code, out = quick_study
+    assert code == 0
+    cost_file = out / "cost.json"
+    assert calibrate_main(["--teacher", "checkpoint", "--checkpoint", str(out / "teacher"), "--quick", "--law", "sign",
+                           "--device", "cpu", "--out", str(cost_file), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "floor" in text and "kappa" in text
+    cost = load_cost_model(cost_file)
+    assert cost.floor_table is not None and cost.floor_table.steps == 8
+    pilots = cost.report["pilot_plans"]
+    assert len(pilots) == 4 and all(parse_plan(t, 8).n_merges == 1 for t in pilots)
+    # the floor is the part of each pilot's measured W2 that its gains do not carry
+    for f in cost.report["floors"]:
+        assert 0.0 < f["w2_gain"] and f["floor"] == pytest.approx(max(f["w2"] ** 2 - f["w2_gain"] ** 2, 0.0), rel=1e-12, abs=1e-15)
+        assert cost.floor_table.values[f["top"], f["length"]] == pytest.approx(f["floor"], rel=1e-9, abs=1e-15)
+    assert validate_images_main(["--quick", "--device", "cpu", "--out", str(out), "--no-progress", "--json", "--threads", "1",
+                                 "--teacher", "trained", "--recipe", "network", "--trajectory", "none",
+                                 "--costs", str(cost_file)]) == 0
+    result = json.loads((out / "images.json").read_text())
+    pred = result["calibrated_prediction"]["trained-network"]
+    assert pred["shared_with_pilots"] == [] and 0 < pred["pilot_cost_share"] <= 0.25
+    for m in ("1", "2", "4"):
+        entry = pred["by_segments"][m]
+        rec = entry["recommended"]
+        assert rec["plan"] == pred["recommendations"][m]["plan"] and 1 <= rec["rank"] <= rec["of"]
+        assert rec["of"] == len(entry["plans"]) + (0 if rec["in_study"] else 1)
+        assert len(entry["plans"]) == len(set(entry["plans"])) and "recommended" not in entry["names"]
+    # the study's own comparisons still use its own plans only
+    assert all("recommended" not in e["names"] for e in result["rankings"])
+    # scoring the written result again gives the same numbers
+    again = score_result(result, cost)
+    assert again["pooled"] == pred["pooled"]
+    assert again["by_segments"]["2"]["predicted"] == pred["by_segments"]["2"]["predicted"]
+
+
 def test_cli_rejects_bad_input(tmp_path, capsys):
     assert validate_images_main(["--segments", "0"]) == 2
     assert validate_images_main(["--quick", "--data", "mnist", "--out", str(tmp_path)]) == 2
@@ -85,6 +129,12 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     assert "segments must be <= steps" in capsys.readouterr().err
     assert train_teacher_main(["--data", "nope.npy", "--out", str(tmp_path)]) == 2
     assert train_teacher_main(["--schedule", "edm"]) == 2
+    capsys.readouterr()
+    assert validate_images_main(["--quick", "--out", str(tmp_path), "--costs", str(tmp_path / "none.json")]) == 2
+    assert "--costs: cannot read a cost model" in capsys.readouterr().err
+    assert validate_images_main(["--quick", "--out", str(tmp_path), "--teacher", "gaussian", "--costs", "c.json"]) == 2
+    assert "--costs predicts the network recipe of the trained teacher" in capsys.readouterr().err
+    assert not (tmp_path / "images.json").exists()
 
 
 def _psd_sqrt(c):

@@ -220,6 +220,9 @@ def build_validate_images_parser() -> ArgumentParser:
     p.add_argument("--init", default="warm", choices=("warm", "ddim"), help="student init (default warm)")
     p.add_argument("--input", default="forward", choices=("forward", "generated"), help="node inputs (default forward)")
     p.add_argument("--eta-tau", type=positive_float, default=0.5, help="model budget for the network recipe (default 0.5)")
+    p.add_argument("--costs", default=None, metavar="FILE",
+                   help="cost model from 'opmerge calibrate --teacher checkpoint': predict the network recipe's plans with it "
+                        "and measure its recommended plan per M")
     p.add_argument("--n-eval", type=bounded_int(2, MAX_SAMPLES), default=None,
                    help=f"fixed inputs per teacher and student, 2 to {MAX_SAMPLES:_} (default 2000; --quick 512)")
     p.add_argument("--seed", type=seed_int, default=0, help="base seed, >= 0 (default 0)")
@@ -263,6 +266,13 @@ def _report(result: dict) -> str:
         lines.append(f"    {b['teacher']:8s} {b['recipe']:7s} M={b['segments']}: {_fmt(b['median_relative_gain_error'])}  (by lambda: {bins})")
     for key, value in s["calibrated_eta_tau"].items():
         lines.append(f"  calibrated eta*tau ({key}): {value}")
+    for key, c in s.get("calibrated_prediction", {}).items():
+        lines.append(f"  cost model ({key}, {c['law']} law{' + node floors' if c['floors'] else ''}; pilots {_fmt(c['pilot_cost_share'], '.1%')}"
+                     f" of the node trainings): Spearman pooled {_fmt(c['spearman_pooled'], '+.2f')}")
+        for m, e in c["by_segments"].items():
+            rec = e.get("recommended")
+            where = f"recommended {rec['plan']}: measured {rec['measured']:.3f}, rank {rec['rank']} of {rec['of']}" if rec else ""
+            lines.append(f"    M={m}: Spearman {_fmt(e['spearman'], '+.2f')}; {where}")
     return "\n".join(lines)
 
 
@@ -285,7 +295,7 @@ def _validate_images(argv: list[str]) -> int:
         "checkpoint": args.checkpoint, "schedule": args.schedule, "steps": args.steps, "segments": args.segments,
         "plans": tuple(args.plan) if args.plan else None, "random_plans": args.random_plans, "trajectory": args.trajectory,
         "node_steps_linear": args.node_steps_linear, "node_steps_network": args.node_steps_network, "traj_steps": args.train_steps,
-        "init": args.init, "input": args.input, "eta_tau": args.eta_tau, "n_eval": args.n_eval, "seed": args.seed, "device": args.device,
+        "init": args.init, "input": args.input, "eta_tau": args.eta_tau, "costs": args.costs, "n_eval": args.n_eval, "seed": args.seed, "device": args.device,
         "out": args.out, "progress": not (args.no_progress or args.json),
     }
     if args.recipe is not None:
@@ -298,6 +308,15 @@ def _validate_images(argv: list[str]) -> int:
     except InputError as exc:
         raise UsageError(_images_option_message(str(exc))) from exc
     _check_plan_texts(config)
+    if config.costs is not None:
+        from .prediction import read_costs
+
+        if ("trained", "network") not in config.recipes_by_teacher:
+            raise UsageError("--costs predicts the network recipe of the trained teacher: use --teacher trained (or both) and --recipe network")
+        try:
+            read_costs(config.costs, config.steps)
+        except InputError as exc:
+            raise UsageError(f"--costs: {exc}") from exc
     check_out_folder(config.out)
     result = run_images_study(config)
     if args.json:

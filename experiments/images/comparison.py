@@ -253,6 +253,12 @@ def summarize(result: dict) -> dict:
     ranks = {f"{e['teacher']}-{e['recipe']}-M{e['segments']}": {"spearman_w2_cov": e["w2_cov"]["spearman"], "kendall_w2_cov": e["w2_cov"]["kendall"],
                                                                    "spearman_w2_gain": e["w2_gain"]["spearman"], "winner_agrees": e["w2_cov"]["winner_agrees"],
                                                                    "plans": e["w2_cov"]["n"]} for e in result["rankings"]}
+    calibrated = {key: {"law": c["law"], "floors": c["floors"], "pilot_cost_share": c["pilot_cost_share"],
+                        "spearman_pooled": c["pooled"]["spearman"],
+                        "by_segments": {m: {"spearman": e["spearman"], "predicted_best_rank": e["predicted_best_rank"],
+                                            "recommended": e.get("recommended")} for m, e in c["by_segments"].items()}}
+                  for key, c in result.get("calibrated_prediction", {}).items()}
     return {"teachers": teachers, "data_reference": {k: result["data_reference"].get(k) for k in ("fd_pixels_test", "fd_features_test", "classifier_score")},
             "students": students, "rank_correlation": ranks,
-            "breakdown": result["breakdown"], "calibrated_eta_tau": {k: v["eta_tau"] for k, v in result["calibration"].items()}}
+            "breakdown": result["breakdown"], "calibrated_eta_tau": {k: v["eta_tau"] for k, v in result["calibration"].items()},
+            "calibrated_prediction": calibrated}

@@ -61,6 +61,8 @@ from .comparison import LAM_BINS, LAM_FLOOR, calibrate_eta_tau, lam_bin_labels, 
 from .data import load_dataset
 from .figures import study_figures
 from .metrics import evaluate_samples, load_or_train_classifier
+from .prediction import RECOMMENDED, read_costs, recommended_plan, score_predictions
+from ..calibration import pilot_cost_share
 from ..studies._common import resolve_plans
 from .study_units import build_teachers, evaluate_teacher, run_plan_unit, run_trajectory_unit, to_numpy, unit_cache
 
@@ -111,6 +113,7 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     _check_checkpoint(cfg)  # a damaged teacher file is refused before anything is written
+    costs = read_costs(cfg.costs, cfg.steps) if cfg.costs is not None else None
     cache = unit_cache(out)
     dataset = load_dataset(cfg.data, seed=0)
     schedule = make_schedule(cfg.schedule, cfg.steps)
@@ -122,7 +125,7 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
 
     result: dict = {"study": "images", "config": cfg.to_dict(), "dataset": dataset.to_dict(), "lam": lam,
                     "classifier": classifier_info, "data_reference": data_reference, "teachers": {}, "plan_students": [],
-                    "trajectory_students": [], "rankings": [], "breakdown": [], "calibration": {}}
+                    "trajectory_students": [], "rankings": [], "breakdown": [], "calibration": {}, "calibrated_prediction": {}}
     progress = None
     if cfg.progress:
         from tqdm.auto import tqdm
@@ -138,10 +141,15 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
         result["teachers"][kind] = {"identity": ident, "training": train_info, **unit}
         for recipe in [r for t, r in cfg.recipes_by_teacher if t == kind]:
             rows = []
+            recommendations = {}
             for m in cfg.segments:
                 problem = Problem(schedule, lam, model=model_for(recipe, cfg), segments=m)
                 done: dict[str, dict] = {}
-                for name, plan in _plans_for(cfg, problem, recipe, kind):
+                named = _plans_for(cfg, problem, recipe, kind)
+                if costs is not None and recipe == "network":  # the calibrated planner's optimum, measured beside the study's plans
+                    plan_r, recommendations[str(m)] = recommended_plan(costs, schedule, lam, m, init=cfg.init, input=cfg.input)
+                    named.append((RECOMMENDED, plan_r))
+                for name, plan in named:
                     text = format_plan(plan)
                     if text not in done:
                         done[text] = run_plan_unit(cfg, teacher, ident, recipe, plan, z, teacher_x, dataset, classifier, cache, teacher_gain)
@@ -156,6 +164,14 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
                                  "metrics": unit_p["metrics"], "linearity": unit_p["linearity"], "relative_gain_error": rel,
                                  "train_seconds": unit_p["train_seconds"], "records": unit_p["records"], "samples": unit_p["samples"]})
             result["plan_students"].extend(rows)
+            if costs is not None and recipe == "network":
+                result["calibrated_prediction"][f"{kind}-{recipe}"] = {
+                    **score_predictions(rows, costs, schedule, lam, init=cfg.init, input=cfg.input,
+                                        pilot_plans=tuple(costs.report.get("pilot_plans", ()))),
+                    "recommendations": recommendations, "cost_model": cfg.costs,
+                    "pilot_cost_share": pilot_cost_share(list(costs.report.get("pilot_plans", ())), 1,
+                                                         sorted({(r["plan"]) for r in rows}), 1)}
+            rows = [r for r in rows if r["name"] != RECOMMENDED]  # the comparisons below use the study's own plans
             # rankings: unique plans per M, and pooled
             for m in list(cfg.segments) + ["all"]:
                 sel = [r for r in rows if m == "all" or r["segments"] == m]

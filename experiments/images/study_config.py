@@ -45,6 +45,9 @@ class ImagesStudyConfig:
     batch : int                       minibatch size
     init, input : str                 student init (``warm``, ``ddim``) and inputs (``forward``, ``generated``)
     eta_tau : float                   gradient-flow budget of the model for the network recipe
+    costs : str, optional             a cost model (``opmerge calibrate --teacher checkpoint``): the network
+                                      recipe's plans are also predicted by it, and its recommended plan per
+                                      ``M`` is measured (docs/calibration.md §7)
     traj_steps, traj_hidden, traj_depth, traj_lr, traj_batch : SCoT/TraFlow training
     n_eval : int                      fixed inputs per teacher (and per student)
     teacher_preset : {"quick", "full"} size of a teacher trained here
@@ -75,6 +78,7 @@ class ImagesStudyConfig:
     init: str = "warm"
     input: str = "forward"
     eta_tau: float = 0.5
+    costs: str | None = None
     traj_steps: int | None = None
     traj_hidden: int | None = None
     traj_depth: int | None = None
