@@ -182,3 +182,41 @@ def test_cost_model_carries_its_floor_table(tmp_path):
     plan = parse_plan("((5 4 3) 2 1)", steps)
     ev = evaluate_plan(Problem(make_schedule("rf", steps), np.array([0.5, 2.0]), model=model), plan)
     assert ev.floor == pytest.approx(floors.values[5, 3] + floors.values[5, 5], rel=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------
+# the image study's held-out scoring (numbers by hand)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_score_predictions_ranks_the_recommended_plan_by_hand():
+    pytest.importorskip("torch")
+    from scipy.stats import spearmanr
+
+    from opmerge.experiments.images.prediction import score_predictions
+
+    steps = 4
+    kappa = MeasuredTable(steps, (0.5, 2.0), np.ones((steps + 1, 2)), quantity="step_scale")
+    cost = CostModel(law="sign", lr=1e-3, gd_steps=100, step_table=kappa, floor_table=random_floors(np.random.default_rng(5), steps))
+    schedule, lam = make_schedule("rf", steps), np.array([0.5, 2.0])
+    plans = ["(4 3) | (2 1)", "((4 3) 2) | 1", "4 | (3 2 1)", "(4 3 2) | 1"]
+    measured = [0.30, 0.10, 0.20, 0.40]
+    rows = [{"segments": 2, "name": f"p{k}", "plan": t, "w2_cov": v} for k, (t, v) in enumerate(zip(plans, measured))]
+    rows.append({"segments": 2, "name": "p0-again", "plan": plans[0], "w2_cov": 0.99})  # a repeated plan counts once (first row)
+    rows.append({"segments": 2, "name": "recommended", "plan": "(4 (3 2)) | 1", "w2_cov": 0.25})
+    out = score_predictions(rows, cost, schedule, lam, pilot_plans=("4 | (3 2 1)", "(4 3) | 2 | 1"))
+    entry = out["by_segments"]["2"]
+    problem = Problem(schedule, lam, model=cost.student_model(), segments=2)
+    predicted = [evaluate_plan(problem, parse_plan(t, steps)).w2 for t in plans]
+    assert entry["plans"] == plans and entry["measured"] == measured
+    assert entry["predicted"] == pytest.approx(predicted, rel=1e-15)
+    assert entry["spearman"] == pytest.approx(spearmanr(measured, predicted).statistic)
+    assert out["pooled"]["spearman"] == pytest.approx(entry["spearman"])
+    # measured 0.25: better than 0.30 and 0.40, worse than 0.10 and 0.20 -> rank 3 of 5 (not one of the study's plans)
+    assert entry["recommended"]["rank"] == 3 and entry["recommended"]["of"] == 5 and not entry["recommended"]["in_study"]
+    assert entry["predicted_best_rank"] == 1 + sorted(measured).index(measured[int(np.argmin(predicted))])
+    assert out["shared_with_pilots"] == ["4 | (3 2 1)"]
+    # a recommended plan that is one of the study's plans is not counted against itself
+    rows[-1] = {"segments": 2, "name": "recommended", "plan": plans[2], "w2_cov": 0.20}
+    again = score_predictions(rows, cost, schedule, lam)["by_segments"]["2"]["recommended"]
+    assert again["in_study"] and again["rank"] == 2 and again["of"] == 4

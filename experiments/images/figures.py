@@ -255,6 +255,37 @@ def _predicted_vs_measured(result: dict, out: Path) -> dict:
     return {k: str(v) for k, v in paths.items()}
 
 
+def _calibrated_figure(result: dict, key: str, out: Path) -> dict:
+    """Per ``M``: the cost model's prediction against the measured W2 of the study's plans, and its recommended plan."""
+    from opmerge.analysis.style import new_figure, save_figure
+
+    pred = result["calibrated_prediction"][key]
+    segments = list(pred["by_segments"])
+    fig, axes = new_figure(1, len(segments), width=3.6 * len(segments), height=3.6, layout="constrained", squeeze=False)
+    data: dict = {"key": key, "pooled": pred["pooled"], "by_segments": {}}
+    for ax, m in zip(axes[0], segments):
+        e = pred["by_segments"][m]
+        ax.scatter(e["predicted"], e["measured"], s=18, color="#0072B2", label="study plans")
+        for name, x, y in zip(e["names"], e["predicted"], e["measured"]):
+            ax.annotate(name, (x, y), fontsize=5, xytext=(2, 2), textcoords="offset points")
+        rec = e.get("recommended")
+        if rec is not None:
+            ax.scatter([rec["predicted"]], [rec["measured"]], marker="*", s=90, color="#D55E00",
+                       label=f"recommended: measured rank {rec['rank']} of {rec['of']}")
+        rho = e["spearman"]
+        ax.set_title(f"M = {m}: Spearman {rho:+.2f}" if rho is not None else f"M = {m}", fontsize=8)
+        ax.set_xlabel("cost model: predicted W2", fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")
+        data["by_segments"][m] = {"plans": e["plans"], "names": e["names"], "predicted": e["predicted"], "measured": e["measured"],
+                                  "recommended": rec}
+    axes[0][0].set_ylabel("measured W2 to the teacher (covariance part)", fontsize=8)
+    rho = pred["pooled"]["spearman"]
+    fig.suptitle(f"{key}: calibrated cost model ({pred['law']} law{' + node floors' if pred['floors'] else ''}), "
+                 f"pooled Spearman {rho:+.2f}" if rho is not None else key, fontsize=9)
+    paths = save_figure(fig, out / f"images_calibrated_{key}", data, config=result["config"], close=True)
+    return {k: str(v) for k, v in paths.items()}
+
+
 def _linearity_figure(result: dict, out: Path) -> dict:
     from opmerge.analysis.style import new_figure, save_figure
 
@@ -321,5 +352,7 @@ def study_figures(result: dict, dataset: "ImageDataset", out: str | Path) -> dic
             figures[f"gains_{kind}"] = _gains_figure(result, kind, out)
     if result["plan_students"]:
         figures["predicted_vs_measured"] = _predicted_vs_measured(result, out)
+    for key in result.get("calibrated_prediction", {}):
+        figures[f"calibrated_{key}"] = _calibrated_figure(result, key, out)
     figures["linearity"] = _linearity_figure(result, out)
     return figures
