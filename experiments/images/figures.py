@@ -274,11 +274,19 @@ def _calibrated_figure(result: dict, key: str, out: Path) -> dict:
                        label=f"recommended: measured rank {rec['rank']} of {rec['of']}")
         rho = e["spearman"]
         ax.set_title(f"M = {m}: Spearman {rho:+.2f}" if rho is not None else f"M = {m}", fontsize=8)
-        ax.set_xlabel("cost model: predicted W2", fontsize=8)
+        from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1, 2, 5 x 10^k (the range spans less than a decade)
+            axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FormatStrFormatter("%g"))
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("cost model: predicted W2 (log)", fontsize=8)
         ax.legend(fontsize=6, loc="upper left")
         data["by_segments"][m] = {"plans": e["plans"], "names": e["names"], "predicted": e["predicted"], "measured": e["measured"],
                                   "recommended": rec}
-    axes[0][0].set_ylabel("measured W2 to the teacher (covariance part)", fontsize=8)
+    axes[0][0].set_ylabel("measured W2 to the teacher (covariance part, log)", fontsize=8)
     rho = pred["pooled"]["spearman"]
     fig.suptitle(f"{key}: calibrated cost model ({pred['law']} law{' + node floors' if pred['floors'] else ''}), "
                  f"pooled Spearman {rho:+.2f}" if rho is not None else key, fontsize=9)
