@@ -542,8 +542,13 @@ def run_advise(args: argparse.Namespace) -> int:
         verdict = "still optimal" if row["same_plan"] else f"optimum becomes {_truncate(row['plan'], 48)}, regret {row['regret']:.1%}"
         lines.append(f"  budget x{row['factor']:g}: W2 of the recommendation {row['w2_recommended']:.6g}"
                      f" (optimum {row['w2_optimal']:.6g}); {verdict}")
-    lines.append("robust: the recommendation is optimal at every budget tried" if advice.robust
-                 else "not robust: a budget off by the factor above changes the optimum; calibrate the law (opmerge calibrate) before training")
+    if advice.robust:
+        lines.append("robust: the recommendation is optimal at every budget tried")
+    elif getattr(args, "costs", None):
+        lines.append("not robust: a budget off by the factor above changes the optimum; the law is calibrated, but check the "
+                     "recommendation against the runner-up in a short run before committing (docs/calibration.md section 7)")
+    else:
+        lines.append("not robust: a budget off by the factor above changes the optimum; calibrate the law (opmerge calibrate) before training")
     if not args.no_draw and len(str(advice.plan)) <= PLAN_ECHO_LIMIT:
         lines += ["", draw_plan(advice.plan)]
     _print(lines)

@@ -305,7 +305,7 @@ def digits_spectrum() -> Spectrum:
 
     The eigenvalues ship with opmerge as package data (``opmerge/data/digits_spectrum.npy``,
     computed once by :func:`_compute_digits_eigenvalues`), so neither scikit-learn nor torch is
-    needed; a test recomputes them, bit for bit, when scikit-learn is installed. Within a process
+    needed; a test recomputes them (to the eigensolver's accuracy) when scikit-learn is installed. Within a process
     the spectrum is read once and kept.
 
     Returns

@@ -215,12 +215,17 @@ def test_data_spectrum_and_shape_errors():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_shipped_digits_spectrum_equals_a_fresh_computation_bit_for_bit():
+def test_shipped_digits_spectrum_equals_a_fresh_computation():
+    """The shipped eigenvalues are what the documented computation gives, to the accuracy of a
+    symmetric eigensolver (d eps max|lambda|): OpenBLAS picks its kernels by CPU, and the last bits
+    differ between kernel paths (measured: the Haswell and Zen paths reproduce the file bit for bit,
+    the SkylakeX path differs by 3.1e-15). The zeroed directions are the same."""
     pytest.importorskip("sklearn")
     fresh = spectra._compute_digits_eigenvalues()
     shipped = digits_spectrum().lam
-    assert shipped.dtype == fresh.dtype == np.float64
-    assert shipped.tobytes() == fresh.tobytes()
+    assert shipped.dtype == fresh.dtype == np.float64 and shipped.shape == fresh.shape == (64,)
+    assert np.array_equal(shipped == 0.0, fresh == 0.0)
+    assert np.max(np.abs(shipped - fresh)) <= 64 * np.finfo(np.float64).eps * np.max(shipped)
 
 
 def test_digits_spectrum_properties():
