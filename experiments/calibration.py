@@ -153,12 +153,11 @@ def run_image_pilots(teacher, train, *, lengths: tuple, times: tuple, seed: int,
             node = plan.merge_nodes()[0]
             j, i = node.top, node.bottom
             started = time.perf_counter()
-            executed = ImagePlanExecutor(teacher, train, seed=derive_seed(seed, "pilot", text)).run(plan)
+            executor = ImagePlanExecutor(teacher, train, seed=derive_seed(seed, "pilot", text))
+            executed = executor.run(plan)
             seconds = time.perf_counter() - started
             student = executed.nodes[format_tree(node)]
-            gen = torch.Generator().manual_seed(derive_seed(seed, "pilot-gain", text))
-            idx = torch.randint(teacher.train.shape[0], (int(n_gain),), generator=gen)
-            z = teacher.forward_sample(j, teacher.train[idx.to(teacher.device)], gen)
+            z = executor.draw_inputs(j, n_gain, torch.Generator().manual_seed(derive_seed(seed, "pilot-gain", text)))
             with torch.no_grad():
                 outputs = {"gain": student(z), "target": teacher.sample(z, j, i), "start": teacher.step(z, j)}
             c = fit.to_eigen(to_np(z), shift=teacher.coef(j)[0])
@@ -175,16 +174,12 @@ def run_image_pilots(teacher, train, *, lengths: tuple, times: tuple, seed: int,
 
 
 def gain_w2(sampler, teacher, z: torch.Tensor) -> float:
-    r"""The part of a sampler's :math:`W_2` to the teacher that its per-direction gains carry,
-    :math:`\sqrt{\sum_i \|v_{N,i}\|^2 (g_i - g^T_i)^2}` over the directions with :math:`\lambda_i >` ``LAM_FLOOR``
-    (gains read on the inputs ``z``; :func:`~experiments.images.study_units.read_student`'s ``w2_gain``)."""
-    from .images.comparison import LAM_FLOOR
+    r""":func:`~experiments.images.comparison.gain_part_w2` of a sampler against the teacher, both gains read on the inputs ``z``."""
+    from .images.comparison import gain_part_w2
     from .images.linearity import read_linearity
 
     student, reference = read_linearity(sampler, teacher, inputs=z), read_linearity(teacher.sample, teacher, inputs=z)
-    norm = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * student.lam + float(teacher.schedule.sigma[-1]) ** 2)
-    keep = student.lam > LAM_FLOOR
-    return float(np.sqrt(np.sum((norm * (student.gain - reference.gain))[keep] ** 2)))
+    return gain_part_w2(teacher.schedule, student.lam, student.gain, reference.gain)
 
 
 def pilot_nodes(records: list[dict], lam: np.ndarray, q: np.ndarray, lam_floor: float = 1e-4) -> list[PilotNode]:

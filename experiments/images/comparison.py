@@ -31,7 +31,7 @@ from .metrics import frechet_distance
 if TYPE_CHECKING:  # pragma: no cover
     from .study_config import ImagesStudyConfig
 
-__all__ = ["LAM_BINS", "LAM_FLOOR", "ratio", "model_for", "w2_parts", "rank_agreement", "lam_bin_labels", "relative_gain_errors",
+__all__ = ["LAM_BINS", "LAM_FLOOR", "ratio", "model_for", "w2_parts", "gain_part_w2", "rank_agreement", "lam_bin_labels", "relative_gain_errors",
            "calibrate_eta_tau", "summarize"]
 
 #: edges of the eigenvalue bins of the breakdown
@@ -104,6 +104,27 @@ def w2_parts(student: np.ndarray, teacher: np.ndarray) -> dict:
     cov_part = frechet_distance(m1, c1, m1, c2)
     return {"w2_cov": math.sqrt(cov_part), "w2_full": math.sqrt(cov_part + float(np.sum((m1 - m2) ** 2))),
             "mean_error": float(np.linalg.norm(m1 - m2)), "rms_paired": float(np.sqrt(np.mean(np.sum((student - teacher) ** 2, 1))))}
+
+
+def gain_part_w2(schedule: Schedule, lam: np.ndarray, gain: ArrayLike, teacher_gain: ArrayLike) -> float:
+    r"""The part of a sampler's :math:`W_2` to the teacher that its per-direction gains carry,
+
+    .. math:: W_{2,\text{gain}} = \sqrt{\textstyle\sum_{\lambda_i > \text{LAM\_FLOOR}} \|v_{N,i}\|^2 (g_i - g^T_i)^2},
+              \qquad \|v_{N,i}\| = \sqrt{\alpha_N^2\lambda_i + \sigma_N^2}.
+
+    Parameters
+    ----------
+    schedule : Schedule
+        The sampling grid (:math:`\alpha_N`, :math:`\sigma_N`).
+    lam : ndarray (d,)
+        Eigenvalues of the data.
+    gain, teacher_gain : array-like (d,)
+        Measured gains of the sampler and of the teacher.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    norm = np.sqrt(float(schedule.alpha[-1]) ** 2 * lam + float(schedule.sigma[-1]) ** 2)
+    keep = lam > LAM_FLOOR
+    return float(np.sqrt(np.sum((norm * (np.asarray(gain) - np.asarray(teacher_gain)))[keep] ** 2)))
 
 
 def rank_agreement(measured: ArrayLike, predicted: ArrayLike) -> dict:

@@ -26,7 +26,7 @@ from opmerge.schedules import Schedule
 
 from .._torch import derive_seed
 from ..teacher import GaussianTeacher
-from .comparison import LAM_FLOOR, w2_parts
+from .comparison import gain_part_w2, w2_parts
 from .data import ImageDataset
 from .distill import ImagePlanExecutor, ImageTrainConfig
 from .linearity import read_linearity, step_gains
@@ -305,9 +305,7 @@ def read_student(cfg: "ImagesStudyConfig", sampler, teacher: "ImageTeacher | Gau
         x = to_numpy(sampler(z))
     lin = read_linearity(sampler, teacher, inputs=z, level=cfg.level)
     metrics = evaluate_samples(x, dataset, classifier, references={"teacher": teacher_x}, seed=cfg.seed)
-    norm_noise = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * lin.lam + float(teacher.schedule.sigma[-1]) ** 2)
-    keep = lin.lam > LAM_FLOOR
-    w2_gain = float(np.sqrt(np.sum((norm_noise * (lin.gain - teacher_gain))[keep] ** 2)))
+    w2_gain = gain_part_w2(teacher.schedule, lin.lam, lin.gain, teacher_gain)
     out = {"metrics": metrics, "w2": {**w2_parts(x, teacher_x), "w2_gain": w2_gain}, "gain": lin.gain, "gain_low": lin.gain_low,
            "gain_high": lin.gain_high}
     if nonlinear:
