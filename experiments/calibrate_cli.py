@@ -122,6 +122,21 @@ def _check_design(steps: int, lengths, times, single: bool) -> None:
                          f"{'default' if times is None else ','.join(map(str, times))} with N = {steps}: {exc}") from exc
 
 
+def _adam_betas(law: str) -> dict:
+    """Adam's hyper-parameters of the recipe (torch's defaults) for an ``adam`` cost model, else none."""
+    return dict(beta1=0.9, beta2=0.999, eps=1e-8) if law == "adam" else {}
+
+
+def _write(out: Path, cost, as_json: bool) -> bool:
+    """Write the cost model atomically; with ``--json`` also print it (then the report is skipped: True)."""
+    from opmerge.io import write_json
+
+    write_json(out, cost.to_dict())
+    if as_json:
+        emit_json(cost.to_dict())
+    return as_json
+
+
 def _print_fits(report: dict) -> None:
     for fit in report["fits"]:
         note = " (censored: every pilot converged; a lower bound" + (
@@ -135,7 +150,7 @@ def _calibrate_gaussian(args, out: Path) -> int:
 
     from opmerge.calibration import CostModel, fit_step_scale
     from opmerge.errors import InputError
-    from opmerge.io import ResultCache, provenance, write_json
+    from opmerge.io import ResultCache, provenance
     from opmerge.schedules import make_schedule
 
     from ._torch import resolve_device
@@ -184,13 +199,10 @@ def _calibrate_gaussian(args, out: Path) -> int:
                                        progress=lambda units: progress(units, show, "calibration pilots"))
     table, report = fit_step_scale(nodes, args.law, lr, node_steps, steps, source=f"opmerge calibrate ({args.teacher} teacher)")
     config = {**base, "law": args.law, "repeats": args.repeats, "seed": args.seed, "n_eval": n_eval}
-    extra = dict(beta1=0.9, beta2=0.999, eps=1e-8) if args.law == "adam" else {}
     cost = CostModel(law=args.law, lr=lr, gd_steps=node_steps, step_table=table,
                      report={**report, "pilot_plans": texts, "pilot_repeats": args.repeats, "seconds": time.perf_counter() - began},
-                     provenance=provenance(device=str(device), config=config), **extra)
-    write_json(out, cost.to_dict())
-    if args.json:
-        emit_json(cost.to_dict())
+                     provenance=provenance(device=str(device), config=config), **_adam_betas(args.law))
+    if _write(out, cost, args.json):
         return 0
     print(f"opmerge calibrate: cost model in {out} ({args.law} law, lr {lr:g}, {node_steps} updates per node)")
     print(f"  pilots: {len(texts)} plan(s) x {args.repeats} seed(s): {'; '.join(texts)}; {time.perf_counter() - began:.1f} s")
@@ -203,7 +215,7 @@ def _calibrate_checkpoint(args, out: Path) -> int:
 
     from opmerge.calibration import CostModel, fit_step_scale, floor_points, floor_table
     from opmerge.errors import InputError
-    from opmerge.io import ResultCache, provenance, write_json
+    from opmerge.io import ResultCache, provenance
     from opmerge.model import StudentModel
     from opmerge.objective import Problem
     from opmerge.schedules import make_schedule
@@ -255,7 +267,6 @@ def _calibrate_checkpoint(args, out: Path) -> int:
     q = Problem(schedule, lam, model=StudentModel(init="warm")).law.q
     source = f"opmerge calibrate (checkpoint teacher, {args.data})"
     table, report = fit_step_scale(pilot_nodes(records, lam, q), args.law, lr, node_steps, steps, source=source)
-    extra = dict(beta1=0.9, beta2=0.999, eps=1e-8) if args.law == "adam" else {}
     floors = floor_points(steps, [(r["plan"], r["w2_cov"], r["w2_gain"]) for r in records])
     config = {**base, "schedule": schedule.name, "steps": steps, "checkpoint": str(args.checkpoint), "data": args.data, "law": args.law,
               "lengths": list(lengths), "times": list(times), "seed": args.seed, "n_gain": n_gain, "n_eval": n_eval}
@@ -263,10 +274,8 @@ def _calibrate_checkpoint(args, out: Path) -> int:
                      floor_table=floor_table([(f["top"], f["length"], f["floor"]) for f in floors], steps, source=source),
                      report={**report, "pilot_plans": [r["plan"] for r in records], "pilot_repeats": 1, "floors": floors,
                              "pilot_train_seconds": sum(r["train_seconds"] for r in records), "seconds": time.perf_counter() - began},
-                     provenance=provenance(device=str(device), config=config), **extra)
-    write_json(out, cost.to_dict())
-    if args.json:
-        emit_json(cost.to_dict())
+                     provenance=provenance(device=str(device), config=config), **_adam_betas(args.law))
+    if _write(out, cost, args.json):
         return 0
     print(f"opmerge calibrate: cost model in {out} ({args.law} law, lr {lr:g}, {node_steps} updates per node, node floors)")
     print(f"  pilots: {len(records)} single merges (lengths {','.join(map(str, lengths))} at times "
