@@ -155,6 +155,11 @@ def test_calibrate_then_plan_then_measure_quick(capsys, tmp_path):
     kappa = np.array([f["kappa"] for f in cost["report"]["fits"]])
     assert np.all((kappa > 1.0) & (kappa < 100.0))  # an MLP's gain moves faster than one parameter
     assert "(4 3) | 2 | 1" in cost["report"]["pilot_plans"]
+    # --json prints the cost model it writes (the pilots come from the unit cache this time)
+    code, out, err = run(capsys, "calibrate", "--quick", "--out", str(path), "--json")
+    assert code == 0, err
+    printed = json.loads(out)
+    assert printed == json.loads(path.read_text()) and printed["step_scale"] == cost["step_scale"]
     code, out, err = run(capsys, "plan", "--costs", str(path), "--steps", "4", "--lam", "0.1,1,10", "--json")
     assert code == 0, err
     planned = json.loads(out)
