@@ -43,6 +43,7 @@ from opmerge.cli_options import (
     seed_int,
     spectrum_from_args,
 )
+from opmerge.mixture import PRESETS as MIXTURE_PRESETS
 from opmerge.schedules import SCHEDULE_NAMES
 
 __all__ = ["build_calibrate_parser", "calibrate_main", "DEFAULT_COST_MODEL"]
@@ -57,10 +58,14 @@ def build_calibrate_parser() -> ArgumentParser:
                        description="Calibrate a training law on pilot distillations with your teacher and student recipe; "
                                    "write a cost model for 'opmerge plan --costs FILE'.")
     g = p.add_argument_group("teacher")
-    g.add_argument("--teacher", default="gaussian", choices=("gaussian", "checkpoint"),
-                   help="teacher kind: gaussian (the spectrum below) or checkpoint (a trained image teacher, --checkpoint) (default gaussian)")
+    g.add_argument("--teacher", default="gaussian", choices=("gaussian", "checkpoint", "mixture"),
+                   help="teacher kind: gaussian (the spectrum below), checkpoint (a trained image teacher, --checkpoint) or mixture "
+                        "(the exact teacher of a Gaussian mixture, --preset) (default gaussian)")
     g.add_argument("--checkpoint", default=None, metavar="PATH", help="trained teacher checkpoint (file or folder) of --teacher checkpoint")
     g.add_argument("--data", default="digits", help="the checkpoint's data: digits (default) or a .npy file")
+    g.add_argument("--preset", default=None, choices=tuple(MIXTURE_PRESETS), help="the mixture of --teacher mixture (default two-2d)")
+    g.add_argument("--separation", type=positive_float, default=None,
+                   help="--teacher mixture: the preset's separation in component standard deviations (default 4)")
     g.add_argument("--schedule", default=None, choices=SCHEDULE_NAMES, help="noise schedule (default vp-cosine; checkpoint: rf)")
     g.add_argument("--steps", type=bounded_int(3, 4096), default=None, metavar="N",
                    help="teacher steps N (default 6, quick 4; checkpoint: 16, quick 8)")
@@ -71,14 +76,14 @@ def build_calibrate_parser() -> ArgumentParser:
     r.add_argument("--law", default=None, choices=("adam", "sign"),
                    help="training law to calibrate (default adam; checkpoint: sign, docs/calibration.md section 4)")
     r.add_argument("--family", default=None,
-                   help="student family: diagonal, full, mlp, mlp-separable (default mlp-separable); checkpoint: denoiser")
+                   help="student family: diagonal, full, mlp, mlp-separable (default mlp-separable); checkpoint: denoiser; mixture: mlp")
     r.add_argument("--lr", type=positive_float, default=None, metavar="ETA",
-                   help="Adam step size (default 3e-4, quick 1e-3; checkpoint: 1e-3)")
+                   help="Adam step size (default 3e-4, quick 1e-3; checkpoint: 1e-3; mixture: 2e-3)")
     r.add_argument("--node-steps", type=bounded_int(1, MAX_TRAIN_STEPS), default=None, metavar="K",
-                   help="updates per merge node (default 100, quick 30; checkpoint: 200, quick 15)")
-    r.add_argument("--batch", type=bounded_int(1, MAX_BATCH), default=None, help="minibatch size (default 256; checkpoint quick: 128)")
-    r.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), default=None, help="MLP width (default 32, quick 16)")
-    r.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), default=2, help="MLP hidden layers (default 2)")
+                   help="updates per merge node (default 100, quick 30; checkpoint: 200, quick 15; mixture: 1000, quick 20)")
+    r.add_argument("--batch", type=bounded_int(1, MAX_BATCH), default=None, help="minibatch size (default 256; quick checkpoint 128, quick mixture 64)")
+    r.add_argument("--hidden", type=bounded_int(1, MAX_HIDDEN), default=None, help="MLP width (default 32, quick 16; mixture: 4 in 2-D, else 32, quick 8)")
+    r.add_argument("--depth", type=bounded_int(1, MAX_DEPTH), default=None, help="MLP hidden layers (default 2; mixture: 1 in 2-D)")
     c = p.add_argument_group("pilots")
     c.add_argument("--pilot-lengths", type=int_list(1, MAX_TORCH_STEPS), default=None, metavar="L[,L...]",
                    help="merge lengths of the pilots (default 2,3; checkpoint: 2, 4, 8, 12 up to 3N/4)")
@@ -102,8 +107,10 @@ def _main(argv: list[str]) -> int:
     out = Path(args.out)
     if out.exists() and out.is_dir():
         raise UsageError(f"--out {args.out} is a folder; give the cost model's file name")
-    if args.teacher == "checkpoint":
-        return _calibrate_checkpoint(args, out)
+    if args.teacher != "mixture" and (args.preset is not None or args.separation is not None):
+        raise UsageError("--preset/--separation apply to --teacher mixture")
+    if args.teacher in ("checkpoint", "mixture"):
+        return _calibrate_nonlinear(args, out)
     if args.checkpoint is not None:
         raise UsageError("--checkpoint applies to --teacher checkpoint")
     args.law = args.law or "adam"
@@ -181,7 +188,7 @@ def _calibrate_gaussian(args, out: Path) -> int:
         device = resolve_device(args.device)
         schedule = make_schedule(schedule_name, steps)
         train = TrainConfig(family=args.family or "mlp-separable", optimizer="adam", lr=lr, steps=node_steps, batch=args.batch or 256,
-                            init="warm", input="forward", hidden=hidden, depth=args.depth)
+                            init="warm", input="forward", hidden=hidden, depth=args.depth or 2)
     except (InputError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     torch.set_num_threads(args.threads)
@@ -210,7 +217,51 @@ def _calibrate_gaussian(args, out: Path) -> int:
     return 0
 
 
-def _calibrate_checkpoint(args, out: Path) -> int:
+def _nonlinear_teacher(args, device, quick: bool, steps: int):
+    """The teacher, its recipe, eigenbasis, executor factory and unit identity of --teacher checkpoint|mixture."""
+    from .calibration import image_basis, mixture_basis
+
+    if args.teacher == "checkpoint":
+        from opmerge.schedules import make_schedule
+
+        from .images.data import load_dataset
+        from .images.distill import ImagePlanExecutor, ImageTrainConfig
+        from .images.study_units import teacher_identity
+        from .images.teachers import load_checkpoint
+
+        train = ImageTrainConfig(family=args.family or "denoiser", optimizer="adam", lr=args.lr or 1e-3,
+                                 steps=args.node_steps or (15 if quick else 200), batch=args.batch or (128 if quick else 256),
+                                 init="warm", input="forward")
+        dataset = load_dataset(args.data, seed=0)
+        teacher, summary = load_checkpoint(args.checkpoint, device=device, schedule=make_schedule(args.schedule or "rf", steps),
+                                           dataset=dataset)
+        identity = teacher_identity(teacher, dataset, summary)
+        return teacher, train, image_basis(teacher), lambda seed: ImagePlanExecutor(teacher, train, seed=seed), identity
+    from opmerge.mixture import mixture_preset
+    from opmerge.schedules import make_schedule
+
+    from ._torch import default_dtype
+    from .mixture_bridge import MixturePlanExecutor, MixtureTrainConfig
+    from .mixture_teacher import TorchMixtureTeacher
+
+    args.preset = args.preset or "two-2d"
+    args.separation = 4.0 if args.separation is None else args.separation
+    mixture = mixture_preset(args.preset, args.separation)
+    low_dim = mixture.dim <= 2
+    train = MixtureTrainConfig(family=args.family or "mlp", lr=args.lr or 2e-3, steps=args.node_steps or (20 if quick else 1000), batch=args.batch or (64 if quick else 256),
+                               hidden=args.hidden or (4 if low_dim else (8 if quick else 32)), depth=args.depth or (1 if low_dim else 2),
+                               prefit_steps=20 if quick else 1000, init="warm", input="forward")
+    teacher = TorchMixtureTeacher(mixture, make_schedule(args.schedule or "vp-cosine", steps), "ddim", dtype=default_dtype(device),
+                                  device=device)
+    prefits: dict = {}  # one pre-fit per teacher step, shared by every pilot (common random numbers)
+    identity = {"kind": "mixture", "preset": args.preset, "separation": args.separation, "mixture": mixture.to_dict(),
+                "schedule": teacher.schedule.name, "steps": steps}
+    return (teacher, train, mixture_basis(teacher),
+            lambda seed: MixturePlanExecutor(teacher, train, seed=seed, prefits=prefits), identity)
+
+
+def _calibrate_nonlinear(args, out: Path) -> int:
+    import numpy as np
     import torch
 
     from opmerge.calibration import CostModel, fit_step_scale, floor_points, floor_table
@@ -218,57 +269,51 @@ def _calibrate_checkpoint(args, out: Path) -> int:
     from opmerge.io import ResultCache, provenance
     from opmerge.model import StudentModel
     from opmerge.objective import Problem
-    from opmerge.schedules import make_schedule
 
     from ._torch import resolve_device
-    from .calibration import pilot_nodes, run_image_pilots
-    from .images.data import load_dataset
-    from .images.distill import ImageTrainConfig
-    from .images.study_units import teacher_identity
-    from .images.teachers import load_checkpoint
+    from .calibration import pilot_nodes, run_single_merge_pilots
     from .studies._common import progress
 
-    if args.checkpoint is None:
+    kind = args.teacher
+    if kind == "checkpoint" and args.checkpoint is None:
         raise UsageError("--teacher checkpoint needs --checkpoint PATH (a trained teacher: 'opmerge train-teacher')")
+    if kind == "mixture" and args.checkpoint is not None:
+        raise UsageError("--checkpoint applies to --teacher checkpoint")
     if args.lam or args.spectrum:
-        raise UsageError("--lam/--spectrum apply to --teacher gaussian (a checkpoint's directions are its data's eigenvectors)")
+        raise UsageError(f"--lam/--spectrum apply to --teacher gaussian (a {kind}'s directions are its data's eigenvectors)")
     if args.repeats != 1:
-        raise UsageError("--repeats applies to --teacher gaussian (checkpoint pilots run once each)")
+        raise UsageError(f"--repeats applies to --teacher gaussian ({kind} pilots run once each)")
+    if kind == "checkpoint" and (args.hidden is not None or args.depth is not None):
+        raise UsageError("--hidden/--depth set an MLP student; a checkpoint's students are copies of its denoiser")
     args.law = args.law or "sign"
     quick = bool(args.quick)
-    steps = args.steps if args.steps is not None else (8 if quick else 16)
-    lr = args.lr if args.lr is not None else 1e-3
-    node_steps = args.node_steps if args.node_steps is not None else (15 if quick else 200)
-    batch = args.batch or (128 if quick else 256)
+    steps = args.steps if args.steps is not None else ((8 if quick else 16) if kind == "checkpoint" else (4 if quick else 6))
     lengths = args.pilot_lengths or tuple(length for length in (2, 4, 8, 12) if length <= max(2, (3 * steps) // 4))
     times = args.pilot_times or tuple(sorted({steps, (steps + 1) // 2}, reverse=True))
     n_gain = args.n_eval or 4096
     n_eval = 512 if quick else 2000
-    _check_design(steps, lengths, times, single=True)
+    _check_design(steps, lengths, times, single=True)  # before the teacher is read
     try:
         device = resolve_device(args.device)
-        schedule = make_schedule(args.schedule or "rf", steps)
-        train = ImageTrainConfig(family=args.family or "denoiser", optimizer="adam", lr=lr, steps=node_steps, batch=batch,
-                                 init="warm", input="forward")
-        dataset = load_dataset(args.data, seed=0)
-        teacher, summary = load_checkpoint(args.checkpoint, device=device, schedule=schedule, dataset=dataset)
+        teacher, train, basis, make_executor, identity = _nonlinear_teacher(args, device, quick, steps)
     except (InputError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
+    schedule, lr, node_steps = teacher.schedule, train.lr, train.steps
     torch.set_num_threads(args.threads)
-    import numpy as np
-
-    lam = np.asarray(teacher.fit.lam, dtype=np.float64)
+    lam = np.asarray(basis.lam, dtype=np.float64)
     cache = ResultCache(out.parent / (out.name + ".units"), "calibrate-pilot", packages=("opmerge.experiments",))
-    base = {"teacher": teacher_identity(teacher, dataset, summary), "train": train.to_dict(), "device": device.type}
+    base = {"teacher": identity, "train": train.to_dict(), "device": device.type}
     began = time.perf_counter()
     show = not (args.no_progress or args.json)
-    records = run_image_pilots(teacher, train, lengths=lengths, times=times, seed=args.seed, cache=cache, unit_base=base,
-                               n_gain=n_gain, n_eval=n_eval, progress=lambda units: progress(units, show, "calibration pilots"))
+    records = run_single_merge_pilots(teacher, make_executor, basis, lengths=lengths, times=times, seed=args.seed, cache=cache,
+                                      unit_base=base, n_gain=n_gain, n_eval=n_eval,
+                                      progress=lambda units: progress(units, show, "calibration pilots"))
     q = Problem(schedule, lam, model=StudentModel(init="warm")).law.q
-    source = f"opmerge calibrate (checkpoint teacher, {args.data})"
+    source = f"opmerge calibrate ({kind} teacher, {args.data if kind == 'checkpoint' else args.preset})"
     table, report = fit_step_scale(pilot_nodes(records, lam, q), args.law, lr, node_steps, steps, source=source)
     floors = floor_points(steps, [(r["plan"], r["w2_cov"], r["w2_gain"]) for r in records])
-    config = {**base, "schedule": schedule.name, "steps": steps, "checkpoint": str(args.checkpoint), "data": args.data, "law": args.law,
+    config = {**base, "schedule": schedule.name, "steps": steps, "law": args.law,
+              "checkpoint": None if args.checkpoint is None else str(args.checkpoint),
               "lengths": list(lengths), "times": list(times), "seed": args.seed, "n_gain": n_gain, "n_eval": n_eval}
     cost = CostModel(law=args.law, lr=lr, gd_steps=node_steps, step_table=table,
                      floor_table=floor_table([(f["top"], f["length"], f["floor"]) for f in floors], steps, source=source),

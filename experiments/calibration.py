@@ -8,17 +8,23 @@ own input time ``j``, the recipe's ``forward``/``generated`` inputs), giving one
 cached by the caller's :class:`~opmerge.io.ResultCache`. Seeds are derived under the label
 ``"pilot"``, never those of the study's own runs.
 
-:func:`run_image_pilots` does the same for an image teacher (the trained digits teacher, or any
-:class:`~experiments.images.teacher_base.ImageTeacher`) with the image recipes
-(:class:`~experiments.images.distill.ImageTrainConfig`, e.g. denoiser copies trained by Adam). Its
-pilots are single merges (:func:`opmerge.calibration.single_merge_plans`); per pilot it reads, at the
-node's input time on forward inputs and in the data's eigenbasis, the regression gains of the
-trained node, of the teacher's composite it was fitted to (:math:`P`) and of its warm start (the
-teacher's step, :math:`a_0`), and the pilot plan's end-to-end :math:`W_2` to the teacher's samples on
-inputs of its own, from which :func:`opmerge.calibration.floor_table` takes the node floors.
+:func:`run_single_merge_pilots` does the same for a nonlinear teacher: a trained image teacher (the
+digits teacher, any :class:`~experiments.images.teacher_base.ImageTeacher`, with the image recipes of
+:class:`~experiments.images.distill.ImageTrainConfig`, e.g. denoiser copies trained by Adam) or a
+Gaussian-mixture teacher (:class:`~experiments.mixture_teacher.TorchMixtureTeacher`, residual-MLP
+students of :class:`~experiments.mixture_bridge.MixtureTrainConfig`). Its pilots are single merges
+(:func:`opmerge.calibration.single_merge_plans`); per pilot it reads, at the node's input time on the
+recipe's inputs and in the data's eigenbasis (:class:`EigenBasis`), the regression gains of the
+trained node, of the teacher's composite it was fitted to (:math:`P`) and of the teacher's step at
+``j`` (:math:`a_0`, the warm start; a mixture node starts from a student pre-fitted to it), and the
+pilot plan's end-to-end :math:`W_2` to the teacher's samples on inputs of its own with the part
+its gains carry (:func:`gain_w2`), from which :func:`opmerge.calibration.floor_points` takes the
+node floors.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,7 +39,8 @@ from ._torch import derive_seed, make_generator
 from .executor import GaussianPlanExecutor, TrainConfig
 from .readout import gain_regression
 
-__all__ = ["run_gaussian_pilots", "run_image_pilots", "gain_w2", "pilot_nodes", "pilot_cost_share"]
+__all__ = ["run_gaussian_pilots", "EigenBasis", "image_basis", "mixture_basis", "gain_w2", "run_single_merge_pilots", "pilot_nodes",
+           "pilot_cost_share"]
 
 
 def _node_gains(executor: GaussianPlanExecutor, executed, node: MergeNode, n: int, generator: torch.Generator) -> np.ndarray:
@@ -103,16 +110,72 @@ def run_gaussian_pilots(teacher, train: TrainConfig, schedule, lam: np.ndarray, 
     return nodes, [format_plan(p) for p in plans]
 
 
-def run_image_pilots(teacher, train, *, lengths: tuple, times: tuple, seed: int, cache, unit_base: dict, n_gain: int = 4096,
-                     n_eval: int = 2000, progress=None) -> list[dict]:
-    r"""Run single-merge pilots against an image teacher (module docstring) and return one record per pilot.
+@dataclass(frozen=True, eq=False)
+class EigenBasis:
+    r"""Centred eigen-coordinates of a teacher's data at a grid index: :math:`c = (x - \alpha_n\mu)\,U`.
+
+    Attributes
+    ----------
+    lam : ndarray (d,)
+        The data's eigenvalues (the order of ``basis``'s columns).
+    basis : ndarray (dim, d)
+        Orthonormal eigenvectors :math:`U`.
+    mean : ndarray (dim,)
+        The data mean :math:`\mu`.
+    alpha : ndarray (N + 1,)
+        The schedule's :math:`\alpha_n`.
+    """
+
+    lam: np.ndarray
+    basis: np.ndarray
+    mean: np.ndarray
+    alpha: np.ndarray
+
+    def coords(self, x: torch.Tensor, index: int) -> np.ndarray:
+        """Eigen-coordinates of the rows of ``x`` (states at grid index ``index``)."""
+        rows = x.detach().cpu().double().numpy()
+        return (rows - float(self.alpha[index]) * self.mean) @ self.basis
+
+
+def image_basis(teacher) -> EigenBasis:
+    """The eigenbasis of an image teacher: its Gaussian fit of the training images."""
+    fit = teacher.fit
+    return EigenBasis(np.asarray(fit.lam, dtype=np.float64), np.asarray(fit.basis, dtype=np.float64),
+                      np.asarray(fit.mean, dtype=np.float64), np.asarray(teacher.schedule.alpha, dtype=np.float64))
+
+
+def mixture_basis(teacher) -> EigenBasis:
+    """The eigenbasis of a mixture teacher: the eigenvectors of the mixture's covariance."""
+    lam, vec = np.linalg.eigh(teacher.mixture.covariance())
+    return EigenBasis(np.clip(lam, 0.0, None), vec, np.asarray(teacher.mixture.mean(), dtype=np.float64),
+                      np.asarray(teacher.schedule.alpha, dtype=np.float64))
+
+
+def gain_w2(sampler, teacher, basis: EigenBasis, z: torch.Tensor) -> float:
+    r"""The part of a sampler's :math:`W_2` to the teacher that its per-direction gains carry
+    (:func:`~experiments.images.comparison.gain_part_w2`), both gains read by regression on the inputs :math:`z_N`."""
+    from .images.comparison import gain_part_w2
+
+    c = basis.coords(z, teacher.steps)
+    with torch.no_grad():
+        student, reference = sampler(z), teacher.sample(z)
+    gains = [gain_regression(c, basis.coords(y, 0))["gain"] for y in (student, reference)]
+    return gain_part_w2(teacher.schedule, basis.lam, *gains)
+
+
+def run_single_merge_pilots(teacher, make_executor, basis: EigenBasis, *, lengths: tuple, times: tuple, seed: int, cache,
+                            unit_base: dict, n_gain: int = 4096, n_eval: int = 2000, progress=None) -> list[dict]:
+    r"""Run single-merge pilots against a nonlinear teacher (module docstring) and return one record per pilot.
 
     Parameters
     ----------
-    teacher : ImageTeacher
-        With its training rows (node inputs) and Gaussian fit (eigenbasis).
-    train : ImageTrainConfig
-        The recipe; ``warm`` init (the start is the teacher's step at ``j``).
+    teacher : ImageTeacher or TorchMixtureTeacher
+        ``steps``, ``schedule``, ``step``, ``sample``, ``noise_sample``.
+    make_executor : callable
+        ``make_executor(seed)`` -> a plan executor of the recipe (``run(plan)``, ``draw_inputs(j, n, generator)``);
+        its ``warm`` init starts a node at the teacher's step at ``j``.
+    basis : EigenBasis
+        Where the gains are read (:func:`image_basis`, :func:`mixture_basis`).
     lengths, times : tuple of int
         Merge lengths and input times (:func:`opmerge.calibration.single_merge_plans`).
     seed : int
@@ -137,53 +200,42 @@ def run_image_pilots(teacher, train, *, lengths: tuple, times: tuple, seed: int,
     import time
 
     from .images.comparison import w2_parts
-    from .images.distill import ImagePlanExecutor
 
-    if train.init != "warm":
-        raise InputError(f"the pilots need the warm init (their start is the teacher's step), got init={train.init!r}")
     plans = [format_plan(p) for p in single_merge_plans(teacher.steps, lengths, times)]
-    fit = teacher.fit
     to_np = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
     records = []
     for text in (progress(plans) if progress else plans):
-        unit_cfg = {**unit_base, "unit": f"image-pilot-{text}", "plan": text, "seed": seed, "n_gain": n_gain, "n_eval": n_eval}
+        unit_cfg = {**unit_base, "unit": f"single-merge-pilot-{text}", "plan": text, "seed": seed, "n_gain": n_gain, "n_eval": n_eval}
 
         def compute(text=text):
             plan = parse_plan(text, teacher.steps)
             node = plan.merge_nodes()[0]
             j, i = node.top, node.bottom
             started = time.perf_counter()
-            executor = ImagePlanExecutor(teacher, train, seed=derive_seed(seed, "pilot", text))
+            executor = make_executor(derive_seed(seed, "pilot", text))
+            if executor.config.init != "warm":
+                raise InputError(f"the pilots need the warm init (their start is the teacher's step), got init={executor.config.init!r}")
             executed = executor.run(plan)
             seconds = time.perf_counter() - started
             student = executed.nodes[format_tree(node)]
             z = executor.draw_inputs(j, n_gain, torch.Generator().manual_seed(derive_seed(seed, "pilot-gain", text)))
             with torch.no_grad():
                 outputs = {"gain": student(z), "target": teacher.sample(z, j, i), "start": teacher.step(z, j)}
-            c = fit.to_eigen(to_np(z), shift=teacher.coef(j)[0])
-            gains = {k: gain_regression(c, fit.to_eigen(to_np(y), shift=teacher.coef(i)[0]))["gain"].tolist() for k, y in outputs.items()}
+            c = basis.coords(z, j)
+            gains = {k: gain_regression(c, basis.coords(y, i))["gain"].tolist() for k, y in outputs.items()}
             z_n = teacher.noise_sample(int(n_eval), torch.Generator().manual_seed(derive_seed(seed, "pilot-eval")))
             sampler = executed.sampler()
             with torch.no_grad():
                 x_student, x_teacher = to_np(sampler(z_n)), to_np(teacher.sample(z_n))
             return {"plan": text, "top": j, "length": j - i, **gains, "w2_cov": w2_parts(x_student, x_teacher)["w2_cov"],
-                    "w2_gain": gain_w2(sampler, teacher, z_n), "train_seconds": seconds}
+                    "w2_gain": gain_w2(sampler, teacher, basis, z_n), "train_seconds": seconds}
 
         records.append(cache.get_or_compute(unit_cfg, compute))
     return records
 
 
-def gain_w2(sampler, teacher, z: torch.Tensor) -> float:
-    r""":func:`~experiments.images.comparison.gain_part_w2` of a sampler against the teacher, both gains read on the inputs ``z``."""
-    from .images.comparison import gain_part_w2
-    from .images.linearity import read_linearity
-
-    student, reference = read_linearity(sampler, teacher, inputs=z), read_linearity(teacher.sample, teacher, inputs=z)
-    return gain_part_w2(teacher.schedule, student.lam, student.gain, reference.gain)
-
-
 def pilot_nodes(records: list[dict], lam: np.ndarray, q: np.ndarray, lam_floor: float = 1e-4) -> list[PilotNode]:
-    r""":class:`~opmerge.calibration.PilotNode` per pilot record of :func:`run_image_pilots` and direction with
+    r""":class:`~opmerge.calibration.PilotNode` per pilot record of :func:`run_single_merge_pilots` and direction with
     :math:`\lambda >` ``lam_floor`` (constant pixels carry no gain): :math:`e_0 = a_0 - P`, :math:`e_K = a - P`
     from the measured gains; ``q`` is the model's input variance, shape (d, N + 1)."""
     nodes = []

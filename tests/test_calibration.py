@@ -176,6 +176,40 @@ def test_calibrate_then_plan_then_measure_quick(capsys, tmp_path):
     assert s["spearman_adam_mean"] > s["spearman_mean"] + 0.2, s
 
 
+def test_calibrate_on_a_mixture_teacher(capsys, tmp_path):
+    """--teacher mixture: single-merge pilots against the exact mixture teacher, kappa and node floors
+    in the cost model, and the planner reads it; the gain part of W2 is 0 for the teacher itself."""
+    torch = pytest.importorskip("torch")
+    from opmerge.experiments.calibration import gain_w2, mixture_basis
+    from opmerge.experiments.mixture_teacher import TorchMixtureTeacher
+    from opmerge.mixture import mixture_preset
+
+    path = tmp_path / "mix.json"
+    code, out, err = run(capsys, "calibrate", "--teacher", "mixture", "--preset", "mixture-16d", "--quick", "--steps", "6",
+                         "--out", str(path), "--no-progress")
+    assert code == 0, err
+    cost = load_cost_model(path)
+    assert cost.law == "sign" and cost.floor_table is not None and cost.floor_table.steps == 6
+    assert [(f["top"], f["length"]) for f in cost.report["floors"]] == [(6, 2), (6, 4), (3, 2)]
+    for f in cost.report["floors"]:
+        assert f["floor"] == pytest.approx(max(f["w2"] ** 2 - f["w2_gain"] ** 2, 0.0), rel=1e-12, abs=1e-15)
+    assert cost.provenance["config"]["teacher"]["preset"] == "mixture-16d"
+    mixture = mixture_preset("mixture-16d", 4.0)
+    lam = np.linalg.eigvalsh(mixture.covariance())
+    code, out, err = run(capsys, "plan", "--costs", str(path), "--steps", "6", "--segments", "2", "--lam", ",".join(map(str, lam)), "--json")
+    assert code == 0, err
+    assert "node_floor" in json.loads(out)["config"]["model"]
+    teacher = TorchMixtureTeacher(mixture, make_schedule("vp-cosine", 6), dtype=torch.float64)
+    z = teacher.noise_sample(4096, torch.Generator().manual_seed(0))
+    basis = mixture_basis(teacher)
+    assert gain_w2(teacher.sample, teacher, basis, z) == pytest.approx(0.0, abs=1e-12)
+    # the basis diagonalises the data: eigen-coordinates of x_0 have covariance diag(lam) and mean 0 (Monte Carlo)
+    c = basis.coords(teacher.marginal_sample(0, 200_000, torch.Generator().manual_seed(1)), 0)
+    cov = np.cov(c, rowvar=False)
+    scale = np.sqrt(np.outer(basis.lam, basis.lam)) + 1e-12
+    assert np.max(np.abs(cov - np.diag(basis.lam)) / scale) < 0.03 and np.max(np.abs(c.mean(0)) / np.sqrt(basis.lam + 1e-12)) < 0.03
+
+
 def test_adam_fit_uses_the_same_scale_as_sign():
     nodes = _synthetic("adam", lambda j, lam: 6.0, noise=1e-4)
     _, adam_report = fit_step_scale(nodes, "adam", 3e-4, 100, 6)
@@ -246,6 +280,10 @@ def test_pair_agreement_counts_only_pairs_the_measurement_separates():
     (["--teacher", "checkpoint", "--checkpoint", "x.pt", "--repeats", "2"], "--repeats applies to --teacher gaussian"),
     (["--teacher", "checkpoint", "--checkpoint", "x.pt", "--pilot-lengths", "9"], "no merge length"),
     (["--teacher", "checkpoint", "--checkpoint", "no-such-teacher.pt"], "no-such-teacher.pt"),
+    (["--preset", "eight-2d"], "--preset/--separation apply to --teacher mixture"),
+    (["--teacher", "checkpoint", "--checkpoint", "x.pt", "--hidden", "8"], "--hidden/--depth set an MLP student"),
+    (["--teacher", "mixture", "--checkpoint", "x.pt"], "--checkpoint applies to --teacher checkpoint"),
+    (["--teacher", "mixture", "--separation", "0"], "--separation"),
 ])
 def test_calibrate_refuses_bad_options(capsys, tmp_path, argv, match):
     pytest.importorskip("torch")

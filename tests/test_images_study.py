@@ -116,18 +116,19 @@ def test_calibrate_on_the_trained_teacher_then_predict_and_measure(quick_study, 
         assert (out / f"images_calibrated_trained-network.{ext}").stat().st_size > 0
     # the gain part of W2 by hand: 0 for the teacher itself; a sampler that scales the output about the
     # data mean by 1.1 has gains 1.1 g^T, so W2_gain = 0.1 sqrt(sum |v_N|^2 (g^T)^2)
-    from opmerge.experiments.calibration import gain_w2
+    from opmerge.experiments.calibration import gain_w2, image_basis
     from opmerge.experiments.images.linearity import read_linearity
     from opmerge.experiments.images.teachers import load_checkpoint
 
     teacher, _ = load_checkpoint(out / "teacher", device="cpu")
+    basis = image_basis(teacher)
     z = teacher.noise_sample(512, torch.Generator().manual_seed(3))
     mean = torch.tensor(np.array(teacher.fit.mean), dtype=z.dtype)
-    assert gain_w2(teacher.sample, teacher, z) == pytest.approx(0.0, abs=1e-12)
-    g = read_linearity(teacher.sample, teacher, inputs=z)
+    assert gain_w2(teacher.sample, teacher, basis, z) == pytest.approx(0.0, abs=1e-12)
+    g = read_linearity(teacher.sample, teacher, inputs=z)  # the study's readout: the same gains
     norm = np.sqrt(float(teacher.schedule.alpha[-1]) ** 2 * g.lam + float(teacher.schedule.sigma[-1]) ** 2)
     by_hand = 0.1 * np.sqrt(np.sum(((norm * g.gain) ** 2)[g.lam > 1e-4]))
-    assert gain_w2(lambda x: mean + 1.1 * (teacher.sample(x) - mean), teacher, z) == pytest.approx(by_hand, rel=1e-6)
+    assert gain_w2(lambda x: mean + 1.1 * (teacher.sample(x) - mean), teacher, basis, z) == pytest.approx(by_hand, rel=1e-6)
     # the study's own comparisons still use its own plans only
     assert all("recommended" not in e["names"] for e in result["rankings"])
     # scoring the written result again gives the same numbers
