@@ -9,12 +9,13 @@ pilot plans and provenance, atomically to ``--out`` (default ``results/calibrate
 next to the file (``<out>.units/``): an interrupted run resumes.
 
 Teachers: ``gaussian`` (the spectrum of ``--lam``/``--spectrum`` under ``--schedule``, ``--steps``)
-with the MLP recipes of the Gaussian bridge, and ``checkpoint`` (a trained image teacher, e.g. the
-digits teacher of ``opmerge train-teacher``, under ``--schedule`` with ``--steps``) with the denoiser
-recipe of the image study (a copy of the teacher's denoiser per node, Adam). For a checkpoint the
-pilots are single merges (``--pilot-lengths`` at each of ``--pilot-times``), and the cost model also
-holds the node floors :math:`\varphi(j, L)` (docs/calibration.md §4). Mixture teachers are not
-calibrated (docs/calibration.md §8).
+with the MLP recipes of the Gaussian bridge; ``checkpoint`` (a trained image teacher, e.g. the
+digits teacher of ``opmerge train-teacher``) with the image study's network recipe (a copy of the
+teacher's denoiser per node, Adam); ``mixture`` (the exact teacher of a Gaussian-mixture preset)
+with the mixture study's residual-MLP recipe. The two nonlinear teachers take their grid and recipe
+defaults from their study's configuration; their pilots are single merges (``--pilot-lengths`` at
+each of ``--pilot-times``), and the cost model also holds the node floors :math:`\varphi(j, L)`
+(docs/calibration.md §4).
 """
 
 from __future__ import annotations
@@ -217,45 +218,58 @@ def _calibrate_gaussian(args, out: Path) -> int:
     return 0
 
 
-def _nonlinear_teacher(args, device, quick: bool, steps: int):
+def _study_recipe(args, quick: bool):
+    """The recipe and grid of the study that a nonlinear teacher's plans are compared in: the image study's network
+    recipe (checkpoint) or the mixture study's (``long`` budget); calibrating with another recipe than the study's
+    would calibrate something else."""
+    if args.teacher == "checkpoint":
+        from .images.study_config import ImagesStudyConfig
+
+        cfg = ImagesStudyConfig(quick=quick).resolved()
+        return cfg, {"steps": cfg.steps, "schedule": cfg.schedule, "lr": cfg.lr_network, "node_steps": cfg.node_steps_network,
+                     "batch": cfg.batch}
+    from .studies.mixture import MixtureConfig
+
+    args.preset = args.preset or "two-2d"
+    args.separation = 4.0 if args.separation is None else args.separation
+    cfg = MixtureConfig(quick=quick, preset=args.preset, separation=args.separation, budget="long").resolved()
+    return cfg, {"steps": cfg.steps, "schedule": cfg.schedule, "lr": cfg.lr, "node_steps": cfg.node_steps, "batch": cfg.batch,
+                 "hidden": cfg.hidden, "depth": cfg.depth, "prefit_steps": cfg.prefit_steps}
+
+
+def _nonlinear_teacher(args, device, recipe: dict, steps: int):
     """The teacher, its recipe, eigenbasis, executor factory and unit identity of --teacher checkpoint|mixture."""
+    from opmerge.schedules import make_schedule
+
     from .calibration import image_basis, mixture_basis
 
+    schedule = make_schedule(args.schedule or recipe["schedule"], steps)
+    lr, node_steps, batch = args.lr or recipe["lr"], args.node_steps or recipe["node_steps"], args.batch or recipe["batch"]
     if args.teacher == "checkpoint":
-        from opmerge.schedules import make_schedule
-
         from .images.data import load_dataset
         from .images.distill import ImagePlanExecutor, ImageTrainConfig
         from .images.study_units import teacher_identity
         from .images.teachers import load_checkpoint
 
-        train = ImageTrainConfig(family=args.family or "denoiser", optimizer="adam", lr=args.lr or 1e-3,
-                                 steps=args.node_steps or (15 if quick else 200), batch=args.batch or (128 if quick else 256),
+        train = ImageTrainConfig(family=args.family or "denoiser", optimizer="adam", lr=lr, steps=node_steps, batch=batch,
                                  init="warm", input="forward")
         dataset = load_dataset(args.data, seed=0)
-        teacher, summary = load_checkpoint(args.checkpoint, device=device, schedule=make_schedule(args.schedule or "rf", steps),
-                                           dataset=dataset)
+        teacher, summary = load_checkpoint(args.checkpoint, device=device, schedule=schedule, dataset=dataset)
         identity = teacher_identity(teacher, dataset, summary)
         return teacher, train, image_basis(teacher), lambda seed: ImagePlanExecutor(teacher, train, seed=seed), identity
     from opmerge.mixture import mixture_preset
-    from opmerge.schedules import make_schedule
 
     from ._torch import default_dtype
     from .mixture_bridge import MixturePlanExecutor, MixtureTrainConfig
     from .mixture_teacher import TorchMixtureTeacher
 
-    args.preset = args.preset or "two-2d"
-    args.separation = 4.0 if args.separation is None else args.separation
     mixture = mixture_preset(args.preset, args.separation)
-    low_dim = mixture.dim <= 2
-    train = MixtureTrainConfig(family=args.family or "mlp", lr=args.lr or 2e-3, steps=args.node_steps or (20 if quick else 1000), batch=args.batch or (64 if quick else 256),
-                               hidden=args.hidden or (4 if low_dim else (8 if quick else 32)), depth=args.depth or (1 if low_dim else 2),
-                               prefit_steps=20 if quick else 1000, init="warm", input="forward")
-    teacher = TorchMixtureTeacher(mixture, make_schedule(args.schedule or "vp-cosine", steps), "ddim", dtype=default_dtype(device),
-                                  device=device)
+    train = MixtureTrainConfig(family=args.family or "mlp", lr=lr, steps=node_steps, batch=batch, hidden=args.hidden or recipe["hidden"],
+                               depth=args.depth or recipe["depth"], prefit_steps=recipe["prefit_steps"], init="warm", input="forward")
+    teacher = TorchMixtureTeacher(mixture, schedule, "ddim", dtype=default_dtype(device), device=device)
     prefits: dict = {}  # one pre-fit per teacher step, shared by every pilot (common random numbers)
     identity = {"kind": "mixture", "preset": args.preset, "separation": args.separation, "mixture": mixture.to_dict(),
-                "schedule": teacher.schedule.name, "steps": steps}
+                "schedule": schedule.name, "steps": steps}
     return (teacher, train, mixture_basis(teacher),
             lambda seed: MixturePlanExecutor(teacher, train, seed=seed, prefits=prefits), identity)
 
@@ -287,7 +301,8 @@ def _calibrate_nonlinear(args, out: Path) -> int:
         raise UsageError("--hidden/--depth set an MLP student; a checkpoint's students are copies of its denoiser")
     args.law = args.law or "sign"
     quick = bool(args.quick)
-    steps = args.steps if args.steps is not None else ((8 if quick else 16) if kind == "checkpoint" else (4 if quick else 6))
+    _, recipe = _study_recipe(args, quick)
+    steps = args.steps if args.steps is not None else recipe["steps"]
     lengths = args.pilot_lengths or tuple(length for length in (2, 4, 8, 12) if length <= max(2, (3 * steps) // 4))
     times = args.pilot_times or tuple(sorted({steps, (steps + 1) // 2}, reverse=True))
     n_gain = args.n_eval or 4096
@@ -295,7 +310,7 @@ def _calibrate_nonlinear(args, out: Path) -> int:
     _check_design(steps, lengths, times, single=True)  # before the teacher is read
     try:
         device = resolve_device(args.device)
-        teacher, train, basis, make_executor, identity = _nonlinear_teacher(args, device, quick, steps)
+        teacher, train, basis, make_executor, identity = _nonlinear_teacher(args, device, recipe, steps)
     except (InputError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     schedule, lr, node_steps = teacher.schedule, train.lr, train.steps

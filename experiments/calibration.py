@@ -145,9 +145,11 @@ def image_basis(teacher) -> EigenBasis:
 
 
 def mixture_basis(teacher) -> EigenBasis:
-    """The eigenbasis of a mixture teacher: the eigenvectors of the mixture's covariance."""
-    lam, vec = np.linalg.eigh(teacher.mixture.covariance())
-    return EigenBasis(np.clip(lam, 0.0, None), vec, np.asarray(teacher.mixture.mean(), dtype=np.float64),
+    """The eigenbasis of a mixture teacher: the eigenvectors of the mixture's covariance (the bridge's :func:`~experiments.mixture_bridge.moment_gaussian`)."""
+    from .mixture_bridge import moment_gaussian
+
+    data = moment_gaussian(teacher.mixture)
+    return EigenBasis(np.asarray(data.lam), data.basis(), np.asarray(teacher.mixture.mean(), dtype=np.float64),
                       np.asarray(teacher.schedule.alpha, dtype=np.float64))
 
 
