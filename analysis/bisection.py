@@ -25,10 +25,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from opmerge.errors import InputError
+from opmerge.parallel import progress_bar
 
 from ._checks import check_rel_tol
 from .points import PointSpec
-from .runner import PointRunner, progress_bar
+from .runner import PointRunner
 
 __all__ = ["DEFAULT_THRESHOLD_TOL", "MAX_TRANSITIONS_PER_CELL", "midpoint", "bisect_brackets", "locate_transition", "locate_rows"]
 

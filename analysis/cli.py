@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 import sys
 from typing import Sequence
 
@@ -25,11 +26,13 @@ from opmerge.cli_options import (
     MAX_BINS,
     MAX_WORKERS,
     ArgumentParser,
+    add_executor_arguments,
     add_model_arguments,
     bounded_int,
     check_out_folder,
     add_search_arguments,
     emit_json,
+    executor_from_args,
     model_from_args,
     positive_float,
     run_main,
@@ -37,6 +40,7 @@ from opmerge.cli_options import (
     search_budgets_from_args,
 )
 from opmerge.errors import InputError
+from opmerge.parallel import import_ray
 from opmerge.io import provenance, write_json
 
 __all__ = ["main", "build_parser", "run_phase", "run_demo_command"]
@@ -62,6 +66,7 @@ def add_phase_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-cache", action="store_true", help="do not read or write the point cache in OUT/cache")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_executor_arguments(parser, default="process", workers=False)
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +79,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller grids (for tests)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_executor_arguments(parser, default="process", workers=False)
 
 
 def build_parser(prog: str = "opmerge") -> argparse.ArgumentParser:
@@ -83,6 +89,17 @@ def build_parser(prog: str = "opmerge") -> argparse.ArgumentParser:
     add_phase_arguments(sub.add_parser("phase", help="optimal plan family along a lambda sweep, with thresholds"))
     add_demo_arguments(sub.add_parser("demo", help="digits spectrum: joint optimal plans, comparison, phase diagram"))
     return parser
+
+
+def _executor(args: argparse.Namespace):
+    """The sweep's engine: ``--executor`` (default a process pool of ``--workers``)."""
+    config = executor_from_args(args)
+    if config.kind == "ray":
+        import_ray()
+        config = replace(config, workers=args.workers)
+    elif config.kind == "process":
+        return None  # the runner's own default: a fork-started pool of --workers
+    return config
 
 
 def run_phase(args: argparse.Namespace) -> int:
@@ -108,6 +125,7 @@ def run_phase(args: argparse.Namespace) -> int:
         segments=args.segments,
         tol=args.tol,
         workers=args.workers,
+        executor=_executor(args),
         cache_dir=None if args.no_cache else out / "cache",
         progress=not args.no_progress,
         **search_budgets_from_args(args),
@@ -137,7 +155,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     check_out_folder(args.out)
     from .demo import format_summary, run_demo
 
-    summary = run_demo(args.out, bins=args.bins, workers=args.workers, quick=args.quick, progress=not args.no_progress)
+    summary = run_demo(args.out, bins=args.bins, workers=args.workers, executor=_executor(args), quick=args.quick,
+                       progress=not args.no_progress)
     if args.json:
         emit_json(summary)
     else:

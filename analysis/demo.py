@@ -31,6 +31,7 @@ import numpy as np
 from opmerge import Problem, StudentModel, evaluate_plan, make_schedule, solve
 from opmerge.errors import InputError
 from opmerge.io import provenance, to_jsonable, write_json
+from opmerge.parallel import ExecutorConfig
 
 from .classify import canonical_w2, classify_plan, describe_plan, family_of_solution
 from .sweeps import direction_families, sweep_lambda, sweep_lambda_eta
@@ -62,6 +63,7 @@ def run_demo(
     *,
     bins: int | None = DEFAULT_BINS,
     workers: int | None = None,
+    executor: ExecutorConfig | str | None = None,
     quick: bool = False,
     progress: bool = True,
     spectrum=None,
@@ -80,6 +82,8 @@ def run_demo(
         ``None`` or 0: the full spectrum.
     workers : int, optional
         Worker processes for the sweeps.
+    executor : ExecutorConfig or str, optional
+        The sweeps' engine (:mod:`opmerge.parallel`; default ``process``).
     quick : bool
         Small grids and a 6-step teacher (for tests).
     progress : bool
@@ -154,14 +158,14 @@ def run_demo(
     assert full_problem_1 is not None
 
     # 3. per-direction families and the lambda sweep
-    alone, _ = direction_families(full_lam, schedule=schedule, model=model, workers=workers, cache_dir=cache, progress=progress,
+    alone, _ = direction_families(full_lam, schedule=schedule, model=model, workers=workers, executor=executor, cache_dir=cache, progress=progress,
                                   node_budget=DIRECTION_NODE_BUDGET, time_budget=DIRECTION_TIME_BUDGET)
     counts = {f: int(sum(w for w, g in zip(full_w, alone) if g == f)) for f in dict.fromkeys(alone)}
     positive = full_lam[full_lam > 0]
     lam_lo = max(min(0.05, float(positive.min()) if positive.size else 0.05), 1e-4)
     lam_hi = max(100.0, float(full_lam.max()) * 1.5)
     sweep = sweep_lambda(
-        np.geomspace(lam_lo, lam_hi, 16 if quick else 60), schedule=schedule, model=model, workers=workers, cache_dir=cache, progress=progress
+        np.geomspace(lam_lo, lam_hi, 16 if quick else 60), schedule=schedule, model=model, workers=workers, executor=executor, cache_dir=cache, progress=progress
     )
 
     # 4. phase diagram
@@ -170,7 +174,7 @@ def run_demo(
         np.geomspace(0.05, 5.0, 3 if quick else 12),
         schedule=schedule,
         model=model,
-        workers=workers,
+        workers=workers, executor=executor,
         cache_dir=cache,
         progress=progress,
     )

@@ -1,7 +1,7 @@
-r"""Running batches of sweep points: cached, in-process or in one long-lived process pool.
+r"""Running batches of sweep points: cached, in-process or on one long-lived executor.
 
-Points run in worker processes (:class:`concurrent.futures.ProcessPoolExecutor`, ``workers``
-defaults to ``os.cpu_count()``) in chunks, with a tqdm progress bar. A batch whose estimated serial
+Points run on an executor of :mod:`opmerge.parallel` (a pool of worker processes by default,
+``workers`` defaulting to ``os.cpu_count()``; or a Ray cluster) in chunks, with a tqdm progress bar. A batch whose estimated serial
 time is below :data:`PARALLEL_MIN_SECONDS` runs in-process: starting workers would cost more than
 it saves. The results are identical either way and always come back in input order. With a cache
 folder every finished point is written at once to its own verified JSON file
@@ -20,21 +20,20 @@ fail, the one raised is the first failing point in input order, as in a serial r
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
-import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import ExitStack
 from typing import Sequence
 
-from opmerge._signals import die_with_parent, sigterm_raises
+from opmerge._signals import sigterm_raises
+from opmerge.errors import InputError
 from opmerge.io import ResultCache
+from opmerge.parallel import ExecutorConfig, UnitExecutor, make_executor, progress_bar
 
 from ._checks import check_workers
 from .points import PointSpec, check_point_record, point_cache, solve_point
 
-__all__ = ["PARALLEL_MIN_SECONDS", "PointRunner", "run_points", "progress_bar"]
+__all__ = ["PARALLEL_MIN_SECONDS", "PointRunner", "run_points"]
 
 #: below this estimated serial time (seconds) a batch runs in-process instead of starting workers
 PARALLEL_MIN_SECONDS = 1.0
@@ -54,64 +53,33 @@ def _solve_chunk(specs: list[PointSpec], cache: ResultCache) -> list[dict]:
     return out
 
 
-def _pool_context():
-    # fork shares the parent's imported modules and Numba-compiled kernels (no per-worker start-up);
-    # elsewhere spawn is the safe default
-    if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
+def _solve_chunks(cache: ResultCache, chunk: list[PointSpec]) -> list[dict]:
+    """The executor's unit: :func:`_solve_chunk` with the cache as the batch's shared object."""
+    return _solve_chunk(chunk, cache)
 
 
-def _stop_pool(executor: ProcessPoolExecutor) -> None:
-    """Cancel the queued chunks and terminate the workers now (a chunk in progress is abandoned)."""
-    processes = list((getattr(executor, "_processes", None) or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5.0)
-        if process.is_alive():  # pragma: no cover - SIGTERM is not ignored by workers
-            process.kill()
-            process.join(timeout=5.0)
-
-
-def progress_bar(total: int | None, initial: int, desc: str, enabled: bool, unit: str = "pt"):
-    """A tqdm bar on stderr, shown only when ``enabled`` and stderr is a terminal.
-
-    Parameters
-    ----------
-    total : int or None
-        Number of steps (``None``: unknown).
-    initial : int
-        Steps already done.
-    desc : str
-        Label.
-    enabled : bool
-        ``False`` disables the bar.
-    unit : str
-        Unit label.
-
-    Returns
-    -------
-    tqdm.tqdm
-    """
-    # disable=None: tqdm shows the bar only when stderr is a terminal (no noise in logs and pipes)
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=None if enabled else True, leave=False,
-                file=sys.stderr, dynamic_ncols=True)
+def _engine_config(workers: int | None, executor: ExecutorConfig | str | None) -> ExecutorConfig:
+    """The runner's engine: ``executor``, or a fork-started process pool of ``workers``."""
+    if executor is None or executor == "process":
+        return ExecutorConfig(kind="process", workers=check_workers(workers), start_method="fork")
+    if isinstance(executor, str):
+        return ExecutorConfig(kind=executor, workers=workers)
+    if not isinstance(executor, ExecutorConfig):
+        raise InputError(f"executor must be an ExecutorConfig, an engine name or None, got {type(executor).__name__}")
+    if workers is not None and executor.workers is not None and int(workers) != executor.workers:
+        raise InputError(f"workers ({workers}) and executor.workers ({executor.workers}) disagree; give one")
+    return executor
 
 
 class PointRunner:
-    r"""Solves batches of points with one cache and, when worthwhile, one long-lived process pool.
+    r"""Solves batches of points with one cache and, when worthwhile, one long-lived executor.
 
     A sweep makes one runner and hands it every batch (the grid, then each bisection round), so a
     pool is started at most once. Per batch: cached points are read back; the first two points of
     the runner's life run in-process (they load or compile the Numba kernels before any fork and
     time a solve); the rest run in-process when ``workers == 1`` or the estimated serial time
-    (mean in-process solve time :math:`\times` points left) is below :data:`PARALLEL_MIN_SECONDS`,
-    else in the pool, in chunks of :math:`\lceil n / (4\,\mathrm{workers}) \rceil` points (at most
+    (mean in-process solve time :math:`\times` points left) is below :data:`PARALLEL_MIN_SECONDS`
+    or the engine is ``local``, else on the executor (a process pool by default), in chunks of :math:`\lceil n / (4\,\mathrm{workers}) \rceil` points (at most
     64). Every finished point is written to the cache at once (by the worker that solved it). On
     any exception, ``KeyboardInterrupt`` and SIGTERM (:class:`~opmerge._signals.Terminated`)
     included, the pending chunks are cancelled, the workers are terminated and the exception
@@ -124,14 +92,19 @@ class PointRunner:
         Worker processes (default ``os.cpu_count()``); 1 runs everything in-process.
     cache_dir : path-like, optional
         Cache folder (``None``: no cache).
+    executor : ExecutorConfig or str, optional
+        The engine (:mod:`opmerge.parallel`): ``process`` (default; started with ``fork`` so that
+        workers share the loaded Numba kernels), ``ray``, or ``local`` (everything in-process).
 
     Use as a context manager (``with PointRunner(...) as runner:``) so the pool is shut down.
     """
 
-    def __init__(self, workers: int | None = None, cache_dir: str | os.PathLike | None = None):
-        self.workers = check_workers(workers)
+    def __init__(self, workers: int | None = None, cache_dir: str | os.PathLike | None = None,
+                 executor: ExecutorConfig | str | None = None):
+        self.engine_config = _engine_config(workers, executor)
+        self.workers = 1 if self.engine_config.kind == "local" else (self.engine_config.workers or check_workers(None))
         self.cache = point_cache(cache_dir)
-        self.executor: ProcessPoolExecutor | None = None
+        self.executor: UnitExecutor | None = None
         self.serial_seconds = 0.0
         self.serial_points = 0
         self.totals = {"points": 0, "cached": 0, "computed": 0, "parallel": False}
@@ -148,7 +121,7 @@ class PointRunner:
             self._signals.close()
 
     def close(self, cancel: bool = False) -> None:
-        """Shut the pool down: wait for it, or with ``cancel`` drop the queued work and terminate the workers.
+        """Release the executor: wait for it, or with ``cancel`` drop the queued work and stop the workers.
 
         Parameters
         ----------
@@ -157,10 +130,7 @@ class PointRunner:
         """
         if self.executor is not None:
             executor, self.executor = self.executor, None
-            if cancel:
-                _stop_pool(executor)
-            else:
-                executor.shutdown(wait=True)
+            executor.close(cancel=cancel)
 
     def _solve_here(self, spec: PointSpec) -> dict:
         t0 = time.perf_counter()
@@ -175,38 +145,15 @@ class PointRunner:
         size = max(1, min(64, math.ceil(len(todo) / (4 * self.workers))))
         chunks = [todo[a : a + size] for a in range(0, len(todo), size)]
         if self.executor is None:
-            self.executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=_pool_context(),
-                                                initializer=die_with_parent, initargs=(os.getpid(),))
-        futures = [self.executor.submit(_solve_chunk, [specs[k] for k in chunk], self.cache) for chunk in chunks]
-        order = {future: i for i, future in enumerate(futures)}
-        pending: set[Future] = set(futures)
-        failed: tuple[int, BaseException] | None = None  # the first failing chunk (in input order) and its error
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=order.__getitem__):
-                    i = order[future]
-                    error = None if future.cancelled() else future.exception()
-                    if error is not None:
-                        if failed is None or i < failed[0]:
-                            failed = (i, error)
-                    elif not future.cancelled():
-                        for k, record in zip(chunks[i], future.result()):
-                            records[k] = record
-                        stats["computed"] += len(chunks[i])
-                        bar.update(len(chunks[i]))
-                if failed is not None:
-                    # chunks after the failing one are not needed; earlier ones may fail first in input order
-                    for future in pending:
-                        if order[future] > failed[0]:
-                            future.cancel()
-                    pending = {f for f in pending if order[f] < failed[0]}
-            if failed is not None:
-                raise failed[1]
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+            self.executor = make_executor(self.engine_config)
+
+        def finished(i: int, chunk_records: list[dict]) -> None:
+            for k, record in zip(chunks[i], chunk_records):
+                records[k] = record
+            stats["computed"] += len(chunks[i])
+            bar.update(len(chunks[i]))
+
+        self.executor.map(_solve_chunks, [[specs[k] for k in chunk] for chunk in chunks], shared=self.cache, on_result=finished)
 
     def run(self, specs: Sequence[PointSpec], *, progress: bool = False, desc: str = "points") -> tuple[list[dict], dict]:
         """Solve ``specs``; returns their records in order and the batch statistics.
@@ -230,7 +177,7 @@ class PointRunner:
         records: list[dict | None] = [self.cache.load(spec.config(), validate=check_point_record) for spec in specs]
         todo = [k for k, r in enumerate(records) if r is None]
         stats = {"points": len(specs), "cached": len(specs) - len(todo), "computed": 0, "workers": self.workers, "parallel": False}
-        bar = progress_bar(len(specs), stats["cached"], desc, progress and len(todo) > 0)
+        bar = progress_bar(len(specs), stats["cached"], desc, progress and len(todo) > 0, unit="pt")
         try:
             while todo and self.serial_points < 2:
                 k = todo.pop(0)
@@ -259,6 +206,7 @@ def run_points(
     *,
     workers: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    executor: ExecutorConfig | str | None = None,
     progress: bool = True,
     desc: str = "points",
 ) -> tuple[list[dict], dict]:
@@ -274,6 +222,8 @@ def run_points(
         Worker processes (default ``os.cpu_count()``); 1 runs everything in-process.
     cache_dir : path-like, optional
         Cache folder (``None``: no cache).
+    executor : ExecutorConfig or str, optional
+        The engine (see :class:`PointRunner`).
     progress : bool
         Show a tqdm progress bar (on stderr).
     desc : str
@@ -286,5 +236,5 @@ def run_points(
     stats : dict
         ``{"points", "cached", "computed", "workers", "parallel", "seconds"}``.
     """
-    with PointRunner(workers, cache_dir) as runner:
+    with PointRunner(workers, cache_dir, executor=executor) as runner:
         return runner.run(specs, progress=progress, desc=desc)

@@ -32,6 +32,7 @@ import numpy as np
 from opmerge.errors import InputError, InputTypeError
 from opmerge.io import to_jsonable
 from opmerge.model import StudentModel
+from opmerge.parallel import ExecutorConfig
 from opmerge.plans import CANONICAL_KINDS
 from opmerge.schedules import Schedule, make_schedule
 from opmerge.solvers import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET
@@ -92,6 +93,7 @@ def _solve_rows(
     locate: bool,
     tol: float,
     workers: int | None,
+    executor: ExecutorConfig | str | None,
     cache_dir: str | os.PathLike | None,
     progress: bool,
     desc: str,
@@ -104,7 +106,7 @@ def _solve_rows(
     """
     nx = len(x)
     specs = [spec_at(float(xv), row) for row in range(n_rows) for xv in x]
-    with PointRunner(workers, cache_dir) as runner:
+    with PointRunner(workers, cache_dir, executor=executor) as runner:
         records, grid_stats = runner.run(specs, progress=progress, desc=desc)
         rows = [records[r * nx : (r + 1) * nx] for r in range(n_rows)]
         if locate:
@@ -168,6 +170,7 @@ def sweep_lambda(
     tol: float = DEFAULT_THRESHOLD_TOL,
     locate: bool = True,
     workers: int | None = None,
+    executor: ExecutorConfig | str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     node_budget: int = DEFAULT_NODE_BUDGET,
@@ -198,6 +201,9 @@ def sweep_lambda(
         Locate the thresholds (otherwise ``thresholds`` is empty).
     workers : int, optional
         Processes (default ``os.cpu_count()``).
+    executor : ExecutorConfig or str, optional
+        The engine of the batches (:mod:`opmerge.parallel`): ``process`` (default) or ``ray``
+        (``local`` runs every point in this process). Results do not depend on it.
     cache_dir : path-like, optional
         Point cache folder (resume; ``None``: no cache).
     progress : bool
@@ -213,7 +219,7 @@ def sweep_lambda(
     _check_size("lams", lam)
     setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, segments, tol, node_budget, time_budget)
     (records,), (thresholds,), stats = _solve_rows(
-        lam, 1, lambda x, row: setup.point((x,)), locate=locate, tol=tol, workers=workers, cache_dir=cache_dir,
+        lam, 1, lambda x, row: setup.point((x,)), locate=locate, tol=tol, workers=workers, executor=executor, cache_dir=cache_dir,
         progress=progress, desc="lambda sweep",
     )
     return LambdaSweep(
@@ -277,6 +283,7 @@ def sweep_lambda_eta(
     tol: float = DEFAULT_THRESHOLD_TOL,
     locate: bool = True,
     workers: int | None = None,
+    executor: ExecutorConfig | str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     node_budget: int = DEFAULT_NODE_BUDGET,
@@ -294,7 +301,7 @@ def sweep_lambda_eta(
         Strictly increasing, ``>= 0`` (columns).
     eta_taus : sequence of float
         Strictly increasing, ``> 0`` (rows).
-    schedule, model, solver, target, segments, steps, tol, locate, workers, cache_dir, progress, node_budget, time_budget :
+    schedule, model, solver, target, segments, steps, tol, locate, workers, executor, cache_dir, progress, node_budget, time_budget :
         As in :func:`sweep_lambda`.
 
     Returns
@@ -310,7 +317,7 @@ def sweep_lambda_eta(
     return _grid_sweep(
         lam, eta, "lam", "eta_tau", lambda x, row: setup.point((x,), model=models[row]),
         config=setup.config(sweep="lambda-eta", lam_grid=lam, eta_tau_grid=eta), desc="lambda x eta-tau",
-        locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress,
+        locate=locate, tol=tol, workers=workers, executor=executor, cache_dir=cache_dir, progress=progress,
     )
 
 
@@ -326,6 +333,7 @@ def sweep_lambda_steps(
     tol: float = DEFAULT_THRESHOLD_TOL,
     locate: bool = True,
     workers: int | None = None,
+    executor: ExecutorConfig | str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     node_budget: int = DEFAULT_NODE_BUDGET,
@@ -341,7 +349,7 @@ def sweep_lambda_steps(
         Strictly increasing teacher step counts ``N >= segments``.
     schedule : str
         Schedule name (:data:`~opmerge.schedules.SCHEDULE_NAMES`).
-    model, solver, target, segments, tol, locate, workers, cache_dir, progress, node_budget, time_budget :
+    model, solver, target, segments, tol, locate, workers, executor, cache_dir, progress, node_budget, time_budget :
         As in :func:`sweep_lambda`.
 
     Returns
@@ -364,7 +372,7 @@ def sweep_lambda_steps(
     return _grid_sweep(
         lam, steps_int, "lam", "steps", lambda x, row: setup.point((x,), schedule=schedules[row]),
         config=setup.config(schedule, sweep="lambda-steps", lam_grid=lam, steps_grid=steps_int), desc="lambda x N",
-        locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress,
+        locate=locate, tol=tol, workers=workers, executor=executor, cache_dir=cache_dir, progress=progress,
     )
 
 
@@ -382,6 +390,7 @@ def sweep_two_directions(
     tol: float = DEFAULT_THRESHOLD_TOL,
     locate: bool = False,
     workers: int | None = None,
+    executor: ExecutorConfig | str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     node_budget: int = DEFAULT_NODE_BUDGET,
@@ -401,7 +410,7 @@ def sweep_two_directions(
         Rows (strictly increasing, ``>= 0``).
     weights : (float, float)
         Multiplicities :math:`(\omega_1, \omega_2)`.
-    schedule, model, solver, target, segments, steps, tol, locate, workers, cache_dir, progress, node_budget, time_budget :
+    schedule, model, solver, target, segments, steps, tol, locate, workers, executor, cache_dir, progress, node_budget, time_budget :
         As in :func:`sweep_lambda` (``locate`` bisects along :math:`\lambda_1` per row; off by default).
 
     Returns
@@ -423,7 +432,7 @@ def sweep_two_directions(
     return _grid_sweep(
         lam1, lam2, "lam1", "lam2", lambda x, row: setup.point((x, float(lam2[row])), w),
         config=setup.config(sweep="two-directions", lam1_grid=lam1, lam2_grid=lam2, weights=list(w)), desc="lambda1 x lambda2",
-        locate=locate, tol=tol, workers=workers, cache_dir=cache_dir, progress=progress,
+        locate=locate, tol=tol, workers=workers, executor=executor, cache_dir=cache_dir, progress=progress,
     )
 
 
@@ -436,6 +445,7 @@ def direction_families(
     target: str = "teacher",
     steps: int | None = None,
     workers: int | None = None,
+    executor: ExecutorConfig | str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     node_budget: int = DEFAULT_NODE_BUDGET,
@@ -451,7 +461,7 @@ def direction_families(
     ----------
     lam : sequence of float
         Eigenvalues ``>= 0``, any order, repeats allowed.
-    schedule, model, solver, target, steps, workers, cache_dir, progress, node_budget, time_budget :
+    schedule, model, solver, target, steps, workers, executor, cache_dir, progress, node_budget, time_budget :
         As in :func:`sweep_lambda`.
 
     Returns
@@ -470,7 +480,7 @@ def direction_families(
     distinct = np.unique(values)
     _check_size("lam (distinct values)", distinct)
     setup = _Setup.checked(check_schedule(schedule, steps), model, solver, target, 1, DEFAULT_THRESHOLD_TOL, node_budget, time_budget)
-    records, _ = run_points([setup.point((float(x),)) for x in distinct], workers=workers, cache_dir=cache_dir,
+    records, _ = run_points([setup.point((float(x),)) for x in distinct], workers=workers, executor=executor, cache_dir=cache_dir,
                             progress=progress, desc="directions")
     record_of = {float(x): r for x, r in zip(distinct, records)}
     per_direction = [record_of[float(x)] for x in values]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from functools import partial
 from typing import Sequence
 
 from opmerge.cli_options import (
@@ -36,8 +37,10 @@ from opmerge.cli_options import (
     ArgumentParser,
     UsageError,
     add_direction_arguments,
+    add_executor_arguments,
     bounded_int,
     emit_json,
+    executor_from_args,
     int_list,
     positive_float,
     run_main,
@@ -99,6 +102,7 @@ def build_calibrate_parser() -> ArgumentParser:
     c.add_argument("--quick", action="store_true", help="small size (tests; seconds on a CPU)")
     c.add_argument("--out", default=DEFAULT_COST_MODEL, metavar="FILE", help=f"cost model to write (default {DEFAULT_COST_MODEL})")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_executor_arguments(p)
     c.add_argument("--json", action="store_true", help="print the cost model as one JSON object instead of the report")
     return p
 
@@ -152,7 +156,18 @@ def _print_fits(report: dict) -> None:
         print(f"  j = {fit['top']:3d}  lambda = {fit['lam']:.4g}:  kappa = {fit['kappa']:.3g}{note}")
 
 
+def _executor(args):
+    """The pilots' engine (``--executor``), Ray's presence checked before any work."""
+    from opmerge.parallel import import_ray
+
+    config = executor_from_args(args)
+    if config.kind == "ray":
+        import_ray()
+    return config
+
+
 def _calibrate_gaussian(args, out: Path) -> int:
+    executor = _executor(args)
     import numpy as np
     import torch
 
@@ -165,7 +180,6 @@ def _calibrate_gaussian(args, out: Path) -> int:
     from .calibration import run_gaussian_pilots
     from .executor import TrainConfig
     from .gaussian import make_gaussian
-    from .studies._common import progress
     from .teacher import GaussianTeacher
 
     quick = bool(args.quick)
@@ -203,8 +217,7 @@ def _calibrate_gaussian(args, out: Path) -> int:
     began = time.perf_counter()
     show = not (args.no_progress or args.json)
     nodes, texts = run_gaussian_pilots(teacher, train, schedule, lam, repeats=args.repeats, seed=args.seed, cache=cache, unit_base=base,
-                                       lengths=lengths, times=args.pilot_times, n_eval=n_eval,
-                                       progress=lambda units: progress(units, show, "calibration pilots"))
+                                       lengths=lengths, times=args.pilot_times, n_eval=n_eval, progress=show, executor=executor)
     table, report = fit_step_scale(nodes, args.law, lr, node_steps, steps, source=f"opmerge calibrate ({args.teacher} teacher)")
     config = {**base, "law": args.law, "repeats": args.repeats, "seed": args.seed, "n_eval": n_eval}
     cost = CostModel(law=args.law, lr=lr, gd_steps=node_steps, step_table=table,
@@ -256,10 +269,10 @@ def _nonlinear_teacher(args, device, recipe: dict, steps: int):
         dataset = load_dataset(args.data, seed=0)
         teacher, summary = load_checkpoint(args.checkpoint, device=device, schedule=schedule, dataset=dataset)
         identity = teacher_identity(teacher, dataset, summary)
-        return teacher, train, image_basis(teacher), lambda seed: ImagePlanExecutor(teacher, train, seed=seed), identity
+        return teacher, train, image_basis(teacher), partial(ImagePlanExecutor, teacher, train), identity
     from opmerge.mixture import mixture_preset
 
-    from ._torch import default_dtype
+    from ._torch import default_dtype, derive_seed
     from .mixture_bridge import MixturePlanExecutor, MixtureTrainConfig
     from .mixture_teacher import TorchMixtureTeacher
 
@@ -267,14 +280,17 @@ def _nonlinear_teacher(args, device, recipe: dict, steps: int):
     train = MixtureTrainConfig(family=args.family or "mlp", lr=lr, steps=node_steps, batch=batch, hidden=args.hidden or recipe["hidden"],
                                depth=args.depth or recipe["depth"], prefit_steps=recipe["prefit_steps"], init="warm", input="forward")
     teacher = TorchMixtureTeacher(mixture, schedule, "ddim", dtype=default_dtype(device), device=device)
-    prefits: dict = {}  # one pre-fit per teacher step, shared by every pilot (common random numbers)
+    # one pre-fit per teacher step, from one seed, shared by every pilot (common random numbers),
+    # so a pilot's students do not depend on which pilot ran first or in which process
+    prefit_seed = derive_seed(args.seed, "pilot-prefit")
     identity = {"kind": "mixture", "preset": args.preset, "separation": args.separation, "mixture": mixture.to_dict(),
                 "schedule": schedule.name, "steps": steps}
     return (teacher, train, mixture_basis(teacher),
-            lambda seed: MixturePlanExecutor(teacher, train, seed=seed, prefits=prefits), identity)
+            partial(MixturePlanExecutor, teacher, train, prefits={}, prefit_seed=prefit_seed), identity)
 
 
 def _calibrate_nonlinear(args, out: Path) -> int:
+    executor = _executor(args)
     import numpy as np
     import torch
 
@@ -286,7 +302,6 @@ def _calibrate_nonlinear(args, out: Path) -> int:
 
     from ._torch import resolve_device
     from .calibration import pilot_nodes, run_single_merge_pilots
-    from .studies._common import progress
 
     kind = args.teacher
     if kind == "checkpoint" and args.checkpoint is None:
@@ -321,8 +336,7 @@ def _calibrate_nonlinear(args, out: Path) -> int:
     began = time.perf_counter()
     show = not (args.no_progress or args.json)
     records = run_single_merge_pilots(teacher, make_executor, basis, lengths=lengths, times=times, seed=args.seed, cache=cache,
-                                      unit_base=base, n_gain=n_gain, n_eval=n_eval,
-                                      progress=lambda units: progress(units, show, "calibration pilots"))
+                                      unit_base=base, n_gain=n_gain, n_eval=n_eval, progress=show, executor=executor)
     q = Problem(schedule, lam, model=StudentModel(init="warm")).law.q
     source = f"opmerge calibrate ({kind} teacher, {args.data if kind == 'checkpoint' else args.preset})"
     table, report = fit_step_scale(pilot_nodes(records, lam, q), args.law, lr, node_steps, steps, source=source)

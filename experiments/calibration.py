@@ -24,7 +24,9 @@ node floors.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,6 +35,8 @@ from opmerge.calibration import PilotNode, pilot_plans, single_merge_plans
 from opmerge.errors import InputError
 from opmerge.model import StudentModel
 from opmerge.objective import Problem
+from opmerge.parallel import CachedUnit, ExecutorConfig, run_cached
+from opmerge.parallel import make_executor as make_parallel_executor
 from opmerge.plans import MergeNode, format_plan, format_tree, parse_plan
 
 from ._torch import derive_seed, make_generator
@@ -53,8 +57,35 @@ def _node_gains(executor: GaussianPlanExecutor, executed, node: MergeNode, n: in
     return gain_regression(to_np(t.data.to_eigen(z)), to_np(t.data.to_eigen(y)))["gain"]
 
 
+@dataclass(frozen=True, eq=False)
+class _GaussianPilots:
+    """What every Gaussian pilot unit needs (the executor's shared object)."""
+
+    teacher: object
+    train: TrainConfig
+    steps: int
+    seed: int
+    n_eval: int
+    threads: int
+
+
+def _gaussian_pilot(c: _GaussianPilots, task: tuple) -> dict:
+    """One pilot unit ``(plan text, repeat)``: train the plan, read each merge node's gains."""
+    text, r = task
+    torch.set_num_threads(c.threads)
+    plan = parse_plan(text, c.steps)
+    executor = GaussianPlanExecutor(c.teacher, c.train, seed=derive_seed(c.seed, "pilot", r))
+    executed = executor.run(plan)
+    out = []
+    for node in plan.merge_nodes():
+        gen = make_generator(derive_seed(c.seed, "pilot-eval", r, node.top), c.teacher.device)
+        out.append({"top": node.top, "length": node.top - node.bottom, "gain": _node_gains(executor, executed, node, c.n_eval, gen).tolist()})
+    return {"nodes": out}
+
+
 def run_gaussian_pilots(teacher, train: TrainConfig, schedule, lam: np.ndarray, *, repeats: int, seed: int, cache, unit_base: dict,
-                        lengths: tuple = (2, 3), times: tuple | None = None, n_eval: int = 8192, progress=None) -> tuple[list, list]:
+                        lengths: tuple = (2, 3), times: tuple | None = None, n_eval: int = 8192, progress: bool = False,
+                        executor: ExecutorConfig | str | None = None) -> tuple[list, list]:
     r"""Run the pilots and return ``(nodes, plans)``: the :class:`~opmerge.calibration.PilotNode` list and the pilot plan texts.
 
     Parameters
@@ -74,8 +105,11 @@ def run_gaussian_pilots(teacher, train: TrainConfig, schedule, lam: np.ndarray, 
     lengths, times : see :func:`opmerge.calibration.pilot_plans`
     n_eval : int
         Node inputs of each gain regression.
-    progress : callable, optional
-        Wraps the iterable of units (a progress bar).
+    progress : bool
+        Show a progress bar.
+    executor : ExecutorConfig or str, optional
+        What runs the pilot units (:mod:`opmerge.parallel`; default ``local``). Each unit runs with
+        this process's torch thread count, so the result does not depend on it.
     """
     if train.init != "warm":
         raise InputError(f"the pilots need the warm init (their start error is A_j - P), got init={train.init!r}")
@@ -83,23 +117,14 @@ def run_gaussian_pilots(teacher, train: TrainConfig, schedule, lam: np.ndarray, 
     problem = Problem(schedule, lam, model=StudentModel(init=train.init, input=train.input))
     steps = problem.step_values  # (d, N + 1)
     q = problem.law.q  # raw input variance of the recipe's inputs
-    units = [(format_plan(p), r) for r in range(repeats) for p in plans]
+    tasks = [(format_plan(p), r) for r in range(repeats) for p in plans]
+    units = [CachedUnit({**unit_base, "unit": f"pilot-{text}-seed{r}", "plan": text, "repeat": r, "seed": seed, "n_eval": n_eval},
+                        (text, r)) for text, r in tasks]
+    shared = _GaussianPilots(teacher, train, schedule.steps, seed, n_eval, torch.get_num_threads())
+    with make_parallel_executor(executor) as engine:
+        results, _ = run_cached(engine, cache, _gaussian_pilot, units, shared=shared, progress=progress, desc="calibration pilots")
     nodes: list[PilotNode] = []
-    for text, r in (progress(units) if progress else units):
-        unit_cfg = {**unit_base, "unit": f"pilot-{text}-seed{r}", "plan": text, "repeat": r, "seed": seed, "n_eval": n_eval}
-
-        def compute(text=text, r=r):
-            plan = parse_plan(text, schedule.steps)
-            executor = GaussianPlanExecutor(teacher, train, seed=derive_seed(seed, "pilot", r))
-            executed = executor.run(plan)
-            out = []
-            for node in plan.merge_nodes():
-                gen = make_generator(derive_seed(seed, "pilot-eval", r, node.top), teacher.device)
-                out.append({"top": node.top, "length": node.top - node.bottom,
-                            "gain": _node_gains(executor, executed, node, n_eval, gen).tolist()})
-            return {"nodes": out}
-
-        result = cache.get_or_compute(unit_cfg, compute)
+    for (text, r), result in zip(tasks, results):
         for rec in result["nodes"]:
             j, length = int(rec["top"]), int(rec["length"])
             target = np.prod(steps[:, j - length + 1:j + 1], axis=1)
@@ -165,8 +190,55 @@ def gain_w2(sampler, teacher, basis: EigenBasis, z: torch.Tensor) -> float:
     return gain_part_w2(teacher.schedule, basis.lam, *gains)
 
 
-def run_single_merge_pilots(teacher, make_executor, basis: EigenBasis, *, lengths: tuple, times: tuple, seed: int, cache,
-                            unit_base: dict, n_gain: int = 4096, n_eval: int = 2000, progress=None) -> list[dict]:
+@dataclass(frozen=True, eq=False)
+class _SingleMergePilots:
+    """What every single-merge pilot unit needs (the executor's shared object)."""
+
+    teacher: object
+    make_executor: Callable[[int], object]
+    basis: EigenBasis
+    seed: int
+    n_gain: int
+    n_eval: int
+    threads: int
+
+
+def _single_merge_pilot(c: _SingleMergePilots, text: str) -> dict:
+    """One single-merge pilot unit: train its plan, read the node's gains and the plan's end-to-end W2."""
+    from .images.comparison import w2_parts
+
+    torch.set_num_threads(c.threads)
+    teacher, seed = c.teacher, c.seed
+    plan = parse_plan(text, teacher.steps)
+    node = plan.merge_nodes()[0]
+    j, i = node.top, node.bottom
+    started = time.perf_counter()
+    executor = c.make_executor(derive_seed(seed, "pilot", text))
+    if executor.config.init != "warm":
+        raise InputError(f"the pilots need the warm init (their start is the teacher's step), got init={executor.config.init!r}")
+    executed = executor.run(plan)
+    seconds = time.perf_counter() - started
+    student = executed.nodes[format_tree(node)]
+    z = executor.draw_inputs(j, c.n_gain, torch.Generator().manual_seed(derive_seed(seed, "pilot-gain", text)))
+    with torch.no_grad():
+        outputs = {"gain": student(z), "target": teacher.sample(z, j, i), "start": teacher.step(z, j)}
+    coords = c.basis.coords(z, j)
+    gains = {k: gain_regression(coords, c.basis.coords(y, i))["gain"].tolist() for k, y in outputs.items()}
+    z_n = teacher.noise_sample(int(c.n_eval), torch.Generator().manual_seed(derive_seed(seed, "pilot-eval")))
+    sampler = executed.sampler()
+    with torch.no_grad():
+        x_student, x_teacher = _to_numpy(sampler(z_n)), _to_numpy(teacher.sample(z_n))
+    return {"plan": text, "top": j, "length": j - i, **gains, "w2_cov": w2_parts(x_student, x_teacher)["w2_cov"],
+            "w2_gain": gain_w2(sampler, teacher, c.basis, z_n), "train_seconds": seconds}
+
+
+def _to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().double().numpy()
+
+
+def run_single_merge_pilots(teacher, make_executor: Callable[[int], object], basis: EigenBasis, *, lengths: tuple, times: tuple, seed: int,
+                            cache, unit_base: dict, n_gain: int = 4096, n_eval: int = 2000, progress: bool = False,
+                            executor: ExecutorConfig | str | None = None) -> list[dict]:
     r"""Run single-merge pilots against a nonlinear teacher (module docstring) and return one record per pilot.
 
     Parameters
@@ -175,7 +247,8 @@ def run_single_merge_pilots(teacher, make_executor, basis: EigenBasis, *, length
         ``steps``, ``schedule``, ``step``, ``sample``, ``noise_sample``.
     make_executor : callable
         ``make_executor(seed)`` -> a plan executor of the recipe (``run(plan)``, ``draw_inputs(j, n, generator)``);
-        its ``warm`` init starts a node at the teacher's step at ``j``.
+        its ``warm`` init starts a node at the teacher's step at ``j``. Picklable (e.g. a
+        :func:`functools.partial` of the executor class) for the ``process`` and ``ray`` engines.
     basis : EigenBasis
         Where the gains are read (:func:`image_basis`, :func:`mixture_basis`).
     lengths, times : tuple of int
@@ -189,8 +262,10 @@ def run_single_merge_pilots(teacher, make_executor, basis: EigenBasis, *, length
         Node inputs of the gain regressions.
     n_eval : int
         Inputs :math:`z_N` of the end-to-end :math:`W_2`.
-    progress : callable, optional
-        Wraps the iterable of units.
+    progress : bool
+        Show a progress bar.
+    executor : ExecutorConfig or str, optional
+        What runs the pilot units (:mod:`opmerge.parallel`; default ``local``).
 
     Returns
     -------
@@ -199,40 +274,12 @@ def run_single_merge_pilots(teacher, make_executor, basis: EigenBasis, *, length
         ``w2_cov`` (the pilot plan's :math:`W_2` to the teacher), ``w2_gain`` (the part its gains carry,
         :func:`gain_w2`) and ``train_seconds``.
     """
-    import time
-
-    from .images.comparison import w2_parts
-
     plans = [format_plan(p) for p in single_merge_plans(teacher.steps, lengths, times)]
-    to_np = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
-    records = []
-    for text in (progress(plans) if progress else plans):
-        unit_cfg = {**unit_base, "unit": f"single-merge-pilot-{text}", "plan": text, "seed": seed, "n_gain": n_gain, "n_eval": n_eval}
-
-        def compute(text=text):
-            plan = parse_plan(text, teacher.steps)
-            node = plan.merge_nodes()[0]
-            j, i = node.top, node.bottom
-            started = time.perf_counter()
-            executor = make_executor(derive_seed(seed, "pilot", text))
-            if executor.config.init != "warm":
-                raise InputError(f"the pilots need the warm init (their start is the teacher's step), got init={executor.config.init!r}")
-            executed = executor.run(plan)
-            seconds = time.perf_counter() - started
-            student = executed.nodes[format_tree(node)]
-            z = executor.draw_inputs(j, n_gain, torch.Generator().manual_seed(derive_seed(seed, "pilot-gain", text)))
-            with torch.no_grad():
-                outputs = {"gain": student(z), "target": teacher.sample(z, j, i), "start": teacher.step(z, j)}
-            c = basis.coords(z, j)
-            gains = {k: gain_regression(c, basis.coords(y, i))["gain"].tolist() for k, y in outputs.items()}
-            z_n = teacher.noise_sample(int(n_eval), torch.Generator().manual_seed(derive_seed(seed, "pilot-eval")))
-            sampler = executed.sampler()
-            with torch.no_grad():
-                x_student, x_teacher = to_np(sampler(z_n)), to_np(teacher.sample(z_n))
-            return {"plan": text, "top": j, "length": j - i, **gains, "w2_cov": w2_parts(x_student, x_teacher)["w2_cov"],
-                    "w2_gain": gain_w2(sampler, teacher, basis, z_n), "train_seconds": seconds}
-
-        records.append(cache.get_or_compute(unit_cfg, compute))
+    units = [CachedUnit({**unit_base, "unit": f"single-merge-pilot-{text}", "plan": text, "seed": seed, "n_gain": n_gain, "n_eval": n_eval},
+                        text) for text in plans]
+    shared = _SingleMergePilots(teacher, make_executor, basis, seed, n_gain, n_eval, torch.get_num_threads())
+    with make_parallel_executor(executor) as engine:
+        records, _ = run_cached(engine, cache, _single_merge_pilot, units, shared=shared, progress=progress, desc="calibration pilots")
     return records
 
 

@@ -161,21 +161,27 @@ class MixturePlanExecutor(PlanExecutorBase):
     config : MixtureTrainConfig
     seed : int
         Base seed: node ``v`` of plan ``p`` draws from ``derive_seed(seed, p, v)``, the pre-fit of a
-        teacher step ``n`` from ``derive_seed(seed, "prefit", n, n - 1)``.
+        teacher step ``n`` from ``derive_seed(prefit_seed, "prefit", n, n - 1)``.
     prefits : dict, optional
         Pre-fitted students by ``(top, bottom, kind)``, shared with other executors of the same
-        teacher, configuration and seed (filled on first use).
+        teacher, configuration and pre-fit seed (filled on first use).
+    prefit_seed : int, optional
+        Seed of the pre-fits (default ``seed``). Executors of different seeds that share
+        ``prefits`` give the same students whichever of them ran first only when they share this.
     """
 
     config_type: ClassVar[type] = MixtureTrainConfig
     teacher_types: ClassVar[tuple] = (TorchMixtureTeacher,)
 
     def __init__(self, teacher: TorchMixtureTeacher, config: MixtureTrainConfig | None = None, seed: int = 0,
-                 prefits: dict | None = None) -> None:
+                 prefits: dict | None = None, prefit_seed: int | None = None) -> None:
         super().__init__(teacher, MixtureTrainConfig() if config is None else config, seed)
         if prefits is not None and not isinstance(prefits, dict):
             raise InputTypeError(f"prefits must be a dict or None, got {type(prefits).__name__}")
         self.prefits: dict = {} if prefits is None else prefits
+        if prefit_seed is not None and (isinstance(prefit_seed, bool) or not isinstance(prefit_seed, (int, np.integer)) or prefit_seed < 0):
+            raise InputError(f"prefit_seed must be an int >= 0 or None, got {prefit_seed!r}")
+        self.prefit_seed = self.seed if prefit_seed is None else int(prefit_seed)
         self.data = moment_gaussian(teacher.mixture)
 
     # ---- what the base class asks for ----------------------------------------------------------
@@ -221,7 +227,7 @@ class MixturePlanExecutor(PlanExecutorBase):
         if key not in self.prefits:
             t, cfg = self.teacher, self.config
             target: nn.Module = TeacherStep(t, top) if kind == "step" else TeacherJump(t, top, bottom)
-            gen = make_generator(derive_seed(self.seed, "prefit", kind, top, bottom), t.device)
+            gen = make_generator(derive_seed(self.prefit_seed, "prefit", kind, top, bottom), t.device)
             z = self.draw_inputs(top, cfg.fit_samples, gen)
             with torch.no_grad():
                 matrix, bias = affine_fit(z, target(z))

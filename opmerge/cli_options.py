@@ -191,6 +191,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number ``>= 0`` (see :func:`positive_float`)."""
+    value = _converted(text, float, "a number >= 0")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
     """argparse type factory: an integer in ``[low, high]`` (a documented maximum, refused up front).
 
@@ -522,6 +530,64 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"most branch-and-bound expansions (default {DEFAULT_NODE_BUDGET:_})")
     g.add_argument("--time-budget", type=positive_float, default=DEFAULT_TIME_BUDGET, metavar="SEC",
                    help=f"most seconds of search; past it the best plan comes with a certified lower bound (default {DEFAULT_TIME_BUDGET:g})")
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser, *, default: str = "local", workers: bool = True) -> None:
+    """Add the "executor" group: ``--executor``, ``--ray-address``, ``--unit-cpus``, ``--unit-gpus`` (and ``--workers``).
+
+    Turned into an :class:`opmerge.parallel.ExecutorConfig` by :func:`executor_from_args`.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser (or subparser) to extend.
+    default : str
+        The engine when ``--executor`` is not given.
+    workers : bool
+        Also add ``--workers`` (leave it out where the parser has its own).
+    """
+    from .parallel import EXECUTOR_NAMES
+
+    g = parser.add_argument_group("executor (independent units)")
+    g.add_argument("--executor", choices=EXECUTOR_NAMES, default=None,
+                   help=f"what runs the independent units: local (this process), process (a pool of local processes) or ray "
+                        f"(a Ray cluster; pip install \"opmerge[cluster]\") (default {default})")
+    if workers:
+        g.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=None, metavar="W",
+                       help="process: worker processes; ray: CPUs of the local instance it starts (default: all cores)")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="ray: the address of a running cluster ('auto', 'ray://head:10001'); default: start a local instance for the run")
+    g.add_argument("--unit-cpus", type=positive_float, default=None, metavar="C", help="ray: CPUs reserved per unit (default 1)")
+    g.add_argument("--unit-gpus", type=nonnegative_float, default=None, metavar="G",
+                   help="ray: GPUs reserved per unit, a fraction to share one (default 0)")
+    parser.set_defaults(_executor_default=default)
+
+
+def executor_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`opmerge.parallel.ExecutorConfig` of the options of :func:`add_executor_arguments`.
+
+    Raises
+    ------
+    UsageError
+        For ``--ray-address``, ``--unit-cpus`` or ``--unit-gpus`` without ``--executor ray``, or an
+        empty address.
+    """
+    from .parallel import ExecutorConfig
+
+    kind = args.executor or getattr(args, "_executor_default", "local")
+    ray_only = {"--ray-address": args.ray_address, "--unit-cpus": args.unit_cpus, "--unit-gpus": args.unit_gpus}
+    if kind != "ray":
+        given = [name for name, value in ray_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{given[0]} is for --executor ray (got --executor {kind})")
+    if args.ray_address is not None and not args.ray_address.strip():
+        raise UsageError("--ray-address must name a cluster ('auto', 'ray://head:10001'), got an empty string")
+    fields = {"kind": kind, "workers": getattr(args, "workers", None), "address": args.ray_address}
+    if args.unit_cpus is not None:
+        fields["cpus_per_unit"] = args.unit_cpus
+    if args.unit_gpus is not None:
+        fields["gpus_per_unit"] = args.unit_gpus
+    return ExecutorConfig(**fields)
 
 
 # ---------------------------------------------------------------------------------------------

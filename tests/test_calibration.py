@@ -291,3 +291,24 @@ def test_calibrate_refuses_bad_options(capsys, tmp_path, argv, match):
     assert_user_error(code, out, err)
     assert match in err, err
     assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["process", "ray"])
+def test_calibration_pilots_give_the_same_cost_model_on_every_engine(capsys, tmp_path, engine):
+    """The pilots of a mixture and of a Gaussian teacher run through another executor: same kappa and floors, bit for bit."""
+    pytest.importorskip("torch")
+    if engine == "ray":
+        pytest.importorskip("ray")
+    for teacher in (["--teacher", "mixture", "--preset", "two-2d", "--steps", "6"], ["--teacher", "gaussian", "--steps", "6", "--lam", "0.3,3"]):
+        models = {}
+        for name in ("local", engine):
+            path = tmp_path / f"{teacher[1]}-{name}.json"
+            extra = [] if name == "local" else ["--executor", engine, "--workers", "2"]
+            code, out, err = run(capsys, "calibrate", *teacher, "--quick", "--out", str(path), "--no-progress", *extra)
+            assert code == 0, err
+            models[name] = json.loads(path.read_text())
+        local, other = models["local"], models[engine]
+        assert other["step_scale"] == local["step_scale"]
+        assert other.get("node_floor") == local.get("node_floor")
+        assert other["report"]["fits"] == local["report"]["fits"]

@@ -45,7 +45,7 @@ def test_quick_study_writes_json_and_figures(quick_study, capsys):
     figure_files = {p for paths in result["figures"].values() for p in paths.values()}
     assert result["result_file"] == str(out / "images.json") and result["result_file"] not in figure_files
     entries = sorted((out / "units").rglob("*.json"))
-    assert result["unit_cache"] == {"cached": 0, "computed": len(entries)} and len(entries) == 20
+    assert result["unit_cache"] == {"cached": 0, "computed": len(entries), "executor": "local"} and len(entries) == 20
     assert {json.loads(p.read_text())["namespace"] for p in entries} == {"images-unit"}
     s = result["summary"]
     assert set(s["teachers"]) == {"gaussian", "trained"}
@@ -246,3 +246,38 @@ def test_calibration_recovers_a_known_eta_tau():
             rows.append({"segments": m, "plan": str(plan), "gain": evaluate_plan(problem, plan).student})
     cal = calibrate_eta_tau(schedule, lam, cfg, rows, np.ones(12))
     assert cal["eta_tau"] == pytest.approx(1.0) and cal["sse"] < 1e-20 and not cal["at_grid_edge"]
+
+
+def _without_run_details(result: dict) -> dict:
+    """The study's numbers: the result less paths, timings, provenance and the executor's name."""
+    drop = {"provenance", "figures", "result_file", "elapsed_s", "unit_cache", "config", "classifier"}
+    out = {k: v for k, v in result.items() if k not in drop}
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("train_seconds", "wall_seconds_this_run")}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["process", "ray"])
+def test_study_units_on_other_executors_give_the_local_numbers_bit_for_bit(quick_study, tmp_path, executor):
+    if executor == "ray":
+        pytest.importorskip("ray")
+    code, out = quick_study
+    assert code == 0
+    args = ["--quick", "--teacher", "trained", "--recipe", "network", "--segments", "1,2", "--trajectory", "scot", "--device", "cpu",
+            "--checkpoint", str(out / "teacher"), "--no-progress", "--json", "--threads", "1"]
+    results = {}
+    for name, extra in (("local", []), (executor, ["--executor", executor, "--workers", "2"])):
+        assert validate_images_main(args + ["--out", str(tmp_path / name)] + extra) == 0
+        results[name] = json.loads((tmp_path / name / "images.json").read_text())
+    assert results[executor]["unit_cache"] == {"cached": 0, "computed": 7, "executor": executor}
+    assert results["local"]["unit_cache"]["executor"] == "local"
+    local, other = _without_run_details(results["local"]), _without_run_details(results[executor])
+    assert other == local
+    assert len(local["plan_students"]) == 6 and len(local["trajectory_students"]) == 2

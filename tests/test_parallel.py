@@ -273,3 +273,25 @@ def test_ray_worker_killed_part_way_every_unit_present_exactly_once(ray_instance
     assert attempts.count(victim[0]) == 2, "the killed unit ran again"
     assert outcome["resubmitted"] >= 1
     assert len(list((tmp_path / "units").glob("*/*.json"))) == 8
+
+
+# ------------------------------------------------------------------------------ a sweep on every engine
+
+
+@ENGINES
+def test_a_sweep_gives_the_same_result_on_every_engine(name, request, monkeypatch, tmp_path):
+    import numpy as np
+
+    from opmerge.analysis import runner as runner_module
+    from opmerge.analysis.sweeps import sweep_lambda
+
+    lams = np.geomspace(0.05, 100, 24)
+    reference = sweep_lambda(lams, schedule="vp-cosine", steps=10, progress=False, executor="local").to_dict()
+    if name == "ray":
+        request.getfixturevalue("ray_instance")
+    monkeypatch.setattr(runner_module, "PARALLEL_MIN_SECONDS", 0.0)  # always hand the batch to the engine
+    sweep = sweep_lambda(lams, schedule="vp-cosine", steps=10, progress=False, executor=name, workers=None if name == "local" else 2,
+                         cache_dir=tmp_path / "cache")
+    assert sweep.stats["parallel"] is (name != "local")
+    assert sweep.to_dict() == reference
+    assert len(list((tmp_path / "cache").glob("*/*.json"))) == sweep.stats["points"] + sweep.stats["threshold_points"]

@@ -27,9 +27,11 @@ from opmerge.cli_options import (
     MAX_TRAIN_STEPS,
     ArgumentParser,
     UsageError,
+    add_executor_arguments,
     bounded_int,
     check_out_folder,
     emit_json,
+    executor_from_args,
     int_list,
     option_message,
     positive_float,
@@ -37,6 +39,7 @@ from opmerge.cli_options import (
     seed_int,
 )
 from opmerge.errors import InputError
+from opmerge.parallel import import_ray
 
 __all__ = ["train_teacher_main", "validate_images_main", "build_train_teacher_parser", "build_validate_images_parser"]
 
@@ -233,6 +236,7 @@ def build_validate_images_parser() -> ArgumentParser:
                    help=f"torch CPU threads (default {DEFAULT_THREADS}: faster than torch's default for these small networks)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    add_executor_arguments(p)
     return p
 
 
@@ -287,6 +291,9 @@ def _validate_images(argv: list[str]) -> int:
         if not Path(args.checkpoint).exists():
             raise UsageError(f"--checkpoint {args.checkpoint!r}: no such file or folder (train one with opmerge train-teacher)")
     _device_check(args.device)
+    executor = executor_from_args(args)
+    if executor.kind == "ray":
+        import_ray()
     _set_threads(args.threads)
     from .study import ImagesStudyConfig, run_images_study
 
@@ -318,7 +325,7 @@ def _validate_images(argv: list[str]) -> int:
         except InputError as exc:
             raise UsageError(f"--costs: {exc}") from exc
     check_out_folder(config.out)
-    result = run_images_study(config)
+    result = run_images_study(config, executor=executor)
     if args.json:
         emit_json(result)
     else:

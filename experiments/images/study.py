@@ -50,7 +50,8 @@ import torch
 from opmerge.errors import InputError, InputTypeError
 from opmerge.io import provenance, to_jsonable, write_json
 from opmerge.objective import Problem, evaluate_plan
-from opmerge.plans import MergeNode, Plan, format_plan, parse_plan, random_plan, segment_boundaries
+from opmerge.parallel import ExecutorConfig, make_executor, run_cached
+from opmerge.plans import Plan, format_plan, parse_plan, random_plan
 from opmerge.schedules import make_schedule
 
 from .._torch import derive_seed, resolve_device
@@ -64,7 +65,8 @@ from .metrics import evaluate_samples, load_or_train_classifier
 from .prediction import RECOMMENDED, read_costs, recommended_plan, score_predictions
 from ..calibration import pilot_cost_share
 from ..studies._common import resolve_plans
-from .study_units import build_teachers, evaluate_teacher, run_plan_unit, run_trajectory_unit, to_numpy, unit_cache
+from .study_units import (TeacherContext, build_teachers, compute_student_unit, evaluate_teacher, plan_unit, to_numpy, trajectory_unit,
+                          unit_cache)
 
 __all__ = ["ImagesStudyConfig", "run_images_study", "random_plan", "ratio", "DEFAULT_OUT", "RESULT_NAME", "RECIPES", "TEACHERS",
            "LAM_BINS", "LAM_FLOOR"]
@@ -91,12 +93,36 @@ def _plans_for(cfg: ImagesStudyConfig, problem: Problem, recipe: str, teacher_ki
     return out
 
 
-def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides) -> dict:
+def _plan_sets(cfg: ImagesStudyConfig, schedule, lam: np.ndarray, teachers: dict, costs) -> dict:
+    """``{kind: {recipe: {M: (problem, [(name, plan)], recommendation or None)}}}``: every plan student of the study.
+
+    With a cost model the network recipe's plans at each ``M`` end with the calibrated planner's
+    optimum (the recommended plan, measured beside the study's plans).
+    """
+    out: dict = {}
+    for kind in teachers:
+        for recipe in [r for t, r in cfg.recipes_by_teacher if t == kind]:
+            for m in cfg.segments:
+                problem = Problem(schedule, lam, model=model_for(recipe, cfg), segments=m)
+                named = _plans_for(cfg, problem, recipe, kind)
+                recommendation = None
+                if costs is not None and recipe == "network":
+                    plan_r, recommendation = recommended_plan(costs, schedule, lam, m, init=cfg.init, input=cfg.input)
+                    named.append((RECOMMENDED, plan_r))
+                out.setdefault(kind, {}).setdefault(recipe, {})[m] = (problem, named, recommendation)
+    return out
+
+
+def run_images_study(config: ImagesStudyConfig | dict | None = None, *, executor: ExecutorConfig | str | None = None, **overrides) -> dict:
     """Run the image study (module docstring) and return its result (also written to ``<out>/images.json``).
 
     Parameters
     ----------
     config : ImagesStudyConfig or dict, optional
+    executor : ExecutorConfig or str, optional
+        What trains the student units (:mod:`opmerge.parallel`: ``local``, the default, ``process``
+        or ``ray``). Every unit runs with this process's torch thread count, whichever engine runs
+        it, so the numbers do not depend on the choice (on the CPU, bit for bit).
     **overrides : fields of :class:`ImagesStudyConfig`
     """
     if config is None:
@@ -126,36 +152,44 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
     result: dict = {"study": "images", "config": cfg.to_dict(), "dataset": dataset.to_dict(), "lam": lam,
                     "classifier": classifier_info, "data_reference": data_reference, "teachers": {}, "plan_students": [],
                     "trajectory_students": [], "rankings": [], "breakdown": [], "calibration": {}, "calibrated_prediction": {}}
-    progress = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(desc="images study", leave=False)
+    # the teachers' units (here), then every student unit through the executor, then the assembly
+    contexts: dict[str, TeacherContext] = {}
+    teacher_units: dict[str, dict] = {}
     for kind, (teacher, ident, train_info) in teachers.items():
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "eval-inputs"))
         z = teacher.noise_sample(cfg.n_eval, gen)
-        unit = evaluate_teacher(cfg, teacher, z, dataset, classifier, cache, ident)
-        teacher_x = to_numpy(teacher.sample(z))
-        teacher_gain = np.asarray(unit["linearity"]["gain"])
+        teacher_units[kind] = evaluate_teacher(cfg, teacher, z, dataset, classifier, cache, ident)
+        contexts[kind] = TeacherContext(cfg, teacher, ident, z, to_numpy(teacher.sample(z)), dataset, classifier,
+                                        np.asarray(teacher_units[kind]["linearity"]["gain"]), torch.get_num_threads())
+    teacher_counts = {"cached": cache.hits, "computed": cache.misses}
+    plan_sets = _plan_sets(cfg, schedule, lam, teachers, costs)
+    units = {}
+    for kind, by_recipe in plan_sets.items():
+        for recipe, by_m in by_recipe.items():
+            for m, (problem, named, _) in by_m.items():
+                for name, plan in named:
+                    units.setdefault(("plan", kind, recipe, format_plan(plan)), plan_unit(contexts[kind], recipe, plan))
+        for method in cfg.trajectory:
+            units[("trajectory", kind, method)] = trajectory_unit(contexts[kind], method)
+    with make_executor(executor) as engine:
+        computed, unit_stats = run_cached(engine, cache, compute_student_unit, list(units.values()), shared=contexts,
+                                          progress=cfg.progress, desc="images study")
+    done = dict(zip(units, computed))
+    for kind, (teacher, ident, train_info) in teachers.items():
+        unit = teacher_units[kind]
+        teacher_gain = contexts[kind].teacher_gain
         gauss_gain = np.asarray(unit["linearity"]["predicted"])
         result["teachers"][kind] = {"identity": ident, "training": train_info, **unit}
         for recipe in [r for t, r in cfg.recipes_by_teacher if t == kind]:
             rows = []
             recommendations = {}
             for m in cfg.segments:
-                problem = Problem(schedule, lam, model=model_for(recipe, cfg), segments=m)
-                done: dict[str, dict] = {}
-                named = _plans_for(cfg, problem, recipe, kind)
-                if costs is not None and recipe == "network":  # the calibrated planner's optimum, measured beside the study's plans
-                    plan_r, recommendations[str(m)] = recommended_plan(costs, schedule, lam, m, init=cfg.init, input=cfg.input)
-                    named.append((RECOMMENDED, plan_r))
+                problem, named, recommendation = plan_sets[kind][recipe][m]
+                if recommendation is not None:
+                    recommendations[str(m)] = recommendation
                 for name, plan in named:
                     text = format_plan(plan)
-                    if text not in done:
-                        done[text] = run_plan_unit(cfg, teacher, ident, recipe, plan, z, teacher_x, dataset, classifier, cache, teacher_gain)
-                        if progress is not None:
-                            progress.update(1)
-                    unit_p = done[text]
+                    unit_p = done[("plan", kind, recipe, text)]
                     ev = evaluate_plan(problem, plan)
                     rel = relative_gain_errors(ratio(unit_p["gain"], teacher_gain), ratio(ev.student, problem.teacher), lam)
                     rows.append({"teacher": kind, "recipe": recipe, "segments": m, "name": name, "plan": text, "n_merges": plan.n_merges,
@@ -213,9 +247,7 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
                 cal["rankings_w2_cov"] = ranks
                 result["calibration"][f"{kind}-{recipe}"] = cal
         for method in cfg.trajectory:
-            unit_t = run_trajectory_unit(cfg, teacher, ident, method, z, teacher_x, dataset, classifier, cache, teacher_gain)
-            if progress is not None:
-                progress.update(1)
+            unit_t = done[("trajectory", kind, method)]
             for m in cfg.segments:
                 entry = unit_t["by_steps"][str(m)]
                 model = model_for("network", cfg)
@@ -232,10 +264,9 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, **overrides
                     "gain_low": entry["gain_low"], "gain_high": entry["gain_high"], "linearity": entry["linearity"],
                     "plan_distance": distances, "closest_plan": closest, "train_seconds": unit_t["train_seconds"],
                     "final_losses": unit_t["history"], "samples": entry["samples"]})
-    if progress is not None:
-        progress.close()
     result["summary"] = summarize(result)
-    result["unit_cache"] = {"cached": cache.hits, "computed": cache.misses}
+    result["unit_cache"] = {"cached": teacher_counts["cached"] + unit_stats["cached"],
+                            "computed": teacher_counts["computed"] + unit_stats["computed"], "executor": unit_stats["executor"]}
     try:
         result["figures"] = study_figures(result, dataset, out)
     except ImportError as exc:  # matplotlib missing: the numbers still count

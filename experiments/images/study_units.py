@@ -12,6 +12,8 @@ checksum no longer matches) or of the wrong shape (:func:`valid_teacher_unit`, :
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -21,7 +23,8 @@ import torch
 
 from opmerge._validate import is_real
 from opmerge.io import ResultCache
-from opmerge.plans import Plan, format_plan
+from opmerge.parallel import CachedUnit
+from opmerge.plans import Plan, format_plan, parse_plan
 from opmerge.schedules import Schedule
 
 from .._torch import derive_seed
@@ -38,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .study_config import ImagesStudyConfig
 
 __all__ = ["UNIT_NAMESPACE", "GRID_SAMPLES", "unit_cache", "to_numpy", "tile_samples", "teacher_identity", "classifier_identity",
-           "build_teachers", "evaluate_teacher", "read_student", "run_plan_unit", "run_trajectory_unit", "valid_teacher_unit",
+           "build_teachers", "evaluate_teacher", "read_student", "TeacherContext", "plan_train_config", "plan_unit", "trajectory_unit",
+           "compute_student_unit", "valid_teacher_unit",
            "valid_plan_unit", "valid_trajectory_unit"]
 
 #: the namespace of the study's units in the result cache
@@ -105,7 +109,7 @@ def valid_teacher_unit(unit: object) -> None:
 
 
 def valid_plan_unit(unit: object) -> None:
-    """Check the shape of a cached plan-student unit (:func:`run_plan_unit`).
+    """Check the shape of a cached plan-student unit (:func:`plan_unit`).
 
     Parameters
     ----------
@@ -124,8 +128,20 @@ def valid_plan_unit(unit: object) -> None:
     _need(unit, "nonlinear_residual", lambda v: v is None or is_real(v) or isinstance(v, (list, dict)), "a number or a list")
 
 
+def _check_trajectory_unit(wanted: list, unit: object) -> None:
+    if not isinstance(unit, dict):
+        raise ValueError(f"expected an object, got {type(unit).__name__}")
+    _need(unit, "train_seconds", is_real, "a number")
+    _need(unit, "history", lambda v: isinstance(v, dict), "an object")
+    by_steps = _need(unit, "by_steps", lambda v: isinstance(v, dict), "an object")
+    for m in wanted:
+        if m not in by_steps:
+            raise ValueError(f"'by_steps' has no readout for M = {m}")
+        _check_readout(by_steps[m], f"'by_steps'[{m}]: ")
+
+
 def valid_trajectory_unit(segments) -> Callable[[object], None]:
-    """The shape check of a cached trajectory-student unit (:func:`run_trajectory_unit`) read out at ``segments``.
+    """The shape check of a cached trajectory-student unit (:func:`trajectory_unit`) read out at ``segments``.
 
     Parameters
     ----------
@@ -137,20 +153,7 @@ def valid_trajectory_unit(segments) -> Callable[[object], None]:
     callable
         ``check(unit)``, raising ``ValueError`` naming the first missing or mistyped entry.
     """
-    wanted = [str(int(m)) for m in segments]
-
-    def check(unit: object) -> None:
-        if not isinstance(unit, dict):
-            raise ValueError(f"expected an object, got {type(unit).__name__}")
-        _need(unit, "train_seconds", is_real, "a number")
-        _need(unit, "history", lambda v: isinstance(v, dict), "an object")
-        by_steps = _need(unit, "by_steps", lambda v: isinstance(v, dict), "an object")
-        for m in wanted:
-            if m not in by_steps:
-                raise ValueError(f"'by_steps' has no readout for M = {m}")
-            _check_readout(by_steps[m], f"'by_steps'[{m}]: ")
-
-    return check
+    return partial(_check_trajectory_unit, [str(int(m)) for m in segments])
 
 
 def unit_cache(out: str | Path) -> ResultCache:
@@ -290,7 +293,7 @@ def read_student(cfg: "ImagesStudyConfig", sampler, teacher: "ImageTeacher | Gau
     Parameters
     ----------
     cfg, teacher, z, teacher_x, dataset, classifier, teacher_gain :
-        As in :func:`run_plan_unit`.
+        As in :class:`TeacherContext`.
     sampler : callable
         The student: a batch :math:`z_N` to samples.
     nonlinear : bool
@@ -314,10 +317,9 @@ def read_student(cfg: "ImagesStudyConfig", sampler, teacher: "ImageTeacher | Gau
     return out
 
 
-def run_plan_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", ident: dict, recipe: str, plan: Plan, z: torch.Tensor,
-                  teacher_x: np.ndarray, dataset: ImageDataset, classifier: ImageClassifier | None, cache: ResultCache,
-                  teacher_gain: np.ndarray) -> dict:
-    """One plan student's unit: execute the plan with the recipe, then its samples, metrics, W2 parts and gains.
+@dataclass(frozen=True)
+class TeacherContext:
+    """What every student unit of one teacher needs; sent once per batch to the executor's workers.
 
     Parameters
     ----------
@@ -325,80 +327,127 @@ def run_plan_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTea
         The resolved study configuration.
     teacher : ImageTeacher or GaussianTeacher
     ident : dict
-        :func:`teacher_identity` of ``teacher`` (part of the unit's key).
-    recipe : {"linear", "network"}
-        Affine students with SGD, or denoiser copies with Adam.
-    plan : Plan
+        :func:`teacher_identity` of ``teacher`` (part of every unit's key).
     z : tensor (n_eval, d)
         The fixed sampler inputs :math:`z_N` shared by the teacher and all its students.
     teacher_x : ndarray (n_eval, d)
         The teacher's samples on ``z``.
     dataset : ImageDataset
     classifier : ImageClassifier, optional
-    cache : ResultCache
-        The unit cache (:func:`unit_cache`).
     teacher_gain : ndarray (d,)
         The teacher's measured per-direction gain (for ``w2_gain``).
-
-    Returns
-    -------
-    dict
-        ``plan``, ``train_seconds``, ``records``, ``metrics``, ``w2``, ``gain``, ``gain_low``, ``gain_high``,
-        ``nonlinear_residual``, ``linearity``, ``samples`` (cached).
+    threads : int
+        torch's CPU threads for every unit, whichever process runs it (the caller's count, so that
+        every executor computes the same numbers).
     """
-    train_cfg = (ImageTrainConfig(family="affine", optimizer="sgd", lr=cfg.lr_linear, steps=cfg.node_steps_linear, batch=cfg.batch,
-                                  init=cfg.init, input=cfg.input) if recipe == "linear" else
-                 ImageTrainConfig(family="denoiser", optimizer="adam", lr=cfg.lr_network, steps=cfg.node_steps_network, batch=cfg.batch,
-                                  init=cfg.init, input=cfg.input))
-    text = format_plan(plan)
-    unit_cfg = {"unit": "plan", "teacher": ident, "recipe": recipe, "train": train_cfg.to_dict(), "plan": text, "n_eval": cfg.n_eval,
-                "seed": cfg.seed, "level": cfg.level, "classifier": classifier_identity(classifier)}
 
-    def compute():
-        started = time.perf_counter()
-        executed = ImagePlanExecutor(teacher, train_cfg, seed=derive_seed(cfg.seed, teacher.kind, recipe)).run(plan)
-        seconds = time.perf_counter() - started
-        readout = read_student(cfg, executed.sampler(), teacher, z, teacher_x, dataset, classifier, teacher_gain, nonlinear=True)
-        return {"plan": text, "train_seconds": seconds, "records": executed.records, **readout}
-
-    return cache.get_or_compute({"label": f"plan-{teacher.kind}-{recipe}-M{plan.n_segments}-{text}", **unit_cfg}, compute,
-                                validate=valid_plan_unit)
+    cfg: "ImagesStudyConfig"
+    teacher: "ImageTeacher | GaussianTeacher"
+    ident: dict
+    z: torch.Tensor
+    teacher_x: np.ndarray
+    dataset: ImageDataset
+    classifier: ImageClassifier | None
+    teacher_gain: np.ndarray
+    threads: int
 
 
-def run_trajectory_unit(cfg: "ImagesStudyConfig", teacher: "ImageTeacher | GaussianTeacher", ident: dict, method: str, z: torch.Tensor,
-                        teacher_x: np.ndarray, dataset: ImageDataset, classifier: ImageClassifier | None, cache: ResultCache,
-                        teacher_gain: np.ndarray) -> dict:
-    """One SCoT/TraFlow student's unit: trained once, sampled and read out at every ``M`` of ``cfg.segments``.
+def plan_train_config(cfg: "ImagesStudyConfig", recipe: str) -> ImageTrainConfig:
+    """How every merge node of a plan student is trained: affine students and SGD (``linear``) or denoiser copies and Adam (``network``)."""
+    if recipe == "linear":
+        return ImageTrainConfig(family="affine", optimizer="sgd", lr=cfg.lr_linear, steps=cfg.node_steps_linear, batch=cfg.batch,
+                                init=cfg.init, input=cfg.input)
+    return ImageTrainConfig(family="denoiser", optimizer="adam", lr=cfg.lr_network, steps=cfg.node_steps_network, batch=cfg.batch,
+                            init=cfg.init, input=cfg.input)
+
+
+def plan_unit(context: TeacherContext, recipe: str, plan: Plan) -> CachedUnit:
+    """The unit of one plan student (its cache key, and the task :func:`compute_student_unit` runs).
 
     Parameters
     ----------
-    cfg, teacher, ident, z, teacher_x, dataset, classifier, cache, teacher_gain :
-        As in :func:`run_plan_unit`.
+    context : TeacherContext
+    recipe : {"linear", "network"}
+    plan : Plan
+
+    Returns
+    -------
+    CachedUnit
+        Its result: ``plan``, ``train_seconds``, ``records``, ``metrics``, ``w2``, ``gain``,
+        ``gain_low``, ``gain_high``, ``nonlinear_residual``, ``linearity``, ``samples``.
+    """
+    cfg = context.cfg
+    text = format_plan(plan)
+    unit_cfg = {"unit": "plan", "teacher": context.ident, "recipe": recipe, "train": plan_train_config(cfg, recipe).to_dict(), "plan": text,
+                "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level, "classifier": classifier_identity(context.classifier)}
+    return CachedUnit({"label": f"plan-{context.teacher.kind}-{recipe}-M{plan.n_segments}-{text}", **unit_cfg},
+                      ("plan", context.teacher.kind, recipe, text), valid_plan_unit)
+
+
+def trajectory_unit(context: TeacherContext, method: str) -> CachedUnit:
+    """The unit of one SCoT/TraFlow student, trained once and read out at every ``M`` of ``cfg.segments``.
+
+    Parameters
+    ----------
+    context : TeacherContext
     method : {"scot", "traflow"}
 
     Returns
     -------
-    dict
-        ``train_seconds``, ``history`` and ``by_steps`` (``str(M)`` -> metrics, W2 parts, gains, linearity,
-        samples) (cached).
+    CachedUnit
+        Its result: ``train_seconds``, ``history`` and ``by_steps`` (``str(M)`` -> metrics, W2
+        parts, gains, linearity, samples).
     """
+    cfg = context.cfg
+    unit_cfg = {"unit": "trajectory", "teacher": context.ident, "train": _trajectory_config(cfg, method).to_dict(),
+                "segments": list(cfg.segments), "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level,
+                "classifier": classifier_identity(context.classifier)}
+    return CachedUnit({"label": f"trajectory-{context.teacher.kind}-{method}", **unit_cfg}, ("trajectory", context.teacher.kind, method),
+                      valid_trajectory_unit(cfg.segments))
+
+
+def _trajectory_config(cfg: "ImagesStudyConfig", method: str):
     from ..trajectory import TrajectoryConfig
+
+    return TrajectoryConfig(method=method, steps=cfg.traj_steps, batch=cfg.traj_batch, lr=cfg.traj_lr, hidden=cfg.traj_hidden,
+                            depth=cfg.traj_depth)
+
+
+def compute_student_unit(contexts: dict, task: tuple) -> dict:
+    """Train and read out one student unit (the executor's unit function; module level so that it pickles).
+
+    Parameters
+    ----------
+    contexts : dict
+        ``{teacher kind: TeacherContext}``.
+    task : tuple
+        ``("plan", kind, recipe, plan text)`` or ``("trajectory", kind, method)`` (from
+        :func:`plan_unit`, :func:`trajectory_unit`).
+
+    Returns
+    -------
+    dict
+        The unit's result (see :func:`plan_unit`, :func:`trajectory_unit`).
+    """
+    what, kind = task[0], task[1]
+    c = contexts[kind]
+    cfg, teacher = c.cfg, c.teacher
+    torch.set_num_threads(c.threads)
+    started = time.perf_counter()
+    if what == "plan":
+        recipe, text = task[2], task[3]
+        plan = parse_plan(text, teacher.steps)
+        executed = ImagePlanExecutor(teacher, plan_train_config(cfg, recipe), seed=derive_seed(cfg.seed, teacher.kind, recipe)).run(plan)
+        seconds = time.perf_counter() - started
+        readout = read_student(cfg, executed.sampler(), teacher, c.z, c.teacher_x, c.dataset, c.classifier, c.teacher_gain, nonlinear=True)
+        return {"plan": text, "train_seconds": seconds, "records": executed.records, **readout}
     from .trajectory import ImageTrajectorySampler, train_trajectory_student
 
-    tcfg = TrajectoryConfig(method=method, steps=cfg.traj_steps, batch=cfg.traj_batch, lr=cfg.traj_lr, hidden=cfg.traj_hidden,
-                            depth=cfg.traj_depth)
-    unit_cfg = {"unit": "trajectory", "teacher": ident, "train": tcfg.to_dict(), "segments": list(cfg.segments), "n_eval": cfg.n_eval,
-                "seed": cfg.seed, "level": cfg.level, "classifier": classifier_identity(classifier)}
-
-    def compute():
-        started = time.perf_counter()
-        trainer, view = train_trajectory_student(teacher, tcfg, seed=derive_seed(cfg.seed, "trajectory", teacher.kind, method))
-        seconds = time.perf_counter() - started
-        out = {"train_seconds": seconds, "history": trainer.history[-1] if trainer.history else {}, "by_steps": {}}
-        for m in cfg.segments:
-            sampler = ImageTrajectorySampler(trainer.ema, view, m)
-            out["by_steps"][str(m)] = read_student(cfg, sampler, teacher, z, teacher_x, dataset, classifier, teacher_gain)
-        return out
-
-    return cache.get_or_compute({"label": f"trajectory-{teacher.kind}-{method}", **unit_cfg}, compute,
-                                validate=valid_trajectory_unit(cfg.segments))
+    method = task[2]
+    trainer, view = train_trajectory_student(teacher, _trajectory_config(cfg, method), seed=derive_seed(cfg.seed, "trajectory", teacher.kind, method))
+    seconds = time.perf_counter() - started
+    out = {"train_seconds": seconds, "history": trainer.history[-1] if trainer.history else {}, "by_steps": {}}
+    for m in cfg.segments:
+        sampler = ImageTrajectorySampler(trainer.ema, view, m)
+        out["by_steps"][str(m)] = read_student(cfg, sampler, teacher, c.z, c.teacher_x, c.dataset, c.classifier, c.teacher_gain)
+    return out

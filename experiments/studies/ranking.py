@@ -363,8 +363,7 @@ def _calibrate(cfg: RankingConfig, schedule, data, train, lam: np.ndarray, dtype
     base = {"study": "ranking", "schedule": cfg.schedule, "steps": cfg.steps, "solver": cfg.solver, "lam": cfg.lam,
             "rotated": bool(cfg.rotated), "train": train.to_dict(), "dtype": str(dtype), "device": device.type}
     nodes, pilot_texts = run_gaussian_pilots(teacher, train, schedule, lam, repeats=cfg.pilot_repeats, seed=cfg.seed, cache=cache,
-                                             unit_base=base, n_eval=min(cfg.n_eval, 16384),
-                                             progress=lambda units: progress(units, cfg.progress, "calibration pilots"))
+                                             unit_base=base, n_eval=min(cfg.n_eval, 16384), progress=cfg.progress)
     table, report = fit_step_scale(nodes, "adam", cfg.lr, cfg.node_steps, cfg.steps, source="ranking-study pilots")
     share = pilot_cost_share(pilot_texts, cfg.pilot_repeats, study_plans, cfg.repeats)
     cost = CostModel(law="adam", lr=cfg.lr, gd_steps=cfg.node_steps, step_table=table, beta1=0.9, beta2=0.999, eps=1e-8,

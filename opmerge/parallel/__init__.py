@@ -35,8 +35,8 @@ from ._base import ExecutorConfig, UnitExecutor, UnitLost, progress_bar
 from ._cached import CachedUnit, run_cached
 from ._local import LocalExecutor
 from ._process import ProcessExecutor
-from ._ray import RayExecutor
+from ._ray import RayExecutor, import_ray
 from ._registry import EXECUTORS, EXECUTOR_NAMES, make_executor
 
 __all__ = ["ExecutorConfig", "UnitExecutor", "UnitLost", "LocalExecutor", "ProcessExecutor", "RayExecutor", "EXECUTORS",
-           "EXECUTOR_NAMES", "make_executor", "run_cached", "CachedUnit", "progress_bar"]
+           "EXECUTOR_NAMES", "make_executor", "run_cached", "CachedUnit", "progress_bar", "import_ray"]

@@ -21,16 +21,21 @@ class CachedUnit:
         Its configuration: the cache key (JSON-friendly).
     task : Any
         What ``fn(shared, task)`` needs to compute it (picklable for remote engines).
+    validate : callable, optional
+        This unit's shape check of a stored result (:meth:`~opmerge.io.ResultCache.load`), in
+        place of :func:`run_cached`'s; module level or a :func:`functools.partial` of one for the
+        ``process`` engine.
     """
 
     config: Any
     task: Any
+    validate: Callable[[Any], Any] | None = None
 
 
 def _cached_call(context: tuple, unit: CachedUnit) -> tuple[Any, bool]:
     """Worker side: the unit's cached result if a finished attempt stored it, else compute, store and return it."""
     fn, shared, cache, validate = context
-    found = cache.load(unit.config, validate=validate)
+    found = cache.load(unit.config, validate=unit.validate or validate)
     if found is not None:
         return found, False
     value = to_jsonable(fn(shared, unit.task), strict=False)
@@ -59,8 +64,8 @@ def run_cached(executor: UnitExecutor, cache: ResultCache, fn: Callable[[Any, An
     shared : Any
         Passed to every ``fn`` call.
     validate : callable, optional
-        The cache's shape check of a stored result (:meth:`ResultCache.load`); module-level or a
-        :func:`functools.partial` of one for the ``process`` engine.
+        The cache's shape check of a stored result (:meth:`ResultCache.load`) for units without
+        their own.
     progress : bool
         Show the executor's progress bar.
     desc : str
@@ -74,7 +79,7 @@ def run_cached(executor: UnitExecutor, cache: ResultCache, fn: Callable[[Any, An
         ``{"units", "cached", "computed", "executor"}``.
     """
     units = list(units)
-    results: list = [cache.load(unit.config, validate=validate) for unit in units]
+    results: list = [cache.load(unit.config, validate=unit.validate or validate) for unit in units]
     todo = [i for i, result in enumerate(results) if result is None]
     stats = {"units": len(units), "cached": len(units) - len(todo), "computed": 0, "executor": executor.name}
     if todo:
