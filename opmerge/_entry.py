@@ -26,6 +26,9 @@ def main() -> int:
         exits at once (``os._exit``, streams flushed) instead of returning; otherwise SIGINT is
         ignored while the interpreter shuts down.
     """
+    # bit-for-bit CPU results of the torch bridge (see opmerge.experiments._torch): MKL reads this
+    # when first used, so it is set before anything is imported; a value the user set is kept
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
     try:
         from .cli import main as cli_main
     except KeyboardInterrupt:

@@ -22,6 +22,9 @@ import os
 import sys
 from pathlib import Path
 
+# as the command line does: MKL's kernel choice must not depend on memory alignment (bit-for-bit CPU results)
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
 import pytest
 from hypothesis import settings
 

@@ -284,6 +284,8 @@ def test_pair_agreement_counts_only_pairs_the_measurement_separates():
     (["--teacher", "checkpoint", "--checkpoint", "x.pt", "--hidden", "8"], "--hidden/--depth set an MLP student"),
     (["--teacher", "mixture", "--checkpoint", "x.pt"], "--checkpoint applies to --teacher checkpoint"),
     (["--teacher", "mixture", "--separation", "0"], "--separation"),
+    (["--ray-address", "auto"], "--ray-address is for --executor ray"),
+    (["--teacher", "mixture", "--unit-cpus", "2"], "--unit-cpus is for --executor ray"),
 ])
 def test_calibrate_refuses_bad_options(capsys, tmp_path, argv, match):
     pytest.importorskip("torch")

@@ -295,3 +295,29 @@ def test_a_sweep_gives_the_same_result_on_every_engine(name, request, monkeypatc
     assert sweep.stats["parallel"] is (name != "local")
     assert sweep.to_dict() == reference
     assert len(list((tmp_path / "cache").glob("*/*.json"))) == sweep.stats["points"] + sweep.stats["threshold_points"]
+
+
+class _OtherMachine(LocalExecutor):
+    """A local engine that pretends its units ran on another machine with its own disk."""
+
+    remote = True
+
+    def __init__(self, elsewhere):
+        super().__init__()
+        self.elsewhere = elsewhere
+
+    def _submit(self, fn, shared, task):
+        fn_, shared_, cache, validate = shared
+        return super()._submit(fn, (fn_, shared_, _cache(self.elsewhere), validate), task)
+
+
+def test_units_computed_on_another_machine_are_kept_here_too(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    todo = [CachedUnit({"unit": k}, k) for k in range(3)]
+    results, stats = run_cached(_OtherMachine(tmp_path / "remote-disk"), _cache(tmp_path / "units"), units.logged_slow_unit, todo,
+                                shared=str(work))
+    assert stats["computed"] == 3
+    assert len(list((tmp_path / "remote-disk").glob("*/*.json"))) == 3
+    again, stats = run_cached(LocalExecutor(), _cache(tmp_path / "units"), units.logged_slow_unit, todo, shared=str(work))
+    assert again == results and stats == {"units": 3, "cached": 3, "computed": 0, "executor": "local"}

@@ -113,6 +113,23 @@ def _plan_sets(cfg: ImagesStudyConfig, schedule, lam: np.ndarray, teachers: dict
     return out
 
 
+def _unit_cost(cfg: ImagesStudyConfig, key: tuple) -> float:
+    """A unit's estimated training cost, to hand the longest units out first (the order changes no result).
+
+    A plan student: per merge node, updates x (its children's evaluations + 3 for the student's
+    forward and backward), which predicts the digits study's network units to R^2 = 0.97 (docs/parallel.md);
+    affine students (``linear``) cost about a tenth of a network evaluation. A trajectory student:
+    its updates x 10 evaluations (several network passes per pair, measured 4-6x the longest plan).
+    """
+    if key[0] == "trajectory":
+        return 10.0 * cfg.traj_steps
+    recipe, text = key[2], key[3]
+    evaluations = sum(len(node.children) + 3 for node in parse_plan(text, cfg.steps).merge_nodes())
+    if recipe == "network":
+        return float(cfg.node_steps_network * evaluations)
+    return 0.1 * cfg.node_steps_linear * evaluations
+
+
 def run_images_study(config: ImagesStudyConfig | dict | None = None, *, executor: ExecutorConfig | str | None = None, **overrides) -> dict:
     """Run the image study (module docstring) and return its result (also written to ``<out>/images.json``).
 
@@ -171,10 +188,11 @@ def run_images_study(config: ImagesStudyConfig | dict | None = None, *, executor
                     units.setdefault(("plan", kind, recipe, format_plan(plan)), plan_unit(contexts[kind], recipe, plan))
         for method in cfg.trajectory:
             units[("trajectory", kind, method)] = trajectory_unit(contexts[kind], method)
+    order = sorted(units, key=lambda key: _unit_cost(cfg, key), reverse=True)  # longest first: workers finish together
     with make_executor(executor) as engine:
-        computed, unit_stats = run_cached(engine, cache, compute_student_unit, list(units.values()), shared=contexts,
+        computed, unit_stats = run_cached(engine, cache, compute_student_unit, [units[key] for key in order], shared=contexts,
                                           progress=cfg.progress, desc="images study")
-    done = dict(zip(units, computed))
+    done = dict(zip(order, computed))
     for kind, (teacher, ident, train_info) in teachers.items():
         unit = teacher_units[kind]
         teacher_gain = contexts[kind].teacher_gain

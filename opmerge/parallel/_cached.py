@@ -51,7 +51,8 @@ def run_cached(executor: UnitExecutor, cache: ResultCache, fn: Callable[[Any, An
     Each missing unit runs ``fn(shared, unit.task)`` on a worker, which looks the unit up in the
     cache first (a resubmitted unit whose earlier attempt finished is not computed again) and
     stores its JSON result there as soon as it is done, so an interrupted run resumes from every
-    finished unit.
+    finished unit. When the worker ran on another machine whose disk does not hold this cache
+    folder, this process writes the entry too as the unit's result arrives.
 
     Parameters
     ----------
@@ -83,7 +84,15 @@ def run_cached(executor: UnitExecutor, cache: ResultCache, fn: Callable[[Any, An
     todo = [i for i, result in enumerate(results) if result is None]
     stats = {"units": len(units), "cached": len(units) - len(todo), "computed": 0, "executor": executor.name}
     if todo:
-        done = executor.map(_cached_call, [units[i] for i in todo], shared=(fn, shared, cache, validate), progress=progress, desc=desc)
+
+        def keep(k: int, outcome: tuple[Any, bool]) -> None:
+            # a worker on another machine wrote its entry there: keep a copy here too, as each unit finishes
+            unit = units[todo[k]]
+            if executor.remote and cache.enabled and not cache.path_for(unit.config).is_file():
+                cache.store(unit.config, outcome[0])
+
+        done = executor.map(_cached_call, [units[i] for i in todo], shared=(fn, shared, cache, validate), progress=progress, desc=desc,
+                            on_result=keep)
         for i, (value, computed) in zip(todo, done):
             results[i] = value
             stats["computed" if computed else "cached"] += 1
