@@ -7,6 +7,9 @@
   failure reproduces bit for bit; ``dev`` draws fresh random examples. Pick one with the
   environment variable ``HYPOTHESIS_PROFILE=dev``.
 * matplotlib, when installed, is switched to the Agg backend before any test imports pyplot.
+* ``MKL_CBWR=AUTO,STRICT`` is set before anything loads MKL (torch's BLAS on x86), as the command
+  line does: MKL then picks the same kernels whatever the memory alignment, so CPU results are bit
+  for bit the same from one process to the next (``docs/parallel.md`` §2).
 * BLAS thread pools are limited to one thread per test process (with ``threadpoolctl``, installed
   with scikit-learn): under ``pytest -n auto`` every core already runs a worker, and OpenBLAS's
   spinning threads on an oversubscribed machine make a small matrix product up to 200 times slower
