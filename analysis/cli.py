@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
 import sys
 from typing import Sequence
 
@@ -92,14 +91,11 @@ def build_parser(prog: str = "opmerge") -> argparse.ArgumentParser:
 
 
 def _executor(args: argparse.Namespace):
-    """The sweep's engine: ``--executor`` (default a process pool of ``--workers``)."""
+    """The sweep's engine: ``--executor`` (``None`` for the runner's default, a fork-started pool of ``--workers``)."""
     config = executor_from_args(args)
     if config.kind == "ray":
         import_ray()
-        config = replace(config, workers=args.workers)
-    elif config.kind == "process":
-        return None  # the runner's own default: a fork-started pool of --workers
-    return config
+    return None if config.kind == "process" else config
 
 
 def run_phase(args: argparse.Namespace) -> int:
