@@ -26,7 +26,7 @@ from contextlib import ExitStack
 from typing import Sequence
 
 from opmerge._signals import sigterm_raises
-from opmerge.errors import InputError
+from opmerge.errors import InputError, InputTypeError
 from opmerge.io import ResultCache
 from opmerge.parallel import ExecutorConfig, UnitExecutor, make_executor, progress_bar
 
@@ -65,7 +65,7 @@ def _engine_config(workers: int | None, executor: ExecutorConfig | str | None) -
     if isinstance(executor, str):
         return ExecutorConfig(kind=executor, workers=workers)
     if not isinstance(executor, ExecutorConfig):
-        raise InputError(f"executor must be an ExecutorConfig, an engine name or None, got {type(executor).__name__}")
+        raise InputTypeError(f"executor must be an ExecutorConfig, an engine name or None, got {type(executor).__name__}")
     if workers is not None and executor.workers is not None and int(workers) != executor.workers:
         raise InputError(f"workers ({workers}) and executor.workers ({executor.workers}) disagree; give one")
     return executor

@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from opmerge.experiments._torch import resolve_device  # noqa: E402
+
 SIZES = {"bridge": {"dim": 16, "hidden": 128, "depth": 3, "batch": 256}, "large": {"dim": 64, "hidden": 512, "depth": 3, "batch": 4096}}
 FEATURES = 4  # time features per time: t, sin 2^k pi t, cos 2^k pi t for k < FEATURES
 
@@ -160,10 +162,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", default="default", choices=("default", "max-autotune", "reduce-overhead"),
                         help="torch.compile mode (reduce-overhead: CUDA graphs on a GPU)")
     args = parser.parse_args(argv)
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
+    device = resolve_device(args.device)
     torch.set_num_threads(args.threads)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
     updates, repeats = (3, 2) if args.quick else (20, 5)

@@ -22,11 +22,13 @@ import os
 # (the command line sets it before importing anything). A value the user set is kept.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
+import numpy as np  # noqa: E402
+from numpy.typing import ArrayLike  # noqa: E402
 import torch  # noqa: E402
 
 from opmerge.errors import InputError
 
-__all__ = ["DEVICES", "resolve_device", "default_dtype", "derive_seed", "make_generator"]
+__all__ = ["DEVICES", "resolve_device", "default_dtype", "derive_seed", "make_generator", "to_numpy"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -66,3 +68,8 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(int(seed))
     return gen
+
+
+def to_numpy(t: torch.Tensor | ArrayLike) -> np.ndarray:
+    """A tensor (detached, on the CPU) or an array as a float64 numpy array."""
+    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)

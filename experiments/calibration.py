@@ -39,7 +39,7 @@ from opmerge.parallel import CachedUnit, ExecutorConfig, run_cached
 from opmerge.parallel import make_executor as make_parallel_executor
 from opmerge.plans import MergeNode, format_plan, format_tree, parse_plan
 
-from ._torch import derive_seed, make_generator
+from ._torch import derive_seed, make_generator, to_numpy
 from .executor import GaussianPlanExecutor, TrainConfig
 from .readout import gain_regression
 
@@ -53,8 +53,7 @@ def _node_gains(executor: GaussianPlanExecutor, executed, node: MergeNode, n: in
     z = executor.draw_inputs(node.top, n, generator)
     with torch.no_grad():
         y = executed.nodes[format_tree(node)](z)
-    to_np = lambda x: x.detach().cpu().double().numpy()  # noqa: E731
-    return gain_regression(to_np(t.data.to_eigen(z)), to_np(t.data.to_eigen(y)))["gain"]
+    return gain_regression(to_numpy(t.data.to_eigen(z)), to_numpy(t.data.to_eigen(y)))["gain"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,8 +157,7 @@ class EigenBasis:
 
     def coords(self, x: torch.Tensor, index: int) -> np.ndarray:
         """Eigen-coordinates of the rows of ``x`` (states at grid index ``index``)."""
-        rows = x.detach().cpu().double().numpy()
-        return (rows - float(self.alpha[index]) * self.mean) @ self.basis
+        return (to_numpy(x) - float(self.alpha[index]) * self.mean) @ self.basis
 
 
 def image_basis(teacher) -> EigenBasis:
@@ -227,13 +225,9 @@ def _single_merge_pilot(c: _SingleMergePilots, text: str) -> dict:
     z_n = teacher.noise_sample(int(c.n_eval), torch.Generator().manual_seed(derive_seed(seed, "pilot-eval")))
     sampler = executed.sampler()
     with torch.no_grad():
-        x_student, x_teacher = _to_numpy(sampler(z_n)), _to_numpy(teacher.sample(z_n))
+        x_student, x_teacher = to_numpy(sampler(z_n)), to_numpy(teacher.sample(z_n))
     return {"plan": text, "top": j, "length": j - i, **gains, "w2_cov": w2_parts(x_student, x_teacher)["w2_cov"],
             "w2_gain": gain_w2(sampler, teacher, c.basis, z_n), "train_seconds": seconds}
-
-
-def _to_numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().double().numpy()
 
 
 def run_single_merge_pilots(teacher, make_executor: Callable[[int], object], basis: EigenBasis, *, lengths: tuple, times: tuple, seed: int,

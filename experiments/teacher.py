@@ -38,7 +38,7 @@ from opmerge.errors import InputError, InputTypeError
 from opmerge.schedules import Schedule
 from opmerge.teacher import SOLVERS
 
-from ._torch import default_dtype
+from ._torch import default_dtype, to_numpy
 from .gaussian import GaussianData
 
 __all__ = ["GaussianTeacher", "AffineDenoiser", "operator_matrix", "eigen_gains", "TeacherStep", "TeacherJump", "TeacherSampler"]
@@ -138,7 +138,7 @@ class GaussianTeacher:
         if mean is None:
             self.mean = torch.zeros(data.dim, dtype=self.dtype, device=self.device)
         else:
-            values = mean.detach().cpu().double().numpy() if isinstance(mean, torch.Tensor) else np.asarray(mean, dtype=np.float64)
+            values = to_numpy(mean)
             if values.shape != (data.dim,) or not np.all(np.isfinite(values)):
                 raise InputError(f"mean must be a finite vector of shape ({data.dim},), got shape {values.shape}")
             self.mean = torch.as_tensor(values, dtype=self.dtype, device=self.device)

@@ -31,6 +31,7 @@ import torch
 from opmerge.errors import InputError
 from opmerge.teacher import step_operators, teacher_composite
 
+from .._torch import to_numpy
 from ..readout import GainStats, gain_regression
 from ..teacher import GaussianTeacher
 from .gaussian_teacher import gaussian_image_teacher
@@ -64,10 +65,6 @@ class LinearityReadout(GainStats):
         """JSON-friendly dict (arrays as lists; ``lam`` first, then the fields of :class:`~experiments.readout.GainStats`)."""
         out = super().to_dict()
         return {"lam": out.pop("lam"), **out}
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().double().numpy()
 
 
 def _summaries(lam, stats, predicted, significant: np.ndarray) -> dict:
@@ -123,13 +120,13 @@ def read_linearity(sampler: Callable[[torch.Tensor], torch.Tensor], teacher: "Im
         y_gauss = gauss.sample(z.to(gauss.dtype))
     fit = teacher.fit
     alpha_n = float(teacher.schedule.alpha[-1])
-    c = fit.to_eigen(_np(z), shift=alpha_n)
-    out = fit.to_eigen(_np(y))
+    c = fit.to_eigen(to_numpy(z), shift=alpha_n)
+    out = fit.to_eigen(to_numpy(y))
     stats = gain_regression(c, out, level)
     lam = np.array(fit.lam)
     predicted = np.atleast_1d(teacher_composite(teacher.schedule, lam, None, 0, "ddim"))
     summary = _summaries(lam, stats, predicted, lam > lam_floor)
-    yn, ygn = _np(y), _np(y_gauss)
+    yn, ygn = to_numpy(y), to_numpy(y_gauss)
     spread = float(np.mean(np.sum((yn - yn.mean(0)) ** 2, 1)))
     summary["gaussian_teacher_share"] = float(1.0 - np.mean(np.sum((yn - ygn) ** 2, 1)) / spread) if spread > 0 else float("nan")
     summary["rms_distance_to_gaussian_teacher"] = float(np.sqrt(np.mean(np.sum((yn - ygn) ** 2, 1))))
@@ -191,8 +188,8 @@ def step_gains(teacher: "ImageTeacher | GaussianTeacher", n: int = 2048, seed: i
         z = teacher.forward_sample(step, teacher.train[idx.to(teacher.device)], gen)
         with torch.no_grad():
             y = teacher.step(z, step)
-        c = fit.to_eigen(_np(z), shift=float(teacher.schedule.alpha[step]))
-        out = fit.to_eigen(_np(y), shift=float(teacher.schedule.alpha[step - 1]))
+        c = fit.to_eigen(to_numpy(z), shift=float(teacher.schedule.alpha[step]))
+        out = fit.to_eigen(to_numpy(y), shift=float(teacher.schedule.alpha[step - 1]))
         stats = gain_regression(c, out, level)
         for k in cols:
             cols[k].append(stats[k])

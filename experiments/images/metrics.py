@@ -45,6 +45,7 @@ from torch import nn
 from opmerge.errors import InputError
 from opmerge.io import load_torch, provenance
 
+from .._torch import to_numpy
 from ._records import device_label
 from .checkpoints import save_checkpoint_atomic
 from .data import ImageDataset
@@ -94,7 +95,7 @@ def frechet_distance(mean1: ArrayLike, cov1: ArrayLike, mean2: ArrayLike, cov2: 
 
 
 def _moments(x) -> tuple[np.ndarray, np.ndarray]:
-    arr = np.asarray(x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    arr = to_numpy(x)
     if arr.ndim != 2 or arr.shape[0] < 2:
         raise InputError(f"samples must be a 2-D array with >= 2 rows, got shape {arr.shape}")
     return arr.mean(0), np.atleast_2d(np.cov(arr, rowvar=False))
@@ -206,8 +207,7 @@ def memorization(samples: ArrayLike | torch.Tensor, train: ArrayLike | torch.Ten
         ``baseline_fraction`` (held-out images, leave-one-out), ``factor``. ``seed`` is unused (kept for
         a stable signature; the check is deterministic).
     """
-    to_np = lambda a: np.asarray(a.detach().cpu().double().numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float64)  # noqa: E731
-    x, tr, te = to_np(samples), to_np(train), to_np(test)
+    x, tr, te = to_numpy(samples), to_numpy(train), to_numpy(test)
     if not factor > 1.0:
         raise InputError(f"factor must be > 1, got {factor!r}")
     if te.shape[0] < 2 or tr.shape[0] < 1:
@@ -449,11 +449,10 @@ def evaluate_samples(samples: ArrayLike | torch.Tensor, dataset: ImageDataset, c
         ``coverage``, ``coverage_min_share``, ``class_histogram``, ``mean_confidence``; ``memorization``;
         ``value_range``.
     """
-    to_np = lambda a: np.asarray(a.detach().cpu().double().numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float64)  # noqa: E731
-    x = to_np(samples)
+    x = to_numpy(samples)
     out: dict = {"n": int(x.shape[0]), "fd_pixels_test": frechet_from_samples(x, dataset.test),
                  "fd_pixels_train": frechet_from_samples(x, dataset.train)}
-    refs = {k: to_np(v) for k, v in (references or {}).items()}
+    refs = {k: to_numpy(v) for k, v in (references or {}).items()}
     for name, ref in refs.items():
         out[f"fd_pixels_{name}"] = frechet_from_samples(x, ref)
     if classifier is not None:

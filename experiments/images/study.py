@@ -54,7 +54,7 @@ from opmerge.parallel import ExecutorConfig, make_executor, run_cached
 from opmerge.plans import Plan, format_plan, parse_plan, random_plan
 from opmerge.schedules import make_schedule
 
-from .._torch import derive_seed, resolve_device
+from .._torch import derive_seed, resolve_device, to_numpy
 from ._records import device_label
 from .study_config import DEFAULT_OUT, RECIPES, RESULT_NAME, TEACHERS, ImagesStudyConfig
 from .checkpoints import CHECKPOINT_NAME, read_checkpoint
@@ -65,8 +65,7 @@ from .metrics import evaluate_samples, load_or_train_classifier
 from .prediction import RECOMMENDED, read_costs, recommended_plan, score_predictions
 from ..calibration import pilot_cost_share
 from ..studies._common import resolve_plans
-from .study_units import (TeacherContext, build_teachers, compute_student_unit, evaluate_teacher, plan_unit, to_numpy, trajectory_unit,
-                          unit_cache)
+from .study_units import TeacherContext, build_teachers, compute_student_unit, evaluate_teacher, plan_unit, trajectory_unit, unit_cache
 
 __all__ = ["ImagesStudyConfig", "run_images_study", "random_plan", "ratio", "DEFAULT_OUT", "RESULT_NAME", "RECIPES", "TEACHERS",
            "LAM_BINS", "LAM_FLOOR"]

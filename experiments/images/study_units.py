@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-from numpy.typing import ArrayLike
 import torch
 
 from opmerge._validate import is_real
@@ -27,7 +26,7 @@ from opmerge.parallel import CachedUnit
 from opmerge.plans import Plan, format_plan, parse_plan
 from opmerge.schedules import Schedule
 
-from .._torch import derive_seed
+from .._torch import derive_seed, to_numpy
 from ..teacher import GaussianTeacher
 from .comparison import gain_part_w2, w2_parts
 from .data import ImageDataset
@@ -40,7 +39,7 @@ from .teachers import ImageTeacher, TeacherCheckpoint, TeacherConfig, load_check
 if TYPE_CHECKING:  # pragma: no cover
     from .study_config import ImagesStudyConfig
 
-__all__ = ["UNIT_NAMESPACE", "GRID_SAMPLES", "unit_cache", "to_numpy", "tile_samples", "teacher_identity", "classifier_identity",
+__all__ = ["UNIT_NAMESPACE", "GRID_SAMPLES", "unit_cache", "tile_samples", "teacher_identity", "classifier_identity",
            "build_teachers", "evaluate_teacher", "read_student", "TeacherContext", "plan_train_config", "plan_unit", "trajectory_unit",
            "compute_student_unit", "valid_teacher_unit",
            "valid_plan_unit", "valid_trajectory_unit"]
@@ -171,11 +170,6 @@ def unit_cache(out: str | Path) -> ResultCache:
         ``opmerge.experiments``.
     """
     return ResultCache(Path(out) / "units", UNIT_NAMESPACE, packages=("opmerge.experiments",))
-
-
-def to_numpy(t: torch.Tensor | ArrayLike) -> np.ndarray:
-    """A tensor or array as a float64 numpy array (on the CPU)."""
-    return t.detach().cpu().double().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float64)
 
 
 def teacher_identity(teacher: "ImageTeacher | GaussianTeacher", dataset: ImageDataset, summary: TeacherCheckpoint | None = None) -> dict:
