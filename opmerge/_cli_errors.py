@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from ._signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
+from ._signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigint_raises, sigterm_raises
 from ._validate import echo
 from .errors import InputError
 
@@ -234,7 +234,9 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     :class:`~opmerge.errors.InputError` where it checks user input. Setting the environment
     variable ``OPMERGE_DEBUG=1`` re-raises every exception with its traceback. While ``fn`` runs,
     SIGTERM raises :class:`~opmerge._signals.Terminated` (:func:`~opmerge._signals.sigterm_raises`),
-    so ``finally`` blocks run (workers are stopped, finished work is kept) as after a Ctrl-C.
+    so ``finally`` blocks run (workers are stopped, finished work is kept) as after a Ctrl-C, and
+    neither signal is raised inside a call-back of Numba's or llvmlite's C code
+    (:func:`~opmerge._signals.sigint_raises`: it waits until control is back in Python code).
 
     Parameters
     ----------
@@ -254,7 +256,7 @@ def run_main(fn: Callable[[list[str]], int | None], argv: Sequence[str] | None =
     args = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("OPMERGE_DEBUG", "") not in ("", "0")
     try:
-        with sigterm_raises():
+        with sigint_raises(), sigterm_raises():
             code = fn(args)
     except Terminated:
         if debug:

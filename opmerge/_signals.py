@@ -1,9 +1,13 @@
 r"""Signals of long runs: SIGTERM as an exception, signals deferred to step boundaries, workers that die with their parent.
 
-Three helpers shared by the sweeps (:mod:`opmerge.analysis.runner`) and the training loops
+Four helpers shared by the sweeps (:mod:`opmerge.analysis.runner`) and the training loops
 (:mod:`opmerge.experiments.images.teacher_training`); ``docs/reliability.md`` describes the
 behaviour they give the command lines.
 
+* :func:`sigint_raises` — while active, Ctrl-C raises ``KeyboardInterrupt`` as usual, except
+  inside the Python call-backs of Numba's and llvmlite's C code (a kernel boxing its result, LLVM
+  compiling a kernel), where the exception would be lost or corrupt the caller: there it is
+  raised 5 ms later, back in ordinary Python code.
 * :func:`sigterm_raises` — while active, SIGTERM raises :class:`Terminated` in the main thread, so
   ``finally`` blocks and context managers run (the pool is shut down, finished work is kept) and
   the process exits with status :data:`EXIT_TERMINATED` :math:`= 128 + 15 = 143`, as a shell
@@ -35,6 +39,7 @@ __all__ = [
     "RETRY_SECONDS",
     "deferred_inside_numba",
     "Terminated",
+    "sigint_raises",
     "sigterm_raises",
     "deferred_signals",
     "die_with_parent",
@@ -71,24 +76,31 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-#: the Python call-back of Numba's compiled code (the module that holds ``_numba_unpickle``)
-_NUMBA_CALLBACK_MODULE = "numba.core.serialize"
+#: modules whose Python code runs as a call-back from C code that does not expect an exception:
+#: Numba's compiled code boxing its results (``numba.core.serialize._numba_unpickle``) and
+#: llvmlite's ctypes call-backs while Numba compiles a kernel (``_raw_object_cache_notify``: a
+#: ``KeyboardInterrupt`` there is printed as "Exception ignored ..." with a traceback and lost, and
+#: the compilation then fails with ``RuntimeError: no compiled object yet``)
+_UNSAFE_CALLBACK_MODULES = ("numba.core.serialize", "llvmlite.")
 #: delay before a signal that arrived inside Numba's call-back is sent again (seconds)
 RETRY_SECONDS = 0.005
 _retry_timers: dict[int, threading.Timer] = {}
 
 
 def _inside_numba(frame: FrameType | None) -> bool:
-    """Whether the running Python frames include Numba's call-back from compiled code.
+    """Whether the running Python frames include a call-back from Numba's or llvmlite's C code.
 
     A Numba kernel that returns new arrays calls back into Python
     (``numba.core.serialize._numba_unpickle``) while it converts them; Python runs its signal
     handlers at such calls, and an exception raised there is one Numba's C code does not expect
     (``SystemError: ... returned a result with an exception set``, or a segmentation fault when
-    the half-made result is used).
+    the half-made result is used). While a kernel is compiled (first use without a cache), LLVM
+    calls llvmlite's Python call-backs through ctypes; an exception raised there is swallowed
+    ("Exception ignored on calling ctypes callback function" and a traceback) and the compilation
+    ends in ``RuntimeError``.
     """
     while frame is not None:
-        if frame.f_globals.get("__name__") == _NUMBA_CALLBACK_MODULE:
+        if str(frame.f_globals.get("__name__", "")).startswith(_UNSAFE_CALLBACK_MODULES):
             return True
         frame = frame.f_back
     return False
@@ -101,7 +113,7 @@ def _send_again(signum: int) -> None:
 
 def deferred_inside_numba(signum: int, frame: FrameType | None) -> bool:
     """For a signal handler that raises: ``True`` (and the signal sent again 5 ms later) when
-    ``frame`` is inside Numba's call-back, where no exception may be raised.
+    ``frame`` is inside a call-back of Numba or llvmlite, where no exception may be raised.
 
     The signal is re-sent from a helper thread (raising it from the handler itself would run the
     handler again at once), so it is handled once control is back in Python code.
@@ -131,6 +143,38 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     if deferred_inside_numba(signum, frame):
         return
     raise Terminated()
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    if deferred_inside_numba(signum, frame):
+        return
+    signal.default_int_handler(signum, frame)
+
+
+@contextmanager
+def sigint_raises() -> Iterator[None]:
+    """While active, SIGINT raises ``KeyboardInterrupt`` in the main thread, never inside a call-back.
+
+    Python's own Ctrl-C handler raises wherever the main thread happens to be, including the
+    Python call-backs of Numba's and llvmlite's C code (see :func:`deferred_inside_numba`), where
+    the exception is lost or corrupts the caller. This handler raises the same exception, except
+    there: then the signal is sent again 5 ms later, once control is back in ordinary Python code.
+    Installed only in the main thread and only over Python's default handler (a handler the
+    program set itself is left alone); restored on exit; nesting is harmless.
+
+    Yields
+    ------
+    None
+    """
+    installed = False
+    if _in_main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _raise_interrupt)
+        installed = True
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextmanager
@@ -188,6 +232,8 @@ class deferred_signals:
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if signum in self._received:
+            if deferred_inside_numba(signum, frame):
+                return
             self._restore()
             self._received.clear()
             raise _exception_for(signum)
@@ -195,9 +241,10 @@ class deferred_signals:
 
     def __enter__(self) -> "deferred_signals":
         if _in_main_thread():
-            for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            for signum, ours in ((signal.SIGINT, (signal.default_int_handler, _raise_interrupt)),
+                                 (signal.SIGTERM, (signal.SIG_DFL, _raise_terminated))):
                 previous = signal.getsignal(signum)
-                if previous in (default, _raise_terminated):
+                if previous in ours:
                     self._previous[signum] = previous
                     signal.signal(signum, self._handler)
         return self

@@ -30,6 +30,8 @@ import time
 import numpy as np
 import pytest
 
+from _cli_helpers import REPO
+
 from opmerge.errors import InputError, InputTypeError
 from opmerge.model import StudentModel, input_variance
 from opmerge.objective import Problem, evaluate_plan
@@ -320,6 +322,50 @@ def test_ctrl_c_inside_a_kernel_that_returns_arrays_is_a_keyboard_interrupt():
     guarded = interruptible(busy)
     raises_when_signalled(lambda: guarded(n), signal.SIGINT, KeyboardInterrupt)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+_CALLBACK_SCRIPT = """
+import ctypes, os, signal, sys, time
+from opmerge._cli_errors import run_main
+from opmerge.solvers._interrupts import interruptible
+# a Python function called from C through ctypes, as llvmlite's call-backs are while Numba compiles
+# a kernel (its module name is what marks it): a KeyboardInterrupt raised inside it is swallowed
+namespace = {"__name__": "llvmlite.binding.stand_in", "os": os, "signal": signal}
+exec("def callback():\\n    os.kill(os.getpid(), signal.SIGINT)\\n    for _ in range(200000):\\n        pass\\n    return 7\\n", namespace)
+callback = ctypes.CFUNCTYPE(ctypes.c_int)(namespace["callback"])
+
+def command(args):
+    value = callback()
+    time.sleep(2.0)  # the deferred Ctrl-C arrives here
+    print("NOT INTERRUPTED", value)
+    return 0
+
+if sys.argv[1] == "run_main":
+    sys.exit(run_main(command, []))
+try:
+    interruptible(command)([])
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+
+
+@pytest.mark.parametrize("guard", ["run_main", "interruptible"])
+def test_ctrl_c_inside_a_compiler_call_back_is_raised_after_it(guard):
+    """A Ctrl-C while Numba compiled a kernel (cold cache) was raised inside llvmlite's ctypes
+    call-back ``_raw_object_cache_notify``: printed as "Exception ignored on calling ctypes callback
+    function" with a traceback, lost, and the compilation then ended in ``RuntimeError: no
+    compiled object yet`` (exit 1) or the command went on (exit 0). Both the command line's guard
+    and the solvers' wrapper now raise it once the call-back has returned."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env.pop("OPMERGE_DEBUG", None)
+    proc = subprocess.run([sys.executable, "-c", _CALLBACK_SCRIPT, guard], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, env=env)
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert "NOT INTERRUPTED" not in proc.stdout
+    if guard == "run_main":
+        assert (proc.returncode, proc.stderr) == (130, "opmerge: interrupted\n")
+    else:
+        assert (proc.returncode, proc.stdout) == (0, "KeyboardInterrupt\n")
 
 
 def test_time_budget_covers_the_range_tables():
