@@ -22,6 +22,7 @@ __all__ = [
     "check_problem",
     "check_plan",
     "check_int",
+    "check_groups",
     "check_node_budget",
     "check_time_budget",
     "check_tolerances",
@@ -115,6 +116,20 @@ def check_tolerances(rtol: object, atol: object) -> None:
     """
     real_number(rtol, "rtol", low=0.0, allow_none=True)
     real_number(atol, "atol", low=0.0)
+
+
+def check_groups(value: object) -> int | str | None:
+    """``groups`` of :func:`~opmerge.solvers.solve_joint`: ``"auto"``, ``None`` or an int ``>= 1``.
+
+    Raises
+    ------
+    InputTypeError, InputError
+    """
+    if value is None or (isinstance(value, str) and value == "auto"):
+        return value
+    if isinstance(value, str):
+        raise InputError(f"groups must be 'auto', None or an integer >= 1, got {value!r}")
+    return check_int(value, "groups", 1)
 
 
 def check_choice(value: object, name: str, allowed: Sequence[str]) -> str:

@@ -141,20 +141,36 @@ class ParetoDP:
         self.m_seg = problem.segments
         self.d = problem.dim
         tables = ProblemTables(problem) if tables is None else tables
-        last = tables.direction_last()
-        self.v_lo, self.v_hi, self.f_lo, self.f_hi = (last[k] for k in ("v_lo", "v_hi", "f_lo", "f_hi"))
-        self.g_lo, self.g_hi = last["g_lo"], last["g_hi"]
-        self.s_lo = np.ascontiguousarray(self.g_lo[self.m_seg, self.n])
-        self.s_hi = np.ascontiguousarray(self.g_hi[self.m_seg, self.n])
+        # bounds (ranges, retention, DDIM jump) per slot: one direction each, or a group of directions
+        slots = tables.slot_bounds()
+        self.v_lo, self.v_hi, self.f_lo, self.f_hi = (slots.tables[k] for k in ("v_lo", "v_hi", "f_lo", "f_hi"))
+        self.g_lo, self.g_hi = slots.tables["g_lo"], slots.tables["g_hi"]
+        self.slots = slots
+        self.s_lo = np.ascontiguousarray(tables.lo, dtype=np.float64)
+        self.s_hi = np.ascontiguousarray(tables.hi, dtype=np.float64)
         self.goal = np.ascontiguousarray(problem.goal, dtype=np.float64)
         self.scale = np.ascontiguousarray(problem.scale, dtype=np.float64)
-        self.steps_t, self.retention_t, self.jump_t = tables.problem_last()  # (N + 1, d), (N + 1, d), (N + 1, N + 1, d)
+        # exact per-direction operators of the candidates: (N + 1, d), (N + 1, d), (N + 1, N + 1, d)
+        self.steps_t, self.retention_t, self.jump_t = tables.problem_last()
         self.init_code = INIT_CODES[problem.model.init]
         self.candidates = 0
         self.min_pruned = math.inf
         self.largest_front = 0
 
     # ----------------------------------------------------------------------------------------
+    def _at(self, table: np.ndarray, a: int, j: int) -> np.ndarray:
+        """The context bounds ``(4, d)`` of position ``[a, j]`` per direction (a group's bounds hold
+        for each of its directions)."""
+        if self.slots.identity:
+            return table[a, j]
+        return np.ascontiguousarray(table[a, j][:, self.slots.group_of])
+
+    def _range(self, lo: np.ndarray, hi: np.ndarray, a: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """The value range ``(d,), (d,)`` of position ``[a, j]`` per direction."""
+        if self.slots.identity:
+            return lo[a, j], hi[a, j]
+        return (np.ascontiguousarray(lo[a, j][self.slots.group_of]), np.ascontiguousarray(hi[a, j][self.slots.group_of]))
+
     def _a0(self, i: int, j: int) -> np.ndarray:
         if self.init_code == 0:
             return np.empty(0)
@@ -237,11 +253,12 @@ class ParetoDP:
         n, d, m_seg = self.n, self.d, self.m_seg
         (self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, self.ctx_g, self.reach_g,
          h_lo, h_hi, h_ok) = context_bounds_start(self.v_lo, self.v_hi, self.g_lo, self.g_hi, m_seg, self.s_lo, self.s_hi,
-                                                  self.goal, self.scale, self.threshold)
+                                                  self.goal, self.scale, self.slots.group_of, self.threshold)
         for length in range(n, 0, -1):  # one length per kernel call: the clock is read in between
             context_bounds_levels(
-                self.v_lo, self.v_hi, self.f_lo, self.f_hi, self.g_lo, self.g_hi, self.retention_t, self.init_code,
-                self.jump_t, m_seg, self.s_lo, self.s_hi, self.goal, self.scale, self.threshold,
+                self.v_lo, self.v_hi, self.f_lo, self.f_hi, self.g_lo, self.g_hi, self.slots.ret_lo, self.slots.ret_hi,
+                self.init_code, self.slots.jump_lo, self.slots.jump_hi, m_seg, self.s_lo, self.s_hi, self.goal, self.scale,
+                self.slots.group_of, self.slots.s_hi, self.threshold,
                 self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, h_lo, h_hi, h_ok, length, length,
             )
             self._check()
@@ -252,8 +269,8 @@ class ParetoDP:
             for i in range(0, n - length + 1):
                 j = i + length
                 if length == 1:
-                    self.V[i, j] = self._leaf_front(j, self.ctx_v[i, j]) if self.reach_v[i, j] else _empty_front(d)
-                    front = self._leaf_front(j, self.ctx_f[i, j]) if self.reach_f[i, j] else _empty_front(d)
+                    self.V[i, j] = self._leaf_front(j, self._at(self.ctx_v, i, j)) if self.reach_v[i, j] else _empty_front(d)
+                    front = self._leaf_front(j, self._at(self.ctx_f, i, j)) if self.reach_f[i, j] else _empty_front(d)
                     if leaf_labels and len(front):
                         front.labels[:, 0] = 1  # a forest made of one leaf holds one leaf tree
                     self.F[i, j] = front
@@ -263,16 +280,16 @@ class ParetoDP:
                 if self.reach_v[i, j]:
                     r = np.ascontiguousarray(self.retention_t[j])
                     a0 = self._a0(i, j)
-                    ctx = self.ctx_v[i, j]
+                    ctx = self._at(self.ctx_v, i, j)
                     for m in range(j - 1, i, -1):
                         front = self._combine_into(front, self.V[m, j], self.F[i, m], 0, m, r, a0, ctx, j - m == 1,
-                                                   (self.v_lo[i, j], self.v_hi[i, j]))
+                                                   self._range(self.v_lo, self.v_hi, i, j))
                 self.V[i, j] = front
                 self.largest_front = max(self.largest_front, len(front))
                 # forests over j -> i
                 front = _empty_front(d)
                 if self.reach_f[i, j]:
-                    ctx = self.ctx_f[i, j]
+                    ctx = self._at(self.ctx_f, i, j)
                     tree = self.V[i, j]
                     if len(tree):
                         lab = tree.labels.copy()
@@ -283,10 +300,10 @@ class ParetoDP:
                         idx = np.nonzero(keep)[0]
                         front = self._merge(front, np.ascontiguousarray(tree.values[idx]), lb[idx], np.ascontiguousarray(lab[idx]),
                                             np.full(len(idx), -1, np.int64), idx.astype(np.int64), np.zeros(len(idx), np.int64), ctx,
-                                            (self.f_lo[i, j], self.f_hi[i, j]))
+                                            self._range(self.f_lo, self.f_hi, i, j))
                     for m in range(j - 1, i, -1):
                         front = self._combine_into(front, self.V[m, j], self.F[i, m], 1, m, np.empty(0), np.empty(0), ctx, j - m == 1,
-                                                   (self.f_lo[i, j], self.f_hi[i, j]))
+                                                   self._range(self.f_lo, self.f_hi, i, j))
                 self.F[i, j] = front
                 self.largest_front = max(self.largest_front, len(front))
         # segments: G[k][j] = k trees covering j -> 0
@@ -299,12 +316,12 @@ class ParetoDP:
             for j in range(k, n + 1):
                 front = _empty_front(d)
                 if self.reach_g[k, j]:
-                    ctx = self.ctx_g[k, j]
+                    ctx = self._at(self.ctx_g, k, j)
                     for m in range(j - 1, k - 2, -1):
                         if (k - 1, m) in self.G:
                             # a segment is not a child of a node: no leaf-child count (label rule 2)
                             front = self._combine_into(front, self.V[m, j], self.G[k - 1, m], 1, m, np.empty(0), np.empty(0), ctx,
-                                                       False, (self.g_lo[k, j], self.g_hi[k, j]))
+                                                       False, self._range(self.g_lo, self.g_hi, k, j))
                 self.G[k, j] = front
         return self.G[m_seg, n]
 

@@ -44,82 +44,94 @@ def _excess_sq(lo, hi, s_lo, s_hi, goal, scale):
 
 
 @njit(cache=True, inline="always")
-def _node_map(retention, o_lo, o_hi, init_code, jump, i, j, of_first, la_lo, la_hi, lb_lo, lb_hi):
+def _node_map(ret_lo, ret_hi, o_lo, o_hi, init_code, jump_lo, jump_hi, i, j, of_first, la_lo, la_hi, lb_lo, lb_hi):
     """Local affine map ``la + lb x`` of a merge node over ``j -> i`` in one child ``x`` (in place, per
-    direction): its first child (``of_first``; the rest in ``[o_lo, o_hi]``) or the product of the
-    rest (the first child in ``[o_lo, o_hi]``). ``jump`` is read only for ``init_code == 1``."""
-    for c in range(retention.shape[0]):
-        r = retention[c]
+    slot): its first child (``of_first``; the rest in ``[o_lo, o_hi]``) or the product of the
+    rest (the first child in ``[o_lo, o_hi]``), over every retention in ``[ret_lo, ret_hi]`` (one
+    value per direction: ``ret_lo is ret_hi``; an interval per group of directions). Every term is
+    monotone in ``r``, in the other part and in ``a0`` (all in ``[0, 1]`` or ``>= 0``), so the
+    bounds are the corners. ``jump_lo, jump_hi`` are read only for ``init_code == 1``."""
+    for c in range(ret_lo.shape[0]):
+        rl = ret_lo[c]
+        rh = ret_hi[c]
         if init_code == 0 and of_first:  # warm: a0 = c1 = x
             la_lo[c] = 0.0
             la_hi[c] = 0.0
-            lb_lo[c] = (1.0 - r) * o_lo[c] + r
-            lb_hi[c] = (1.0 - r) * o_hi[c] + r
+            lb_lo[c] = min((1.0 - rl) * o_lo[c] + rl, (1.0 - rh) * o_lo[c] + rh)
+            lb_hi[c] = max((1.0 - rl) * o_hi[c] + rl, (1.0 - rh) * o_hi[c] + rh)
             continue
         if init_code == 0:  # warm: a0 = c1, the other child
-            la_lo[c] = r * o_lo[c]
-            la_hi[c] = r * o_hi[c]
+            la_lo[c] = rl * o_lo[c]
+            la_hi[c] = rh * o_hi[c]
         else:
-            a0 = jump[i, j, c] if init_code == 1 else (0.0 if init_code == 2 else 1.0)
-            la_lo[c] = r * a0
-            la_hi[c] = r * a0
-        lb_lo[c] = (1.0 - r) * o_lo[c]
-        lb_hi[c] = (1.0 - r) * o_hi[c]
+            a0_lo = jump_lo[i, j, c] if init_code == 1 else (0.0 if init_code == 2 else 1.0)
+            a0_hi = jump_hi[i, j, c] if init_code == 1 else (0.0 if init_code == 2 else 1.0)
+            la_lo[c] = rl * a0_lo
+            la_hi[c] = rh * a0_hi
+        lb_lo[c] = (1.0 - rh) * o_lo[c]
+        lb_hi[c] = (1.0 - rl) * o_hi[c]
 
 
 @njit(cache=True)
 def _accumulate(ctx, reach, slot_i, slot_j, scratch, pa_lo, pa_hi, pb_lo, pb_hi, la_lo, la_hi, lb_lo, lb_hi,
-                x_lo, x_hi, s_lo, s_hi, goal, scale, threshold):
-    """Compose a parent context with a local affine map; merge into ``ctx[slot_i, slot_j]`` if viable."""
-    d = goal.shape[0]
+                x_lo, x_hi, s_lo, s_hi, goal, scale, group_of, threshold):
+    """Compose a parent context with a local affine map; merge into ``ctx[slot_i, slot_j]`` if viable.
+
+    Contexts, maps and ranges are per slot (a direction, or a group of directions); the bound sums
+    over the directions ``k`` with the slot ``group_of[k]`` (in that order; it stops once the sum
+    reaches ``threshold``: the terms are ``>= 0``, so the decision is the one of the full sum)."""
+    n_slots = scratch.shape[1]
+    for g in range(n_slots):
+        scratch[0, g] = pa_lo[g] + pb_lo[g] * la_lo[g]
+        scratch[1, g] = pa_hi[g] + pb_hi[g] * la_hi[g]
+        scratch[2, g] = pb_lo[g] * lb_lo[g]
+        scratch[3, g] = pb_hi[g] * lb_hi[g]
     total = 0.0
-    for k in range(d):
-        a_lo = pa_lo[k] + pb_lo[k] * la_lo[k]
-        a_hi = pa_hi[k] + pb_hi[k] * la_hi[k]
-        b_lo = pb_lo[k] * lb_lo[k]
-        b_hi = pb_hi[k] * lb_hi[k]
-        scratch[0, k] = a_lo
-        scratch[1, k] = a_hi
-        scratch[2, k] = b_lo
-        scratch[3, k] = b_hi
-        total += _excess_sq(a_lo + b_lo * x_lo[k], a_hi + b_hi * x_hi[k], s_lo[k], s_hi[k], goal[k], scale[k])
+    for k in range(goal.shape[0]):
+        g = group_of[k]
+        total += _excess_sq(scratch[0, g] + scratch[2, g] * x_lo[g], scratch[1, g] + scratch[3, g] * x_hi[g], s_lo[k],
+                            s_hi[k], goal[k], scale[k])
+        if total >= threshold:
+            return
     if total >= threshold:
         return
     if not reach[slot_i, slot_j]:
         reach[slot_i, slot_j] = True
-        for k in range(d):
+        for k in range(n_slots):
             ctx[slot_i, slot_j, 0, k] = scratch[0, k]
             ctx[slot_i, slot_j, 1, k] = scratch[1, k]
             ctx[slot_i, slot_j, 2, k] = scratch[2, k]
             ctx[slot_i, slot_j, 3, k] = scratch[3, k]
     else:
-        for k in range(d):
+        for k in range(n_slots):
             ctx[slot_i, slot_j, 0, k] = min(ctx[slot_i, slot_j, 0, k], scratch[0, k])
             ctx[slot_i, slot_j, 1, k] = max(ctx[slot_i, slot_j, 1, k], scratch[1, k])
             ctx[slot_i, slot_j, 2, k] = min(ctx[slot_i, slot_j, 2, k], scratch[2, k])
             ctx[slot_i, slot_j, 3, k] = max(ctx[slot_i, slot_j, 3, k], scratch[3, k])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _from_parents(ctx, reach, i, j, pi, pj, of_first, o_lo, o_hi, x_lo, x_hi, ctx_v, reach_v, ctx_f, reach_f,
-                  retention, init_code, jump, s_lo, s_hi, goal, scale, threshold, scratch, zeros,
-                  la_lo, la_hi, lb_lo, lb_hi):
+                  ret_lo, ret_hi, init_code, jump_lo, jump_hi, s_lo, s_hi, goal, scale, group_of, threshold, scratch,
+                  zeros, la_lo, la_hi, lb_lo, lb_hi):
     """Contexts of the position over ``j -> i`` (into ``ctx[i, j]``) from its two kinds of parent over
     ``pj -> pi``: a merge node (the position is its first child with ``of_first``, else the product of
     its other children) and a forest (its first tree with ``of_first``, else the rest of the forest).
     The other part lies in ``[o_lo, o_hi]``; the position's values in ``[x_lo, x_hi]``."""
     if reach_v[pi, pj]:
-        _node_map(retention[pj], o_lo, o_hi, init_code, jump, pi, pj, of_first, la_lo, la_hi, lb_lo, lb_hi)
+        _node_map(ret_lo[pj], ret_hi[pj], o_lo, o_hi, init_code, jump_lo, jump_hi, pi, pj, of_first, la_lo, la_hi, lb_lo,
+                  lb_hi)
         _accumulate(ctx, reach, i, j, scratch, ctx_v[pi, pj, 0], ctx_v[pi, pj, 1], ctx_v[pi, pj, 2], ctx_v[pi, pj, 3],
-                    la_lo, la_hi, lb_lo, lb_hi, x_lo, x_hi, s_lo, s_hi, goal, scale, threshold)
+                    la_lo, la_hi, lb_lo, lb_hi, x_lo, x_hi, s_lo, s_hi, goal, scale, group_of, threshold)
     if reach_f[pi, pj]:
         _accumulate(ctx, reach, i, j, scratch, ctx_f[pi, pj, 0], ctx_f[pi, pj, 1], ctx_f[pi, pj, 2], ctx_f[pi, pj, 3],
-                    zeros, zeros, o_lo, o_hi, x_lo, x_hi, s_lo, s_hi, goal, scale, threshold)
+                    zeros, zeros, o_lo, o_hi, x_lo, x_hi, s_lo, s_hi, goal, scale, group_of, threshold)
 
 
 @njit(cache=True)
 def _clip(ctx, reach, slot_i, slot_j, x_lo, s_hi):
-    """Tighten a finished context: alpha <= S_hi and beta <= (S_hi - A_lo) / x_lo."""
+    """Tighten a finished context: alpha <= S_hi and beta <= (S_hi - A_lo) / x_lo (per slot; for a group,
+    ``s_hi`` is the largest achievable value of its directions)."""
     if not reach[slot_i, slot_j]:
         return
     d = s_hi.shape[0]
@@ -159,23 +171,28 @@ def context_bounds(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jum
     ctx_g : float64[M + 1, N + 1, 4, d]; reach_g : bool[M + 1, N + 1]
         The same for ``k`` segments covering ``j -> 0`` (``alpha = 0``).
     """
+    group_of = np.arange(goal.shape[0])
     ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g, h_lo, h_hi, h_ok = context_bounds_start(
-        v_lo, v_hi, g_lo, g_hi, segments, s_lo, s_hi, goal, scale, threshold)
-    context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jump, segments, s_lo, s_hi, goal,
-                          scale, threshold, ctx_v, reach_v, ctx_f, reach_f, h_lo, h_hi, h_ok, v_lo.shape[0] - 1, 1)
+        v_lo, v_hi, g_lo, g_hi, segments, s_lo, s_hi, goal, scale, group_of, threshold)
+    context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, retention, init_code, jump, jump, segments, s_lo,
+                          s_hi, goal, scale, group_of, s_hi, threshold, ctx_v, reach_v, ctx_f, reach_f, h_lo, h_hi, h_ok,
+                          v_lo.shape[0] - 1, 1)
     return ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g
 
 
 @njit(cache=True)
-def context_bounds_start(v_lo, v_hi, g_lo, g_hi, segments, s_lo, s_hi, goal, scale, threshold):
+def context_bounds_start(v_lo, v_hi, g_lo, g_hi, segments, s_lo, s_hi, goal, scale, group_of, threshold):
     """First part of :func:`context_bounds`: empty tables, the ranges ``H`` of the trees above a
     position, and the contexts of the segment positions ``G``.
 
-    Returns ``ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g, h_lo, h_hi, h_ok``; the tree and
-    forest contexts are then filled, longest intervals first, by :func:`context_bounds_levels`.
+    The tables have one slot per group of directions (last axis; ``group_of[k]`` is the slot of
+    direction ``k``; one direction per slot: ``group_of = arange(d)``); ``s_lo, s_hi, goal, scale``
+    are per direction. Returns ``ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g, h_lo, h_hi,
+    h_ok``; the tree and forest contexts are then filled, longest intervals first, by
+    :func:`context_bounds_levels`.
     """
     n = v_lo.shape[0] - 1
-    d = goal.shape[0]
+    d = v_lo.shape[2]
     m_seg = segments
     ctx_v = np.zeros((n + 1, n + 1, 4, d))
     ctx_f = np.zeros((n + 1, n + 1, 4, d))
@@ -212,20 +229,27 @@ def context_bounds_start(v_lo, v_hi, g_lo, g_hi, segments, s_lo, s_hi, goal, sca
             if not h_ok[m_seg - k, j]:
                 continue
             _accumulate(ctx_g, reach_g, k, j, scratch, zeros, zeros, ones, ones, zeros, zeros,
-                        h_lo[m_seg - k, j], h_hi[m_seg - k, j], g_lo[k, j], g_hi[k, j], s_lo, s_hi, goal, scale, threshold)
+                        h_lo[m_seg - k, j], h_hi[m_seg - k, j], g_lo[k, j], g_hi[k, j], s_lo, s_hi, goal, scale, group_of,
+                        threshold)
     return ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g, h_lo, h_hi, h_ok
 
 
 @njit(cache=True)
-def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_code, jump, segments, s_lo, s_hi, goal,
-                          scale, threshold, ctx_v, reach_v, ctx_f, reach_f, h_lo, h_hi, h_ok, length_hi, length_lo):
+def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, ret_lo, ret_hi, init_code, jump_lo, jump_hi, segments,
+                          s_lo, s_hi, goal, scale, group_of, group_s_hi, threshold, ctx_v, reach_v, ctx_f, reach_f, h_lo,
+                          h_hi, h_ok, length_hi, length_lo):
     """Second part of :func:`context_bounds`: the contexts of the trees and forests over intervals of
     ``length_hi`` down to ``length_lo`` steps (in place). Called for all lengths at once, or length
     by length with the clock read in between (:class:`~opmerge.solvers._pareto_dp.ParetoDP`): the
     same operations in the same order either way.
+
+    Per slot (see :func:`context_bounds_start`): the ranges, the retention interval
+    ``[ret_lo, ret_hi]`` (``float64[N + 1, slots]``), the DDIM jump interval and ``group_s_hi``
+    (the largest achievable root value of the slot's directions); per direction: ``s_lo, s_hi,
+    goal, scale``. One direction per slot with ``ret_lo is ret_hi`` is :func:`context_bounds`.
     """
     n = v_lo.shape[0] - 1
-    d = goal.shape[0]
+    d = v_lo.shape[2]
     m_seg = segments
     scratch = np.zeros((4, d))
     zeros = np.zeros(d)
@@ -243,9 +267,9 @@ def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_co
                 # (f) tail of a forest over jp -> i whose first tree covers jp -> j
                 if reach_v[i, jp] or reach_f[i, jp]:  # (the slices below cost time)
                     _from_parents(ctx_f, reach_f, i, j, i, jp, False, v_lo[j, jp], v_hi[j, jp], f_lo[i, j],
-                                  f_hi[i, j], ctx_v, reach_v, ctx_f, reach_f, retention, init_code, jump, s_lo, s_hi,
-                                  goal, scale, threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
-            _clip(ctx_f, reach_f, i, j, f_lo[i, j], s_hi)
+                                  f_hi[i, j], ctx_v, reach_v, ctx_f, reach_f, ret_lo, ret_hi, init_code, jump_lo, jump_hi,
+                                  s_lo, s_hi, goal, scale, group_of, threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
+            _clip(ctx_f, reach_f, i, j, f_lo[i, j], group_s_hi)
             # ---- tree over j -> i
             # (a) a whole segment: k1 segments above (N -> j), k2 below (i -> 0)
             for k1 in range(0, m_seg):
@@ -265,19 +289,19 @@ def context_bounds_levels(v_lo, v_hi, f_lo, f_hi, g_lo, g_hi, retention, init_co
                         lb_lo[c] = h_lo[k1, j, c] * g_lo[k2, i, c]
                         lb_hi[c] = h_hi[k1, j, c] * g_hi[k2, i, c]
                 _accumulate(ctx_v, reach_v, i, j, scratch, zeros, zeros, ones, ones, zeros, zeros, lb_lo, lb_hi,
-                            v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+                            v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, group_of, threshold)
             # (b) the only tree of a forest
             if reach_f[i, j]:
                 _accumulate(ctx_v, reach_v, i, j, scratch, ctx_f[i, j, 0], ctx_f[i, j, 1], ctx_f[i, j, 2], ctx_f[i, j, 3],
-                            zeros, zeros, ones, ones, v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, threshold)
+                            zeros, zeros, ones, ones, v_lo[i, j], v_hi[i, j], s_lo, s_hi, goal, scale, group_of, threshold)
             for ip in range(0, i):
                 # (c) first child of a node over j -> ip, the rest a forest over i -> ip,
                 # (d) first tree of a forest over j -> ip
                 if reach_v[ip, j] or reach_f[ip, j]:
                     _from_parents(ctx_v, reach_v, i, j, ip, j, True, f_lo[ip, i], f_hi[ip, i], v_lo[i, j],
-                                  v_hi[i, j], ctx_v, reach_v, ctx_f, reach_f, retention, init_code, jump, s_lo, s_hi,
-                                  goal, scale, threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
-            _clip(ctx_v, reach_v, i, j, v_lo[i, j], s_hi)
+                                  v_hi[i, j], ctx_v, reach_v, ctx_f, reach_f, ret_lo, ret_hi, init_code, jump_lo, jump_hi,
+                                  s_lo, s_hi, goal, scale, group_of, threshold, scratch, zeros, la_lo, la_hi, lb_lo, lb_hi)
+            _clip(ctx_v, reach_v, i, j, v_lo[i, j], group_s_hi)
 
 
 @njit(cache=True)

@@ -25,13 +25,14 @@ from ..errors import IndistinguishablePlansWarning
 from ..objective import Problem
 from ..plans import count_plans
 from ._interrupts import interruptible
-from ._checks import (check_choice, check_flag, check_int, check_node_budget, check_problem, check_progress,
+from ._checks import (check_choice, check_flag, check_groups, check_int, check_node_budget, check_problem, check_progress,
                       check_time_budget, check_tolerances)
 from ._warmup import compile_kernels
 from ._control import Budget
 from .exact import (DEFAULT_LIST_LENGTH, DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, ENGINES, MAX_LIST_LENGTH, search_plan,
                     solve_with_tables)
-from .pareto import DEFAULT_MAX_FRONT, joint_plan
+from ._grouped import use_groups
+from .pareto import DEFAULT_MAX_FRONT, joint_plan, solve_binned
 from .progress import ProgressCallback
 from .solution import Solution
 from .tables import check_table_size
@@ -51,6 +52,7 @@ def solve(
     engine: str = "numba",
     joint: bool = True,
     progress: ProgressCallback | None = None,
+    groups: int | str | None = "auto",
 ) -> Solution:
     r"""Find the plan with ``M`` segments that minimises :math:`W_2` (``docs/theory.md`` §5), with a certificate.
 
@@ -87,6 +89,9 @@ def solve(
         incumbent, bound) at most every 0.5 s while the search runs, and once with
         ``phase="done"`` at the end if it was called before; :func:`~opmerge.solvers.stderr_progress`
         prints one status line on standard error.
+    groups : "auto", int or None
+        Several directions on the Pareto path: bound them in groups (see
+        :func:`~opmerge.solvers.pareto.solve_joint`); ``"auto"`` groups from 1,024 directions on.
 
     Returns
     -------
@@ -107,7 +112,9 @@ def solve(
     check_choice(engine, "engine", ENGINES)
     joint = check_flag(joint, "joint")
     check_progress(progress)
-    check_table_size(problem)  # before the warm-up: refuse a problem too large at once
+    n_groups = use_groups(problem, check_groups(groups)) if joint and problem.dim > 1 else None
+    if n_groups is None:
+        check_table_size(problem)  # before the warm-up: refuse a problem too large at once
     if math.isfinite(time_budget):
         compile_kernels(solve)  # compilation is start-up, not part of the budget (none without a limit)
     budget = Budget(time_budget, node_budget, progress)
@@ -117,7 +124,7 @@ def solve(
     else:
         def search(tables, incumbent):
             return search_plan(problem, tables, incumbent, budget, node_budget=node_budget, list_length=list_length, engine=engine)
-    solution = solve_with_tables(problem, rtol, atol, budget, search)
+    solution = solve_with_tables(problem, rtol, atol, budget, search, groups=n_groups, solve_binned=solve_binned)
     warn_if_indistinguishable(solution)
     return solution
 

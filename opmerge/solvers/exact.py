@@ -25,6 +25,7 @@ from ..laws import LAWS
 from ..objective import Problem, evaluate_plan
 from ._law_search import LawPlanSearch
 from ._control import Budget, Incumbent, optimality_tolerance, seed_incumbent
+from ._grouped import GroupedTables, seed_from_bins
 from ._kernels import INIT_CODES
 from ._line import estimate_slack_for, run_line_search
 from ._search import LineSearch1D, PlanSearch
@@ -35,6 +36,8 @@ __all__ = ["search_plan", "seeds_only_solution", "DEFAULT_NODE_BUDGET", "DEFAULT
 
 DEFAULT_NODE_BUDGET = 1_000_000_000
 DEFAULT_TIME_BUDGET = 10.0
+#: share of the time left that the grouped solver gives the binned problem of its seed
+_BINNED_SHARE = 0.2
 #: one-direction search engines of :func:`opmerge.solvers.solve`
 ENGINES = ("numba", "python")
 #: holes of at most this many steps are resolved from sorted value lists (default of ``list_length``)
@@ -146,7 +149,8 @@ def seeds_only_solution(problem: Problem, incumbent: Incumbent, budget: Budget) 
 
 
 def solve_with_tables(problem: Problem, rtol, atol, budget: Budget,
-                      search: Callable[[ProblemTables, Incumbent], Solution]) -> Solution:
+                      search: Callable[[ProblemTables, Incumbent], Solution], groups: int | None = None,
+                      solve_binned: Callable | None = None) -> Solution:
     r"""The steps every certified solve takes around its search, under one ``budget``.
 
     1. the canonical seed plans (they need no tables);
@@ -166,6 +170,12 @@ def solve_with_tables(problem: Problem, rtol, atol, budget: Budget,
     search : callable
         The search phase: :func:`search_plan` or :func:`~opmerge.solvers.pareto.joint_plan`
         with its other arguments bound.
+    groups : int, optional
+        Bound the directions in this many groups (:mod:`opmerge.solvers._grouped`): the tables
+        are :class:`~opmerge.solvers._grouped.GroupedTables` and step 3 is the optimum of the
+        binned problem instead of the extreme plans (``search`` must be ``joint_plan``), found by
+        ``solve_binned(binned_problem, seconds) -> Plan``
+        (:func:`~opmerge.solvers.pareto.solve_binned`).
 
     Returns
     -------
@@ -173,11 +183,15 @@ def solve_with_tables(problem: Problem, rtol, atol, budget: Budget,
     """
     incumbent = seed_incumbent(problem, None, optimality_tolerance(problem, rtol, atol), budget)
     try:
-        tables = ProblemTables(problem, budget=budget)
+        tables = ProblemTables(problem, budget=budget) if groups is None else GroupedTables(problem, groups, budget)
     except TablesStopped:
         solution = seeds_only_solution(problem, incumbent, budget)
     else:
-        seed_incumbent(problem, tables, incumbent.tol, budget, start=incumbent)
+        if groups is None:
+            seed_incumbent(problem, tables, incumbent.tol, budget, start=incumbent)
+        else:
+            seed_from_bins(problem, tables.group_of, incumbent, _BINNED_SHARE * budget.left(), solve_binned)
+            budget.note(incumbent=incumbent.w2)
         solution = search(tables, incumbent)
     budget.finish(solution.w2, solution.lower_bound, solution.nodes)
     return solution

@@ -92,14 +92,16 @@ import time
 import numpy as np
 
 from ..objective import Problem, evaluate_plan
+from ..plans import Plan
 from ._interrupts import interruptible
-from ._checks import (check_int, check_node_budget, check_problem, check_progress, check_tables, check_time_budget,
-                      check_tolerances)
+from ._checks import (check_groups, check_int, check_node_budget, check_problem, check_progress, check_tables,
+                      check_time_budget, check_tolerances)
 from ._control import Budget, Incumbent, optimality_tolerance, seed_incumbent
 from ._pareto_dp import ParetoAbort, ParetoDP, pareto_applicable, root_objective
 from .exact import DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, search_plan, solve_with_tables
 from .progress import ProgressCallback
 from .solution import Solution, certified_solution
+from ._grouped import use_groups
 from .tables import ProblemTables, TablesStopped, check_table_size
 
 __all__ = ["solve_joint", "per_direction_bound", "pareto_applicable", "PARETO_METHODS", "DEFAULT_MAX_FRONT"]
@@ -204,6 +206,7 @@ def solve_joint(
     rtol: float | None = None,
     atol: float = 0.0,
     progress: ProgressCallback | None = None,
+    groups: int | str | None = "auto",
 ) -> Solution:
     r"""The plan with ``M`` segments minimising :math:`W_2 = \sqrt{\sum_i s_i (S_i - g_i)^2}` over all
     directions jointly, with a certificate.
@@ -247,6 +250,14 @@ def solve_joint(
     rtol, atol : float
         ``tol = atol + rtol * sqrt(sum_i s_i g_i^2)`` (finite, ``>= 0``); ``rtol=None`` is
         ``64 N eps`` as in :func:`~opmerge.solvers.exact.solve`.
+    groups : "auto", int or None
+        Bound the directions in at most this many groups (:mod:`opmerge.solvers._grouped`): the
+        ranges and contexts of the DP are kept per group (enclosing each member's), the candidates
+        and the certificate per direction, so the answer is still exact for the full problem while
+        memory and the context pass shrink from ``d`` to ``groups`` slots. ``"auto"`` (default):
+        256 groups from 1,024 directions on; ``None``: one slot per direction. Used only where the
+        Pareto path applies; a grouped run that cannot settle the question within the budget ends
+        uncertified (``stopped``) with its certified bound, without the branch and bound.
 
     Returns
     -------
@@ -266,10 +277,19 @@ def solve_joint(
     time_budget = check_time_budget(time_budget)
     check_tolerances(rtol, atol)
     check_progress(progress)
-    check_table_size(problem)
+    n_groups = use_groups(problem, check_groups(groups))
+    if n_groups is None:
+        check_table_size(problem)
     budget = Budget(time_budget, node_budget, progress)
     return solve_with_tables(problem, rtol, atol, budget, lambda tables, incumbent: joint_plan(
-        problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget))
+        problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget), groups=n_groups,
+        solve_binned=solve_binned)
+
+
+def solve_binned(problem: Problem, seconds: float) -> Plan:
+    """The grouped solver's seed: the joint optimum of the binned problem, one slot per direction,
+    within ``seconds`` (:func:`~opmerge.solvers._grouped.seed_from_bins`)."""
+    return solve_joint(problem, time_budget=seconds, groups=None).plan
 
 
 def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, budget: Budget, *, max_front: int,
@@ -349,6 +369,12 @@ def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, bu
         direction_bound, _ = _per_direction_bound(problem, tables, _bound_deadline(budget, float(time_budget)), budget)
     budget.nodes = nodes
     budget.note(bound=max(direction_bound, math.sqrt(lower_sq)))
+    if getattr(tables, "grouped", False):
+        # the branch and bound needs every direction's tables, which the grouped solver never holds
+        w2 = best_eval.w2
+        lower = min(max(direction_bound, math.sqrt(lower_sq)), w2)
+        return certified_solution(best_plan, best_eval, lower, tol, "pareto", nodes, (lo, hi), time.perf_counter() - start,
+                                  problem, stopped=True)
     search = search_plan(problem, tables, seeds.copy(), budget, node_budget=node_budget)
     if search.w2 * search.w2 < tol_sq(best_sq):
         best_plan, best_eval = search.plan, search.evaluation

@@ -13,6 +13,7 @@ direction-last copies their kernels read) and pass them down.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -89,21 +90,26 @@ SLICE_SECONDS = 0.02
 _FIRST_SLICE_WORK = 20_000
 
 
-def _fill(problem: Problem, retention: np.ndarray, budget=None) -> tuple[np.ndarray, ...]:
+def _fill(problem: Problem, retention: np.ndarray, budget=None, members: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """The six tables (direction axis first) for ``retention``, computed by
     :func:`~opmerge.solvers._kernels.range_dp_run` in slices of about :data:`SLICE_SECONDS`.
 
+    ``members`` (optional): only these directions, in this order (the grouped solver builds its
+    tables a block of directions at a time); each direction's tables are the same either way.
     Between slices the deadline of ``budget`` (optional) is checked (:class:`TablesStopped` when it
     has passed) and its progress told (phase ``"tables"``); a pending Ctrl-C surfaces there too.
     """
     n, m = problem.steps, problem.segments
+    pick = (lambda a: a) if members is None else (lambda a: a[members])  # noqa: E731
+    dim = problem.dim if members is None else len(members)
     # tables of one block are set at once; larger ones check the deadline after each block
-    large = problem.dim * (n + 1) ** 2 > FILL_BLOCK
-    out = new_tables(problem.dim, n, m, (lambda: _stop_if_expired(budget)) if budget is not None and large else None)
+    large = dim * (n + 1) ** 2 > FILL_BLOCK
+    out = new_tables(dim, n, m, (lambda: _stop_if_expired(budget)) if budget is not None and large else None)
     init_code = INIT_CODES[problem.model.init]
-    jump = problem.jump if (init_code == INIT_CODES["ddim"] and problem.jump is not None) else np.zeros((1, 1, 1))
-    steps = np.ascontiguousarray(problem.step_values, dtype=np.float64)
-    retention = np.ascontiguousarray(retention, dtype=np.float64)
+    ddim = init_code == INIT_CODES["ddim"] and problem.jump is not None
+    jump = pick(problem.jump) if ddim else np.zeros((1, 1, 1))
+    steps = np.ascontiguousarray(pick(problem.step_values), dtype=np.float64)
+    retention = np.ascontiguousarray(pick(retention), dtype=np.float64)
     jump = np.ascontiguousarray(jump, dtype=np.float64)
     vt_lo, vt_hi = np.empty((n + 1, n + 1)), np.empty((n + 1, n + 1))
     state = np.zeros(5, dtype=np.int64)
@@ -111,7 +117,7 @@ def _fill(problem: Problem, retention: np.ndarray, budget=None) -> tuple[np.ndar
     while True:
         began = time.perf_counter()
         range_dp_run(steps, retention, init_code, jump, m, *out, vt_lo, vt_hi, state, work)
-        if state[0] >= problem.dim:
+        if state[0] >= dim:
             return out
         took = time.perf_counter() - began
         # aim at SLICE_SECONDS per call (at most doubling, at least 1,000 steps)
@@ -398,6 +404,37 @@ def retention_bound(problem: Problem, reduce) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class SlotBounds:
+    r"""What the context pass of the Pareto DP reads, per *slot*: one direction, or a group of directions.
+
+    For a group, every array holds for each of its directions: the value ranges enclose the
+    members' ranges, ``[ret_lo, ret_hi]`` their retentions, ``[jump_lo, jump_hi]`` their DDIM jumps
+    and ``s_hi`` their largest achievable root values (:mod:`opmerge.solvers._grouped`).
+
+    Attributes
+    ----------
+    tables : dict of str to ndarray
+        ``v_lo, v_hi, f_lo, f_hi`` ``(N + 1, N + 1, slots)`` and ``g_lo, g_hi`` ``(M + 1, N + 1, slots)``.
+    ret_lo, ret_hi : (N + 1, slots) ndarray
+    jump_lo, jump_hi : (N + 1, N + 1, slots) ndarray, or zeros ``(1, 1, slots)`` unless ``init='ddim'``
+    group_of : (d,) int64 ndarray
+        The slot of each direction.
+    s_hi : (slots,) ndarray
+    identity : bool
+        One direction per slot, in order (``group_of = arange(d)``).
+    """
+
+    tables: dict
+    ret_lo: np.ndarray
+    ret_hi: np.ndarray
+    jump_lo: np.ndarray
+    jump_hi: np.ndarray
+    group_of: np.ndarray
+    s_hi: np.ndarray
+    identity: bool
+
+
 class ProblemTables:
     r"""The range tables of one problem, built once and shared by every solver phase.
 
@@ -453,6 +490,13 @@ class ProblemTables:
             jump = (np.ascontiguousarray(np.moveaxis(p.jump, 0, -1)) if p.jump is not None else np.zeros((1, 1, p.dim)))
             self._problem_last = (np.ascontiguousarray(p.step_values.T), np.ascontiguousarray(p.retention.T), jump)
         return self._problem_last
+
+    def slot_bounds(self) -> SlotBounds:
+        """The bounds of the context pass with one slot per direction (:class:`SlotBounds`)."""
+        _steps, retention, jump = self.problem_last()
+        hi = np.ascontiguousarray(self.hi, dtype=np.float64)
+        return SlotBounds(self.direction_last(), retention, retention, jump, jump, np.arange(self.problem.dim, dtype=np.int64),
+                          hi, True)
 
     def direction_last(self) -> dict[str, np.ndarray]:
         """The six tables with the direction axis last, C-contiguous (what the kernels read); built once."""
