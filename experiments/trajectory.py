@@ -21,18 +21,22 @@ Teacher pairs :math:`(x_1, \hat x_0)`: :math:`x_1 = z_N` and :math:`\hat x_0` th
 ``pairs="ddim"`` (default: the DDIM sampler on the step grid, the teacher whose composite the
 plan model predicts) or ``pairs="exact"`` (the exact flow, the true ODE solution for Gaussian data).
 
-Losses (squared L2 summed over coordinates, averaged over the batch; :math:`t > s` on the grid):
+Losses (squared L2 summed over coordinates, averaged over the batch). Times (``TrajectoryConfig.times``):
+``"grid"`` draws every time on the grid; ``"continuous"`` (TraFlow's default) draws the velocity pair
+:math:`s < t`, the self-consistency triple :math:`s < u < t` as sorted uniforms on :math:`[0, 1]` and the
+denoising time on :math:`(0, 1]`, and jitters the soft consistency's :math:`s` inside its grid cell
+(the teacher's :math:`t_1 < t_2` stay on its grid):
 
 * velocity: :math:`\| \partial_s G(x_t, t, s) - v \|^2` with :math:`x_t = \alpha_t \hat x_0 + \sigma_t \hat\varepsilon`
   on the pair's path (rf: the straight line :math:`t x_1 + (1-t)\hat x_0`) and
   :math:`v = \alpha'_s \hat x_0 + \sigma'_s \hat\varepsilon` (rf: :math:`x_1 - \hat x_0`),
   :math:`\hat\varepsilon = (x_1 - \alpha_1 \hat x_0)/\sigma_1`; :math:`\partial_s` by forward mode (:func:`torch.func.jvp`);
-* soft consistency (CTM): grid :math:`s < t_1 < t_2`, :math:`x_{t_2}` from the forward process,
+* soft consistency (CTM): :math:`s < t_1 < t_2` (:math:`t_1, t_2` on the grid), :math:`x_{t_2}` from the forward process,
   :math:`x_{t_1}` the teacher solver from :math:`x_{t_2}`;
   :math:`\| G^-(G(x_{t_2}, t_2, s), s, 0) - G^-(G^-(x_{t_1}, t_1, s), s, 0) \|^2` (target without gradient);
-* denoising (CTM): :math:`\| x_0 - g(x_t, t, t) \|^2` on forward samples, weight :math:`w(t) = 1`;
+* denoising (CTM): :math:`\| x_0 - g(x_t, t, t) \|^2` on forward samples at :math:`t > 0`, weight :math:`w(t) = 1`;
 * TraFlow reconstruction :math:`\|G(x_1, 1, 0) - \hat x_0\|^2` and self-consistency
-  :math:`\| G(x_t, t, s) - G^-(G(x_t, t, u), u, s) \|^2` for grid :math:`s < u < t` (target without gradient).
+  :math:`\| G(x_t, t, s) - G^-(G(x_t, t, u), u, s) \|^2` for :math:`s < u < t` (target without gradient).
 
 SCoT = :math:`w_v` velocity + consistency + :math:`w_d` denoising; :math:`w_v` fixed or the gradient-norm ratio
 :math:`\|\nabla_{W_L} L_\text{cons}\| / \|\nabla_{W_L} L_\text{vel}\|` clipped to [0.01, 10];
@@ -59,11 +63,13 @@ from ._torch import make_generator
 from .teacher import GaussianTeacher
 from .training import EMA, GradientStepper
 
-__all__ = ["TRAJECTORY_SCHEDULES", "METHODS", "TrajectoryConfig", "TrajectoryNet", "TrajectoryTrainer", "time_coefficients",
+__all__ = ["TRAJECTORY_SCHEDULES", "METHODS", "TIME_SAMPLINGS", "TrajectoryConfig", "TrajectoryNet", "TrajectoryTrainer", "time_coefficients",
            "trajectory_map", "straightness", "teacher_straightness", "consistency_error"]
 
 TRAJECTORY_SCHEDULES = ("rf", "vp-cosine")
 METHODS = ("scot", "traflow")
+TIME_SAMPLINGS = ("continuous", "grid")
+DEFAULT_TIMES = {"traflow": "continuous", "scot": "grid"}
 _FREQS = (1.0, 2.0, 4.0, 8.0)
 
 
@@ -195,6 +201,13 @@ class TrajectoryConfig:
         Add CTM's denoising loss with its adaptive weight (SCoT only).
     pairs : {"ddim", "exact"}
         How the teacher makes :math:`\hat x_0` from :math:`x_1`.
+    times : {"continuous", "grid"} or None
+        Where the losses draw their times (docs/bridge.md §2): ``"continuous"`` draws the velocity,
+        self-consistency and denoising times uniformly on :math:`[0, 1]` and the soft consistency's
+        target time :math:`s` uniformly inside its grid cell (the teacher's :math:`t_1, t_2` stay on its
+        grid); ``"grid"`` keeps every time on the grid :math:`t_n = n/N`. ``None`` (default): the
+        method's default, ``"continuous"`` for TraFlow (as its paper; on the grid it does not converge
+        on 16 directions) and ``"grid"`` for SCoT (continuous times made its one-step shrink worse).
     """
 
     method: str = "scot"
@@ -207,12 +220,17 @@ class TrajectoryConfig:
     velocity_weight: float | str = "adaptive"
     denoising: bool = True
     pairs: str = "ddim"
+    times: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.pairs not in ("ddim", "exact"):
             raise InputError(f"pairs must be 'ddim' or 'exact', got {self.pairs!r}")
+        if self.times is None:
+            object.__setattr__(self, "times", DEFAULT_TIMES[self.method])
+        if self.times not in TIME_SAMPLINGS:
+            raise InputError(f"times must be one of {', '.join(TIME_SAMPLINGS)}, got {self.times!r}")
         if not (0.0 <= self.ema < 1.0):
             raise InputError(f"ema must be in [0, 1), got {self.ema!r}")
         if not (self.velocity_weight == "adaptive" or (isinstance(self.velocity_weight, (int, float)) and self.velocity_weight >= 0)):
@@ -294,6 +312,13 @@ class TrajectoryTrainer:
         idx = keys.argsort(dim=1)[:, :count]
         return idx.sort(dim=1).values
 
+    def _times(self, n: int, count: int) -> torch.Tensor:
+        """``count`` increasing times per sample (shape (n, count)): sorted uniforms on [0, 1] (``times="continuous"``) or grid times."""
+        if self.config.times == "continuous":
+            draws = torch.rand(n, count, generator=self.generator, dtype=self.teacher.dtype, device=self.teacher.device)
+            return draws.sort(dim=1).values
+        return self.grid[self._grid_times(n, count)]
+
     def _teacher_between(self, x: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
         """Run the teacher per sample from grid index ``top`` down to ``bottom`` (masked steps)."""
         t = self.teacher
@@ -308,8 +333,8 @@ class TrajectoryTrainer:
     def velocity_loss(self, x1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         r""":math:`\mathbb E\|\partial_s G(x_t, t, s) - v\|^2` with the derivative by :func:`torch.func.jvp`."""
         name = self.teacher.schedule.name
-        idx = self._grid_times(x1.shape[0], 2)
-        s, t = self.grid[idx[:, :1]], self.grid[idx[:, 1:]]
+        times = self._times(x1.shape[0], 2)
+        s, t = times[:, :1], times[:, 1:]
         eps = (x1 - self._a1 * x0) / self._s1
         a_t, s_t = time_coefficients(name, t)
         x_t = a_t * x0 + s_t * eps
@@ -333,6 +358,8 @@ class TrajectoryTrainer:
         x_t2 = alpha[n2].unsqueeze(-1) * x0 + sigma[n2].unsqueeze(-1) * eps
         x_t1 = self._teacher_between(x_t2, n2, n1)
         s, t1, t2 = self.grid[m].unsqueeze(-1), self.grid[n1].unsqueeze(-1), self.grid[n2].unsqueeze(-1)
+        if self.config.times == "continuous":  # s uniform in its cell [t_m, t_{m+1}), still below t_1
+            s = s + torch.rand(s.shape, generator=self.generator, dtype=s.dtype, device=s.device) / t.steps
         zero = torch.zeros_like(s)
         estimate = self.ema(self.net(x_t2, t2, s), s, zero)
         with torch.no_grad():
@@ -340,14 +367,18 @@ class TrajectoryTrainer:
         return (estimate - target).pow(2).sum(-1).mean()
 
     def denoising_loss(self, n: int) -> torch.Tensor:
-        r"""CTM denoising: :math:`\mathbb E\|x_0 - g(x_t, t, t)\|^2` on forward samples at grid times :math:`t > 0`."""
+        r"""CTM denoising: :math:`\mathbb E\|x_0 - g(x_t, t, t)\|^2` on forward samples at times :math:`t > 0` (grid or continuous)."""
         t = self.teacher
-        idx = torch.randint(1, t.steps + 1, (n,), generator=self.generator, device=t.device)
+        if self.config.times == "continuous":  # t uniform on (0, 1]
+            tt = 1.0 - torch.rand(n, 1, generator=self.generator, dtype=t.dtype, device=t.device)
+            a_t, s_t = time_coefficients(t.schedule.name, tt)
+        else:
+            idx = torch.randint(1, t.steps + 1, (n,), generator=self.generator, device=t.device)
+            tt = self.grid[idx].unsqueeze(-1)
+            a_t, s_t = self._alpha[idx].unsqueeze(-1), self._sigma[idx].unsqueeze(-1)
         x0 = t.data.sample(n, self.generator, t.dtype, t.device)
         eps = t.data.noise(n, self.generator, t.dtype, t.device)
-        alpha, sigma = self._alpha, self._sigma
-        x_t = alpha[idx].unsqueeze(-1) * x0 + sigma[idx].unsqueeze(-1) * eps
-        tt = self.grid[idx].unsqueeze(-1)
+        x_t = a_t * x0 + s_t * eps
         return (x0 - self.net.g(x_t, tt, tt)).pow(2).sum(-1).mean()
 
     def reconstruction_loss(self, x1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
@@ -356,10 +387,10 @@ class TrajectoryTrainer:
         return (self.net(x1, one, torch.zeros_like(one)) - x0).pow(2).sum(-1).mean()
 
     def self_consistency_loss(self, x1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        r"""TraFlow self-consistency :math:`\|G(x_t, t, s) - G^-(G(x_t, t, u), u, s)\|^2`, grid :math:`s < u < t`, target without gradient."""
+        r"""TraFlow self-consistency :math:`\|G(x_t, t, s) - G^-(G(x_t, t, u), u, s)\|^2`, :math:`s < u < t`, target without gradient."""
         name = self.teacher.schedule.name
-        idx = self._grid_times(x1.shape[0], 3)
-        s, u, t = (self.grid[idx[:, k : k + 1]] for k in range(3))
+        times = self._times(x1.shape[0], 3)
+        s, u, t = (times[:, k : k + 1] for k in range(3))
         eps = (x1 - self._a1 * x0) / self._s1
         a_t, s_t = time_coefficients(name, t)
         x_t = a_t * x0 + s_t * eps

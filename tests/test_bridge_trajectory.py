@@ -215,3 +215,48 @@ def test_straightness_is_the_mean_squared_distance_to_the_chord():
     s_values = np.array([1 - j / 8 for j in range(1, 8)])
     expected = np.mean((s_values**2 - s_values) ** 2) * float(((1 - gains) ** 2 * x1**2).mean())
     assert straightness(_CurvedNet(gains, 2), x1, 1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_time_sampling_defaults_and_draws():
+    """TraFlow draws continuous times by default (off the grid), SCoT grid times; 'grid' keeps every time on t_n = n/N."""
+    assert TrajectoryConfig(method="traflow").times == "continuous"
+    assert TrajectoryConfig(method="scot").times == "grid"
+    with pytest.raises(ValueError, match="times"):
+        TrajectoryConfig(times="uniform")
+    teacher = GaussianTeacher(make_schedule("rf", 8), make_gaussian([0.25, 4.0]))
+    for times in ("continuous", "grid"):
+        trainer = TrajectoryTrainer(teacher, TrajectoryConfig(method="traflow", steps=1, hidden=8, depth=1, times=times), seed=0)
+        draws = trainer._times(2000, 3)
+        assert draws.shape == (2000, 3) and bool((draws[:, 1:] >= draws[:, :-1]).all())
+        assert float(draws.min()) >= 0.0 and float(draws.max()) <= 1.0
+        on_grid = ((draws * 8 - (draws * 8).round()).abs() < 1e-12).double().mean()
+        if times == "continuous":
+            assert float(on_grid) == 0.0 and float((draws[:, 1:] > draws[:, :-1]).double().mean()) == 1.0
+            # the pairs (s, t) cover the unit square's upper triangle: every cell between grid points is hit
+            cells = set(map(tuple, (draws[:, [0, 2]] * 8).floor().long().tolist()))
+            assert len(cells) == 36  # 8 diagonal cells + 28 above
+        else:
+            assert float(on_grid) == 1.0 and bool((draws[:, 1:] > draws[:, :-1]).all())
+
+
+def test_continuous_times_reach_the_losses():
+    """With continuous times the velocity and self-consistency losses evaluate G at non-grid (t, s): spy on the network."""
+    teacher = GaussianTeacher(make_schedule("rf", 4), make_gaussian([0.25, 4.0]))
+    seen: list[torch.Tensor] = []
+
+    class Spy(_StraightMap):
+        def forward(self, x, t, s):
+            seen.extend([t.detach().reshape(-1), s.detach().reshape(-1)])
+            return super().forward(x, t, s)
+
+    for times in ("continuous", "grid"):
+        trainer = TrajectoryTrainer(teacher, TrajectoryConfig(method="traflow", steps=1, hidden=8, depth=1, times=times), seed=0)
+        spy = Spy(torch.as_tensor(teacher.composite_gains()))
+        trainer.net, trainer.ema = spy, spy
+        x1, x0 = trainer.pairs(64)
+        seen.clear()
+        trainer.velocity_loss(x1, x0)
+        trainer.self_consistency_loss(x1, x0)
+        values = torch.cat(seen)
+        off_grid = float(((values * 4 - (values * 4).round()).abs() > 1e-9).double().mean())
+        assert (off_grid > 0.9) if times == "continuous" else (off_grid == 0.0)
