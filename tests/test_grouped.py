@@ -15,11 +15,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from test_joint import _kernel_inputs, check_against_brute_force, joint_problems
+from test_joint import _kernel_inputs, assert_contexts_enclose_every_plan, check_against_brute_force, joint_problems
 
 from opmerge.errors import InputError, InputTypeError
 from opmerge.objective import Problem, evaluate_plan
-from opmerge.plans import MergeNode, tree_bottom, tree_top
 from opmerge.schedules import make_schedule
 from opmerge.solvers import brute_force, range_tables, solve_joint
 from opmerge.solvers._grouped import (DEFAULT_GROUPS, GROUPED_MIN_DIM, GroupedTables, binned_problem, group_directions,
@@ -128,37 +127,7 @@ def test_group_contexts_enclose_every_plan_for_every_member(problem, groups):
     assume(pareto_applicable(problem)[0] and problem.model.linear)
     groups = min(groups, problem.dim - 1)
     tables, (ctx_v, reach_v, ctx_f, reach_f, *_) = _grouped_contexts(problem, groups)
-    group_of = tables.group_of
-    steps = problem.step_values
-
-    def value(tree, ev):
-        return ev.node_values[tree] if isinstance(tree, MergeNode) else steps[:, tree]
-
-    def check(ctx, x, s):
-        a_lo, a_hi, b_lo, b_hi = ctx[:, group_of]
-        tol = 1e-12 * (1 + np.abs(s))
-        assert np.all(a_lo + b_lo * x <= s + tol) and np.all(s <= a_hi + b_hi * x + tol)
-
-    for ev in brute_force(problem):
-        s = ev.student
-        for segment in ev.plan.segments:
-            stack = [segment]
-            while stack:
-                tree = stack.pop()
-                i, j = tree_bottom(tree), tree_top(tree)
-                assert reach_v[i, j]
-                check(ctx_v[i, j], value(tree, ev), s)
-                if isinstance(tree, MergeNode):
-                    children = list(tree.children)
-                    stack.extend(children)
-                    for start in range(1, len(children)):
-                        tail = children[start:]
-                        x = value(tail[-1], ev)
-                        for child in reversed(tail[:-1]):
-                            x = value(child, ev) * x
-                        fi, fj = tree_bottom(tree), tree_top(tail[0])
-                        assert reach_f[fi, fj]
-                        check(ctx_f[fi, fj], x, s)
+    assert_contexts_enclose_every_plan(problem, ctx_v, reach_v, ctx_f, reach_f, tables.group_of)
 
 
 @settings(max_examples=20, deadline=None)

@@ -251,13 +251,19 @@ def test_context_bounds_enclose_every_plan(problem):
     assume(pareto_applicable(problem)[0])
     args = _kernel_inputs(problem)
     ctx_v, reach_v, ctx_f, reach_f, *_ = context_bounds(*args, math.inf)
+    assert_contexts_enclose_every_plan(problem, ctx_v, reach_v, ctx_f, reach_f, np.arange(problem.dim))
+
+
+def assert_contexts_enclose_every_plan(problem, ctx_v, reach_v, ctx_f, reach_f, slot_of):
+    """For every plan (brute force) and every direction ``k``: the root value lies in the context
+    box of slot ``slot_of[k]`` at the value of every tree and forest of the plan."""
     steps = problem.step_values
 
     def value(tree, ev):
         return ev.node_values[tree] if isinstance(tree, MergeNode) else steps[:, tree]
 
     def check(ctx, x, s):
-        a_lo, a_hi, b_lo, b_hi = ctx
+        a_lo, a_hi, b_lo, b_hi = ctx[:, slot_of]
         tol = 1e-12 * (1 + np.abs(s))
         assert np.all(a_lo + b_lo * x <= s + tol) and np.all(s <= a_hi + b_hi * x + tol)
 

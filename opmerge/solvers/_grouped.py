@@ -202,7 +202,6 @@ class GroupedTables:
                      f"problem too large for the grouped solver: steps = {problem.steps}, segments = {problem.segments}, "
                      f"{problem.dim} directions of lam in {groups} groups need", "use fewer steps or fewer directions")
         self.problem = problem
-        self.groups = int(groups)
         n, m, d = problem.steps, problem.segments, problem.dim
         self.group_of = group_directions(problem, groups) if group_of is None else np.asarray(group_of, dtype=np.int64)
         self.groups = int(self.group_of.max()) + 1
@@ -232,7 +231,7 @@ class GroupedTables:
                 budget.report("tables")
         self._tables = {name: np.ascontiguousarray(np.moveaxis(first[name], 0, -1)) for name in TABLE_NAMES}
         del first
-        offsets = starts
+        offsets = starts  # the first member of every group, in sorted order
         retention = np.asarray(problem.retention, dtype=np.float64)[order]
         self._ret_lo = np.ascontiguousarray(np.minimum.reduceat(retention, offsets, axis=0).T)
         self._ret_hi = np.ascontiguousarray(np.maximum.reduceat(retention, offsets, axis=0).T)
