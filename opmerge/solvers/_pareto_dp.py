@@ -281,15 +281,16 @@ class ParetoDP:
                     r = np.ascontiguousarray(self.retention_t[j])
                     a0 = self._a0(i, j)
                     ctx = self._at(self.ctx_v, i, j)
+                    x_range = self._range(self.v_lo, self.v_hi, i, j)
                     for m in range(j - 1, i, -1):
-                        front = self._combine_into(front, self.V[m, j], self.F[i, m], 0, m, r, a0, ctx, j - m == 1,
-                                                   self._range(self.v_lo, self.v_hi, i, j))
+                        front = self._combine_into(front, self.V[m, j], self.F[i, m], 0, m, r, a0, ctx, j - m == 1, x_range)
                 self.V[i, j] = front
                 self.largest_front = max(self.largest_front, len(front))
                 # forests over j -> i
                 front = _empty_front(d)
                 if self.reach_f[i, j]:
                     ctx = self._at(self.ctx_f, i, j)
+                    x_range = self._range(self.f_lo, self.f_hi, i, j)
                     tree = self.V[i, j]
                     if len(tree):
                         lab = tree.labels.copy()
@@ -300,10 +301,10 @@ class ParetoDP:
                         idx = np.nonzero(keep)[0]
                         front = self._merge(front, np.ascontiguousarray(tree.values[idx]), lb[idx], np.ascontiguousarray(lab[idx]),
                                             np.full(len(idx), -1, np.int64), idx.astype(np.int64), np.zeros(len(idx), np.int64), ctx,
-                                            self._range(self.f_lo, self.f_hi, i, j))
+                                            x_range)
                     for m in range(j - 1, i, -1):
                         front = self._combine_into(front, self.V[m, j], self.F[i, m], 1, m, np.empty(0), np.empty(0), ctx, j - m == 1,
-                                                   self._range(self.f_lo, self.f_hi, i, j))
+                                                   x_range)
                 self.F[i, j] = front
                 self.largest_front = max(self.largest_front, len(front))
         # segments: G[k][j] = k trees covering j -> 0
@@ -317,11 +318,12 @@ class ParetoDP:
                 front = _empty_front(d)
                 if self.reach_g[k, j]:
                     ctx = self._at(self.ctx_g, k, j)
+                    x_range = self._range(self.g_lo, self.g_hi, k, j)
                     for m in range(j - 1, k - 2, -1):
                         if (k - 1, m) in self.G:
                             # a segment is not a child of a node: no leaf-child count (label rule 2)
                             front = self._combine_into(front, self.V[m, j], self.G[k - 1, m], 1, m, np.empty(0), np.empty(0), ctx,
-                                                       False, self._range(self.g_lo, self.g_hi, k, j))
+                                                       False, x_range)
                 self.G[k, j] = front
         return self.G[m_seg, n]
 

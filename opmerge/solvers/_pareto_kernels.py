@@ -93,8 +93,6 @@ def _accumulate(ctx, reach, slot_i, slot_j, scratch, pa_lo, pa_hi, pb_lo, pb_hi,
                             s_hi[k], goal[k], scale[k])
         if total >= threshold:
             return
-    if total >= threshold:
-        return
     if not reach[slot_i, slot_j]:
         reach[slot_i, slot_j] = True
         for k in range(n_slots):
