@@ -96,15 +96,17 @@ def test_losses_vanish_for_the_exact_straight_map():
     assert float(trainer.velocity_loss(x1, x0)) > 1e-3
 
 
-@pytest.mark.parametrize("method", ["scot", "traflow"])
-def test_short_training_runs_and_reproduces(method):
+@pytest.mark.parametrize("method, velocity_weight", [("scot", "adaptive"), ("scot", 0.03), ("traflow", 0.03)])
+def test_short_training_runs_and_reproduces(method, velocity_weight):
     teacher = GaussianTeacher(make_schedule("rf", 4), make_gaussian([0.25, 4.0]))
-    cfg = TrajectoryConfig(method=method, steps=15, batch=32, hidden=16, depth=1)
+    cfg = TrajectoryConfig(method=method, steps=15, batch=32, hidden=16, depth=1, velocity_weight=velocity_weight)
     trainer = TrajectoryTrainer(teacher, cfg, seed=3)
     net = trainer.train(log_every=5)
     assert len(trainer.history) >= 3 and all(math.isfinite(v) for v in trainer.history[-1].values())
-    if method == "scot":
+    if method == "scot" and velocity_weight == "adaptive":
         assert 0.01 <= trainer.history[-1]["w_velocity"] <= 10.0
+    elif method == "scot":
+        assert trainer.history[-1]["w_velocity"] == velocity_weight
     x1 = teacher.noise_sample(128, torch.Generator().manual_seed(0))
     again = TrajectoryTrainer(teacher, cfg, seed=3).train()
     with torch.no_grad():
@@ -260,3 +262,80 @@ def test_continuous_times_reach_the_losses():
         values = torch.cat(seen)
         off_grid = float(((values * 4 - (values * 4).round()).abs() > 1e-9).double().mean())
         assert (off_grid > 0.9) if times == "continuous" else (off_grid == 0.0)
+
+
+def test_consistency_draws_follow_ctm_and_reach_the_anchor():
+    """anchor=True: n2 uniform on 1..N, m uniform below it, n1 uniform on m..n2-1 (so t1 = s happens); False: s < t1."""
+    n_steps, count = 4, 200_000
+    teacher = GaussianTeacher(make_schedule("rf", n_steps), make_gaussian([0.25, 4.0]))
+    trainer = TrajectoryTrainer(teacher, TrajectoryConfig(method="scot", steps=1, hidden=8, depth=1), seed=0)
+    idx = trainer._consistency_indices(count).numpy()
+    assert bool(((idx[:, 0] <= idx[:, 1]) & (idx[:, 1] < idx[:, 2]) & (idx[:, 2] <= n_steps)).all())
+    expected = {}
+    for n2 in range(1, n_steps + 1):
+        for m in range(n2):
+            for n1 in range(m, n2):
+                expected[(m, n1, n2)] = 1.0 / n_steps / n2 / (n2 - m)
+    keys, counts = np.unique(idx, axis=0, return_counts=True)
+    observed = {tuple(k): c / count for k, c in zip(keys.tolist(), counts)}
+    assert set(observed) == set(expected)
+    for key, p in expected.items():  # 5 standard errors
+        assert abs(observed[key] - p) < 5 * math.sqrt(p * (1 - p) / count), key
+    strict = TrajectoryTrainer(teacher, TrajectoryConfig(method="scot", steps=1, hidden=8, depth=1, anchor=False), seed=0)
+    idx = strict._consistency_indices(1000).numpy()
+    assert bool(((idx[:, 0] < idx[:, 1]) & (idx[:, 1] < idx[:, 2])).all())
+
+
+class _ScaledTeacherMap(torch.nn.Module):
+    """G(x, t, s) = D(t -> s) x on the grid, the teacher's own composite, except that every jump to s = 0 from
+    t > 0 is scaled by c: self-consistent along the teacher, wrong by the factor c in every one-step sample."""
+
+    def __init__(self, teacher, scale):
+        super().__init__()
+        n = teacher.steps
+        table = np.ones((n + 1, n + 1, teacher.dim))
+        for top in range(n + 1):
+            for bottom in range(top):
+                table[top, bottom] = np.atleast_1d(teacher.composite_gains(top, bottom))
+        table[1:, 0] *= scale
+        self.table, self.n = torch.as_tensor(table), n
+
+    def forward(self, x, t, s):
+        top = (t.reshape(-1) * self.n).round().long()
+        bottom = (s.reshape(-1) * self.n).round().long()
+        return x * self.table[top, bottom]
+
+
+def test_the_anchor_pins_the_one_step_map_to_the_teacher():
+    """Without the anchor (s < t1) a student that is consistent along the teacher but off by a factor c in every jump
+    to 0 has zero soft-consistency loss for every c; with it (s <= t1) the loss is zero only at c = 1."""
+    teacher = GaussianTeacher(make_schedule("rf", 4), make_gaussian([0.25, 4.0]))
+
+    def loss(anchor, scale):
+        trainer = TrajectoryTrainer(teacher, TrajectoryConfig(method="scot", steps=1, hidden=8, depth=1, anchor=anchor), seed=0)
+        trainer.net = trainer.ema = _ScaledTeacherMap(teacher, scale)
+        return float(trainer.consistency_loss(4096))
+
+    assert loss(False, 0.8) < 1e-24 and loss(False, 1.25) < 1e-24
+    assert loss(True, 1.0) < 1e-24
+    assert loss(True, 0.8) > 1e-3 and loss(True, 1.25) > 1e-3
+
+
+def test_continuous_consistency_times_keep_s_at_most_t1():
+    """With continuous times s is jittered inside its grid cell where that stays below t1 and equals t1 on anchors."""
+    teacher = GaussianTeacher(make_schedule("rf", 4), make_gaussian([0.25, 4.0]))
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, t, s):
+            calls.append((t.detach().expand(x.shape[0], 1).reshape(-1), s.detach().expand(x.shape[0], 1).reshape(-1)))
+            return x
+
+    trainer = TrajectoryTrainer(teacher, TrajectoryConfig(method="scot", steps=1, hidden=8, depth=1, times="continuous"), seed=0)
+    trainer.net = trainer.ema = Spy()
+    trainer.consistency_loss(4000)
+    (t2, s), _, (t1, s_again), _ = calls
+    assert torch.equal(s, s_again) and bool((s <= t1).all()) and bool((t1 < t2).all())
+    on_grid = (s * 4 - (s * 4).round()).abs() < 1e-12
+    assert 0.2 < float((s == t1).double().mean()) < 0.8  # anchors
+    assert float((~on_grid).double().mean()) > 0.2  # jittered elsewhere

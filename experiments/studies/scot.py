@@ -77,7 +77,7 @@ class ScotConfig(StudyConfig):
     def defaults(cls, quick: bool) -> dict:  # noqa: D102
         return {**super().defaults(quick), "rotated": False, "schedule": "rf", "steps": 4 if quick else 8, "lr": 1e-3,
                 "batch": 64 if quick else 256, "family": "scot,traflow", "hidden": 32 if quick else 128, "depth": 2 if quick else 3,
-                "eta_tau": 0.5, "train_steps": 150 if quick else 3000, "n_eval": 2048 if quick else 20000}
+                "eta_tau": 0.5, "train_steps": 150 if quick else 6000, "n_eval": 2048 if quick else 20000}
 
 
 def _scot_datasets(cfg: ScotConfig) -> list[tuple[str, tuple]]:
