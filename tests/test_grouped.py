@@ -21,9 +21,12 @@ from opmerge.errors import InputError, InputTypeError
 from opmerge.objective import Problem, evaluate_plan
 from opmerge.schedules import make_schedule
 from opmerge.solvers import brute_force, range_tables, solve_joint
-from opmerge.solvers._grouped import (DEFAULT_GROUPS, GROUPED_MIN_DIM, GroupedTables, binned_problem, group_directions,
-                                      grouped_table_bytes, use_groups)
-from opmerge.solvers._pareto_kernels import context_bounds, context_bounds_levels, context_bounds_start
+from opmerge.solvers._control import Incumbent, optimality_tolerance
+from opmerge.solvers._grouped import (GROUPED_MIN_DIM, MAX_AUTO_GROUPS, MIN_AUTO_GROUPS, auto_groups, GroupedTables, binned_problem, group_directions,
+                                      grouped_table_bytes, seed_from_bins, use_groups)
+from opmerge.solvers._pareto_dp import ParetoDP, root_objective
+from opmerge.solvers._pareto_kernels import context_bounds, context_bounds_levels, context_bounds_start, greedy_fronts
+from opmerge.solvers._reference import greedy_fronts_reference
 from opmerge.solvers.pareto import pareto_applicable
 
 
@@ -84,7 +87,8 @@ def test_binned_problem_sums_weights_and_averages_lam():
 def test_auto_groups_only_large_problems_on_the_pareto_path():
     lam = np.geomspace(0.01, 10, GROUPED_MIN_DIM)
     big = Problem(make_schedule("vp-cosine", 4), lam)
-    assert use_groups(big, "auto") == DEFAULT_GROUPS
+    assert use_groups(big, "auto") == MIN_AUTO_GROUPS
+    assert [auto_groups(d) for d in (1024, 3072, 6144, 16384)] == [256, 512, 1024, 1024]
     assert use_groups(Problem(make_schedule("vp-cosine", 4), lam[:-1]), "auto") is None
     assert use_groups(big, None) is None and use_groups(big, 10) == 10 and use_groups(big, len(lam)) is None
     total = Problem(make_schedule("vp-cosine", 4), lam, model=big.model.__class__(budget="total"))
@@ -151,6 +155,51 @@ def test_one_direction_per_group_is_the_ungrouped_pass_bit_for_bit(problem, fact
 
 
 # ---------------------------------------------------------------------------------------------
+# the greedy seed (a front of one vector per position)
+# ---------------------------------------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(joint_problems(max_steps=6, min_dim=2, max_dim=5), st.integers(1, 5), st.sampled_from([math.inf, 1.0, 1.5]))
+def test_greedy_kernel_matches_its_plain_python_reference(problem, groups, factor):
+    assume(pareto_applicable(problem)[0] and problem.model.linear)
+    groups = min(groups, problem.dim)
+    threshold = factor * evaluate_plan(problem, brute_force(problem)[0].plan).w2 ** 2 if math.isfinite(factor) else math.inf
+    tables, contexts = _grouped_contexts(problem, groups, threshold=threshold)
+    slots = tables.slot_bounds()
+    steps_t, retention_t, jump_t = tables.problem_last()
+    init = {"warm": 0, "ddim": 1, "zero": 2, "identity": 3}[problem.model.init]
+    args = (np.ascontiguousarray(problem.goal), np.ascontiguousarray(problem.scale))
+    fast = greedy_fronts(steps_t, retention_t, jump_t, init, problem.segments, *contexts, slots.group_of, False, tables.lo,
+                         tables.hi, *args)
+    slow = greedy_fronts_reference(steps_t, retention_t, jump_t, init, problem.segments, *contexts,
+                                   slots.group_of, tables.lo, tables.hi, *args)
+    for got, want in zip(fast, slow):
+        np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=30, deadline=None)
+@given(joint_problems(max_steps=7, min_dim=2, max_dim=5))
+def test_greedy_plan_is_the_one_a_front_of_one_vector_keeps(problem):
+    """Independent route: the Pareto DP with its fronts truncated to one vector (``beam=1``)."""
+    assume(pareto_applicable(problem)[0] and problem.model.linear)
+    greedy = ParetoDP(problem, math.inf).greedy_plan()
+    beam = ParetoDP(problem, math.inf, beam=1)
+    root = beam.run()
+    want = beam.plan_of(int(np.argmin(root_objective(problem, root.values))))
+    assert evaluate_plan(problem, greedy).w2 == pytest.approx(evaluate_plan(problem, want).w2, rel=1e-12, abs=1e-300)
+    assert evaluate_plan(problem, greedy).w2 >= brute_force(problem)[0].w2 * (1 - 1e-12)
+
+
+def test_greedy_seed_is_the_optimum_of_a_large_spectrum():
+    """The grouped solver's seed finds the certified optimum itself here: the exact run only proves it."""
+    problem = Problem(make_schedule("vp-cosine", 24), np.geomspace(1e-3, 10.0, 2048))
+    incumbent = Incumbent(problem, optimality_tolerance(problem, None, 0.0))
+    seed_from_bins(problem, incumbent)
+    optimum = solve_joint(problem, groups=None)
+    assert optimum.exact
+    assert incumbent.w2 == pytest.approx(optimum.w2, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
 # the answers are the full problem's
 # ---------------------------------------------------------------------------------------------
 @settings(max_examples=40, deadline=None)
@@ -173,4 +222,4 @@ def test_grouped_certifies_the_same_optimum_as_the_ungrouped_solver_on_3072_dire
 
 def test_grouped_memory_stays_under_two_gib_at_image_latent_scale():
     problem = Problem(make_schedule("vp-cosine", 64), np.arange(1, 16385, dtype=float) ** -1.0)
-    assert grouped_table_bytes(problem, DEFAULT_GROUPS) < 2**31
+    assert grouped_table_bytes(problem, auto_groups(problem.dim)) == grouped_table_bytes(problem, MAX_AUTO_GROUPS) < 2**31

@@ -312,16 +312,33 @@ def test_combine_and_merge_match_reference(seed, dim, mode, rule):
     values, _, _, lb, labels, _ = fast
     split = len(values) // 2
     old, new = np.ascontiguousarray(values[:split]), np.ascontiguousarray(values[split:])
-    x_lo = values.min(axis=0) if len(values) else np.zeros(dim)
-    x_hi = values.max(axis=0) if len(values) else np.zeros(dim)
     got = merge_fronts(old, np.ascontiguousarray(labels[:split]), new, np.ascontiguousarray(lb[split:]),
-                       np.ascontiguousarray(labels[split:]), ctx, s_lo, s_hi, goal, scale, x_lo, x_hi)
+                       np.ascontiguousarray(labels[split:]), ctx, s_lo, s_hi, goal, scale)
     want = merge_fronts_reference(old, labels[:split], new, lb[split:], labels[split:], ctx, s_lo, s_hi, goal, scale)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
     for u in values:
         for v in values:
             assert bool(dominates(u, v, ctx, s_lo, s_hi, goal, scale)) == dominates_reference(u, v, ctx, s_lo, s_hi, goal, scale)
+
+
+@settings(max_examples=40)
+@given(st.integers(0, 2**32 - 1), st.integers(20, 80), st.floats(1e-6, 1e-1))
+def test_merge_with_early_exits_matches_reference_on_near_ties(seed, dim, spread):
+    """Many directions, vectors close to each other: the sums of the dominance tests stay near 0
+    until late, so an early exit taken on too small a bound of the remaining terms changes a decision."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.2, 1.2, dim)
+    values = np.ascontiguousarray(base * (1.0 + spread * rng.standard_normal((12, dim))).clip(-0.5, None))
+    ctx = np.array([rng.uniform(0, 0.3, dim), rng.uniform(0.3, 1, dim), rng.uniform(0, 0.5, dim), rng.uniform(0.5, 2, dim)])
+    s_lo, s_hi = rng.uniform(0, 0.5, dim), rng.uniform(0.5, 3, dim)
+    goal, scale = rng.uniform(0, 3, dim), rng.uniform(0.1, 2, dim)
+    lb = rng.uniform(0, 1, 12)
+    labels = np.zeros((12, 2), np.int64)
+    got = merge_fronts(values[:5], labels[:5], values[5:], lb[5:], labels[5:], ctx, s_lo, s_hi, goal, scale)
+    want = merge_fronts_reference(values[:5], labels[:5], values[5:], lb[5:], labels[5:], ctx, s_lo, s_hi, goal, scale)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
 
 
 @settings(max_examples=40)

@@ -36,10 +36,11 @@ candidates themselves are computed per direction with the exact operators, so th
 and the certificate are those of the full problem: the answer is optimal within ``tol`` for the
 ``d`` directions, not for a binned stand-in.
 
-The seed plan comes from the *binned* problem (one direction per group, at the members'
-weight-averaged :math:`\lambda`, with their summed weight), solved exactly and then evaluated on the
-full problem: it is usually the optimum already, so the first run of the DP (threshold
-:math:`(W_2^{\text{seed}} - \mathrm{tol})^2`) settles the question.
+The seed plans come from *binned* problems (one direction per bin, at the members'
+weight-averaged :math:`\lambda`, with their summed weight; 64 and 256 bins), each solved by the
+greedy DP (one vector kept per position, :math:`O(N^3 B)`) and evaluated on the full problem:
+usually one of them is the optimum already, so the first run of the DP (threshold
+:math:`(W_2^{\text{seed}} - \mathrm{tol})^2`) only has to prove it.
 
 Memory: the member tables of one block (:data:`BLOCK_DIRECTIONS`), the group tables and contexts
 (about :math:`12 (N + 1)^2 G` numbers) and the per-direction operators
@@ -52,23 +53,25 @@ import math
 
 import numpy as np
 
-from typing import Callable
-
 from ..objective import Problem, check_memory
-from ..plans import Plan
 from ._control import Budget, Incumbent
-from ._pareto_dp import pareto_applicable
+from ._pareto_dp import ParetoDP, pareto_applicable
 from .tables import TABLE_NAMES, SlotBounds, TablesStopped, _fill
 
-__all__ = ["GroupedTables", "GROUPED_MIN_DIM", "DEFAULT_GROUPS", "BLOCK_DIRECTIONS", "group_directions", "binned_problem",
+__all__ = ["GroupedTables", "GROUPED_MIN_DIM", "MIN_AUTO_GROUPS", "MAX_AUTO_GROUPS", "auto_groups", "BLOCK_DIRECTIONS", "group_directions", "binned_problem",
            "grouped_table_bytes", "use_groups"]
 
 #: from this many directions on, :func:`~opmerge.solvers.solve_joint` groups them (``groups="auto"``)
 GROUPED_MIN_DIM = 1024
-#: groups of ``groups="auto"``
-DEFAULT_GROUPS = 256
+#: fewest and most groups of ``groups="auto"`` (:func:`auto_groups`)
+MIN_AUTO_GROUPS = 256
+MAX_AUTO_GROUPS = 1024
+#: directions per group of ``groups="auto"`` between those limits
+DIRECTIONS_PER_AUTO_GROUP = 6
 #: directions whose exact range tables are held at once while the group tables are built
 BLOCK_DIRECTIONS = 512
+#: bin counts of the greedy seed plans (:func:`seed_from_bins`)
+SEED_BINS = (64, 256)
 
 
 def group_directions(problem: Problem, groups: int) -> np.ndarray:
@@ -131,11 +134,22 @@ def grouped_table_bytes(problem: Problem, groups: int) -> int:
     return 8 * (block * per + 3 * groups * per + 8 * groups * n1 * n1 + 3 * d * n1 + jump)
 
 
+def auto_groups(dim: int) -> int:
+    r"""The group count of ``groups="auto"`` for ``dim`` directions:
+    :math:`\min(1024, \max(256, \lfloor d / 6 \rfloor))`.
+
+    More groups give tighter bounds (fewer candidates) but a longer context pass; measured at
+    ``N = 64`` (``docs/solvers.md``), 512 groups suit 3,072 directions and 1,024 suit 16,384. At
+    1,024 groups and ``N = 64`` the tables take about 0.8 GB.
+    """
+    return min(MAX_AUTO_GROUPS, max(MIN_AUTO_GROUPS, dim // DIRECTIONS_PER_AUTO_GROUP))
+
+
 def use_groups(problem: Problem, groups) -> int | None:
     """The number of groups the joint solver uses for ``problem`` (``None``: one slot per direction).
 
-    ``groups`` is validated: ``"auto"`` (groups of :data:`DEFAULT_GROUPS` from
-    :data:`GROUPED_MIN_DIM` directions on), ``None`` (never) or an int ``>= 1`` (capped at ``d``;
+    ``groups`` is validated: ``"auto"`` (:func:`auto_groups` from :data:`GROUPED_MIN_DIM`
+    directions on), ``None`` (never) or an int ``>= 1`` (capped at ``d``;
     ``d`` itself means one direction per slot: ``None``). Groups are used only where the Pareto
     path applies (:func:`~opmerge.solvers.pareto.pareto_applicable`, a linear law): elsewhere the
     solver needs every direction's tables and ``groups`` is ignored.
@@ -145,7 +159,7 @@ def use_groups(problem: Problem, groups) -> int | None:
     if groups == "auto":
         if problem.dim < GROUPED_MIN_DIM:
             return None
-        groups = DEFAULT_GROUPS
+        groups = auto_groups(problem.dim)
     groups = min(int(groups), problem.dim)
     return None if groups >= problem.dim else groups
 
@@ -260,10 +274,16 @@ class GroupedTables:
         return self._problem_last
 
 
-def seed_from_bins(problem: Problem, group_of: np.ndarray, incumbent: Incumbent, seconds: float,
-                   solve_binned: Callable[[Problem, float], Plan]) -> None:
-    """Offer ``incumbent`` the optimum of :func:`binned_problem`, found by ``solve_binned(binned, seconds)``
-    (the ungrouped joint solver, passed in by the caller), evaluated on ``problem``."""
-    if not math.isfinite(seconds) or seconds <= 0:
-        seconds = 1.0
-    incumbent.offer(solve_binned(binned_problem(problem, group_of), seconds))
+def seed_from_bins(problem: Problem, incumbent: Incumbent, budget: Budget | None = None) -> None:
+    """Offer ``incumbent`` the greedy plan (:meth:`~opmerge.solvers._pareto_dp.ParetoDP.greedy_plan`)
+    of the binned problem (:func:`binned_problem`) at each bin count of :data:`SEED_BINS` (capped at ``d``).
+
+    The greedy DP keeps one vector per position, so on a binned problem of ``B`` directions it
+    costs :math:`O(N^3 B)`: well under a second at ``N = 64``. Its plan is usually the optimum of
+    the full problem already (then the first exact run only has to prove it).
+    """
+    for bins in SEED_BINS:
+        group_of = group_directions(problem, min(bins, problem.dim))
+        plan = ParetoDP(binned_problem(problem, group_of), math.inf, budget=budget).greedy_plan()
+        if plan is not None:
+            incumbent.offer(plan)

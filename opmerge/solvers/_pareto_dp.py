@@ -21,7 +21,8 @@ from ..objective import Problem
 from ..plans import Plan
 from ._checks import check_problem
 from ._kernels import INIT_CODES
-from ._pareto_kernels import combine_candidates, context_bounds_levels, context_bounds_start, merge_fronts
+from ._pareto_kernels import (combine_candidates, context_bounds_levels, context_bounds_start, greedy_fronts,
+                              merge_fronts)
 from .tables import ProblemTables, plan_from_shape, rebuild_shape
 
 __all__ = ["ParetoDP", "ParetoAbort", "pareto_applicable", "root_objective"]
@@ -165,12 +166,6 @@ class ParetoDP:
             return table[a, j]
         return np.ascontiguousarray(table[a, j][:, self.slots.group_of])
 
-    def _range(self, lo: np.ndarray, hi: np.ndarray, a: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-        """The value range ``(d,), (d,)`` of position ``[a, j]`` per direction."""
-        if self.slots.identity:
-            return lo[a, j], hi[a, j]
-        return (np.ascontiguousarray(lo[a, j][self.slots.group_of]), np.ascontiguousarray(hi[a, j][self.slots.group_of]))
-
     def _a0(self, i: int, j: int) -> np.ndarray:
         if self.init_code == 0:
             return np.empty(0)
@@ -186,12 +181,12 @@ class ParetoDP:
         if time.perf_counter() > self.deadline:
             raise ParetoAbort("time_budget")
 
-    def _merge(self, front: _Front, values, lb, labels, split, ia, ib, ctx, x_range) -> _Front:
+    def _merge(self, front: _Front, values, lb, labels, split, ia, ib, ctx) -> _Front:
         """Front of (front ∪ new candidates), sorted by bound."""
         if values.shape[0] == 0:
             return front
         old_keep, new_keep = merge_fronts(front.values, front.labels, values, lb, labels, ctx,
-                                          self.s_lo, self.s_hi, self.goal, self.scale, x_range[0], x_range[1])
+                                          self.s_lo, self.s_hi, self.goal, self.scale)
         if len(new_keep) == 0:
             return front
         pick = lambda old, new: np.concatenate([old[old_keep], new[new_keep]])  # noqa: E731
@@ -209,7 +204,7 @@ class ParetoDP:
         return out
 
     def _combine_into(self, front: _Front, first: _Front, rest: _Front, mode: int, split: int, r, a0, ctx,
-                      first_is_leaf: bool, x_range) -> _Front:
+                      first_is_leaf: bool) -> _Front:
         if len(first) == 0 or len(rest) == 0:
             return front
         # keep one kernel call short (about _PAIR_WORK direction-terms) so the clock is read often
@@ -224,7 +219,7 @@ class ParetoDP:
             )
             self.candidates += (stop - start) * len(rest)
             self.min_pruned = min(self.min_pruned, min_pruned)
-            front = self._merge(front, vals, lb, labels, np.full(len(ia), split, np.int64), ia + start, ib, ctx, x_range)
+            front = self._merge(front, vals, lb, labels, np.full(len(ia), split, np.int64), ia + start, ib, ctx)
             self._check()
         return front
 
@@ -242,6 +237,37 @@ class ParetoDP:
                       np.zeros(n_kept, np.int64), np.zeros(n_kept, np.int64))
 
     # ----------------------------------------------------------------------------------------
+    def _contexts(self) -> None:
+        """The context bounds and reachability of every position (longest intervals first)."""
+        (self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, self.ctx_g, self.reach_g,
+         h_lo, h_hi, h_ok) = context_bounds_start(self.v_lo, self.v_hi, self.g_lo, self.g_hi, self.m_seg, self.s_lo,
+                                                  self.s_hi, self.goal, self.scale, self.slots.group_of, self.threshold)
+        for length in range(self.n, 0, -1):  # one length per kernel call: the clock is read in between
+            context_bounds_levels(
+                self.v_lo, self.v_hi, self.f_lo, self.f_hi, self.g_lo, self.g_hi, self.slots.ret_lo, self.slots.ret_hi,
+                self.init_code, self.slots.jump_lo, self.slots.jump_hi, self.m_seg, self.s_lo, self.s_hi, self.goal,
+                self.scale, self.slots.group_of, self.slots.s_hi, self.threshold,
+                self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, h_lo, h_hi, h_ok, length, length,
+            )
+            self._check()
+
+    def greedy_plan(self) -> Plan | None:
+        """A good plan, fast: the DP keeping one vector per position, the one of smallest bound
+        (:func:`~opmerge.solvers._pareto_kernels.greedy_fronts`); ``None`` when no plan is left
+        below the threshold. Not claimed optimal: it seeds the exact runs."""
+        self._contexts()
+        splits = greedy_fronts(self.steps_t, self.retention_t, self.jump_t, self.init_code, self.m_seg, self.ctx_v,
+                               self.reach_v, self.ctx_f, self.reach_f, self.ctx_g, self.reach_g, self.slots.group_of,
+                               self.slots.identity, self.s_lo, self.s_hi, self.goal, self.scale)
+        root = splits[0][0, self.n] if self.m_seg == 1 else splits[2][self.m_seg, self.n]
+        if root == -2:
+            return None
+
+        def choose(kind, a, j, _state):
+            return int(splits[kind][a, j]), 0, 0
+
+        return plan_from_shape(rebuild_shape(choose, self.n, self.m_seg, 0))
+
     def run(self) -> _Front:
         """Fill the fronts bottom-up; returns the root front (``values``, ``lb``, ``labels`` per vector).
 
@@ -251,17 +277,7 @@ class ParetoDP:
             When a front exceeds ``max_front``, the candidates ``node_budget`` or the clock ``deadline``.
         """
         n, d, m_seg = self.n, self.d, self.m_seg
-        (self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, self.ctx_g, self.reach_g,
-         h_lo, h_hi, h_ok) = context_bounds_start(self.v_lo, self.v_hi, self.g_lo, self.g_hi, m_seg, self.s_lo, self.s_hi,
-                                                  self.goal, self.scale, self.slots.group_of, self.threshold)
-        for length in range(n, 0, -1):  # one length per kernel call: the clock is read in between
-            context_bounds_levels(
-                self.v_lo, self.v_hi, self.f_lo, self.f_hi, self.g_lo, self.g_hi, self.slots.ret_lo, self.slots.ret_hi,
-                self.init_code, self.slots.jump_lo, self.slots.jump_hi, m_seg, self.s_lo, self.s_hi, self.goal, self.scale,
-                self.slots.group_of, self.slots.s_hi, self.threshold,
-                self.ctx_v, self.reach_v, self.ctx_f, self.reach_f, h_lo, h_hi, h_ok, length, length,
-            )
-            self._check()
+        self._contexts()
         self.V: dict = {}
         self.F: dict = {}
         leaf_labels = self.label_rule == 2
@@ -281,16 +297,14 @@ class ParetoDP:
                     r = np.ascontiguousarray(self.retention_t[j])
                     a0 = self._a0(i, j)
                     ctx = self._at(self.ctx_v, i, j)
-                    x_range = self._range(self.v_lo, self.v_hi, i, j)
                     for m in range(j - 1, i, -1):
-                        front = self._combine_into(front, self.V[m, j], self.F[i, m], 0, m, r, a0, ctx, j - m == 1, x_range)
+                        front = self._combine_into(front, self.V[m, j], self.F[i, m], 0, m, r, a0, ctx, j - m == 1)
                 self.V[i, j] = front
                 self.largest_front = max(self.largest_front, len(front))
                 # forests over j -> i
                 front = _empty_front(d)
                 if self.reach_f[i, j]:
                     ctx = self._at(self.ctx_f, i, j)
-                    x_range = self._range(self.f_lo, self.f_hi, i, j)
                     tree = self.V[i, j]
                     if len(tree):
                         lab = tree.labels.copy()
@@ -300,11 +314,9 @@ class ParetoDP:
                         keep = lb < self.threshold
                         idx = np.nonzero(keep)[0]
                         front = self._merge(front, np.ascontiguousarray(tree.values[idx]), lb[idx], np.ascontiguousarray(lab[idx]),
-                                            np.full(len(idx), -1, np.int64), idx.astype(np.int64), np.zeros(len(idx), np.int64), ctx,
-                                            x_range)
+                                            np.full(len(idx), -1, np.int64), idx.astype(np.int64), np.zeros(len(idx), np.int64), ctx)
                     for m in range(j - 1, i, -1):
-                        front = self._combine_into(front, self.V[m, j], self.F[i, m], 1, m, np.empty(0), np.empty(0), ctx, j - m == 1,
-                                                   x_range)
+                        front = self._combine_into(front, self.V[m, j], self.F[i, m], 1, m, np.empty(0), np.empty(0), ctx, j - m == 1)
                 self.F[i, j] = front
                 self.largest_front = max(self.largest_front, len(front))
         # segments: G[k][j] = k trees covering j -> 0
@@ -318,12 +330,11 @@ class ParetoDP:
                 front = _empty_front(d)
                 if self.reach_g[k, j]:
                     ctx = self._at(self.ctx_g, k, j)
-                    x_range = self._range(self.g_lo, self.g_hi, k, j)
                     for m in range(j - 1, k - 2, -1):
                         if (k - 1, m) in self.G:
                             # a segment is not a child of a node: no leaf-child count (label rule 2)
                             front = self._combine_into(front, self.V[m, j], self.G[k - 1, m], 1, m, np.empty(0), np.empty(0), ctx,
-                                                       False, x_range)
+                                                       False)
                 self.G[k, j] = front
         return self.G[m_seg, n]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._kernels import node_value
+from ._kernels import _init_value, node_value
 
 __all__ = [
     "context_bounds",
@@ -469,6 +469,31 @@ def _term_magnitudes(coef, x_lo, x_hi):
 
 
 @njit(cache=True)
+def _value_span(old_values, new_values):
+    """Per direction, the smallest interval holding every value of ``old_values`` and ``new_values``:
+    every pair one merge tests lies in it, so it bounds their terms (:func:`_term_magnitudes`) far
+    more tightly than the position's whole range (earlier exits, the same decisions)."""
+    d = new_values.shape[1]
+    lo = np.empty(d)
+    hi = np.empty(d)
+    for k in range(d):
+        lo[k] = np.inf
+        hi[k] = -np.inf
+    for values in (old_values, new_values):
+        for a in range(values.shape[0]):
+            for k in range(d):
+                v = values[a, k]
+                if v < lo[k]:
+                    lo[k] = v
+                if v > hi[k]:
+                    hi[k] = v
+    for k in range(d):
+        if hi[k] < lo[k]:  # no vectors at all
+            lo[k] = hi[k] = 0.0
+    return lo, hi
+
+
+@njit(cache=True)
 def _dominates_ordered(u, v, coef, order, suffix):
     """``_dominates_coef`` visiting directions by decreasing magnitude, leaving early when the rest
     cannot change the sign (``suffix[t]`` bounds the sum of |term| over ``order[t:]``)."""
@@ -558,11 +583,12 @@ def _sift(values, labels, order, fixed_values, fixed_labels, fixed_members, n_fi
 
 
 @njit(cache=True)
-def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_lo, s_hi, goal, scale, x_lo, x_hi):
+def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_lo, s_hi, goal, scale):
     """Merge new candidates into a front (a set in which no vector dominates another).
 
-    ``x_lo, x_hi`` enclose every value of the position (the interval DP's range); they only
-    bound the terms for early exits, so the kept sets equal those of :func:`merge_fronts_reference`.
+    The dominance tests visit the directions by decreasing bound on their term over the values of
+    this merge and leave once the rest cannot change the sign, so the kept sets equal those of
+    :func:`~opmerge.solvers._reference.merge_fronts_reference`.
 
     1. New candidates, by increasing bound ``new_lb`` (ties: index order), are dropped when a
        vector of the old front or an already kept new one dominates them (with labels ``<=``);
@@ -578,8 +604,6 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
     new_values : float64[n_new, d]; new_lb : float64[n_new]; new_labels : int64[n_new, 2]
         Candidates with their bounds and cost labels.
     ctx : float64[4, d]; s_lo, s_hi, goal, scale : float64[d]
-    x_lo, x_hi : float64[d]
-        Range of every value of the position.
 
     Returns
     -------
@@ -587,7 +611,8 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
         Indices of the kept old vectors and of the kept candidates.
     """
     coef = position_coefficients(ctx, s_lo, s_hi, goal, scale)
-    magnitude = _term_magnitudes(coef, x_lo, x_hi)
+    seen_lo, seen_hi = _value_span(old_values, new_values)
+    magnitude = _term_magnitudes(coef, seen_lo, seen_hi)
     dir_order = np.argsort(-magnitude, kind="mergesort")
     suffix = np.zeros(dir_order.shape[0] + 1)
     for t in range(dir_order.shape[0] - 1, -1, -1):
@@ -603,3 +628,140 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
     return old_keep, new_keep
 
 
+
+
+@njit(cache=True)
+def _greedy_position(ctx, slot_of, identity, s_lo, s_hi, goal, scale):
+    """Per-direction context ``(4, d)`` and dominance coefficients of one position."""
+    d = goal.shape[0]
+    full = np.empty((4, d))
+    for k in range(d):
+        c = k if identity else slot_of[k]
+        for r in range(4):
+            full[r, k] = ctx[r, c]
+    return full, position_coefficients(full, s_lo, s_hi, goal, scale)
+
+
+@njit(cache=True)
+def _greedy_offer(mode, first, rest, retention, init_code, jump, ctx, coef, s_lo, s_hi, goal, scale, cand, best,
+                  best_bound, has_best):
+    """Build one candidate in ``cand``; copy it to ``best`` when it beats it (as a front of one
+    vector would keep it: not dominated by ``best`` and either dominating it or of smaller bound).
+    Returns the bound of ``best`` afterwards and whether ``cand`` was taken."""
+    bound = 0.0
+    for k in range(goal.shape[0]):
+        if mode == 0:
+            init = _init_value(init_code, first[k], jump[k] if init_code == 1 else 0.0)
+            val = node_value(retention[k], first[k], rest[k], init)
+        else:
+            val = first[k] * rest[k]
+        cand[k] = val
+        bound += _excess_sq(ctx[0, k] + ctx[2, k] * val, ctx[1, k] + ctx[3, k] * val, s_lo[k], s_hi[k], goal[k], scale[k])
+    take = not has_best
+    if has_best and not _dominates_coef(best, cand, coef):
+        take = bound < best_bound or _dominates_coef(cand, best, coef)
+    if take:
+        best[:] = cand
+        return bound, True
+    return best_bound, False
+
+
+@njit(cache=True)
+def greedy_fronts(steps_t, retention_t, jump_t, init_code, segments, ctx_v, reach_v, ctx_f, reach_f, ctx_g, reach_g,
+                  slot_of, identity, s_lo, s_hi, goal, scale):
+    r"""The Pareto DP with a front of one vector per position (a beam of width 1): a good plan, fast.
+
+    Every position keeps one vector: its candidates (built as in
+    :class:`~opmerge.solvers._pareto_dp.ParetoDP` from the kept vectors of its parts, splits from
+    ``j - 1`` down) replace the kept one when it does not dominate them and they either dominate
+    it or have a smaller bound :math:`\mathrm{LB}^2` in the position's context: what a front
+    truncated to its first vector keeps. No optimality is claimed: the plan seeds the exact runs.
+    :math:`O(N^3 d)` operations.
+
+    Parameters
+    ----------
+    steps_t, retention_t : float64[N + 1, d]; jump_t : float64[N + 1, N + 1, d] (or ``(1, 1, d)``)
+        Exact per-direction operators, direction axis last.
+    init_code : int
+    segments : int
+    ctx_v, ctx_f : float64[N + 1, N + 1, 4, slots]; ctx_g : float64[M + 1, N + 1, 4, slots]
+    reach_v, reach_f : bool[N + 1, N + 1]; reach_g : bool[M + 1, N + 1]
+        Contexts and reachability of the positions (:func:`context_bounds`).
+    slot_of : int64[d]; identity : bool
+        The slot of every direction (one per direction when ``identity``).
+    s_lo, s_hi, goal, scale : float64[d]
+
+    Returns
+    -------
+    v_split, f_split : int64[N + 1, N + 1]; g_split : int64[M + 1, N + 1]
+        The split chosen at every position (``-1``: a leaf, a forest that is one tree or one
+        segment; ``-2``: no vector).
+    """
+    n = steps_t.shape[0] - 1
+    d = goal.shape[0]
+    m_seg = segments
+    tree = np.zeros((n + 1, n + 1, d))
+    forest = np.zeros((n + 1, n + 1, d))
+    v_split = np.full((n + 1, n + 1), -2, np.int64)
+    f_split = np.full((n + 1, n + 1), -2, np.int64)
+    cand = np.empty(d)
+    empty = np.zeros(d)
+    ones = np.ones(d)
+    for length in range(1, n + 1):
+        for i in range(0, n - length + 1):
+            j = i + length
+            if length == 1:
+                if reach_v[i, j]:
+                    tree[i, j] = steps_t[j]
+                    v_split[i, j] = -1
+                if reach_f[i, j]:
+                    forest[i, j] = steps_t[j]
+                    f_split[i, j] = -1
+                continue
+            if reach_v[i, j]:
+                ctx, coef = _greedy_position(ctx_v[i, j], slot_of, identity, s_lo, s_hi, goal, scale)
+                jump = jump_t[i, j] if init_code == 1 else empty
+                bound = np.inf
+                for m in range(j - 1, i, -1):
+                    if v_split[m, j] == -2 or f_split[i, m] == -2:
+                        continue
+                    bound, taken = _greedy_offer(0, tree[m, j], forest[i, m], retention_t[j], init_code, jump, ctx, coef,
+                                                 s_lo, s_hi, goal, scale, cand, tree[i, j], bound, v_split[i, j] != -2)
+                    if taken:
+                        v_split[i, j] = m
+            if reach_f[i, j]:
+                ctx, coef = _greedy_position(ctx_f[i, j], slot_of, identity, s_lo, s_hi, goal, scale)
+                bound = np.inf
+                if v_split[i, j] != -2:
+                    bound, taken = _greedy_offer(1, tree[i, j], ones, empty, init_code, empty, ctx, coef, s_lo, s_hi, goal,
+                                                 scale, cand, forest[i, j], bound, False)
+                    f_split[i, j] = -1
+                for m in range(j - 1, i, -1):
+                    if v_split[m, j] == -2 or f_split[i, m] == -2:
+                        continue
+                    bound, taken = _greedy_offer(1, tree[m, j], forest[i, m], empty, init_code, empty, ctx, coef, s_lo, s_hi,
+                                                 goal, scale, cand, forest[i, j], bound, f_split[i, j] != -2)
+                    if taken:
+                        f_split[i, j] = m
+    g_split = np.full((m_seg + 1, n + 1), -2, np.int64)
+    if m_seg == 1:
+        return v_split, f_split, g_split
+    seg = np.zeros((m_seg + 1, n + 1, d))
+    for j in range(1, n + 1):
+        if reach_g[1, j] and v_split[0, j] != -2:
+            seg[1, j] = tree[0, j]
+            g_split[1, j] = -1
+    for k in range(2, m_seg + 1):
+        for j in range(k, n + 1):
+            if not reach_g[k, j]:
+                continue
+            ctx, coef = _greedy_position(ctx_g[k, j], slot_of, identity, s_lo, s_hi, goal, scale)
+            bound = np.inf
+            for m in range(j - 1, k - 2, -1):
+                if v_split[m, j] == -2 or g_split[k - 1, m] == -2:
+                    continue
+                bound, taken = _greedy_offer(1, tree[m, j], seg[k - 1, m], empty, init_code, empty, ctx, coef, s_lo, s_hi,
+                                             goal, scale, cand, seg[k, j], bound, g_split[k, j] != -2)
+                if taken:
+                    g_split[k, j] = m
+    return v_split, f_split, g_split

@@ -279,8 +279,7 @@ def dominates_reference(u, v, ctx, s_lo, s_hi, goal, scale) -> bool:
     return total <= 0.0
 
 
-def merge_fronts_reference(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_lo, s_hi, goal, scale,
-                           x_lo=None, x_hi=None):
+def merge_fronts_reference(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_lo, s_hi, goal, scale):
     """Plain-Python :func:`merge_fronts` (same visiting order, so the same kept sets)."""
 
     def ok(lab_u, u_vals, u, lab_v, v_vals, v):
@@ -311,3 +310,87 @@ def merge_fronts_reference(old_values, old_labels, new_values, new_lb, new_label
     new_keep = sift(order, new_values, new_labels, range(len(old_values)), old_values, old_labels, True)
     old_keep = sift(range(len(old_values)), old_values, old_labels, new_keep, new_values, new_labels, False)
     return np.array(old_keep, dtype=np.int64), np.array(new_keep, dtype=np.int64)
+
+
+def greedy_fronts_reference(steps_t, retention_t, jump_t, init_code: int, segments: int, ctx_v, reach_v, ctx_f, reach_f,
+                            ctx_g, reach_g, slot_of, s_lo, s_hi, goal, scale):
+    """Plain-Python :func:`~opmerge.solvers._pareto_kernels.greedy_fronts`: one vector per position,
+    replaced by a candidate it does not dominate that dominates it or has a smaller bound.
+    Returns the splits ``v_split, f_split, g_split`` (``-1`` leaf or single part, ``-2`` none)."""
+    n = len(steps_t) - 1
+    d = len(goal)
+
+    def context(table, a, j):
+        return np.array([[float(table[a][j][r][slot_of[k]]) for k in range(d)] for r in range(4)])
+
+    def offer(kept, candidate, ctx):
+        """The vector a front of one vector keeps: ``kept`` (value, bound) or the candidate."""
+        value = list(candidate)
+        bound = _lb_sq_reference(ctx[0], ctx[1], ctx[2], ctx[3], value, value, s_lo, s_hi, goal, scale)
+        if kept is None:
+            return (value, bound), True
+        if dominates_reference(np.array(kept[0]), np.array(value), ctx, s_lo, s_hi, goal, scale):
+            return kept, False
+        if bound < kept[1] or dominates_reference(np.array(value), np.array(kept[0]), ctx, s_lo, s_hi, goal, scale):
+            return (value, bound), True
+        return kept, False
+
+    tree, forest, seg = {}, {}, {}
+    v_split = np.full((n + 1, n + 1), -2, np.int64)
+    f_split = np.full((n + 1, n + 1), -2, np.int64)
+    g_split = np.full((segments + 1, n + 1), -2, np.int64)
+    for length in range(1, n + 1):
+        for i in range(n - length + 1):
+            j = i + length
+            if length == 1:
+                if reach_v[i][j]:
+                    tree[i, j], v_split[i, j] = [float(x) for x in steps_t[j]], -1
+                if reach_f[i][j]:
+                    forest[i, j], f_split[i, j] = [float(x) for x in steps_t[j]], -1
+                continue
+            if reach_v[i][j]:
+                ctx, kept = context(ctx_v, i, j), None
+                for m in range(j - 1, i, -1):
+                    if (m, j) not in tree or (i, m) not in forest:
+                        continue
+                    first, rest = tree[m, j], forest[i, m]
+                    cand = [(1.0 - retention_t[j][k]) * (first[k] * rest[k])
+                            + retention_t[j][k] * _init_value(init_code, first[k], jump_t[i][j][k] if init_code == 1 else 0.0)
+                            for k in range(d)]
+                    kept, taken = offer(kept, cand, ctx)
+                    if taken:
+                        v_split[i, j] = m
+                if kept is not None:
+                    tree[i, j] = kept[0]
+            if reach_f[i][j]:
+                ctx, kept = context(ctx_f, i, j), None
+                if (i, j) in tree:
+                    kept, _ = offer(None, tree[i, j], ctx)
+                    f_split[i, j] = -1
+                for m in range(j - 1, i, -1):
+                    if (m, j) not in tree or (i, m) not in forest:
+                        continue
+                    kept, taken = offer(kept, [tree[m, j][k] * forest[i, m][k] for k in range(d)], ctx)
+                    if taken:
+                        f_split[i, j] = m
+                if kept is not None:
+                    forest[i, j] = kept[0]
+    if segments == 1:
+        return v_split, f_split, g_split
+    for j in range(1, n + 1):
+        if reach_g[1][j] and (0, j) in tree:
+            seg[1, j], g_split[1, j] = tree[0, j], -1
+    for k in range(2, segments + 1):
+        for j in range(k, n + 1):
+            if not reach_g[k][j]:
+                continue
+            ctx, kept = context(ctx_g, k, j), None
+            for m in range(j - 1, k - 2, -1):
+                if (m, j) not in tree or (k - 1, m) not in seg:
+                    continue
+                kept, taken = offer(kept, [tree[m, j][c] * seg[k - 1, m][c] for c in range(d)], ctx)
+                if taken:
+                    g_split[k, j] = m
+            if kept is not None:
+                seg[k, j] = kept[0]
+    return v_split, f_split, g_split

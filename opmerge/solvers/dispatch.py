@@ -32,7 +32,7 @@ from ._control import Budget
 from .exact import (DEFAULT_LIST_LENGTH, DEFAULT_NODE_BUDGET, DEFAULT_TIME_BUDGET, ENGINES, MAX_LIST_LENGTH, search_plan,
                     solve_with_tables)
 from ._grouped import use_groups
-from .pareto import DEFAULT_MAX_FRONT, joint_plan, solve_binned
+from .pareto import DEFAULT_MAX_FRONT, joint_plan
 from .progress import ProgressCallback
 from .solution import Solution
 from .tables import check_table_size
@@ -124,7 +124,7 @@ def solve(
     else:
         def search(tables, incumbent):
             return search_plan(problem, tables, incumbent, budget, node_budget=node_budget, list_length=list_length, engine=engine)
-    solution = solve_with_tables(problem, rtol, atol, budget, search, groups=n_groups, solve_binned=solve_binned)
+    solution = solve_with_tables(problem, rtol, atol, budget, search, groups=n_groups)
     warn_if_indistinguishable(solution)
     return solution
 

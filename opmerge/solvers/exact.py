@@ -36,8 +36,6 @@ __all__ = ["search_plan", "seeds_only_solution", "DEFAULT_NODE_BUDGET", "DEFAULT
 
 DEFAULT_NODE_BUDGET = 1_000_000_000
 DEFAULT_TIME_BUDGET = 10.0
-#: share of the time left that the grouped solver gives the binned problem of its seed
-_BINNED_SHARE = 0.2
 #: one-direction search engines of :func:`opmerge.solvers.solve`
 ENGINES = ("numba", "python")
 #: holes of at most this many steps are resolved from sorted value lists (default of ``list_length``)
@@ -149,8 +147,7 @@ def seeds_only_solution(problem: Problem, incumbent: Incumbent, budget: Budget) 
 
 
 def solve_with_tables(problem: Problem, rtol, atol, budget: Budget,
-                      search: Callable[[ProblemTables, Incumbent], Solution], groups: int | None = None,
-                      solve_binned: Callable | None = None) -> Solution:
+                      search: Callable[[ProblemTables, Incumbent], Solution], groups: int | None = None) -> Solution:
     r"""The steps every certified solve takes around its search, under one ``budget``.
 
     1. the canonical seed plans (they need no tables);
@@ -172,10 +169,9 @@ def solve_with_tables(problem: Problem, rtol, atol, budget: Budget,
         with its other arguments bound.
     groups : int, optional
         Bound the directions in this many groups (:mod:`opmerge.solvers._grouped`): the tables
-        are :class:`~opmerge.solvers._grouped.GroupedTables` and step 3 is the optimum of the
-        binned problem instead of the extreme plans (``search`` must be ``joint_plan``), found by
-        ``solve_binned(binned_problem, seconds) -> Plan``
-        (:func:`~opmerge.solvers.pareto.solve_binned`).
+        are :class:`~opmerge.solvers._grouped.GroupedTables` and step 3 is the greedy plans of
+        binned problems instead of the extreme plans (``search`` must be ``joint_plan``;
+        :func:`~opmerge.solvers._grouped.seed_from_bins`).
 
     Returns
     -------
@@ -190,7 +186,7 @@ def solve_with_tables(problem: Problem, rtol, atol, budget: Budget,
         if groups is None:
             seed_incumbent(problem, tables, incumbent.tol, budget, start=incumbent)
         else:
-            seed_from_bins(problem, tables.group_of, incumbent, _BINNED_SHARE * budget.left(), solve_binned)
+            seed_from_bins(problem, incumbent, budget)
             budget.note(incumbent=incumbent.w2)
         solution = search(tables, incumbent)
     budget.finish(solution.w2, solution.lower_bound, solution.nodes)

@@ -92,7 +92,6 @@ import time
 import numpy as np
 
 from ..objective import Problem, evaluate_plan
-from ..plans import Plan
 from ._interrupts import interruptible
 from ._checks import (check_groups, check_int, check_node_budget, check_problem, check_progress, check_tables,
                       check_time_budget, check_tolerances)
@@ -255,8 +254,9 @@ def solve_joint(
         ranges and contexts of the DP are kept per group (enclosing each member's), the candidates
         and the certificate per direction, so the answer is still exact for the full problem while
         memory and the context pass shrink from ``d`` to ``groups`` slots. ``"auto"`` (default):
-        256 groups from 1,024 directions on; ``None``: one slot per direction. Used only where the
-        Pareto path applies; a grouped run that cannot settle the question within the budget ends
+        from 1,024 directions on, ``d / 6`` groups within ``[256, 1024]``
+        (:func:`~opmerge.solvers._grouped.auto_groups`); ``None``: one slot per direction. Used
+        only where the Pareto path applies; a grouped run that cannot settle the question within the budget ends
         uncertified (``stopped``) with its certified bound, without the branch and bound.
 
     Returns
@@ -282,14 +282,7 @@ def solve_joint(
         check_table_size(problem)
     budget = Budget(time_budget, node_budget, progress)
     return solve_with_tables(problem, rtol, atol, budget, lambda tables, incumbent: joint_plan(
-        problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget), groups=n_groups,
-        solve_binned=solve_binned)
-
-
-def solve_binned(problem: Problem, seconds: float) -> Plan:
-    """The grouped solver's seed: the joint optimum of the binned problem, one slot per direction,
-    within ``seconds`` (:func:`~opmerge.solvers._grouped.seed_from_bins`)."""
-    return solve_joint(problem, time_budget=seconds, groups=None).plan
+        problem, tables, incumbent, budget, max_front=max_front, node_budget=node_budget), groups=n_groups)
 
 
 def joint_plan(problem: Problem, tables: ProblemTables, incumbent: Incumbent, budget: Budget, *, max_front: int,
