@@ -58,8 +58,8 @@ from ._control import Budget, Incumbent
 from ._pareto_dp import ParetoDP, pareto_applicable
 from .tables import TABLE_NAMES, SlotBounds, TablesStopped, _fill
 
-__all__ = ["GroupedTables", "GROUPED_MIN_DIM", "MIN_AUTO_GROUPS", "MAX_AUTO_GROUPS", "auto_groups", "BLOCK_DIRECTIONS", "group_directions", "binned_problem",
-           "grouped_table_bytes", "use_groups"]
+__all__ = ["GroupedTables", "GROUPED_MIN_DIM", "MIN_AUTO_GROUPS", "MAX_AUTO_GROUPS", "auto_groups", "BLOCK_DIRECTIONS",
+           "group_directions", "binned_problem", "grouped_table_bytes", "use_groups"]
 
 #: from this many directions on, :func:`~opmerge.solvers.solve_joint` groups them (``groups="auto"``)
 GROUPED_MIN_DIM = 1024
@@ -139,7 +139,7 @@ def auto_groups(dim: int) -> int:
     :math:`\min(1024, \max(256, \lfloor d / 6 \rfloor))`.
 
     More groups give tighter bounds (fewer candidates) but a longer context pass; measured at
-    ``N = 64`` (``docs/solvers.md``), 512 groups suit 3,072 directions and 1,024 suit 16,384. At
+    ``N = 64`` (``docs/spectra.md``), 512 groups suit 3,072 directions and 1,024 suit 16,384. At
     1,024 groups and ``N = 64`` the tables take about 0.8 GB.
     """
     return min(MAX_AUTO_GROUPS, max(MIN_AUTO_GROUPS, dim // DIRECTIONS_PER_AUTO_GROUP))

@@ -252,7 +252,8 @@ class ParetoDP:
             self._check()
 
     def greedy_plan(self) -> Plan | None:
-        """A good plan, fast: the DP keeping one vector per position, the one of smallest bound
+        """A good plan, fast: the DP keeping one vector per position, replaced by a candidate that it
+        does not dominate and that dominates it or has a smaller bound
         (:func:`~opmerge.solvers._pareto_kernels.greedy_fronts`); ``None`` when no plan is left
         below the threshold. Not claimed optimal: it seeds the exact runs."""
         self._contexts()

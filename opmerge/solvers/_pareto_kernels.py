@@ -628,8 +628,6 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
     return old_keep, new_keep
 
 
-
-
 @njit(cache=True)
 def _greedy_position(ctx, slot_of, identity, s_lo, s_hi, goal, scale):
     """Per-direction context ``(4, d)`` and dominance coefficients of one position."""

@@ -256,8 +256,8 @@ def solve_joint(
         memory and the context pass shrink from ``d`` to ``groups`` slots. ``"auto"`` (default):
         from 1,024 directions on, ``d / 6`` groups within ``[256, 1024]``
         (:func:`~opmerge.solvers._grouped.auto_groups`); ``None``: one slot per direction. Used
-        only where the Pareto path applies; a grouped run that cannot settle the question within the budget ends
-        uncertified (``stopped``) with its certified bound, without the branch and bound.
+        only where the Pareto path applies; a grouped run that cannot settle the question within
+        the budget ends uncertified (``stopped``) with its certified bound, without the branch and bound.
 
     Returns
     -------
