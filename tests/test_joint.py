@@ -322,6 +322,94 @@ def test_combine_and_merge_match_reference(seed, dim, mode, rule):
             assert bool(dominates(u, v, ctx, s_lo, s_hi, goal, scale)) == dominates_reference(u, v, ctx, s_lo, s_hi, goal, scale)
 
 
+def _random_position(rng, dim):
+    """Context bounds, root range, goal and weights of one position, drawn as in the tests above."""
+    ctx = np.array([rng.uniform(0, 0.3, dim), rng.uniform(0.3, 1, dim), rng.uniform(0, 0.5, dim), rng.uniform(0.5, 2, dim)])
+    return ctx, rng.uniform(0, 0.5, dim), rng.uniform(0.5, 3, dim), rng.uniform(0, 3, dim), rng.uniform(0.1, 2, dim)
+
+
+def _near_ties(rng, count, dim, spread):
+    base = rng.uniform(0.2, 1.2, dim)
+    return np.ascontiguousarray(base * (1.0 + spread * rng.standard_normal((count, dim))).clip(-0.5, None))
+
+
+@settings(max_examples=80)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.floats(1e-4, 1.0), st.booleans(), st.booleans())
+def test_term_slopes_bound_every_term(seed, dim, spread, negative_weights, swapped_b):
+    """Brute force over every pair: each direction's term divided by ``u_k - v_k`` lies in the
+    interval the slopes give for that sign (the per-pair bounds of the merges rest on it). Also
+    with negative values, negative weights and ``B_lo > B_hi``, which the bounds must survive."""
+    from opmerge.solvers._pareto_kernels import _term_bound, _term_slopes, _value_span, position_coefficients
+
+    rng = np.random.default_rng(seed)
+    values = _near_ties(rng, 8, dim, spread)
+    ctx, s_lo, s_hi, goal, scale = _random_position(rng, dim)
+    if negative_weights:
+        scale = scale * rng.choice([-1.0, 1.0], dim)
+    if swapped_b:
+        ctx[[2, 3]] = ctx[[3, 2]]
+    coef = position_coefficients(ctx, s_lo, s_hi, goal, scale)
+    lo, hi = _value_span(values[:3], values[3:])
+    slopes = _term_slopes(coef, lo, hi)
+    for u in values:
+        for v in values:
+            for k in range(dim):
+                delta = u[k] - v[k]
+                term = _term_bound(u[k], v[k], coef, k)
+                if delta == 0.0:
+                    assert term == 0.0
+                    continue
+                low, high = (slopes[k, 0], slopes[k, 1]) if delta > 0 else (slopes[k, 2], slopes[k, 3])
+                assert low <= term / delta <= high
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(65, 300), st.floats(1e-5, 0.3))
+def test_tail_bounds_hold_for_every_pair_and_checkpoint(seed, dim, spread):
+    """Direct summation: for every ordered pair and every checkpoint, the signed sum of the
+    remaining terms lies between the two vectors' shares (superadditivity about the centre)."""
+    from opmerge.solvers._pareto_kernels import (_STRIDE, _tail_bounds, _term_bound, _term_slopes, _value_span,
+                                                 position_coefficients)
+
+    rng = np.random.default_rng(seed)
+    values = _near_ties(rng, 6, dim, spread)
+    ctx, s_lo, s_hi, goal, scale = _random_position(rng, dim)
+    coef = position_coefficients(ctx, s_lo, s_hi, goal, scale)
+    lo, hi = _value_span(values[:2], values[2:])
+    slopes = _term_slopes(coef, lo, hi)
+    order = rng.permutation(dim)
+    tails = _tail_bounds(values, slopes, order, values.mean(axis=0))
+    assert tails.shape == (6, 2, 4, -(-dim // _STRIDE) + 1)
+    for a, u in enumerate(values):
+        for b, v in enumerate(values):
+            terms = np.array([_term_bound(u[k], v[k], coef, k) for k in order])
+            for c in range(tails.shape[3]):
+                rest = float(terms[c * _STRIDE:].sum())
+                for w in range(2):
+                    assert tails[a, w, 0, c] + tails[b, w, 2, c] <= rest <= tails[a, w, 1, c] + tails[b, w, 3, c]
+
+
+@settings(max_examples=16, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(100, 300), st.floats(1e-6, 1e-2), st.floats(0.0, 0.3), st.booleans())
+def test_merge_with_pair_bounds_matches_reference_on_many_directions(seed, dim, spread, noise, goal_near_zero):
+    """Several checkpoints of the per-pair bounds: the kept sets are the reference's. The vectors lie
+    near a line through the base (the DP's near ties); with the goal near 0, the lower one along the
+    line tends to dominate (about three of four vectors dropped), otherwise few are."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.2, 1.2, dim)
+    along = rng.standard_normal((10, 1))
+    values = np.ascontiguousarray(base * (1.0 + spread * (along + noise * rng.standard_normal((10, dim)))))
+    ctx, s_lo, s_hi, goal, scale = _random_position(rng, dim)
+    if goal_near_zero:
+        goal = goal / 10.0
+    lb = rng.uniform(0, 1, 10)
+    labels = np.zeros((10, 2), np.int64)
+    got = merge_fronts(values[:4], labels[:4], values[4:], lb[4:], labels[4:], ctx, s_lo, s_hi, goal, scale)
+    want = merge_fronts_reference(values[:4], labels[:4], values[4:], lb[4:], labels[4:], ctx, s_lo, s_hi, goal, scale)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 @settings(max_examples=40)
 @given(st.integers(0, 2**32 - 1), st.integers(20, 80), st.floats(1e-6, 1e-1))
 def test_merge_with_early_exits_matches_reference_on_near_ties(seed, dim, spread):

@@ -454,24 +454,188 @@ def _dominates_coef(u, v, coef):
     return total <= 0.0
 
 
+@njit(cache=True, inline="always")
+def _quadratic_range(b_lo, b_hi, both_lo, both_hi, c):
+    """Range of ``q = b^2 w + 2 b c`` over ``b in [b_lo, b_hi]``, ``w in [both_lo, both_hi]`` (linear
+    in ``w``, so the extremes lie at its ends; for fixed ``w`` at ``b``'s ends or the vertex)."""
+    lo = np.inf
+    hi = -np.inf
+    for w in (both_lo, both_hi):
+        for b in (b_lo, b_hi):
+            q = b * b * w + 2.0 * b * c
+            lo = min(lo, q)
+            hi = max(hi, q)
+        if w != 0.0:
+            vertex = -c / w
+            if b_lo < vertex < b_hi:
+                q = vertex * vertex * w + 2.0 * vertex * c
+                lo = min(lo, q)
+                hi = max(hi, q)
+    return lo, hi
+
+
+@njit(cache=True, inline="always")
+def _capped_range(b_lo, b_hi, cap_top, x_lo, x_hi):
+    """Range of the ``b`` of :func:`_term_bound` (``B_hi``, lowered to ``cap = cap_top / max(u, v)``
+    when ``B_lo <= cap < B_hi``) over ``max(u, v) in [x_lo, x_hi]``; ``cap`` is monotone in it."""
+    if x_lo <= 0.0 or not (b_lo < b_hi):
+        if b_lo < b_hi:
+            return b_lo, b_hi  # some max(u, v) <= 0 (no cap) beside positive ones: the whole box
+        return b_hi, b_hi  # the cap can never apply
+    c_a = cap_top / x_hi
+    c_b = cap_top / x_lo
+    c_min = min(c_a, c_b)
+    c_max = max(c_a, c_b)
+    lo = np.inf
+    hi = -np.inf
+    inside_lo = max(c_min, b_lo)
+    inside_hi = min(c_max, b_hi)
+    if inside_lo <= inside_hi:  # caps that apply
+        lo = inside_lo
+        hi = inside_hi
+    if c_min < b_lo or c_max >= b_hi:  # some cap does not apply: B_hi itself
+        lo = min(lo, b_hi)
+        hi = max(hi, b_hi)
+    return lo, hi
+
+
 @njit(cache=True)
-def _term_magnitudes(coef, x_lo, x_hi):
-    """Largest |term| of each direction over all value pairs in [x_lo, x_hi] (for early exits)."""
+def _term_slopes(coef, x_lo, x_hi):
+    r"""Per direction k, the slopes of direction k's term over ``delta = u_k - v_k`` for all values in
+    ``[x_lo, x_hi]``: ``out[k] = (p_lo, p_hi, n_lo, n_hi)`` with ``term / delta`` in ``[p_lo, p_hi]``
+    when ``delta > 0`` and in ``[n_lo, n_hi]`` when ``delta < 0`` (the term is 0 at ``delta = 0``).
+
+    :func:`_term_bound` is ``s delta rho`` with, for ``delta > 0``, ``rho = min(Q, b_sel y_hi)``,
+    ``Q = max(q(B_lo), q(b))``, and for ``delta < 0``, ``rho = max(m, b_sel y_lo)``, ``m = min(q(B_lo),
+    q(b), q(vertex))``, where ``q(beta) = beta^2 (u + v) + 2 beta c``, ``b`` is ``B_hi`` or the cap
+    ``(S_hi - A_lo) / max(u, v)`` (:func:`_capped_range`), the vertex lies in ``[B_lo, b]`` and
+    ``u + v in [2 x_lo, 2 x_hi]``. Interval arithmetic on each piece bounds ``rho`` for either sign,
+    and ``term / delta = s rho``. Far tighter than bounding every piece by its largest magnitude:
+    in a direction where the goal is met, the box term (``~ B_lo^2``) is what counts, not the range
+    term (``~ B_hi |y|``)."""
     d = coef.shape[0]
-    out = np.empty(d)
+    out = np.empty((d, 4))
     for k in range(d):
-        spread = x_hi[k] - x_lo[k]
-        b_hi = coef[k, 4]
-        y = max(abs(coef[k, 6]), abs(coef[k, 7]))
-        c = max(abs(coef[k, 1]), abs(coef[k, 2]))
-        out[k] = coef[k, 0] * spread * max(b_hi * y, b_hi * b_hi * 2.0 * x_hi[k] + 2.0 * b_hi * c)
+        s = coef[k, 0]
+        b_lo = coef[k, 3]
+        e_lo, e_hi = _capped_range(b_lo, coef[k, 4], coef[k, 5], x_lo[k], x_hi[k])
+        h_lo = min(b_lo, e_lo)
+        h_hi = max(b_lo, e_hi)
+        w_lo = 2.0 * x_lo[k]
+        w_hi = 2.0 * x_hi[k]
+        # delta > 0: Q = max(q(B_lo), q(b))
+        q1_lo, q1_hi = _quadratic_range(b_lo, b_lo, w_lo, w_hi, coef[k, 2])
+        q2_lo, q2_hi = _quadratic_range(e_lo, e_hi, w_lo, w_hi, coef[k, 2])
+        big_lo = max(q1_lo, q2_lo)
+        big_hi = max(q1_hi, q2_hi)
+        y = coef[k, 7]
+        r_lo = min(e_lo * y, e_hi * y) if y >= 0.0 else b_lo * y
+        r_hi = max(e_lo * y, e_hi * y) if y >= 0.0 else b_lo * y
+        if s >= 0.0:  # s delta >= 0: the minimum of the two
+            up_lo = min(big_lo, r_lo)
+            up_hi = min(big_hi, r_hi)
+        else:
+            up_lo = max(big_lo, r_lo)
+            up_hi = max(big_hi, r_hi)
+        # delta < 0: m = min(q(B_lo), q(b), q(vertex))
+        q1_lo, q1_hi = _quadratic_range(b_lo, b_lo, w_lo, w_hi, coef[k, 1])
+        q2_lo, q2_hi = _quadratic_range(e_lo, e_hi, w_lo, w_hi, coef[k, 1])
+        all_lo, all_hi = _quadratic_range(h_lo, h_hi, w_lo, w_hi, coef[k, 1])
+        small_lo = all_lo
+        small_hi = min(q1_hi, q2_hi)
+        y = coef[k, 6]
+        r_lo = min(e_lo * y, e_hi * y) if y <= 0.0 else b_lo * y
+        r_hi = max(e_lo * y, e_hi * y) if y <= 0.0 else b_lo * y
+        if s >= 0.0:  # s delta <= 0: the maximum of the two
+            down_lo = max(small_lo, r_lo)
+            down_hi = max(small_hi, r_hi)
+        else:
+            down_lo = min(small_lo, r_lo)
+            down_hi = min(small_hi, r_hi)
+        _store_slopes(out, k, 0, s * up_lo, s * up_hi)
+        _store_slopes(out, k, 2, s * down_lo, s * down_hi)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _store_slopes(out, k, col, x_a, x_b):
+    """``out[k, col:col + 2]`` = the interval of ``x_a, x_b``, widened against rounding in the terms."""
+    lo = min(x_a, x_b)
+    hi = max(x_a, x_b)
+    out[k, col] = lo - 1e-12 * abs(lo)
+    out[k, col + 1] = hi + 1e-12 * abs(hi)
+
+
+#: directions between two checkpoints of the per-vector tail bounds (:func:`_tail_bounds`)
+_STRIDE = 64
+
+
+@njit(cache=True)
+def _tail_bounds(values, slopes, dir_order, center):
+    r"""Bounds of the remaining terms of every dominance test with a vector of ``values``, at every
+    checkpoint ``c`` (directions ``dir_order[c * _STRIDE:]``).
+
+    The term of direction k lies between ``low_k(delta)`` and ``high_k(delta)``, piecewise linear
+    through 0 with the slopes of :func:`_term_slopes`. If ``low`` is concave (a positively
+    homogeneous function, so superadditive) then, with ``delta = (u - z) + (z - v)`` for the
+    centre ``z``,
+
+    .. math:: \sum_k \mathrm{low}_k(u_k - v_k) \ge \sum_k \mathrm{low}_k(u_k - z_k) + \sum_k \mathrm{low}_k(z_k - v_k),
+
+    and for a convex ``high`` the same with ``<=``: each vector's share is summed once, here.
+    Where ``low`` is convex it is replaced by a line below it (a slope between its two), and where
+    ``high`` is concave by a line above it; a line splits exactly. Two variants choose those lines:
+    variant 0 the slope of ``delta < 0`` (exact for tests where ``u`` lies below ``v``), variant 1
+    that of ``delta > 0``; a test takes the better of the two.
+
+    ``out[a, w, 0 / 1, c]``: low / high sums of vector ``a`` as the dominator ``u``, variant ``w``;
+    ``out[a, w, 2 / 3, c]``: as the target ``v``. Close vectors (near ties) get small bounds."""
+    d = dir_order.shape[0]
+    n_chk = (d + _STRIDE - 1) // _STRIDE
+    # lines[k, w, f, side]: slope of low (f = 0) / high (f = 1), variant w, delta >= 0 (side 0) / < 0
+    lines = np.empty((d, 2, 2, 2))
+    for k in range(d):
+        p_lo, p_hi, n_lo, n_hi = slopes[k, 0], slopes[k, 1], slopes[k, 2], slopes[k, 3]
+        lines[k, 0, 0, 0] = min(p_lo, n_hi)
+        lines[k, 0, 0, 1] = n_hi
+        lines[k, 0, 1, 0] = max(p_hi, n_lo)
+        lines[k, 0, 1, 1] = n_lo
+        lines[k, 1, 0, 0] = p_lo
+        lines[k, 1, 0, 1] = max(n_hi, p_lo)
+        lines[k, 1, 1, 0] = p_hi
+        lines[k, 1, 1, 1] = min(n_lo, p_hi)
+    out = np.zeros((values.shape[0], 2, 4, n_chk + 1))
+    acc = np.zeros((2, 4))
+    for a in range(values.shape[0]):
+        acc[:] = 0.0
+        size = 0.0
+        for t in range(d - 1, -1, -1):
+            k = dir_order[t]
+            delta = values[a, k] - center[k]
+            side_u = 0 if delta >= 0.0 else 1  # the dominator's share: delta = u - z
+            side_v = 1 - side_u if delta != 0.0 else 0  # the target's share: -delta = z - v
+            for w in range(2):
+                for f in range(2):
+                    share_u = lines[k, w, f, side_u] * delta
+                    share_v = -lines[k, w, f, side_v] * delta
+                    acc[w, f] += share_u
+                    acc[w, 2 + f] += share_v
+                    size += abs(share_u) + abs(share_v)
+            if t % _STRIDE == 0:
+                margin = size * 1e-9 + 1e-300  # against rounding in the partial sums
+                c = t // _STRIDE
+                for w in range(2):
+                    out[a, w, 0, c] = acc[w, 0] - margin
+                    out[a, w, 1, c] = acc[w, 1] + margin
+                    out[a, w, 2, c] = acc[w, 2] - margin
+                    out[a, w, 3, c] = acc[w, 3] + margin
     return out
 
 
 @njit(cache=True)
 def _value_span(old_values, new_values):
     """Per direction, the smallest interval holding every value of ``old_values`` and ``new_values``:
-    every pair one merge tests lies in it, so it bounds their terms (:func:`_term_magnitudes`) far
+    every pair one merge tests lies in it, so it bounds their terms (:func:`_term_slopes`) far
     more tightly than the position's whole range (earlier exits, the same decisions)."""
     d = new_values.shape[1]
     lo = np.empty(d)
@@ -494,17 +658,38 @@ def _value_span(old_values, new_values):
 
 
 @njit(cache=True)
-def _dominates_ordered(u, v, coef, order, suffix):
+def _dominates_ordered(u, v, coef, order, suffix, tail_u, tail_v):
     """``_dominates_coef`` visiting directions by decreasing magnitude, leaving early when the rest
-    cannot change the sign (``suffix[t]`` bounds the sum of |term| over ``order[t:]``)."""
+    cannot change the sign. The rest after ``order[:t]`` lies in ``[-suffix[t], suffix[t]]`` (the
+    sum of the directions' magnitudes) and, for this pair, in ``[tail_u[w, 0, c] + tail_v[w, 2, c] - gap,
+    tail_u[w, 1, c] + tail_v[w, 3, c] + gap]`` for either variant ``w`` and the next checkpoint
+    ``c * _STRIDE >= t`` (:func:`_tail_bounds`), ``gap`` the magnitudes of the directions before it."""
     total = 0.0
     d = order.shape[0]
+    chunk = -1
+    low_c = -np.inf
+    high_c = np.inf
+    tail_rest = 0.0
     for t in range(d):
         k = order[t]
         total += _term_bound(u[k], v[k], coef, k)
-        if total > suffix[t + 1]:
+        rest = suffix[t + 1]
+        # the pair's bounds hold from the next checkpoint on; the directions before it add at
+        # most their magnitudes (signed sums over a larger set bound nothing)
+        c = (t + _STRIDE) // _STRIDE
+        if c != chunk:
+            chunk = c
+            tail_rest = suffix[c * _STRIDE if c * _STRIDE < d else d]
+            low_c = max(tail_u[0, 0, c] + tail_v[0, 2, c], tail_u[1, 0, c] + tail_v[1, 2, c])
+            high_c = min(tail_u[0, 1, c] + tail_v[0, 3, c], tail_u[1, 1, c] + tail_v[1, 3, c])
+        gap = rest - tail_rest + 1e-12 * rest
+        low = low_c - gap
+        high = high_c + gap
+        least = low if low > -rest else -rest  # the rest of the sum lies in [least, most]
+        most = high if high < rest else rest
+        if total + least > 0.0:
             return False
-        if total <= -suffix[t + 1]:
+        if total + most <= 0.0:
             return True
     return total <= 0.0
 
@@ -537,24 +722,27 @@ def _label_ok(labels_u, u, labels_v, v):
 
 
 @njit(cache=True, inline="always")
-def _dominates_at(values, labels, q, target, target_labels, t, coef, order, suffix):
+def _dominates_at(values, labels, tails, q, target, target_labels, target_tails, t, coef, order, suffix):
     """Whether vector ``q`` (none when ``q < 0``) dominates ``target[t]``, its labels ``<=`` too."""
     return (q >= 0 and _label_ok(labels, q, target_labels, t)
-            and _dominates_ordered(values[q], target[t], coef, order, suffix))
+            and _dominates_ordered(values[q], target[t], coef, order, suffix, tails[q], target_tails[t]))
 
 
 @njit(cache=True, inline="always")
-def _first_dominator(values, labels, members, count, skip, target, target_labels, t, coef, order, suffix):
+def _first_dominator(values, labels, tails, members, count, skip, target, target_labels, target_tails, t, coef, order,
+                     suffix):
     """First ``q`` in ``members[:count]``, other than ``skip``, that dominates ``target[t]`` (-1: none)."""
     for p in range(count):
         q = members[p]
-        if q != skip and _dominates_at(values, labels, q, target, target_labels, t, coef, order, suffix):
+        if q != skip and _dominates_at(values, labels, tails, q, target, target_labels, target_tails, t, coef, order,
+                                       suffix):
             return q
     return -1
 
 
 @njit(cache=True)
-def _sift(values, labels, order, fixed_values, fixed_labels, fixed_members, n_fixed, grow, coef, dir_order, suffix):
+def _sift(values, labels, tails, order, fixed_values, fixed_labels, fixed_tails, fixed_members, n_fixed, grow, coef,
+          dir_order, suffix):
     """Indices, in ``order``, of the vectors of ``values`` dominated by no vector ``fixed_members[:n_fixed]``
     of ``fixed_values`` nor, with ``grow``, by one kept before them. Tried first: the last successful
     dominator of each kind; then the fixed vectors, then the kept ones."""
@@ -564,16 +752,19 @@ def _sift(values, labels, order, fixed_values, fixed_labels, fixed_members, n_fi
     last_kept = -1
     for t in range(order.shape[0]):
         idx = order[t]
-        if (_dominates_at(fixed_values, fixed_labels, last_fixed, values, labels, idx, coef, dir_order, suffix)
-                or _dominates_at(values, labels, last_kept, values, labels, idx, coef, dir_order, suffix)):
+        if (_dominates_at(fixed_values, fixed_labels, fixed_tails, last_fixed, values, labels, tails, idx, coef,
+                          dir_order, suffix)
+                or _dominates_at(values, labels, tails, last_kept, values, labels, tails, idx, coef, dir_order,
+                                 suffix)):
             continue
-        q = _first_dominator(fixed_values, fixed_labels, fixed_members, n_fixed, last_fixed, values, labels, idx,
-                             coef, dir_order, suffix)
+        q = _first_dominator(fixed_values, fixed_labels, fixed_tails, fixed_members, n_fixed, last_fixed, values,
+                             labels, tails, idx, coef, dir_order, suffix)
         if q >= 0:
             last_fixed = q
             continue
         if grow:
-            q = _first_dominator(values, labels, keep, n_kept, last_kept, values, labels, idx, coef, dir_order, suffix)
+            q = _first_dominator(values, labels, tails, keep, n_kept, last_kept, values, labels, tails, idx, coef,
+                                 dir_order, suffix)
             if q >= 0:
                 last_kept = q
                 continue
@@ -587,7 +778,8 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
     """Merge new candidates into a front (a set in which no vector dominates another).
 
     The dominance tests visit the directions by decreasing bound on their term over the values of
-    this merge and leave once the rest cannot change the sign, so the kept sets equal those of
+    this merge and leave once the rest cannot change the sign (:func:`_dominates_ordered`, with
+    the per-pair bounds of :func:`_tail_bounds`), so the kept sets equal those of
     :func:`~opmerge.solvers._reference.merge_fronts_reference`.
 
     1. New candidates, by increasing bound ``new_lb`` (ties: index order), are dropped when a
@@ -612,19 +804,31 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
     """
     coef = position_coefficients(ctx, s_lo, s_hi, goal, scale)
     seen_lo, seen_hi = _value_span(old_values, new_values)
-    magnitude = _term_magnitudes(coef, seen_lo, seen_hi)
+    slopes = _term_slopes(coef, seen_lo, seen_hi)
+    magnitude = np.empty(coef.shape[0])
+    for k in range(coef.shape[0]):
+        steepest = max(abs(slopes[k, 0]), abs(slopes[k, 1]), abs(slopes[k, 2]), abs(slopes[k, 3]))
+        magnitude[k] = steepest * (seen_hi[k] - seen_lo[k])
     dir_order = np.argsort(-magnitude, kind="mergesort")
     suffix = np.zeros(dir_order.shape[0] + 1)
     for t in range(dir_order.shape[0] - 1, -1, -1):
         suffix[t] = suffix[t + 1] + magnitude[dir_order[t]]
     # make the early exits safe against rounding in the partial sums
     for t in range(suffix.shape[0]):
-        suffix[t] = suffix[t] * (1.0 + 1e-12) + 1e-300
+        suffix[t] = suffix[t] * (1.0 + 1e-9) + 1e-300
     n_old = old_values.shape[0]
-    new_keep = _sift(new_values, new_labels, np.argsort(new_lb, kind="mergesort"), old_values, old_labels,
-                     np.arange(n_old), n_old, True, coef, dir_order, suffix)
-    old_keep = _sift(old_values, old_labels, np.arange(n_old), new_values, new_labels, new_keep, new_keep.shape[0],
-                     False, coef, dir_order, suffix)
+    n_new = new_values.shape[0]
+    center = np.zeros(coef.shape[0])
+    for values in (old_values, new_values):
+        for a in range(values.shape[0]):
+            center += values[a]
+    center /= max(n_old + n_new, 1)
+    old_tails = _tail_bounds(old_values, slopes, dir_order, center)
+    new_tails = _tail_bounds(new_values, slopes, dir_order, center)
+    new_keep = _sift(new_values, new_labels, new_tails, np.argsort(new_lb, kind="mergesort"), old_values, old_labels,
+                     old_tails, np.arange(n_old), n_old, True, coef, dir_order, suffix)
+    old_keep = _sift(old_values, old_labels, old_tails, np.arange(n_old), new_values, new_labels, new_tails, new_keep,
+                     new_keep.shape[0], False, coef, dir_order, suffix)
     return old_keep, new_keep
 
 
