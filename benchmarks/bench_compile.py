@@ -1,4 +1,4 @@
-"""Eager against ``torch.compile``: training-step throughput of the bridge's networks, measured in one run.
+"""Eager against ``torch.compile``: training-step throughput of the bridge's own steps, measured in one run.
 
 Usage::
 
@@ -6,27 +6,25 @@ Usage::
                                        [--sizes bridge,large] [--mode default|max-autotune|reduce-overhead]
 
 Per size and step kind, the median over repeats (after a warm-up that includes the compilation) of
-training samples per second = ``updates * batch / seconds`` for the same step run eagerly and
-through ``torch.compile``, and their ratio:
+training samples per second = ``updates * batch / seconds`` for the same training run eagerly
+(``compile="off"``) and compiled (``compile=MODE``), and their ratio. The steps are the bridge's:
 
-* **plan student** — one merge node's update: a residual MLP ``x + F(x)`` fitted by Adam to a fixed
-  linear two-step teacher composite on fresh Gaussian inputs (forward, loss, backward, update);
-* **SCoT-style** — one trajectory-student update: the network ``g(x, e(t), e(s))`` with time
-  features, the velocity loss by forward-mode differentiation in ``s`` (``torch.func.jvp``), a
-  consistency loss against an EMA copy without gradient, a denoising loss, Adam and the EMA update.
+* **plan student** -- :meth:`PlanExecutorBase.fit` of a merge node's ``mlp`` student (Adam) toward
+  the teacher's two-step composite ``2 -> 0`` on fresh forward-process inputs (Gaussian teacher);
+* **SCoT** and **TraFlow** -- :meth:`TrajectoryTrainer.train` (teacher pairs by the DDIM sampler,
+  the losses of each method, Adam, the EMA update) on an ``rf`` teacher with ``N = 8``.
 
 Sizes: ``bridge`` (d = 16, width 128, 3 hidden layers, batch 256: the bridge's SCoT student) and
-``large`` (d = 64, width 512, 3 hidden layers, batch 4,096). float64 on the CPU, float32 on CUDA.
-The compiled step is ``torch.compile`` of the loss computation (forward passes and losses);
-backward, Adam and EMA run as in the eager step, so both steps compute the same update. Nothing is
-asserted and no test times anything; the numbers are quoted in docs/parallel.md.
+``large`` (d = 64, width 512, 3 hidden layers, batch 4,096); data eigenvalues log-spaced in
+``[0.1, 10]``. float64 on the CPU, float32 on CUDA. Compiled: the network part of every loss
+(forward passes, the forward-mode velocity, the squared errors); the draws, backward, Adam and EMA
+run as in the eager step, so both compute the same update. Nothing is asserted and no test times
+anything; the numbers are quoted in docs/parallel.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 import platform
 import statistics
 import sys
@@ -35,13 +33,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from opmerge.experiments._torch import resolve_device  # noqa: E402
+from opmerge.experiments.executor import ComposedSampler, GaussianPlanExecutor, TrainConfig  # noqa: E402
+from opmerge.experiments.gaussian import make_gaussian  # noqa: E402
+from opmerge.experiments.teacher import GaussianTeacher, TeacherStep  # noqa: E402
+from opmerge.experiments.trajectory import TrajectoryConfig, TrajectoryTrainer  # noqa: E402
+from opmerge.plans import MergeNode  # noqa: E402
+from opmerge.schedules import make_schedule  # noqa: E402
 
 SIZES = {"bridge": {"dim": 16, "hidden": 128, "depth": 3, "batch": 256}, "large": {"dim": 64, "hidden": 512, "depth": 3, "batch": 4096}}
-FEATURES = 4  # time features per time: t, sin 2^k pi t, cos 2^k pi t for k < FEATURES
+TEACHER_STEPS = 8
 
 
 def _sync(device: torch.device) -> None:
@@ -49,105 +53,55 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _mlp(inputs: int, hidden: int, depth: int, outputs: int) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Linear(inputs, hidden), nn.SiLU()]
-    for _ in range(depth - 1):
-        layers += [nn.Linear(hidden, hidden), nn.SiLU()]
-    layers.append(nn.Linear(hidden, outputs))
-    return nn.Sequential(*layers)
+def _teacher(schedule: str, size: dict, device: torch.device, dtype: torch.dtype) -> GaussianTeacher:
+    lam = np.geomspace(0.1, 10.0, size["dim"])
+    return GaussianTeacher(make_schedule(schedule, TEACHER_STEPS), make_gaussian(lam), dtype=dtype, device=device)
 
 
-def _embed(t: torch.Tensor) -> torch.Tensor:
-    k = torch.arange(FEATURES, dtype=t.dtype, device=t.device)
-    angles = math.pi * t * 2.0 ** k
-    return torch.cat([t, torch.sin(angles), torch.cos(angles)], dim=-1)
+class PlanStudentRun:
+    """``updates`` minibatch Adam updates of one merge node's ``mlp`` student (:meth:`PlanExecutorBase.fit`)."""
+
+    def __init__(self, size: dict, device: torch.device, dtype: torch.dtype, mode: str) -> None:
+        teacher = _teacher("vp-cosine", size, device, dtype)
+        cfg = TrainConfig(family="mlp", optimizer="adam", lr=1e-3, batch=size["batch"], hidden=size["hidden"],
+                          depth=size["depth"])
+        self.executor = GaussianPlanExecutor(teacher, cfg, seed=0, compile=mode)
+        self.generator = torch.Generator(device=device).manual_seed(0)
+        node = MergeNode((2, 1))
+        self.target = ComposedSampler([TeacherStep(teacher, 2), TeacherStep(teacher, 1)]).requires_grad_(False)
+        self.student = self.executor.start_student(node, TeacherStep(teacher, 2), self.generator)
+        for p in self.student.parameters():
+            p.requires_grad_(True)
+
+    def __call__(self, updates: int) -> None:
+        self.executor.fit(self.student, self.target, 2, updates, self.generator)
 
 
-class TimeNet(nn.Module):
-    """``G(x, t, s) = (s/t) x + (1 - s/t) g``, ``g = x + F(x, e(t), e(s))`` (the rf trajectory map)."""
+class TrajectoryRun:
+    """``updates`` updates of a SCoT or TraFlow student (:meth:`TrajectoryTrainer.train`)."""
 
-    def __init__(self, dim: int, hidden: int, depth: int) -> None:
-        super().__init__()
-        self.f = _mlp(dim + 2 * (1 + 2 * FEATURES), hidden, depth, dim)
+    def __init__(self, method: str, size: dict, device: torch.device, dtype: torch.dtype, mode: str) -> None:
+        cfg = TrajectoryConfig(method=method, batch=size["batch"], hidden=size["hidden"], depth=size["depth"])
+        self.trainer = TrajectoryTrainer(_teacher("rf", size, device, dtype), cfg, seed=0, compile=mode)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        g = x + self.f(torch.cat([x, _embed(t), _embed(s)], dim=-1))
-        ratio = s / t
-        return ratio * x + (1.0 - ratio) * g
+    def __call__(self, updates: int) -> None:
+        self.trainer.train(steps=updates, log_every=10**9)
 
 
-class PlanStudentStep:
-    """One merge-node update of a residual MLP toward a linear teacher composite."""
-
-    def __init__(self, size: dict, device: torch.device, dtype: torch.dtype, compiled: bool, mode: str) -> None:
-        gen = torch.Generator().manual_seed(0)
-        d = size["dim"]
-        self.batch, self.dim = size["batch"], d
-        self.net = _mlp(d, size["hidden"], size["depth"], d).to(device=device, dtype=dtype)
-        self.target = (0.5 + torch.rand(d, generator=gen, dtype=dtype)).to(device)  # a diagonal two-step composite
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
-        self.device, self.dtype = device, dtype
-        loss = self._loss
-        self.loss = torch.compile(loss, mode=None if mode == "default" else mode) if compiled else loss
-
-    def _loss(self, z: torch.Tensor) -> torch.Tensor:
-        return (z + self.net(z) - self.target * z).pow(2).sum(-1).mean()
-
-    def __call__(self) -> None:
-        z = torch.randn(self.batch, self.dim, device=self.device, dtype=self.dtype)
-        self.opt.zero_grad(set_to_none=True)
-        self.loss(z).backward()
-        self.opt.step()
+def make_run(kind: str, size: dict, device: torch.device, dtype: torch.dtype, mode: str):
+    if kind == "plan student":
+        return PlanStudentRun(size, device, dtype, mode)
+    return TrajectoryRun(kind.lower(), size, device, dtype, mode)
 
 
-class ScotStyleStep:
-    """One SCoT-style update: velocity (jvp in s), consistency against an EMA copy, denoising; Adam and EMA."""
-
-    def __init__(self, size: dict, device: torch.device, dtype: torch.dtype, compiled: bool, mode: str) -> None:
-        d = size["dim"]
-        self.batch, self.dim = size["batch"], d
-        self.net = TimeNet(d, size["hidden"], size["depth"]).to(device=device, dtype=dtype)
-        self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
-        self.scale = torch.linspace(0.3, 3.0, d, device=device, dtype=dtype)  # data standard deviations
-        self.device, self.dtype = device, dtype
-        losses = self._losses
-        self.losses = torch.compile(losses, mode=None if mode == "default" else mode) if compiled else losses
-
-    def _losses(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, s: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        x_t = t * x1 + (1.0 - t) * x0
-        _, d_s = torch.func.jvp(lambda s_: self.net(x_t, t, s_), (s,), (torch.ones_like(s),))
-        velocity = (d_s - (x1 - x0)).pow(2).sum(-1).mean()
-        with torch.no_grad():
-            target = self.ema(self.ema(x_t, t, u), u, s)
-        consistency = (self.net(x_t, t, s) - target).pow(2).sum(-1).mean()
-        denoise = (self.net(x_t, t, torch.zeros_like(t)) - x0).pow(2).sum(-1).mean()
-        return velocity + consistency + denoise
-
-    def __call__(self) -> None:
-        b, d = self.batch, self.dim
-        x0 = torch.randn(b, d, device=self.device, dtype=self.dtype) * self.scale
-        x1 = torch.randn(b, d, device=self.device, dtype=self.dtype)
-        times = torch.sort(torch.rand(b, 3, device=self.device, dtype=self.dtype), dim=-1).values
-        s, u, t = times[:, :1], times[:, 1:2], 0.05 + 0.95 * times[:, 2:]
-        self.opt.zero_grad(set_to_none=True)
-        self.losses(x0, x1, t, s, u).backward()
-        self.opt.step()
-        with torch.no_grad():
-            for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
-                p_ema.lerp_(p, 0.001)
-
-
-def rate(step, batch: int, updates: int, repeats: int, warmup: int, device: torch.device) -> list[float]:
-    """Samples per second of ``step`` per repeat, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        step()
+def rate(run, batch: int, updates: int, repeats: int, device: torch.device) -> list[float]:
+    """Samples per second of ``run`` per repeat, after an untimed warm-up of 3 updates."""
+    run(3)
     rates = []
     for _ in range(repeats):
         _sync(device)
         start = time.perf_counter()
-        for _ in range(updates):
-            step()
+        run(updates)
         _sync(device)
         rates.append(updates * batch / (time.perf_counter() - start))
     return rates
@@ -172,13 +126,12 @@ def main(argv=None) -> int:
     for size_name in args.sizes.split(","):
         size = SIZES[size_name.strip()]
         n_updates = max(2, updates // 4) if size_name == "large" and device.type == "cpu" else updates
-        for label, cls in (("plan student", PlanStudentStep), ("SCoT-style", ScotStyleStep)):
+        for label in ("plan student", "SCoT", "TraFlow"):
             medians = {}
             for compiled in (False, True):
-                torch.manual_seed(0)
-                step = cls(size, device, dtype, compiled, args.mode)
                 started = time.perf_counter()
-                rates = rate(step, size["batch"], n_updates, repeats, warmup=3, device=device)
+                run = make_run(label, size, device, dtype, args.mode if compiled else "off")
+                rates = rate(run, size["batch"], n_updates, repeats, device)
                 medians[compiled] = statistics.median(rates)
                 print(f"  {size_name:6s} {label:12s} {'compiled' if compiled else 'eager':8s} median {medians[compiled]:12,.0f} samples/s"
                       f"  (min {min(rates):,.0f}, max {max(rates):,.0f}; {repeats} x {n_updates} updates, batch {size['batch']};"

@@ -6,6 +6,10 @@
 * Every random draw goes through an explicit :class:`torch.Generator`; :func:`derive_seed` turns a
   base seed and a label (a unit name) into an independent 63-bit seed, so results do not depend on
   the order in which units run.
+* A training step's networks run eagerly (``compile="off"``, the default) or through
+  :func:`torch.compile` with one of its modes (:func:`compiled`; ``"reduce-overhead"`` adds CUDA
+  graphs on a GPU). Compiled code may order floating-point operations differently, so a compiled
+  run agrees with the eager one to rounding, not bit for bit.
 * ``MKL_CBWR=AUTO,STRICT`` is set (unless already set) before torch is imported: MKL's kernel choice
   then does not depend on memory alignment, and the same unit gives the same bits in every process.
 """
@@ -26,9 +30,11 @@ import numpy as np  # noqa: E402
 from numpy.typing import ArrayLike  # noqa: E402
 import torch  # noqa: E402
 
+from opmerge.cli_options import COMPILE_MODES
 from opmerge.errors import InputError
 
-__all__ = ["DEVICES", "resolve_device", "default_dtype", "derive_seed", "make_generator", "to_numpy"]
+__all__ = ["DEVICES", "COMPILE_MODES", "resolve_device", "default_dtype", "check_compile_mode", "compiled", "derive_seed",
+           "make_generator", "to_numpy"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -50,6 +56,27 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("device 'cuda' was requested but CUDA is not available on this machine (use --device cpu or auto)")
     return torch.device(name)
+
+
+def check_compile_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`COMPILE_MODES`, else an ``InputError`` naming ``compile``."""
+    if not isinstance(mode, str) or mode not in COMPILE_MODES:
+        raise InputError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+    return mode
+
+
+def compiled(fn, mode: str):
+    """``fn`` itself for ``mode="off"``, else ``torch.compile(fn)`` in that mode (a module stays a module
+    sharing its parameters; the first calls compile, later ones reuse the code while the guards hold)."""
+    if check_compile_mode(mode) == "off":
+        return fn
+    # The trainers differentiate one compiled graph more than once (the SCoT gradient-norm weights
+    # use retain_graph=True), which AOTAutograd's donated buffers forbid: switch them off (they only
+    # save memory). Read when a graph is compiled, i.e. at its first call.
+    import torch._functorch.config as functorch_config
+
+    functorch_config.donated_buffer = False
+    return torch.compile(fn, mode=None if mode == "default" else mode)
 
 
 def default_dtype(device: torch.device) -> torch.dtype:

@@ -25,6 +25,7 @@ from typing import Sequence
 
 
 from opmerge.cli_options import (
+    COMPILE_MODES,
     MAX_BATCH,
     MAX_DEPTH,
     MAX_HIDDEN,
@@ -94,6 +95,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--rotated", action="store_true", default=None, help="rotate the data covariance by a random orthogonal matrix")
     g.add_argument("--seed", type=seed_int, default=0, help="base seed, >= 0 (default 0)")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto: cuda if available)")
+    g.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                   help="torch.compile the students' training steps in this mode (default off; reduce-overhead: CUDA graphs)")
     g.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=None, help="torch CPU threads during the study (default 1)")
     g.add_argument("--quick", action="store_true", help="small size (tests; seconds on a CPU)")
     g.add_argument("--out", default=None, help=f"results folder (default {DEFAULT_OUT}/<study>)")
@@ -141,7 +144,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
         "target": args.target, "eta_tau": args.eta_tau, "lr": args.lr, "node_steps": args.gd_steps, "batch": args.batch,
         "repeats": args.repeats, "pilot_repeats": args.pilot_repeats, "family": args.family, "optimizer": args.optimizer, "hidden": args.hidden, "depth": args.depth,
         "train_steps": args.train_steps, "n_eval": args.n_eval, "level": args.level, "rotated": args.rotated, "seed": args.seed,
-        "device": args.device, "threads": args.threads, "out": args.out, "progress": not (args.no_progress or args.json),
+        "device": args.device, "compile": args.compile, "threads": args.threads, "out": args.out, "progress": not (args.no_progress or args.json),
     }
     parser = parser or build_parser()
     flags = {"node_steps": "--gd-steps/--node-steps", "n_eval": "--n-eval", "eta_tau": "--eta-tau", "train_steps": "--train-steps",
@@ -163,7 +166,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser |
 
 #: configuration fields that have an option of the same name (``--`` and ``-`` for ``_``)
 _FIELD_OPTIONS = ("schedule", "steps", "segments", "solver", "init", "input", "target", "lr", "batch", "repeats", "pilot_repeats", "family", "optimizer",
-                  "hidden", "depth", "level", "rotated", "seed", "device", "threads", "out", "quick")
+                  "hidden", "depth", "level", "rotated", "seed", "device", "compile", "threads", "out", "quick")
 
 
 def _report(result: dict) -> str:

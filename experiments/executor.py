@@ -55,7 +55,7 @@ from opmerge.errors import InputError, InputTypeError
 from opmerge.model import INITS, INPUTS, StudentModel
 from opmerge.plans import MergeNode, Plan, format_plan, format_tree, parse_plan
 
-from ._torch import derive_seed, make_generator
+from ._torch import check_compile_mode, compiled, derive_seed, make_generator
 from .students import FAMILIES, LINEAR_FAMILIES, build_student
 from .teacher import GaussianTeacher, TeacherJump, TeacherStep, eigen_gains, operator_matrix
 from .training import OPTIMIZERS, GradientStepper, run_updates
@@ -233,6 +233,10 @@ class PlanExecutorBase:
         :attr:`config_type` says which configuration class a case accepts.
     seed : int
         Base seed; node ``v`` of plan ``p`` uses ``derive_seed(seed, p, v)``.
+    compile : {"off", "default", "reduce-overhead", "max-autotune"}
+        Run the students' forward passes on minibatches eagerly (default) or through
+        :func:`torch.compile` in that mode (:func:`experiments._torch.compiled`). A new student per
+        node means a compilation per node shape; it pays where nodes train long, on a GPU.
     """
 
     #: the configuration class of this case
@@ -240,13 +244,14 @@ class PlanExecutorBase:
     #: the teacher classes of this case
     teacher_types: ClassVar[tuple] = ()
 
-    def __init__(self, teacher, config: TrainConfig, seed: int = 0) -> None:
+    def __init__(self, teacher, config: TrainConfig, seed: int = 0, compile: str = "off") -> None:
         if self.teacher_types and not isinstance(teacher, self.teacher_types):
             names = " or ".join(t.__name__ for t in self.teacher_types)
             raise InputTypeError(f"teacher must be a {names}, got {type(teacher).__name__}")
         if not isinstance(config, self.config_type):
             raise InputTypeError(f"config must be a {self.config_type.__name__}, got {type(config).__name__}")
         self.teacher, self.config, self.seed = teacher, config, int(seed)
+        self.compile = check_compile_mode(compile)
         self._input_cov: dict[int, torch.Tensor] = {}
 
     # ---- what a case supplies ----------------------------------------------------------------
@@ -309,21 +314,31 @@ class PlanExecutorBase:
         target = ComposedSampler(children)
         for p in target.parameters():
             p.requires_grad_(False)
-        stepper = GradientStepper(cfg.optimizer, student.parameters(), cfg.lr)
         if cfg.optimizer == "exact-gd":
+            stepper = GradientStepper(cfg.optimizer, student.parameters(), cfg.lr)
             losses = run_updates(stepper, self.population_loss(student, target, node), cfg.steps, final_loss=True)
         else:
-            def batch_loss() -> torch.Tensor:
-                z = self.draw_inputs(node.top, cfg.batch, gen)
-                with torch.no_grad():
-                    y = target(z)
-                return (student(z) - y).pow(2).sum(dim=1).mean()
-
-            losses = run_updates(stepper, batch_loss, cfg.steps)
+            losses = self.fit(student, target, node.top, cfg.steps, gen)
         for p in student.parameters():
             p.requires_grad_(False)
         student.eval()
         return student, node_record(node, losses)
+
+    def fit(self, student: nn.Module, target: nn.Module, top: int, steps: int, generator: torch.Generator) -> list[float]:
+        r"""``steps`` updates (``config.optimizer``, ``config.lr``) of ``student`` toward ``target`` on fresh
+        minibatches of node inputs at ``top``: the loss :math:`\frac1B\sum_b \|f(z_b) - T(z_b)\|^2`.
+        Returns the loss before each update."""
+        cfg = self.config
+        stepper = GradientStepper(cfg.optimizer, student.parameters(), cfg.lr)
+        forward = compiled(student, self.compile)
+
+        def batch_loss() -> torch.Tensor:
+            z = self.draw_inputs(top, cfg.batch, generator)
+            with torch.no_grad():
+                y = target(z)
+            return (forward(z) - y).pow(2).sum(dim=1).mean()
+
+        return run_updates(stepper, batch_loss, steps)
 
     def run(self, plan: Plan | str, progress: bool = False) -> ExecutedPlan:
         """Train every merge node of ``plan`` bottom-up (post-order) and return the executed plan.
@@ -377,8 +392,8 @@ class GaussianPlanExecutor(PlanExecutorBase):
 
     teacher_types = (GaussianTeacher,)
 
-    def __init__(self, teacher: GaussianTeacher, config: TrainConfig, seed: int = 0) -> None:
-        super().__init__(teacher, config, seed)
+    def __init__(self, teacher: GaussianTeacher, config: TrainConfig, seed: int = 0, compile: str = "off") -> None:
+        super().__init__(teacher, config, seed, compile)
         if not teacher.centred:
             raise InputError("the Gaussian executor needs a centred teacher (mean 0); use experiments.images.distill for data with a mean")
 

@@ -57,7 +57,6 @@ from .gaussian import GaussianData
 from .mixture_teacher import TorchMixtureTeacher
 from .students import ResidualMLP, build_student
 from .teacher import TeacherJump, TeacherStep
-from .training import GradientStepper, run_updates
 
 __all__ = ["MIXTURE_FAMILIES", "MIXTURE_INITS", "MixtureTrainConfig", "MixturePlanExecutor", "moment_gaussian", "affine_fit",
            "node_loss", "measure_plan", "PlanMeasurement"]
@@ -174,8 +173,8 @@ class MixturePlanExecutor(PlanExecutorBase):
     teacher_types: ClassVar[tuple] = (TorchMixtureTeacher,)
 
     def __init__(self, teacher: TorchMixtureTeacher, config: MixtureTrainConfig | None = None, seed: int = 0,
-                 prefits: dict | None = None, prefit_seed: int | None = None) -> None:
-        super().__init__(teacher, MixtureTrainConfig() if config is None else config, seed)
+                 prefits: dict | None = None, prefit_seed: int | None = None, compile: str = "off") -> None:
+        super().__init__(teacher, MixtureTrainConfig() if config is None else config, seed, compile)
         if prefits is not None and not isinstance(prefits, dict):
             raise InputTypeError(f"prefits must be a dict or None, got {type(prefits).__name__}")
         self.prefits: dict = {} if prefits is None else prefits
@@ -242,18 +241,9 @@ class MixturePlanExecutor(PlanExecutorBase):
         return self.prefits[key]
 
     def _fit(self, student: nn.Module, target: nn.Module, top: int, steps: int, gen: torch.Generator) -> list[float]:
-        cfg = self.config
         for p in student.parameters():
             p.requires_grad_(True)
-        stepper = GradientStepper(cfg.optimizer, student.parameters(), cfg.lr)
-
-        def batch_loss() -> torch.Tensor:
-            z = self.draw_inputs(top, cfg.batch, gen)
-            with torch.no_grad():
-                y = target(z)
-            return (student(z) - y).pow(2).sum(dim=1).mean()
-
-        return run_updates(stepper, batch_loss, steps)
+        return self.fit(student, target, top, steps, gen)
 
     def train_node(self, node: MergeNode, children: list[nn.Module], label: str = "") -> tuple[nn.Module, dict]:
         r"""The base class's training, and the record's ``heldout_loss``: :func:`node_loss` on ``fit_samples``

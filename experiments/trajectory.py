@@ -59,7 +59,7 @@ from torch.func import jvp
 
 from opmerge.errors import InputError
 
-from ._torch import make_generator
+from ._torch import check_compile_mode, compiled, make_generator
 from .teacher import GaussianTeacher
 from .training import EMA, GradientStepper
 
@@ -264,19 +264,34 @@ class TrajectoryTrainer:
         Its schedule must be ``rf`` or ``vp-cosine`` (grid ``t_n = n/N``).
     config : TrajectoryConfig
     seed : int
+    compile : {"off", "default", "reduce-overhead", "max-autotune"}
+        Run the network part of the losses eagerly (default) or through :func:`torch.compile` in
+        that mode (:func:`experiments._torch.compiled`): the consistency, denoising,
+        reconstruction and self-consistency losses and the gradient-norm weights go through the
+        compiled code; the draws, the forward-mode velocity loss, Adam and the EMA update stay eager. ``"reduce-overhead"`` adds CUDA graphs on a GPU.
     """
 
-    def __init__(self, teacher: GaussianTeacher, config: TrajectoryConfig, seed: int = 0) -> None:
+    def __init__(self, teacher: GaussianTeacher, config: TrajectoryConfig, seed: int = 0, compile: str = "off") -> None:
         if teacher.schedule.name not in TRAJECTORY_SCHEDULES:
             raise InputError(f"trajectory students need an rf or vp-cosine teacher (continuous time), got {teacher.schedule.name!r}")
         if teacher.steps < 2:
             raise InputError("trajectory students need a teacher with N >= 2 steps (s < t1 < t2 on the grid)")
         self.teacher, self.config = teacher, config
+        self.compile = check_compile_mode(compile)
         self.generator = make_generator(seed, teacher.device)
         dtype, device = teacher.dtype, teacher.device
         sigma_data = float(np.sqrt(np.mean(teacher.data.lam)))
         self.net = TrajectoryNet(teacher.dim, config.hidden, config.depth, teacher.schedule.name, sigma_data, self.generator, dtype, device)
         self.average = EMA(self.net, config.ema, warmup=True)
+        # the network part of each loss (forward passes, squared error) on inputs drawn eagerly, so
+        # the draws are the same with and without compilation. The velocity loss stays eager: a
+        # backward pass through torch.func.jvp inside torch.compile fails for networks of more than
+        # one hidden layer (torch 2.13, "ZeroTensors are immutable", PyTorch issue 177261), and a
+        # compiled network called from an eager jvp falls back to eager anyway
+        self._consistency_term = compiled(self._consistency_of, self.compile)
+        self._denoising_term = compiled(self._denoising_of, self.compile)
+        self._reconstruction_term = compiled(self._reconstruction_of, self.compile)
+        self._self_consistency_term = compiled(self._self_consistency_of, self.compile)
         self.stepper = GradientStepper("adam", self.net.parameters(), config.lr)
         self.history: list[dict] = []
         n = teacher.steps
@@ -386,6 +401,10 @@ class TrajectoryTrainer:
         if self.config.times == "continuous":  # s uniform in its cell [t_m, t_{m+1}) where that stays below t_1; s = t_1 stays
             jitter = torch.rand(s.shape, generator=self.generator, dtype=s.dtype, device=s.device) / t.steps
             s = s + torch.where((m < n1).unsqueeze(-1), jitter, torch.zeros_like(jitter))
+        return self._consistency_term(x_t2, t2, x_t1, t1, s)
+
+    def _consistency_of(self, x_t2: torch.Tensor, t2: torch.Tensor, x_t1: torch.Tensor, t1: torch.Tensor,
+                        s: torch.Tensor) -> torch.Tensor:
         zero = torch.zeros_like(s)
         estimate = self.ema(self.net(x_t2, t2, s), s, zero)
         with torch.no_grad():
@@ -405,10 +424,16 @@ class TrajectoryTrainer:
         x0 = t.data.sample(n, self.generator, t.dtype, t.device)
         eps = t.data.noise(n, self.generator, t.dtype, t.device)
         x_t = a_t * x0 + s_t * eps
+        return self._denoising_term(x0, x_t, tt)
+
+    def _denoising_of(self, x0: torch.Tensor, x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
         return (x0 - self.net.g(x_t, tt, tt)).pow(2).sum(-1).mean()
 
     def reconstruction_loss(self, x1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         r"""TraFlow output reconstruction :math:`\|G(x_1, 1, 0) - \hat x_0\|^2`."""
+        return self._reconstruction_term(x1, x0)
+
+    def _reconstruction_of(self, x1: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         one = torch.ones(1, 1, dtype=x1.dtype, device=x1.device)
         return (self.net(x1, one, torch.zeros_like(one)) - x0).pow(2).sum(-1).mean()
 
@@ -420,6 +445,9 @@ class TrajectoryTrainer:
         eps = (x1 - self._a1 * x0) / self._s1
         a_t, s_t = time_coefficients(name, t)
         x_t = a_t * x0 + s_t * eps
+        return self._self_consistency_term(x_t, t, u, s)
+
+    def _self_consistency_of(self, x_t: torch.Tensor, t: torch.Tensor, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             target = self.ema(self.net(x_t, t, u), u, s)
         return (self.net(x_t, t, s) - target).pow(2).sum(-1).mean()

@@ -88,6 +88,7 @@ __all__ = [
     "MAX_TRAIN_STEPS",
     "MAX_TORCH_STEPS",
     "MAX_THREADS",
+    "COMPILE_MODES",
     "MAX_WORKERS",
     "MAX_BINS",
     "MAX_SEED",
@@ -125,6 +126,8 @@ MAX_TORCH_STEPS = 4_096
 #: torch CPU threads and worker processes
 MAX_THREADS = 1_024
 MAX_WORKERS = 1_024
+#: how the bridge's training steps run (``--compile``): eagerly, or through torch.compile in one of its modes
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 #: largest seed (seeds are 64-bit)
 MAX_SEED = 2**63 - 1
 

@@ -171,3 +171,34 @@ def test_image_case_with_the_gaussian_teacher_and_a_mean_equals_closed_form(init
         assert set(nodes) == {str(node) for node in evaluation.node_values}
         for node, value in evaluation.node_values.items():
             assert _rel(nodes[str(node)], value) <= 1e-9
+
+
+def test_compile_mode_is_checked_once():
+    teacher = GaussianTeacher(make_schedule("vp-cosine", 2), make_gaussian([1.0]))
+    with pytest.raises(ValueError, match="compile must be one of"):
+        GaussianPlanExecutor(teacher, TrainConfig(), compile="fast")
+
+
+@pytest.mark.slow
+def test_compiled_plan_student_trains_as_the_eager_one():
+    """torch.compile of the students' minibatch forward passes (mlp family, Adam): the same losses and
+    the same trained student as eagerly, to rounding (compiled code may fuse and reorder), and dynamo
+    compiled the frames instead of falling back to eager."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    teacher = GaussianTeacher(make_schedule("vp-cosine", 4), make_gaussian([0.3, 4.0, 20.0], rotated=True, seed=5))
+    cfg = TrainConfig(family="mlp", optimizer="adam", lr=1e-3, steps=3, batch=64, hidden=16, depth=1)
+    node = MergeNode((2, 1))
+    out = {}
+    for mode in ("off", "default"):
+        executor = GaussianPlanExecutor(teacher, cfg, seed=4, compile=mode)
+        student, record = executor.train_node(node, [TeacherStep(teacher, 2), TeacherStep(teacher, 1)])
+        out[mode] = (record, [p.detach().clone() for p in student.parameters()])
+    assert counters["frames"]["ok"] >= 1 and not counters["graph_break"]
+    (eager, eager_params), (fast, fast_params) = out["off"], out["default"]
+    assert fast["loss_start"] == pytest.approx(eager["loss_start"], rel=1e-12)
+    assert fast["loss_end"] == pytest.approx(eager["loss_end"], rel=1e-12)
+    for a, b in zip(eager_params, fast_params):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -339,3 +339,32 @@ def test_continuous_consistency_times_keep_s_at_most_t1():
     on_grid = (s * 4 - (s * 4).round()).abs() < 1e-12
     assert 0.2 < float((s == t1).double().mean()) < 0.8  # anchors
     assert float((~on_grid).double().mean()) > 0.2  # jittered elsewhere
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["scot", "traflow"])
+def test_compiled_trajectory_step_matches_the_eager_one(method):
+    """torch.compile of the losses' network part (SCoT: the consistency against the EMA network, the
+    denoising loss, the gradient-norm weight; TraFlow: reconstruction, self-consistency; the
+    forward-mode velocity stays eager): the same records and parameters as eagerly to rounding, and
+    dynamo compiled the frames instead of silently falling back to eager."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    teacher = GaussianTeacher(make_schedule("rf", 4), make_gaussian([0.25, 4.0]))
+    cfg = TrajectoryConfig(method=method, steps=3, batch=32, hidden=16, depth=2)
+    out = {}
+    for mode in ("off", "default"):
+        trainer = TrajectoryTrainer(teacher, cfg, seed=3, compile=mode)
+        trainer.train(log_every=1)
+        out[mode] = (trainer.history, [p.detach().clone() for p in trainer.net.parameters()])
+    assert counters["frames"]["ok"] >= 2 and not counters["unimplemented"] and not counters["graph_break"]
+    (eager, eager_params), (fast, fast_params) = out["off"], out["default"]
+    assert len(eager) == len(fast) == 3
+    for a, b in zip(eager, fast):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-12, abs=1e-15)
+    for a, b in zip(eager_params, fast_params):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

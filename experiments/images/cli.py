@@ -18,6 +18,7 @@ import re
 from typing import Sequence
 
 from opmerge.cli_options import (
+    COMPILE_MODES,
     MAX_BATCH,
     MAX_DEPTH,
     MAX_HIDDEN,
@@ -230,6 +231,8 @@ def build_validate_images_parser() -> ArgumentParser:
                    help=f"fixed inputs per teacher and student, 2 to {MAX_SAMPLES:_} (default 2000; --quick 512)")
     p.add_argument("--seed", type=seed_int, default=0, help="base seed, >= 0 (default 0)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device (default auto)")
+    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                   help="torch.compile the students' training steps in this mode (default off; reduce-overhead: CUDA graphs)")
     p.add_argument("--quick", action="store_true", help="small size (CPU, under two minutes including the teacher's training)")
     p.add_argument("--out", default=None, help=f"results folder (default {DEFAULT_OUT})")
     p.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=None,
@@ -303,7 +306,7 @@ def _validate_images(argv: list[str]) -> int:
         "plans": tuple(args.plan) if args.plan else None, "random_plans": args.random_plans, "trajectory": args.trajectory,
         "node_steps_linear": args.node_steps_linear, "node_steps_network": args.node_steps_network, "traj_steps": args.train_steps,
         "init": args.init, "input": args.input, "eta_tau": args.eta_tau, "costs": args.costs, "n_eval": args.n_eval, "seed": args.seed, "device": args.device,
-        "out": args.out, "progress": not (args.no_progress or args.json),
+        "compile": args.compile, "out": args.out, "progress": not (args.no_progress or args.json),
     }
     if args.recipe is not None:
         values["recipes"] = args.recipe

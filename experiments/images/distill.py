@@ -162,8 +162,8 @@ class ImagePlanExecutor(PlanExecutorBase):
     config_type = ImageTrainConfig
     teacher_types = (ImageTeacher, GaussianTeacher)
 
-    def __init__(self, teacher, config: ImageTrainConfig, seed: int = 0) -> None:
-        super().__init__(teacher, config, seed)
+    def __init__(self, teacher, config: ImageTrainConfig, seed: int = 0, compile: str = "off") -> None:
+        super().__init__(teacher, config, seed, compile)
         self._linear = getattr(teacher, "kind", None) == "gaussian"
         if config.optimizer == "exact-gd" and not self._linear:
             raise InputError("optimizer 'exact-gd' needs the Gaussian teacher (the trained teacher's population loss has no closed form)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from opmerge.cli_options import COMPILE_MODES
 from opmerge.errors import InputError
 
 __all__ = ["ImagesStudyConfig", "DEFAULT_OUT", "RESULT_NAME", "RECIPES", "TEACHERS", "TRAJECTORY_METHODS"]
@@ -54,6 +55,9 @@ class ImagesStudyConfig:
     level : float                     confidence level of the gain intervals
     seed : int
     device : {"auto", "cpu", "cuda"}
+    compile : str                     ``off`` (default) or a ``torch.compile`` mode for the students'
+                                      training steps (``default``, ``reduce-overhead``: CUDA graphs,
+                                      ``max-autotune``); agrees with ``off`` to rounding, not bit for bit
     out : str                         results folder (default ``results/validate/images``)
     progress : bool
     """
@@ -89,6 +93,7 @@ class ImagesStudyConfig:
     level: float = 0.99
     seed: int = 0
     device: str = "auto"
+    compile: str = "off"
     out: str | None = None
     progress: bool = True
 
@@ -114,6 +119,8 @@ class ImagesStudyConfig:
             raise InputError(f"level must be in (0, 1), got {self.level!r}")
         if not (isinstance(self.eta_tau, (int, float)) and self.eta_tau > 0):
             raise InputError(f"eta_tau must be > 0, got {self.eta_tau!r}")
+        if self.compile not in COMPILE_MODES:
+            raise InputError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.teacher_preset not in (None, "quick", "full"):
             raise InputError(f"teacher_preset must be 'quick' or 'full', got {self.teacher_preset!r}")
         if self.recipes_by_teacher is not None:

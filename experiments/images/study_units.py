@@ -373,7 +373,8 @@ def plan_unit(context: TeacherContext, recipe: str, plan: Plan) -> CachedUnit:
     cfg = context.cfg
     text = format_plan(plan)
     unit_cfg = {"unit": "plan", "teacher": context.ident, "recipe": recipe, "train": plan_train_config(cfg, recipe).to_dict(), "plan": text,
-                "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level, "classifier": classifier_identity(context.classifier)}
+                "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level, "classifier": classifier_identity(context.classifier),
+                "compile": cfg.compile}
     return CachedUnit({"label": f"plan-{context.teacher.kind}-{recipe}-M{plan.n_segments}-{text}", **unit_cfg},
                       ("plan", context.teacher.kind, recipe, text), valid_plan_unit)
 
@@ -395,7 +396,7 @@ def trajectory_unit(context: TeacherContext, method: str) -> CachedUnit:
     cfg = context.cfg
     unit_cfg = {"unit": "trajectory", "teacher": context.ident, "train": _trajectory_config(cfg, method).to_dict(),
                 "segments": list(cfg.segments), "n_eval": cfg.n_eval, "seed": cfg.seed, "level": cfg.level,
-                "classifier": classifier_identity(context.classifier)}
+                "classifier": classifier_identity(context.classifier), "compile": cfg.compile}
     return CachedUnit({"label": f"trajectory-{context.teacher.kind}-{method}", **unit_cfg}, ("trajectory", context.teacher.kind, method),
                       valid_trajectory_unit(cfg.segments))
 
@@ -431,14 +432,16 @@ def compute_student_unit(contexts: dict, task: tuple) -> dict:
     if what == "plan":
         recipe, text = task[2], task[3]
         plan = parse_plan(text, teacher.steps)
-        executed = ImagePlanExecutor(teacher, plan_train_config(cfg, recipe), seed=derive_seed(cfg.seed, teacher.kind, recipe)).run(plan)
+        executed = ImagePlanExecutor(teacher, plan_train_config(cfg, recipe), seed=derive_seed(cfg.seed, teacher.kind, recipe),
+                                     compile=cfg.compile).run(plan)
         seconds = time.perf_counter() - started
         readout = read_student(cfg, executed.sampler(), teacher, c.z, c.teacher_x, c.dataset, c.classifier, c.teacher_gain, nonlinear=True)
         return {"plan": text, "train_seconds": seconds, "records": executed.records, **readout}
     from .trajectory import ImageTrajectorySampler, train_trajectory_student
 
     method = task[2]
-    trainer, view = train_trajectory_student(teacher, _trajectory_config(cfg, method), seed=derive_seed(cfg.seed, "trajectory", teacher.kind, method))
+    trainer, view = train_trajectory_student(teacher, _trajectory_config(cfg, method), seed=derive_seed(cfg.seed, "trajectory", teacher.kind, method),
+                                             compile=cfg.compile)
     seconds = time.perf_counter() - started
     out = {"train_seconds": seconds, "history": trainer.history[-1] if trainer.history else {}, "by_steps": {}}
     for m in cfg.segments:

@@ -103,15 +103,16 @@ class ImageTrajectorySampler(torch.nn.Module):
 
 
 def train_trajectory_student(teacher: ImageTeacher, config: TrajectoryConfig, seed: int = 0,
-                             progress: bool = False) -> tuple[TrajectoryTrainer, CentredTeacherView]:
+                             progress: bool = False, compile: str = "off") -> tuple[TrajectoryTrainer, CentredTeacherView]:
     """Train a SCoT / TraFlow student (:class:`experiments.trajectory.TrajectoryTrainer`) on the centred view of ``teacher``.
 
     Returns the trainer (its ``ema`` network is the student; ``history`` the losses) and the view;
-    ``ImageTrajectorySampler(trainer.ema, view, k)`` samples images in ``k`` steps.
+    ``ImageTrajectorySampler(trainer.ema, view, k)`` samples images in ``k`` steps. ``compile``: as
+    :class:`~experiments.trajectory.TrajectoryTrainer`.
     """
     if config.pairs != "ddim":
         raise InputError("image teachers have no exact flow: TrajectoryConfig.pairs must be 'ddim'")
     view = CentredTeacherView(teacher)
-    trainer = TrajectoryTrainer(view, config, seed=seed)
+    trainer = TrajectoryTrainer(view, config, seed=seed, compile=compile)
     trainer.train(progress=progress)
     return trainer, view

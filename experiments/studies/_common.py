@@ -25,6 +25,7 @@ import torch
 
 from opmerge._validate import choice, echo, flag, integer, nonnegative_array, real_number
 from opmerge.cli_options import (
+    COMPILE_MODES,
     MAX_BATCH,
     MAX_DEPTH,
     MAX_HIDDEN,
@@ -124,6 +125,9 @@ class StudyConfig:
         Confidence level of the intervals, in (0, 1).
     seed : int
     device : {"auto", "cpu", "cuda"}
+    compile : {"off", "default", "reduce-overhead", "max-autotune"}
+        Run the students' training steps eagerly (default) or through ``torch.compile`` in that
+        mode (``reduce-overhead``: CUDA graphs on a GPU); compiled runs agree to rounding.
     threads : int
         ``torch.set_num_threads`` for the study's duration (default 1: the tensors are small and
         several threads are slower, badly so on a shared machine).
@@ -148,6 +152,7 @@ class StudyConfig:
     level: float = 0.99
     seed: int = 0
     device: str = "auto"
+    compile: str = "off"
     threads: int | None = None
     out: str | None = None
     progress: bool = True
@@ -189,6 +194,7 @@ class StudyConfig:
         choice(self.input, "input", INPUTS)
         integer(self.seed, "seed", low=0, high=MAX_SEED)
         choice(self.device, "device", DEVICES)
+        choice(self.compile, "compile", COMPILE_MODES)
         _is_none_or(self.threads, lambda v: integer(v, "threads", low=1, high=MAX_THREADS))
         if self.out is not None and (not isinstance(self.out, (str, Path)) or not str(self.out).strip()):
             raise InputError(f"out must name a results folder, got {self.out!r}")

@@ -86,7 +86,7 @@ def run(cfg: ExactnessConfig, cache: ResultCache) -> dict:
             teacher = GaussianTeacher(schedule, data, cfg.solver, dtype=dtype, device=device)
             train = TrainConfig(family=family, optimizer="exact-gd", lr=cfg.lr, steps=cfg.node_steps, init=cfg.init, input=cfg.input)
             problem = Problem(schedule, data.lam, model=core_model(train), solver=cfg.solver, segments=cfg.segments)
-            executor = GaussianPlanExecutor(teacher, train, seed=cfg.seed)
+            executor = GaussianPlanExecutor(teacher, train, seed=cfg.seed, compile=cfg.compile)
             rows = []
             for name, plan in resolve_plans(cfg.plans, problem):
                 executed = executor.run(plan)

@@ -333,7 +333,8 @@ def run(cfg: MixtureConfig, cache: ResultCache) -> dict:
                 "w2_samples": cfg.w2_samples, "dtype": str(dtype), "device": device.type}
 
         def compute(text=text) -> dict:
-            executor = MixturePlanExecutor(teacher, train, seed=derive_seed(cfg.seed, "mixture"), prefits=prefits)
+            executor = MixturePlanExecutor(teacher, train, seed=derive_seed(cfg.seed, "mixture"), prefits=prefits,
+                                           compile=cfg.compile)
             executed = executor.run(parse_plan(text, cfg.steps))
             measurement, out = measure_plan(executed, inputs, teacher_out, cfg.w2_samples)
             points = out[:FIGURE_POINTS].double().cpu().numpy() @ proj

@@ -202,7 +202,8 @@ def run(cfg: "RankingConfig", cache: ResultCache) -> dict:
 
         def compute(text=text, r=r):
             teacher = GaussianTeacher(schedule, data, cfg.solver, dtype=dtype, device=device)
-            executed = GaussianPlanExecutor(teacher, train, seed=derive_seed(cfg.seed, "ranking", r)).run(parse_plan(text, cfg.steps))
+            executed = GaussianPlanExecutor(teacher, train, seed=derive_seed(cfg.seed, "ranking", r),
+                                            compile=cfg.compile).run(parse_plan(text, cfg.steps))
             inputs = teacher.noise_sample(cfg.n_eval, make_generator(derive_seed(cfg.seed, "ranking-eval", r), device))
             from ..readout import read_out
 

@@ -118,7 +118,7 @@ def run(cfg: "ScotConfig", cache: ResultCache) -> dict:
             data = make_gaussian(lam, rotated=bool(cfg.rotated), seed=derive_seed(cfg.seed, "rotation") % 2**32)
             teacher = GaussianTeacher(schedule, data, cfg.solver, dtype=dtype, device=device)
             started = time.perf_counter()
-            trainer = TrajectoryTrainer(teacher, train, seed=derive_seed(cfg.seed, "scot", label, method))
+            trainer = TrajectoryTrainer(teacher, train, seed=derive_seed(cfg.seed, "scot", label, method), compile=cfg.compile)
             net = trainer.train()
             seconds = time.perf_counter() - started
             inputs = teacher.noise_sample(cfg.n_eval, make_generator(derive_seed(cfg.seed, "scot-eval", label), device))

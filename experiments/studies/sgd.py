@@ -98,7 +98,7 @@ def run(cfg: SgdConfig, cache: ResultCache) -> dict:
 
         def compute(r=r):
             teacher = GaussianTeacher(schedule, data, cfg.solver, dtype=dtype, device=device)
-            executor = GaussianPlanExecutor(teacher, train, seed=derive_seed(cfg.seed, "sgd", r))
+            executor = GaussianPlanExecutor(teacher, train, seed=derive_seed(cfg.seed, "sgd", r), compile=cfg.compile)
             return {name: executor.run(plan).gains() for name, plan in plans}
 
         runs.append(cache.get_or_compute(unit_cfg, compute))
