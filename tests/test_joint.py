@@ -333,6 +333,16 @@ def _near_ties(rng, count, dim, spread):
     return np.ascontiguousarray(base * (1.0 + spread * rng.standard_normal((count, dim))).clip(-0.5, None))
 
 
+def _assert_merge_matches_reference(values, n_old, lb, ctx, s_lo, s_hi, goal, scale):
+    """``merge_fronts`` of the first ``n_old`` vectors (the front) with the rest keeps what the reference keeps."""
+    labels = np.zeros((len(values), 2), np.int64)
+    old, new = np.ascontiguousarray(values[:n_old]), np.ascontiguousarray(values[n_old:])
+    got = merge_fronts(old, labels[:n_old], new, lb[n_old:], labels[n_old:], ctx, s_lo, s_hi, goal, scale)
+    want = merge_fronts_reference(old, labels[:n_old], new, lb[n_old:], labels[n_old:], ctx, s_lo, s_hi, goal, scale)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
 @settings(max_examples=80)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 8), st.floats(1e-4, 1.0), st.booleans(), st.booleans())
 def test_term_slopes_bound_every_term(seed, dim, spread, negative_weights, swapped_b):
@@ -402,12 +412,7 @@ def test_merge_with_pair_bounds_matches_reference_on_many_directions(seed, dim, 
     ctx, s_lo, s_hi, goal, scale = _random_position(rng, dim)
     if goal_near_zero:
         goal = goal / 10.0
-    lb = rng.uniform(0, 1, 10)
-    labels = np.zeros((10, 2), np.int64)
-    got = merge_fronts(values[:4], labels[:4], values[4:], lb[4:], labels[4:], ctx, s_lo, s_hi, goal, scale)
-    want = merge_fronts_reference(values[:4], labels[:4], values[4:], lb[4:], labels[4:], ctx, s_lo, s_hi, goal, scale)
-    np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_array_equal(got[1], want[1])
+    _assert_merge_matches_reference(values, 4, rng.uniform(0, 1, 10), ctx, s_lo, s_hi, goal, scale)
 
 
 @settings(max_examples=40)
@@ -416,17 +421,9 @@ def test_merge_with_early_exits_matches_reference_on_near_ties(seed, dim, spread
     """Many directions, vectors close to each other: the sums of the dominance tests stay near 0
     until late, so an early exit taken on too small a bound of the remaining terms changes a decision."""
     rng = np.random.default_rng(seed)
-    base = rng.uniform(0.2, 1.2, dim)
-    values = np.ascontiguousarray(base * (1.0 + spread * rng.standard_normal((12, dim))).clip(-0.5, None))
-    ctx = np.array([rng.uniform(0, 0.3, dim), rng.uniform(0.3, 1, dim), rng.uniform(0, 0.5, dim), rng.uniform(0.5, 2, dim)])
-    s_lo, s_hi = rng.uniform(0, 0.5, dim), rng.uniform(0.5, 3, dim)
-    goal, scale = rng.uniform(0, 3, dim), rng.uniform(0.1, 2, dim)
-    lb = rng.uniform(0, 1, 12)
-    labels = np.zeros((12, 2), np.int64)
-    got = merge_fronts(values[:5], labels[:5], values[5:], lb[5:], labels[5:], ctx, s_lo, s_hi, goal, scale)
-    want = merge_fronts_reference(values[:5], labels[:5], values[5:], lb[5:], labels[5:], ctx, s_lo, s_hi, goal, scale)
-    np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_array_equal(got[1], want[1])
+    values = _near_ties(rng, 12, dim, spread)
+    ctx, s_lo, s_hi, goal, scale = _random_position(rng, dim)
+    _assert_merge_matches_reference(values, 5, rng.uniform(0, 1, 12), ctx, s_lo, s_hi, goal, scale)
 
 
 @settings(max_examples=40)
