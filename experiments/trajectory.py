@@ -268,7 +268,8 @@ class TrajectoryTrainer:
         Run the network part of the losses eagerly (default) or through :func:`torch.compile` in
         that mode (:func:`experiments._torch.compiled`): the consistency, denoising,
         reconstruction and self-consistency losses and the gradient-norm weights go through the
-        compiled code; the draws, the forward-mode velocity loss, Adam and the EMA update stay eager. ``"reduce-overhead"`` adds CUDA graphs on a GPU.
+        compiled code; the draws, the forward-mode velocity loss, Adam and the EMA update stay
+        eager. ``"reduce-overhead"`` adds CUDA graphs on a GPU.
     """
 
     def __init__(self, teacher: GaussianTeacher, config: TrajectoryConfig, seed: int = 0, compile: str = "off") -> None:
@@ -285,9 +286,10 @@ class TrajectoryTrainer:
         self.average = EMA(self.net, config.ema, warmup=True)
         # the network part of each loss (forward passes, squared error) on inputs drawn eagerly, so
         # the draws are the same with and without compilation. The velocity loss stays eager: a
-        # backward pass through torch.func.jvp inside torch.compile fails for networks of more than
-        # one hidden layer (torch 2.13, "ZeroTensors are immutable", PyTorch issue 177261), and a
-        # compiled network called from an eager jvp falls back to eager anyway
+        # backward pass through torch.func.jvp inside torch.compile fails for this network at most
+        # sizes (torch 2.13, "ZeroTensors are immutable", PyTorch issue 177261: every size tried
+        # with two hidden layers, and one hidden layer at batch 256), and a compiled network called
+        # from an eager jvp falls back to eager anyway
         self._consistency_term = compiled(self._consistency_of, self.compile)
         self._denoising_term = compiled(self._denoising_of, self.compile)
         self._reconstruction_term = compiled(self._reconstruction_of, self.compile)
