@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from numpy.typing import ArrayLike  # noqa: E402
 import torch  # noqa: E402
 
+from opmerge._validate import choice
 from opmerge.cli_options import COMPILE_MODES
 from opmerge.errors import InputError
 
@@ -59,10 +60,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
 
 
 def check_compile_mode(mode: str) -> str:
-    """``mode`` if it is one of :data:`COMPILE_MODES`, else an ``InputError`` naming ``compile``."""
-    if not isinstance(mode, str) or mode not in COMPILE_MODES:
-        raise InputError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
-    return mode
+    """``mode`` if it is one of :data:`COMPILE_MODES`, else an error naming ``compile``."""
+    return choice(mode, "compile", COMPILE_MODES)
 
 
 def compiled(fn, mode: str):

@@ -378,8 +378,8 @@ def test_term_slopes_bound_every_term(seed, dim, spread, negative_weights, swapp
 def test_tail_bounds_hold_for_every_pair_and_checkpoint(seed, dim, spread):
     """Direct summation: for every ordered pair and every checkpoint, the signed sum of the
     remaining terms lies between the two vectors' shares (superadditivity about the centre)."""
-    from opmerge.solvers._pareto_kernels import (_STRIDE, _tail_bounds, _term_bound, _term_slopes, _value_span,
-                                                 position_coefficients)
+    from opmerge.solvers._pareto_kernels import (_STRIDE, _tail_bounds, _tail_lines, _term_bound, _term_slopes,
+                                                 _value_span, position_coefficients)
 
     rng = np.random.default_rng(seed)
     values = _near_ties(rng, 6, dim, spread)
@@ -388,7 +388,7 @@ def test_tail_bounds_hold_for_every_pair_and_checkpoint(seed, dim, spread):
     lo, hi = _value_span(values[:2], values[2:])
     slopes = _term_slopes(coef, lo, hi)
     order = rng.permutation(dim)
-    tails = _tail_bounds(values, slopes, order, values.mean(axis=0))
+    tails = _tail_bounds(values, _tail_lines(slopes), order, values.mean(axis=0))
     assert tails.shape == (6, 2, 4, -(-dim // _STRIDE) + 1)
     for a, u in enumerate(values):
         for b, v in enumerate(values):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
 
+from opmerge._validate import choice
 from opmerge.cli_options import COMPILE_MODES
 from opmerge.errors import InputError
 
@@ -119,8 +120,7 @@ class ImagesStudyConfig:
             raise InputError(f"level must be in (0, 1), got {self.level!r}")
         if not (isinstance(self.eta_tau, (int, float)) and self.eta_tau > 0):
             raise InputError(f"eta_tau must be > 0, got {self.eta_tau!r}")
-        if self.compile not in COMPILE_MODES:
-            raise InputError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        choice(self.compile, "compile", COMPILE_MODES)
         if self.teacher_preset not in (None, "quick", "full"):
             raise InputError(f"teacher_preset must be 'quick' or 'full', got {self.teacher_preset!r}")
         if self.recipes_by_teacher is not None:

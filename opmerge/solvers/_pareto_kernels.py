@@ -571,12 +571,31 @@ _STRIDE = 64
 
 
 @njit(cache=True)
-def _tail_bounds(values, slopes, dir_order, center):
+def _tail_lines(slopes):
+    """``lines[k, w, f, side]``: the slope of ``low`` (``f = 0``) / ``high`` (``f = 1``) of direction
+    ``k`` in variant ``w`` for ``delta >= 0`` (``side = 0``) / ``delta < 0`` (:func:`_tail_bounds`)."""
+    d = slopes.shape[0]
+    lines = np.empty((d, 2, 2, 2))
+    for k in range(d):
+        p_lo, p_hi, n_lo, n_hi = slopes[k, 0], slopes[k, 1], slopes[k, 2], slopes[k, 3]
+        lines[k, 0, 0, 0] = min(p_lo, n_hi)
+        lines[k, 0, 0, 1] = n_hi
+        lines[k, 0, 1, 0] = max(p_hi, n_lo)
+        lines[k, 0, 1, 1] = n_lo
+        lines[k, 1, 0, 0] = p_lo
+        lines[k, 1, 0, 1] = max(n_hi, p_lo)
+        lines[k, 1, 1, 0] = p_hi
+        lines[k, 1, 1, 1] = min(n_lo, p_hi)
+    return lines
+
+
+@njit(cache=True)
+def _tail_bounds(values, lines, dir_order, center):
     r"""Bounds of the remaining terms of every dominance test with a vector of ``values``, at every
     checkpoint ``c`` (directions ``dir_order[c * _STRIDE:]``).
 
     The term of direction k lies between ``low_k(delta)`` and ``high_k(delta)``, piecewise linear
-    through 0 with the slopes of :func:`_term_slopes`. If ``low`` is concave (a positively
+    through 0 with the slopes of :func:`_term_slopes` (``lines``: :func:`_tail_lines`). If ``low`` is concave (a positively
     homogeneous function, so superadditive) then, with ``delta = (u - z) + (z - v)`` for the
     centre ``z``,
 
@@ -592,18 +611,6 @@ def _tail_bounds(values, slopes, dir_order, center):
     ``out[a, w, 2 / 3, c]``: as the target ``v``. Close vectors (near ties) get small bounds."""
     d = dir_order.shape[0]
     n_chk = (d + _STRIDE - 1) // _STRIDE
-    # lines[k, w, f, side]: slope of low (f = 0) / high (f = 1), variant w, delta >= 0 (side 0) / < 0
-    lines = np.empty((d, 2, 2, 2))
-    for k in range(d):
-        p_lo, p_hi, n_lo, n_hi = slopes[k, 0], slopes[k, 1], slopes[k, 2], slopes[k, 3]
-        lines[k, 0, 0, 0] = min(p_lo, n_hi)
-        lines[k, 0, 0, 1] = n_hi
-        lines[k, 0, 1, 0] = max(p_hi, n_lo)
-        lines[k, 0, 1, 1] = n_lo
-        lines[k, 1, 0, 0] = p_lo
-        lines[k, 1, 0, 1] = max(n_hi, p_lo)
-        lines[k, 1, 1, 0] = p_hi
-        lines[k, 1, 1, 1] = min(n_lo, p_hi)
     out = np.zeros((values.shape[0], 2, 4, n_chk + 1))
     acc = np.zeros((2, 4))
     for a in range(values.shape[0]):
@@ -823,8 +830,9 @@ def merge_fronts(old_values, old_labels, new_values, new_lb, new_labels, ctx, s_
         for a in range(values.shape[0]):
             center += values[a]
     center /= max(n_old + n_new, 1)
-    old_tails = _tail_bounds(old_values, slopes, dir_order, center)
-    new_tails = _tail_bounds(new_values, slopes, dir_order, center)
+    lines = _tail_lines(slopes)
+    old_tails = _tail_bounds(old_values, lines, dir_order, center)
+    new_tails = _tail_bounds(new_values, lines, dir_order, center)
     new_keep = _sift(new_values, new_labels, new_tails, np.argsort(new_lb, kind="mergesort"), old_values, old_labels,
                      old_tails, np.arange(n_old), n_old, True, coef, dir_order, suffix)
     old_keep = _sift(old_values, old_labels, old_tails, np.arange(n_old), new_values, new_labels, new_tails, new_keep,
